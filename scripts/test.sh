@@ -1,0 +1,61 @@
+#!/bin/sh
+# scripts/test.sh: every check of the project, on a fresh Debian machine as root.
+# Installs what it needs, starts zfs-fuse, makes its own pool (destroyed on exit, success
+# or not), then: rustfmt, clippy (also with the lzc feature), the whole test suite with
+# KLEENE_REQUIRE_ZFS=1 (tests that need ZFS or root fail rather than skip), and the
+# FreeBSD type-check.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+. "$here/lib.sh"
+cd "$top"
+
+need_root
+command -v cargo >/dev/null || die "cargo is not installed: install Rust (https://rustup.rs) first"
+
+enable_contrib
+apt_install zfs-fuse pkg-config libzfslinux-dev rustc-web rust-web-src busybox-static \
+	iproute2 ca-certificates xz-utils
+
+start_zfs
+pool="kt$(date +%s)x$$"
+cleanup() {
+	status=$?
+	"$here/testpool.sh" down "$pool" || true
+	exit $status
+}
+trap cleanup EXIT INT TERM
+"$here/testpool.sh" up "$pool" >/dev/null
+export KLEENE_TEST_POOL="$pool" KLEENE_REQUIRE_ZFS=1
+
+# Every step runs, so one run shows every problem; the script fails if any step failed.
+failed=""
+step() {
+	name=$1
+	shift
+	log "$name"
+	start=$(date +%s)
+	if "$@"; then
+		log "$name: passed in $(($(date +%s) - start))s"
+	else
+		log "$name: FAILED after $(($(date +%s) - start))s"
+		failed="$failed
+  - $name"
+	fi
+}
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo clippy (lzc)" cargo clippy -p kleene-zfs --all-targets --features lzc -- -D warnings
+step "cargo test" cargo test --workspace --no-fail-fast
+step "cargo test (lzc)" cargo test -p kleene-zfs --features lzc --lib
+# The FreeBSD type-check uses Debian's rustc, which ships the std sources; its own target
+# dir keeps its artifacts apart from the host toolchain's.
+step "FreeBSD type-check" env RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+	CARGO_TARGET_DIR="$top/target/freebsd-check" \
+	cargo check -Zbuild-std=std,panic_abort --target x86_64-unknown-freebsd --workspace
+if [ -n "$failed" ]; then
+	log "failed steps:$failed"
+	exit 1
+fi
+log "all checks passed"
