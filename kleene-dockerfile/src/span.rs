@@ -1,0 +1,140 @@
+//! Source positions.
+
+/// Where a piece of the Dockerfile sits in the source text.
+///
+/// `start..end` is a byte range into the text given to the parser; `line` and
+/// `column` (both 1-based, the column counted in characters) locate `start`,
+/// `end_line` and `end_column` locate `end`. A piece assembled from several
+/// physical lines (a continued instruction) spans from its first to its last
+/// byte, the continuation characters in between included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    /// Byte offset of the first byte.
+    pub start: usize,
+    /// Byte offset one past the last byte.
+    pub end: usize,
+    /// Line of `start`, 1-based.
+    pub line: usize,
+    /// Column of `start`, 1-based, in characters.
+    pub column: usize,
+    /// Line of `end`, 1-based.
+    pub end_line: usize,
+    /// Column of `end`, 1-based, in characters.
+    pub end_column: usize,
+}
+
+impl Span {
+    /// The byte range `start..end`.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.start..self.end
+    }
+
+    /// The smallest span covering both `self` and `other`.
+    pub fn join(&self, other: &Span) -> Span {
+        let (first, _) = if self.start <= other.start {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let last = if self.end >= other.end { self } else { other };
+        Span {
+            start: first.start,
+            line: first.line,
+            column: first.column,
+            end: last.end,
+            end_line: last.end_line,
+            end_column: last.end_column,
+        }
+    }
+}
+
+/// A value and the span it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Spanned<T> {
+    /// The value.
+    pub node: T,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    /// Wraps `node` with `span`.
+    pub fn new(node: T, span: Span) -> Self {
+        Spanned { node, span }
+    }
+}
+
+impl<T> std::ops::Deref for Spanned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.node
+    }
+}
+
+/// Turns byte offsets into line and column numbers.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceMap<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+    /// Whether each line is ASCII (its columns are then byte offsets).
+    ascii: Vec<bool>,
+}
+
+impl<'a> SourceMap<'a> {
+    pub(crate) fn new(text: &'a str, line_starts: Vec<usize>) -> Self {
+        let ascii = line_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let end = line_starts.get(i + 1).copied().unwrap_or(text.len());
+                text.as_bytes()
+                    .get(start..end)
+                    .is_some_and(|b| b.is_ascii())
+            })
+            .collect();
+        SourceMap {
+            text,
+            line_starts,
+            ascii,
+        }
+    }
+
+    /// 1-based line and column of byte offset `offset`.
+    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let idx = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let line_start = self.line_starts.get(idx).copied().unwrap_or(0);
+        if self.ascii.get(idx) == Some(&true) {
+            return (idx + 1, offset.saturating_sub(line_start) + 1);
+        }
+        let column = self
+            .text
+            .get(line_start..offset)
+            .map(|s| {
+                if s.is_ascii() {
+                    s.len()
+                } else {
+                    s.chars().count()
+                }
+            })
+            .unwrap_or(0);
+        (idx + 1, column + 1)
+    }
+
+    pub(crate) fn span(&self, start: usize, end: usize) -> Span {
+        let end = end.max(start);
+        let (line, column) = self.position(start);
+        let (end_line, end_column) = self.position(end);
+        Span {
+            start,
+            end,
+            line,
+            column,
+            end_line,
+            end_column,
+        }
+    }
+}
