@@ -1,0 +1,526 @@
+//! The FreeBSD backend: `jail_set(2)` with every kernel parameter passed through,
+//! `jail_attach(2)` in a forked child, devfs (with a ruleset) and nullfs mounts by
+//! `nmount(2)`, `jail_remove(2)` and unmounts at teardown.
+//!
+//! The parameter list itself is built by the platform-neutral [`crate::params`] code; this
+//! module only turns it into iovecs and makes the system calls.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig};
+use crate::error::{Error, Result};
+use crate::freebsd_plan::{jail_params, split_params, Iovecs};
+use crate::jail::{JailHandle, JailId};
+use crate::params::{kernel_params, KernelParam};
+use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
+use crate::process::{cloexec_pipe, prepare_stdio, ExitStatus, Process};
+use crate::report::{encode, failure_error, Stage, RECORD};
+
+pub(crate) const PLATFORM: &str = "FreeBSD";
+
+/// The devfs ruleset of jails (`devfsrules_jail` in /etc/defaults/devfs.rules).
+const DEFAULT_DEVFS_RULESET: i32 = 4;
+
+/// What a jail needs torn down: the jail itself and the mounts made for it, in the order
+/// they were made.
+#[derive(Debug, Default)]
+pub(crate) struct BackendState {
+    jid: Option<i32>,
+    mounts: Vec<CString>,
+}
+
+fn errmsg_text(buf: &[u8]) -> String {
+    CStr::from_bytes_until_nul(buf)
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn str_param(name: &str, value: &[u8]) -> KernelParam {
+    let mut v = value.to_vec();
+    v.push(0);
+    KernelParam {
+        name: CString::new(name).expect("static option names have no NUL"),
+        value: v,
+    }
+}
+
+/// jail_set(2) with JAIL_CREATE. Synchronous, so that the iovecs (raw pointers, not Send)
+/// never live across an await of the async start.
+fn jail_create(kernel: &[KernelParam]) -> Result<i32> {
+    let mut errmsg = [0u8; 256];
+    let mut iov = Iovecs::new(kernel, Some(&mut errmsg));
+    // SAFETY: the iovecs point into `kernel` and `errmsg`, which outlive the call.
+    let jid = unsafe {
+        libc::jail_set(
+            iov.iov.as_mut_ptr(),
+            iov.iov.len() as libc::c_uint,
+            libc::JAIL_CREATE,
+        )
+    };
+    drop(iov);
+    if jid < 0 {
+        let e = io::Error::last_os_error();
+        let msg = errmsg_text(&errmsg);
+        return Err(Error::Setup {
+            step: if msg.is_empty() {
+                "jail_set".into()
+            } else {
+                format!("jail_set ({msg})")
+            },
+            source: e,
+        });
+    }
+    Ok(jid)
+}
+
+fn nmount(options: &[KernelParam], flags: i32) -> io::Result<()> {
+    let mut errmsg = [0u8; 256];
+    let mut iov = Iovecs::new(options, Some(&mut errmsg));
+    // SAFETY: the iovecs point into `options` and `errmsg`, which outlive the call.
+    let r = unsafe { libc::nmount(iov.iov.as_mut_ptr(), iov.iov.len() as libc::c_uint, flags) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        let msg = errmsg_text(&errmsg);
+        return Err(if msg.is_empty() {
+            e
+        } else {
+            io::Error::new(e.kind(), format!("{msg}: {e}"))
+        });
+    }
+    Ok(())
+}
+
+/// `root/rel` for a mount point, refusing symlinks on the way (they could lead out of the
+/// root), creating what is missing.
+fn mount_point(root: &Path, target: &Path, file: bool) -> Result<PathBuf> {
+    let mut path = root.to_path_buf();
+    let comps: Vec<_> = target
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    for (i, c) in comps.iter().enumerate() {
+        path.push(c);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::InvalidConfig(format!(
+                    "mount target {} passes through a symlink in the jail",
+                    target.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(_) if i + 1 == comps.len() && file => {
+                std::fs::File::create(&path)
+                    .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+            }
+            Err(_) => std::fs::create_dir(&path)
+                .map_err(|e| Error::io(format!("create {}", path.display()), e))?,
+        }
+    }
+    Ok(path)
+}
+
+fn unmount_all(mounts: &mut Vec<CString>) -> Result<()> {
+    let mut first_err = None;
+    while let Some(m) = mounts.pop() {
+        // SAFETY: unmount with a NUL-terminated path.
+        if unsafe { libc::unmount(m.as_ptr(), 0) } < 0 {
+            // SAFETY: as above, forced: the jail's processes are gone.
+            if unsafe { libc::unmount(m.as_ptr(), libc::MNT_FORCE) } < 0 && first_err.is_none() {
+                first_err = Some(Error::io(
+                    format!("unmount {}", m.to_string_lossy()),
+                    io::Error::last_os_error(),
+                ));
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// What the forked child needs, prepared before the fork.
+struct ChildPlan {
+    jid: i32,
+    workdir: CString,
+    uid: u32,
+    gid: u32,
+    groups: Vec<libc::gid_t>,
+    stdio: [RawFd; 3],
+    tty: bool,
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    err_fd: RawFd,
+}
+
+fn fail(err_fd: RawFd, stage: Stage, errno: i32) -> ! {
+    let rec = encode(stage, errno, 0);
+    // SAFETY: writes RECORD bytes from the stack, then exits without atexit handlers.
+    unsafe {
+        libc::write(err_fd, rec.as_ptr().cast(), RECORD);
+        libc::_exit(127)
+    }
+}
+
+fn errno() -> i32 {
+    nix::errno::Errno::last_raw()
+}
+
+/// The forked child: attach to the jail, become the user, exec. Async-signal-safe calls only.
+fn child(p: &ChildPlan, argv: &[*const libc::c_char], env: &[*const libc::c_char]) -> ! {
+    let err = p.err_fd;
+    // SAFETY (whole block): system calls on data prepared before the fork; every pointer is
+    // to a NUL-terminated string or a null-terminated array that outlives the calls.
+    unsafe {
+        if libc::jail_attach(p.jid) < 0 {
+            fail(err, Stage::Setns, errno());
+        }
+        if libc::chdir(p.workdir.as_ptr()) < 0 {
+            fail(err, Stage::Workdir, errno());
+        }
+        if libc::setgroups(p.groups.len() as libc::c_int, p.groups.as_ptr()) < 0 {
+            fail(err, Stage::Groups, errno());
+        }
+        if libc::setgid(p.gid) < 0 {
+            fail(err, Stage::Gid, errno());
+        }
+        if libc::setuid(p.uid) < 0 {
+            fail(err, Stage::Uid, errno());
+        }
+        libc::umask(0o022);
+        for (target, fd) in p.stdio.iter().enumerate() {
+            if *fd >= 0 && libc::dup2(*fd, target as RawFd) < 0 {
+                fail(err, Stage::Stdio, errno());
+            }
+        }
+        if p.tty && (libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0) {
+            fail(err, Stage::Terminal, errno());
+        }
+        // _SIG_MAXSIG: 128 signals; signal(2) refuses the ones that do not exist.
+        for sig in 1..=128 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        let mut last = libc::ENOENT;
+        for cand in &p.candidates {
+            libc::execve(cand.as_ptr(), argv.as_ptr(), env.as_ptr());
+            let e = errno();
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                last = e;
+                if e != libc::EACCES {
+                    break;
+                }
+            }
+        }
+        fail(err, Stage::Exec, last)
+    }
+}
+
+async fn read_failure(fd: OwnedFd) -> Result<Option<[u8; RECORD]>> {
+    // A blocking read on a helper thread: it ends at the child's exec or failure report.
+    tokio::task::spawn_blocking(move || {
+        let mut rec = [0u8; RECORD];
+        let mut got = 0;
+        while got < RECORD {
+            let buf = &mut rec[got..];
+            // SAFETY: reads into the unfilled rest of `rec`.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n == 0 {
+                return Ok(None);
+            }
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::io("read the child's report", e));
+            }
+            got += n as usize;
+        }
+        Ok(Some(rec))
+    })
+    .await
+    .map_err(|e| Error::io("read the child's report", io::Error::other(e)))?
+}
+
+async fn spawn_in_jail(
+    jid: i32,
+    cfg: &ExecConfig,
+    user: &ResolvedUser,
+    clean: bool,
+) -> Result<Process> {
+    let env = build_env(clean, &cfg.env, user, std::env::vars_os())?;
+    let candidates = exec_candidates(&cfg.argv[0], &env)?;
+    let argv = cfg
+        .argv
+        .iter()
+        .map(|a| cstr(a.as_bytes(), "an argument"))
+        .collect::<Result<Vec<_>>>()?;
+    let workdir = cfg.workdir.as_ref().map_or(Ok(CString::from(c"/")), |w| {
+        cstr(w.as_os_str().as_bytes(), "the working directory")
+    })?;
+    let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
+    let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
+    let plan = ChildPlan {
+        jid,
+        workdir,
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups.clone(),
+        stdio: child_stdio.raw(),
+        tty: child_stdio.tty,
+        candidates,
+        argv,
+        env,
+        err_fd: err_w.as_raw_fd(),
+    };
+    let pid = {
+        let mut argv_ptrs: Vec<*const libc::c_char> =
+            plan.argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut env_ptrs: Vec<*const libc::c_char> = plan.env.iter().map(|a| a.as_ptr()).collect();
+        env_ptrs.push(std::ptr::null());
+        // SAFETY: the child runs only `child`, which makes async-signal-safe calls on data
+        // prepared here and ends in execve or _exit.
+        match unsafe { libc::fork() } {
+            -1 => return Err(Error::io("fork", io::Error::last_os_error())),
+            0 => child(&plan, &argv_ptrs, &env_ptrs),
+            pid => pid,
+        }
+    };
+    drop(plan);
+    drop(err_w);
+    drop(child_stdio);
+    let mut waiter = Waiter::new(pid);
+    if let Some(rec) = read_failure(err_r).await? {
+        let _ = waiter.wait().await;
+        return Err(failure_error(
+            &rec,
+            &cfg.argv[0],
+            cfg.workdir.as_deref(),
+            &[],
+        ));
+    }
+    Process::new(pid, waiter, parent_stdio)
+}
+
+pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, BackendState)> {
+    cfg.validate()?;
+    let (pseudo, user_params) = split_params(&cfg.params)?;
+    let params = jail_params(cfg, user_params);
+    let devfs = pseudo.devfs.unwrap_or(cfg.devfs);
+    let clean = pseudo.clean.or(cfg.process.clean_env).unwrap_or(true);
+    let root_fd = open_root(&cfg.root)?;
+    let user = resolve_in_root(
+        root_fd.as_fd(),
+        pseudo
+            .user
+            .as_deref()
+            .or(cfg.process.user.as_deref())
+            .unwrap_or("0"),
+    )?;
+    drop(root_fd);
+    let kernel = kernel_params(&params)?;
+
+    let mut state = BackendState::default();
+    let result = async {
+        if devfs {
+            let ruleset = params
+                .iter()
+                .rev()
+                .find(|p| p.name() == "devfs_ruleset")
+                .and_then(|p| p.as_str().ok().map(str::to_owned))
+                .unwrap_or_else(|| DEFAULT_DEVFS_RULESET.to_string());
+            let point = mount_point(&cfg.root, Path::new("/dev"), false)?;
+            let fspath = cstr(point.as_os_str().as_bytes(), "the root")?;
+            nmount(
+                &[
+                    str_param("fstype", b"devfs"),
+                    str_param("fspath", fspath.as_bytes()),
+                    str_param("ruleset", ruleset.as_bytes()),
+                ],
+                0,
+            )
+            .map_err(|e| Error::Setup {
+                step: "mounting devfs".into(),
+                source: e,
+            })?;
+            state.mounts.push(fspath);
+        }
+        for m in &cfg.mounts {
+            let point = mount_point(&cfg.root, &m.target, !m.source.is_dir())?;
+            let fspath = cstr(point.as_os_str().as_bytes(), "a mount target")?;
+            nmount(
+                &[
+                    str_param("fstype", b"nullfs"),
+                    str_param("fspath", fspath.as_bytes()),
+                    str_param("target", m.source.as_os_str().as_bytes()),
+                ],
+                if m.read_only { libc::MNT_RDONLY } else { 0 },
+            )
+            .map_err(|e| Error::Setup {
+                step: format!(
+                    "nullfs mount of {} at {}",
+                    m.source.display(),
+                    m.target.display()
+                ),
+                source: e,
+            })?;
+            state.mounts.push(fspath);
+        }
+        let jid = jail_create(&kernel)?;
+        state.jid = Some(jid);
+        let process = spawn_in_jail(jid, &cfg.process, &user, clean).await?;
+        Ok((jid, process))
+    }
+    .await;
+    match result {
+        Ok((jid, process)) => {
+            let handle = JailHandle {
+                name: cfg.name.clone(),
+                id: JailId(jid),
+                pid: process.pid(),
+                root: cfg.root.clone(),
+            };
+            Ok((handle, process, state))
+        }
+        Err(e) => {
+            let handle = JailHandle::new(None, JailId(state.jid.unwrap_or(-1)), -1, &cfg.root);
+            let _ = teardown(&mut state, &handle).await;
+            Err(e)
+        }
+    }
+}
+
+pub(crate) async fn exec(
+    handle: &JailHandle,
+    _pidfd: Option<BorrowedFd<'_>>,
+    cfg: &ExecConfig,
+) -> Result<Process> {
+    cfg.validate()?;
+    let root_fd = open_root(&handle.root)?;
+    let user = resolve_in_root(root_fd.as_fd(), cfg.user.as_deref().unwrap_or("0"))?;
+    drop(root_fd);
+    spawn_in_jail(handle.id.0, cfg, &user, cfg.clean_env.unwrap_or(true)).await
+}
+
+pub(crate) async fn teardown(state: &mut BackendState, _handle: &JailHandle) -> Result<()> {
+    if let Some(jid) = state.jid.take() {
+        // SAFETY: jail_remove takes a jid; it kills what still runs in the jail.
+        if unsafe { libc::jail_remove(jid) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(Error::io(format!("remove jail {jid}"), e));
+            }
+        }
+    }
+    unmount_all(&mut state.mounts)
+}
+
+pub(crate) fn signal_handle(handle: &JailHandle, signal: Signal) -> Result<()> {
+    nix::sys::signal::kill(Pid::from_raw(handle.pid), signal).map_err(|_| Error::NotRunning)
+}
+
+pub(crate) fn is_running(handle: &JailHandle) -> bool {
+    nix::sys::signal::kill(Pid::from_raw(handle.pid), None).is_ok()
+}
+
+/// Waits for a child by pid (FreeBSD has no pidfd here; a blocking waitpid runs on tokio's
+/// blocking pool).
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pid: i32,
+    done: bool,
+}
+
+impl Waiter {
+    fn new(pid: i32) -> Self {
+        Waiter { pid, done: false }
+    }
+
+    pub fn pidfd(&self) -> Result<BorrowedFd<'_>> {
+        Err(Error::NotRunning)
+    }
+
+    fn decode(status: i32) -> ExitStatus {
+        ExitStatus::from_raw(status)
+    }
+
+    pub async fn wait(&mut self) -> Result<ExitStatus> {
+        if self.done {
+            return Err(Error::NotRunning);
+        }
+        let pid = self.pid;
+        let status = tokio::task::spawn_blocking(move || loop {
+            let mut status = 0;
+            // SAFETY: waits for our own child; `status` is valid.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r == pid {
+                return Ok(status);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        })
+        .await
+        .map_err(|e| Error::io("wait for the process", io::Error::other(e)))?
+        .map_err(|e| Error::io("wait for the process", e))?;
+        self.done = true;
+        Ok(Self::decode(status))
+    }
+
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        if self.done {
+            return Err(Error::NotRunning);
+        }
+        let mut status = 0;
+        // SAFETY: polls our own child; `status` is valid.
+        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        if r == self.pid {
+            self.done = true;
+            return Ok(Some(Self::decode(status)));
+        }
+        if r < 0 {
+            return Err(Error::io(
+                "wait for the process",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(None)
+    }
+
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        nix::sys::signal::kill(Pid::from_raw(self.pid), signal).map_err(|_| Error::NotRunning)
+    }
+
+    pub fn reap_in_background(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let pid = self.pid;
+        let reap = move || {
+            let mut status = 0;
+            // SAFETY: waits for our own child; `status` is valid.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(reap);
+            }
+            Err(_) => {
+                std::thread::spawn(reap);
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The FreeBSD backend's plan, platform-neutral so it is unit tested everywhere: which `-J`
+//! parameters the backend does itself (like jail(8)) and the kernel parameter list of a new
+//! jail.
+#![cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
+
+use crate::config::{JailConfig, NetworkMode};
+use crate::error::{Error, Result};
+use crate::params::{is_pseudo_param, JailParam, KernelParam};
+
+/// The pseudo parameters this backend does itself, like jail(8).
+#[derive(Debug, Default)]
+pub(crate) struct Pseudo {
+    pub devfs: Option<bool>,
+    pub clean: Option<bool>,
+    pub user: Option<String>,
+}
+
+pub(crate) fn split_params(params: &[JailParam]) -> Result<(Pseudo, Vec<JailParam>)> {
+    let mut pseudo = Pseudo::default();
+    let mut kernel = Vec::new();
+    for p in params {
+        match p.name() {
+            "mount.devfs" => pseudo.devfs = Some(p.as_bool()?),
+            "exec.clean" => pseudo.clean = Some(p.as_bool()?),
+            "exec.jail_user" => pseudo.user = Some(p.as_str()?.to_owned()),
+            // Run by `Jail::stop` on every platform.
+            "exec.stop" => {
+                crate::params::stop_command(std::slice::from_ref(p))?;
+            }
+            n if is_pseudo_param(n) => {
+                return Err(Error::UnsupportedParameter {
+                    name: n.to_owned(),
+                    platform: "FreeBSD",
+                })
+            }
+            _ => kernel.push(p.clone()),
+        }
+    }
+    Ok((pseudo, kernel))
+}
+
+/// The kernel parameters of a new jail: the defaults from the config, replaced by any `-J`
+/// parameter of the same name.
+pub(crate) fn jail_params(cfg: &JailConfig, user_params: Vec<JailParam>) -> Vec<JailParam> {
+    let inherit = match cfg.network {
+        NetworkMode::Inherit => "inherit",
+        NetworkMode::Disabled => "disable",
+    };
+    let mut out = vec![
+        JailParam::with_value("path", cfg.root.to_string_lossy()),
+        JailParam::with_value(
+            "host.hostname",
+            cfg.hostname
+                .clone()
+                .or_else(|| cfg.name.clone())
+                .unwrap_or_else(|| "kleene".into()),
+        ),
+        JailParam::with_value("ip4", inherit),
+        JailParam::with_value("ip6", inherit),
+        // Kept until teardown so the jail (and its jid) outlives its processes.
+        JailParam::with_bool("persist", true),
+    ];
+    if let Some(name) = &cfg.name {
+        out.push(JailParam::with_value("name", name.clone()));
+    }
+    out.retain(|d| !user_params.iter().any(|u| u.name() == d.name()));
+    out.extend(user_params);
+    out
+}
+
+/// An iovec list of name/value pairs for jail_set(2) and nmount(2). The strings it points
+/// into must outlive it.
+pub(crate) struct Iovecs {
+    pub iov: Vec<libc::iovec>,
+}
+
+impl Iovecs {
+    pub fn new(pairs: &[KernelParam], errmsg: Option<&mut [u8]>) -> Self {
+        let mut iov = Vec::with_capacity(pairs.len() * 2 + 2);
+        for p in pairs {
+            iov.push(libc::iovec {
+                iov_base: p.name.as_ptr() as *mut libc::c_void,
+                iov_len: p.name.as_bytes_with_nul().len(),
+            });
+            iov.push(if p.value.is_empty() {
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                }
+            } else {
+                libc::iovec {
+                    iov_base: p.value.as_ptr() as *mut libc::c_void,
+                    iov_len: p.value.len(),
+                }
+            });
+        }
+        if let Some(buf) = errmsg {
+            iov.push(libc::iovec {
+                iov_base: c"errmsg".as_ptr() as *mut libc::c_void,
+                iov_len: c"errmsg".to_bytes_with_nul().len(),
+            });
+            iov.push(libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            });
+        }
+        Iovecs { iov }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::params::kernel_params;
+
+    fn ps(list: &[&str]) -> Vec<JailParam> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn pseudo_parameters_are_taken_out() {
+        let (pseudo, kernel) = split_params(&ps(&[
+            "mount.nodevfs",
+            "exec.clean=false",
+            "exec.jail_user=www",
+            "exec.stop=/bin/sh /etc/rc.shutdown",
+            "allow.raw_sockets",
+            "securelevel=2",
+        ]))
+        .unwrap();
+        assert_eq!(pseudo.devfs, Some(false));
+        assert_eq!(pseudo.clean, Some(false));
+        assert_eq!(pseudo.user.as_deref(), Some("www"));
+        assert_eq!(kernel, ps(&["allow.raw_sockets", "securelevel=2"]));
+        let err = split_params(&ps(&["exec.poststart=/bin/true"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "jail parameter exec.poststart is not supported on FreeBSD"
+        );
+    }
+
+    #[test]
+    fn iovecs_pair_names_and_values() {
+        let kernel =
+            kernel_params(&ps(&["persist", "host.hostname=web", "securelevel=1"])).unwrap();
+        let mut errmsg = [0u8; 16];
+        let errptr = errmsg.as_ptr();
+        let iov = Iovecs::new(&kernel, Some(&mut errmsg));
+        assert_eq!(iov.iov.len(), 8);
+        let name = |i: usize| {
+            // SAFETY: the test's iovecs point at NUL-terminated names that `kernel` owns.
+            unsafe { std::ffi::CStr::from_ptr(iov.iov[i].iov_base as *const std::ffi::c_char) }
+        };
+        assert_eq!(name(0).to_bytes(), b"persist");
+        assert_eq!(iov.iov[0].iov_len, 8); // with the NUL
+        assert!(iov.iov[1].iov_base.is_null());
+        assert_eq!(iov.iov[1].iov_len, 0);
+        assert_eq!(name(2).to_bytes(), b"host.hostname");
+        assert_eq!(iov.iov[3].iov_len, 4); // "web\0"
+        assert_eq!(iov.iov[5].iov_len, std::mem::size_of::<i32>());
+        assert_eq!(name(6).to_bytes(), b"errmsg");
+        assert_eq!(iov.iov[7].iov_base as *const u8, errptr);
+        assert_eq!(iov.iov[7].iov_len, 16);
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let cfg = JailConfig::new("/zroot/c/abc")
+            .name("abc")
+            .network(NetworkMode::Disabled);
+        let params = jail_params(&cfg, ps(&["ip6=new", "allow.sysvipc"]));
+        let text: Vec<String> = params.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            vec![
+                "path=/zroot/c/abc",
+                "host.hostname=abc",
+                "ip4=disable",
+                "persist",
+                "name=abc",
+                "ip6=new",
+                "allow.sysvipc",
+            ]
+        );
+        let kernel = kernel_params(&params).unwrap();
+        assert_eq!(kernel[0].value, b"/zroot/c/abc\0".to_vec());
+        assert_eq!(kernel[2].value, 0i32.to_ne_bytes().to_vec());
+        assert!(kernel[3].value.is_empty());
+        assert_eq!(kernel[5].value, 1i32.to_ne_bytes().to_vec());
+        let cfg = JailConfig::new("/r").hostname("h");
+        let text: Vec<String> = jail_params(&cfg, vec![])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            text,
+            vec![
+                "path=/r",
+                "host.hostname=h",
+                "ip4=inherit",
+                "ip6=inherit",
+                "persist"
+            ]
+        );
+    }
+}

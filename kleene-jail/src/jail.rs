@@ -1,0 +1,201 @@
+//! A running jail and the handle that finds it again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::config::{ExecConfig, JailConfig};
+use crate::error::{Error, Result};
+use crate::process::{ExitStatus, Output, Process};
+use crate::sys;
+
+/// A jail's id: the jid on FreeBSD, the host pid of the jail's pid 1 on Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JailId(pub i32);
+
+impl std::fmt::Display for JailId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What identifies a running jail across processes: persist these fields and rebuild the
+/// handle with [`JailHandle::new`] to `exec` into the jail or signal it from another process
+/// (the daemonless mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailHandle {
+    /// The name given at start.
+    pub name: Option<String>,
+    /// The jail id.
+    pub id: JailId,
+    /// The host pid of the jail's first process (the command, or the init).
+    pub pid: i32,
+    /// The root directory on the host.
+    pub root: PathBuf,
+}
+
+impl JailHandle {
+    /// A handle from persisted fields. The caller vouches that `pid`/`id` still name this
+    /// jail (on Linux `exec` checks that `pid` is the init of a pid namespace).
+    pub fn new(name: Option<String>, id: JailId, pid: i32, root: impl Into<PathBuf>) -> Self {
+        JailHandle {
+            name,
+            id,
+            pid,
+            root: root.into(),
+        }
+    }
+
+    /// Starts a process in the jail, like `jexec`. The returned process is a child of the
+    /// calling process.
+    pub async fn exec(&self, cfg: &ExecConfig) -> Result<Process> {
+        sys::exec(self, None, cfg).await
+    }
+
+    /// Sends a signal to the jail's first process.
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        sys::signal_handle(self, signal)
+    }
+
+    /// Whether the jail's first process is still alive.
+    pub fn is_running(&self) -> bool {
+        sys::is_running(self)
+    }
+}
+
+/// A running jail, as [`JailConfig::start`] returns it: its first process (whose standard
+/// streams are in [`Jail::process_mut`]) and what to tear down when it stops.
+#[derive(Debug)]
+pub struct Jail {
+    handle: JailHandle,
+    process: Process,
+    state: sys::BackendState,
+    stop_command: Option<String>,
+    torn_down: bool,
+}
+
+impl JailConfig {
+    /// Starts the jail: isolates a process in the root and runs the command in it. Errors
+    /// found before the command runs (a missing root, an unknown user, a failed mount, a
+    /// missing command) are returned here.
+    pub async fn start(&self) -> Result<Jail> {
+        let stop_command = crate::params::stop_command(&self.params)?;
+        let (handle, process, state) = sys::start(self).await?;
+        Ok(Jail {
+            handle,
+            process,
+            state,
+            stop_command,
+            torn_down: false,
+        })
+    }
+}
+
+impl Jail {
+    /// The host pid of the jail's first process.
+    pub fn pid(&self) -> i32 {
+        self.process.pid()
+    }
+
+    /// The jail id.
+    pub fn id(&self) -> JailId {
+        self.handle.id
+    }
+
+    /// The name given at start.
+    pub fn name(&self) -> Option<&str> {
+        self.handle.name.as_deref()
+    }
+
+    /// The root directory on the host.
+    pub fn root(&self) -> &Path {
+        &self.handle.root
+    }
+
+    /// What to persist to find the jail again.
+    pub fn handle(&self) -> &JailHandle {
+        &self.handle
+    }
+
+    /// The jail's first process.
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
+    /// The jail's first process, to take its `stdin`/`stdout`/`stderr`/`pty`.
+    pub fn process_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    /// Waits for the command to end. The jail's mounts go with it on Linux; call
+    /// [`Jail::stop`] (or [`Jail::teardown`]) to remove a FreeBSD jail and its mounts.
+    pub async fn wait(&mut self) -> Result<ExitStatus> {
+        self.process.wait().await
+    }
+
+    /// Waits for the command and collects what it wrote to piped stdout and stderr.
+    pub async fn output(&mut self) -> Result<Output> {
+        self.process.output().await
+    }
+
+    /// Sends a signal to the jail's first process.
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        self.process.signal(signal)
+    }
+
+    /// Starts another process in the running jail, like `jexec`.
+    pub async fn exec(&self, cfg: &ExecConfig) -> Result<Process> {
+        if self.torn_down {
+            return Err(Error::NotRunning);
+        }
+        sys::exec(&self.handle, self.process.waiter.pidfd().ok(), cfg).await
+    }
+
+    /// Stops the jail: runs the `exec.stop` command in it if one was given (as root, with
+    /// `/bin/sh -c`, for at most `timeout`), then SIGTERM, up to `timeout` for it to end, then
+    /// SIGKILL; then tears down what was mounted for it. Returns how the first process ended.
+    ///
+    /// On Linux, a command that is pid 1 and has no SIGTERM handler ignores SIGTERM (the
+    /// kernel's rule for namespace inits), so it is killed after the timeout, as `docker
+    /// stop` does; with [`JailConfig::init`] the init forwards SIGTERM to it.
+    pub async fn stop(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        if let (Some(cmd), None) = (self.stop_command.clone(), self.process.try_wait()?) {
+            let cfg = ExecConfig::new(["/bin/sh", "-c", cmd.as_str()])
+                .stdin(crate::Stdio::Null)
+                .stdout(crate::Stdio::Null)
+                .stderr(crate::Stdio::Null);
+            if let Ok(mut p) = self.exec(&cfg).await {
+                if tokio::time::timeout(timeout, p.wait()).await.is_err() {
+                    let _ = p.signal(Signal::SIGKILL);
+                    let _ = p.wait().await;
+                }
+            }
+        }
+        let status = match self.process.try_wait()? {
+            Some(s) => s,
+            None => {
+                let _ = self.process.signal(Signal::SIGTERM);
+                match tokio::time::timeout(timeout, self.process.wait()).await {
+                    Ok(s) => s?,
+                    Err(_) => {
+                        let _ = self.process.signal(Signal::SIGKILL);
+                        self.process.wait().await?
+                    }
+                }
+            }
+        };
+        self.teardown().await?;
+        Ok(status)
+    }
+
+    /// Removes what the jail left after its first process ended (FreeBSD: the jail and its
+    /// mounts; Linux: nothing is left). Idempotent.
+    pub async fn teardown(&mut self) -> Result<()> {
+        if !self.torn_down {
+            sys::teardown(&mut self.state, &self.handle).await?;
+            self.torn_down = true;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,693 @@
+//! The code that runs in the child between `clone(2)` and `execve(2)`.
+//!
+//! The calling process is multi-threaded (tokio), so the child of a `clone` has only the
+//! calling thread and possibly locks held by threads that no longer exist. Everything here is
+//! therefore a raw system call on data prepared before the clone: no allocation, no locks,
+//! no panics, no formatting. Failures are reported to the parent as a fixed-size record on a
+//! close-on-exec pipe (EOF there means the exec succeeded).
+
+use std::ffi::{c_char, CStr, CString};
+use std::os::fd::RawFd;
+
+use crate::report::{encode, Stage, RECORD};
+
+/// A bind mount, prepared.
+#[derive(Debug)]
+pub(crate) struct BindPlan {
+    pub source: CString,
+    /// The target relative to the root, for `openat2(RESOLVE_IN_ROOT)` before pivot_root.
+    pub target_rel: CString,
+    /// The target inside the jail, for the read-only remount after pivot_root.
+    pub target_abs: CString,
+    pub read_only: bool,
+    /// nosuid/nodev/noexec/atime flags of the source mount, repeated in the remount.
+    pub kept_flags: libc::c_ulong,
+}
+
+/// The part shared by a jail's command and an exec'd process: who it runs as, where, with
+/// which streams, and what is executed.
+#[derive(Debug)]
+pub(crate) struct ProcPlan {
+    pub workdir: CString,
+    pub drop_caps: Vec<u32>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<libc::gid_t>,
+    pub stdio: [RawFd; 3],
+    pub tty: bool,
+    pub candidates: Vec<CString>,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    pub err_fd: RawFd,
+}
+
+/// Everything a new jail's child does.
+#[derive(Debug)]
+pub(crate) struct StartPlan {
+    pub root: CString,
+    pub binds: Vec<BindPlan>,
+    pub devfs: bool,
+    pub hostname: CString,
+    pub loopback: bool,
+    /// Init mode: the write end of the pipe the init reports the command's status on.
+    pub init_status_fd: Option<RawFd>,
+    pub proc: ProcPlan,
+}
+
+/// Pointer arrays for execve, built before the clone (they point into a `ProcPlan`).
+pub(crate) struct ExecArrays {
+    pub argv: Vec<*const c_char>,
+    pub env: Vec<*const c_char>,
+}
+
+impl ExecArrays {
+    pub fn new(p: &ProcPlan) -> Self {
+        let mut argv: Vec<*const c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut env: Vec<*const c_char> = p.env.iter().map(|a| a.as_ptr()).collect();
+        env.push(std::ptr::null());
+        ExecArrays { argv, env }
+    }
+}
+
+fn errno() -> i32 {
+    nix::errno::Errno::last_raw()
+}
+
+/// Reports a failure and exits; never returns.
+fn fail(err_fd: RawFd, stage: Stage, index: u32, errno: i32) -> ! {
+    let rec = encode(stage, errno, index);
+    // SAFETY: writes RECORD bytes from a stack buffer; _exit never returns and runs no
+    // atexit handlers (which could take locks of vanished threads).
+    unsafe {
+        libc::write(err_fd, rec.as_ptr().cast(), RECORD);
+        libc::_exit(127)
+    }
+}
+
+macro_rules! try_sys {
+    ($plan_err:expr, $stage:expr, $index:expr, $call:expr) => {
+        if $call < 0 {
+            fail($plan_err, $stage, $index as u32, errno())
+        }
+    };
+}
+
+/// "/proc/self/fd/<fd>" into `buf`, NUL-terminated, without allocating.
+fn proc_fd_path(fd: RawFd, buf: &mut [u8; 32]) -> *const c_char {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    let mut digits = [0u8; 12];
+    let mut n = fd.unsigned_abs();
+    let mut len = 0;
+    loop {
+        if let Some(d) = digits.get_mut(len) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        len += 1;
+        n /= 10;
+        if n == 0 || len >= digits.len() {
+            break;
+        }
+    }
+    let mut pos = 0;
+    for b in PREFIX
+        .iter()
+        .copied()
+        .chain(digits[..len].iter().rev().copied())
+    {
+        if let Some(slot) = buf.get_mut(pos) {
+            *slot = b;
+        }
+        pos += 1;
+    }
+    if let Some(slot) = buf.get_mut(pos) {
+        *slot = 0;
+    }
+    buf.as_ptr().cast()
+}
+
+fn openat2_raw(dir: RawFd, path: &CStr, flags: i32) -> RawFd {
+    // SAFETY: open_how is a plain C struct for which all-zero is valid.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid NUL-terminated path and open_how, both outliving the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        ) as RawFd
+    }
+}
+
+fn mount(
+    src: *const c_char,
+    target: *const c_char,
+    fstype: *const c_char,
+    flags: libc::c_ulong,
+    data: *const c_char,
+) -> i32 {
+    // SAFETY: every pointer is null or a NUL-terminated string prepared before the clone.
+    unsafe { libc::mount(src, target, fstype, flags, data.cast()) }
+}
+
+const NULL: *const c_char = std::ptr::null();
+
+fn make_dev(err: RawFd) {
+    let tmpfs = c"tmpfs".as_ptr();
+    try_sys!(
+        err,
+        Stage::Dev,
+        0,
+        mount(
+            tmpfs,
+            c"/dev".as_ptr(),
+            tmpfs,
+            libc::MS_NOSUID | libc::MS_STRICTATIME,
+            c"mode=755,size=65536k".as_ptr()
+        )
+    );
+    let nodes: [(&CStr, u32, u32); 6] = [
+        (c"/dev/null", 1, 3),
+        (c"/dev/zero", 1, 5),
+        (c"/dev/full", 1, 7),
+        (c"/dev/random", 1, 8),
+        (c"/dev/urandom", 1, 9),
+        (c"/dev/tty", 5, 0),
+    ];
+    for (i, (path, major, minor)) in nodes.iter().enumerate() {
+        // SAFETY: mknod with a NUL-terminated path; makedev is arithmetic.
+        try_sys!(err, Stage::Dev, i + 1, unsafe {
+            libc::mknod(
+                path.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(*major, *minor),
+            )
+        });
+    }
+    // SAFETY: mkdir with NUL-terminated paths.
+    try_sys!(err, Stage::Dev, 10, unsafe {
+        libc::mkdir(c"/dev/pts".as_ptr(), 0o755)
+    });
+    try_sys!(
+        err,
+        Stage::Dev,
+        11,
+        mount(
+            c"devpts".as_ptr(),
+            c"/dev/pts".as_ptr(),
+            c"devpts".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            c"newinstance,ptmxmode=0666,mode=0620".as_ptr()
+        )
+    );
+    // SAFETY: mkdir with a NUL-terminated path.
+    try_sys!(err, Stage::Dev, 12, unsafe {
+        libc::mkdir(c"/dev/shm".as_ptr(), 0o1777)
+    });
+    try_sys!(
+        err,
+        Stage::Dev,
+        13,
+        mount(
+            tmpfs,
+            c"/dev/shm".as_ptr(),
+            tmpfs,
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            c"mode=1777,size=65536k".as_ptr()
+        )
+    );
+    let links: [(&CStr, &CStr); 5] = [
+        (c"pts/ptmx", c"/dev/ptmx"),
+        (c"/proc/self/fd", c"/dev/fd"),
+        (c"/proc/self/fd/0", c"/dev/stdin"),
+        (c"/proc/self/fd/1", c"/dev/stdout"),
+        (c"/proc/self/fd/2", c"/dev/stderr"),
+    ];
+    for (i, (to, from)) in links.iter().enumerate() {
+        // SAFETY: symlink with NUL-terminated paths.
+        try_sys!(err, Stage::Dev, 20 + i, unsafe {
+            libc::symlink(to.as_ptr(), from.as_ptr())
+        });
+    }
+}
+
+fn loopback_up(err: RawFd) {
+    // SAFETY: a socket only to address the interface by ioctl.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    try_sys!(err, Stage::Loopback, 0, s);
+    // SAFETY: ifreq is plain data; all-zero is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, b) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = *b as c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq passed; the union member
+    // ifru_flags is the one these requests use.
+    unsafe {
+        try_sys!(
+            err,
+            Stage::Loopback,
+            1,
+            libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr)
+        );
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        try_sys!(
+            err,
+            Stage::Loopback,
+            2,
+            libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr)
+        );
+        libc::close(s);
+    }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn limit_capabilities(p: &ProcPlan) {
+    let err = p.err_fd;
+    for cap in &p.drop_caps {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, *cap as libc::c_ulong, 0, 0, 0) };
+        // EINVAL: a capability this kernel does not know.
+        if r < 0 && errno() != libc::EINVAL {
+            fail(err, Stage::Capabilities, *cap, errno());
+        }
+    }
+    let keep = crate::caps::default_mask();
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget/capset with a version-3 header and two data structs, as the ABI wants.
+    unsafe {
+        try_sys!(
+            err,
+            Stage::Capabilities,
+            100,
+            libc::syscall(
+                libc::SYS_capget,
+                &mut header as *mut CapHeader,
+                data.as_mut_ptr()
+            )
+        );
+        for (i, d) in data.iter_mut().enumerate() {
+            let k = (keep >> (32 * i)) as u32;
+            d.effective &= k;
+            d.permitted &= k;
+            d.inheritable = 0;
+        }
+        try_sys!(
+            err,
+            Stage::Capabilities,
+            101,
+            libc::syscall(
+                libc::SYS_capset,
+                &mut header as *mut CapHeader,
+                data.as_ptr()
+            )
+        );
+        // Ambient capabilities survive execve: none.
+        let r = libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if r < 0 && errno() != libc::EINVAL {
+            fail(err, Stage::Capabilities, 102, errno());
+        }
+    }
+}
+
+/// Blocks (`block`) or unblocks all signals.
+fn mask_all_signals(block: bool) {
+    // SAFETY: sigset_t is plain data; sigfillset/sigemptyset/sigprocmask only touch it and the
+    // thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if block {
+            libc::sigfillset(&mut set);
+        } else {
+            libc::sigemptyset(&mut set);
+        }
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resets a disposition; the caller (Rust's runtime) may have SIGPIPE ignored,
+        // which execve would otherwise keep.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    mask_all_signals(false);
+}
+
+/// Working directory, capabilities, ids, stdio, then execve. Never returns.
+pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
+    let err = p.err_fd;
+    // SAFETY: chdir with a NUL-terminated path.
+    try_sys!(err, Stage::Workdir, 0, unsafe {
+        libc::chdir(p.workdir.as_ptr())
+    });
+    limit_capabilities(p);
+    // Raw system calls: glibc's set*id wrappers signal every thread the process had before
+    // the clone, which this child does not have.
+    // SAFETY: setgroups reads `groups.len()` gids from the pointer.
+    try_sys!(err, Stage::Groups, 0, unsafe {
+        libc::syscall(libc::SYS_setgroups, p.groups.len(), p.groups.as_ptr())
+    });
+    // SAFETY: integer arguments only.
+    try_sys!(err, Stage::Gid, 0, unsafe {
+        libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid)
+    });
+    // SAFETY: integer arguments only.
+    try_sys!(err, Stage::Uid, 0, unsafe {
+        libc::syscall(libc::SYS_setresuid, p.uid, p.uid, p.uid)
+    });
+    if p.uid != 0 {
+        // SAFETY: prctl with integer arguments.
+        try_sys!(err, Stage::NoNewPrivs, 0, unsafe {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        });
+    }
+    // SAFETY: umask only sets the process' mask.
+    unsafe { libc::umask(0o022) };
+    for (target, fd) in p.stdio.iter().enumerate() {
+        if *fd < 0 {
+            continue;
+        }
+        let target = target as RawFd;
+        // SAFETY: dup2/fcntl on descriptors prepared by the parent (all >= 3, so no clobbering).
+        try_sys!(err, Stage::Stdio, target, unsafe {
+            libc::dup2(*fd, target)
+        });
+    }
+    if p.tty {
+        // SAFETY: setsid/ioctl with integer arguments; fd 0 is the terminal's slave side.
+        unsafe {
+            try_sys!(err, Stage::Terminal, 0, libc::setsid());
+            try_sys!(err, Stage::Terminal, 1, libc::ioctl(0, libc::TIOCSCTTY, 0));
+        }
+    }
+    // Whatever else is open (from C code that did not use O_CLOEXEC) is not the jail's.
+    // SAFETY: close_range with integer arguments; errors (old kernels) are harmless.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    reset_signals();
+    let mut last = libc::ENOENT;
+    for cand in &p.candidates {
+        let mut e = libc::ETXTBSY;
+        // ETXTBSY: another thread of the caller had the file open for writing when it cloned
+        // a child, which holds it until its own exec; that is a matter of milliseconds.
+        for _ in 0..200 {
+            // SAFETY: NUL-terminated path and null-terminated pointer arrays into `p`, which
+            // lives until execve replaces the process.
+            unsafe { libc::execve(cand.as_ptr(), arrays.argv.as_ptr(), arrays.env.as_ptr()) };
+            e = errno();
+            if e != libc::ETXTBSY {
+                break;
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 5_000_000,
+            };
+            // SAFETY: nanosleep reads the timespec; a null remainder pointer is allowed.
+            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+        }
+        // As execvp: keep looking after ENOENT/ENOTDIR, remember EACCES.
+        if e != libc::ENOENT && e != libc::ENOTDIR {
+            last = e;
+            if e != libc::EACCES {
+                break;
+            }
+        }
+    }
+    fail(err, Stage::Exec, 0, last)
+}
+
+/// The child of a new jail: pid 1 of the new pid namespace. Never returns.
+pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
+    let err = plan.proc.err_fd;
+    // SAFETY: umask only sets the process' mask (device nodes get exactly 0666 below).
+    unsafe { libc::umask(0) };
+    try_sys!(
+        err,
+        Stage::MountPrivate,
+        0,
+        mount(
+            NULL,
+            c"/".as_ptr(),
+            NULL,
+            libc::MS_REC | libc::MS_PRIVATE,
+            NULL
+        )
+    );
+    let root = plan.root.as_ptr();
+    try_sys!(
+        err,
+        Stage::BindRoot,
+        0,
+        mount(root, root, NULL, libc::MS_BIND | libc::MS_REC, NULL)
+    );
+    // SAFETY: open with a NUL-terminated path.
+    let root_fd = unsafe { libc::open(root, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    try_sys!(err, Stage::OpenRoot, 0, root_fd);
+    for (i, b) in plan.binds.iter().enumerate() {
+        let fd = openat2_raw(root_fd, &b.target_rel, libc::O_PATH);
+        try_sys!(err, Stage::OpenBindTarget, i, fd);
+        let mut buf = [0u8; 32];
+        let target = proc_fd_path(fd, &mut buf);
+        try_sys!(
+            err,
+            Stage::Bind,
+            i,
+            mount(
+                b.source.as_ptr(),
+                target,
+                NULL,
+                libc::MS_BIND | libc::MS_REC,
+                NULL
+            )
+        );
+        // SAFETY: closes a descriptor this function opened.
+        unsafe { libc::close(fd) };
+    }
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
+    // jail's tree (runc's way, no directory for the old root needed).
+    // SAFETY: fchdir/pivot_root/umount2/chdir with valid descriptors and NUL-terminated paths.
+    unsafe {
+        try_sys!(err, Stage::Pivot, 0, libc::fchdir(root_fd));
+        try_sys!(
+            err,
+            Stage::Pivot,
+            1,
+            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr())
+        );
+        try_sys!(
+            err,
+            Stage::UmountOldRoot,
+            0,
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH)
+        );
+        try_sys!(err, Stage::Pivot, 2, libc::chdir(c"/".as_ptr()));
+        libc::close(root_fd);
+    }
+    // From here on every path resolves inside the jail.
+    for (i, b) in plan.binds.iter().enumerate().filter(|(_, b)| b.read_only) {
+        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | b.kept_flags;
+        try_sys!(
+            err,
+            Stage::RemountReadOnly,
+            i,
+            mount(NULL, b.target_abs.as_ptr(), NULL, flags, NULL)
+        );
+    }
+    try_sys!(
+        err,
+        Stage::Proc,
+        0,
+        mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            NULL
+        )
+    );
+    if plan.devfs {
+        make_dev(err);
+    }
+    // SAFETY: sethostname reads `len` bytes.
+    try_sys!(err, Stage::Hostname, 0, unsafe {
+        libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len())
+    });
+    if plan.loopback {
+        loopback_up(err);
+    }
+    if let Some(status_fd) = plan.init_status_fd {
+        run_init(plan, arrays, status_fd);
+    }
+    finish_and_exec(&plan.proc, arrays)
+}
+
+/// Init mode: fork the command, then reap every child and forward signals until the
+/// command ends; report its raw status on `status_fd` and exit with its code.
+fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
+    let err = plan.proc.err_fd;
+    mask_all_signals(true);
+    // SAFETY: a fork-like clone (no new stack: the child continues here on a copy).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    try_sys!(err, Stage::Fork, 0, pid);
+    if pid == 0 {
+        // SAFETY: closes this process' copy of the status pipe.
+        unsafe { libc::close(status_fd) };
+        finish_and_exec(&plan.proc, arrays);
+    }
+    let cmd = pid as libc::pid_t;
+    // The init keeps no stream open: the command's end of them is what the caller reads.
+    // SAFETY: closing descriptors this process owns.
+    unsafe {
+        libc::close(err);
+        for fd in plan.proc.stdio {
+            if fd >= 0 {
+                libc::close(fd);
+            }
+        }
+        for fd in 0..3 {
+            libc::close(fd);
+        }
+    }
+    // SAFETY: sigset_t is plain data, filled by sigfillset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: fills the set.
+    unsafe { libc::sigfillset(&mut set) };
+    loop {
+        // SAFETY: waits for one of the blocked signals; `set` is valid.
+        let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+        if sig < 0 {
+            continue;
+        }
+        if sig != libc::SIGCHLD {
+            // SAFETY: forwards the signal to the command.
+            unsafe { libc::kill(cmd, sig) };
+            continue;
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: reaps any child; `status` is valid.
+            let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if r <= 0 {
+                break;
+            }
+            if r == cmd {
+                let raw = status.to_ne_bytes();
+                // SAFETY: writes 4 bytes; then exits without atexit handlers.
+                unsafe {
+                    libc::write(status_fd, raw.as_ptr().cast(), raw.len());
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    };
+                    libc::_exit(code)
+                }
+            }
+        }
+    }
+}
+
+/// The first child of an exec: enters the jail's namespaces, then forks the process that
+/// execs as a sibling (CLONE_PARENT: the caller's child, so the caller reaps it) inside the
+/// jail's pid namespace, reports its pid and exits. Never returns.
+pub(crate) fn exec_child(
+    ns_fd: RawFd,
+    ns_flags: libc::c_int,
+    pid_fd: RawFd,
+    p: &ProcPlan,
+    arrays: &ExecArrays,
+) -> ! {
+    let err = p.err_fd;
+    // SAFETY: setns with a pidfd and a namespace mask.
+    try_sys!(err, Stage::Setns, 0, unsafe {
+        libc::setns(ns_fd, ns_flags)
+    });
+    // SAFETY: a fork-like clone whose child gets our parent as its parent.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    try_sys!(err, Stage::Fork, 0, pid);
+    if pid == 0 {
+        finish_and_exec(p, arrays);
+    }
+    let raw = (pid as i32).to_ne_bytes();
+    // SAFETY: writes 4 bytes from the stack; exits without atexit handlers.
+    unsafe {
+        libc::write(pid_fd, raw.as_ptr().cast(), raw.len());
+        libc::_exit(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_fd_paths() {
+        let mut buf = [0u8; 32];
+        let p = proc_fd_path(1234, &mut buf);
+        // SAFETY: proc_fd_path NUL-terminates the buffer it returns a pointer into.
+        let s = unsafe { CStr::from_ptr(p) };
+        assert_eq!(s.to_bytes(), b"/proc/self/fd/1234");
+        let p = proc_fd_path(0, &mut buf);
+        // SAFETY: as above.
+        let s = unsafe { CStr::from_ptr(p) };
+        assert_eq!(s.to_bytes(), b"/proc/self/fd/0");
+    }
+}

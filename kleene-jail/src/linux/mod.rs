@@ -1,0 +1,478 @@
+//! The Linux backend: namespaces (mount, pid, uts, ipc, and net when disabled), bind mounts,
+//! pivot_root, /proc, a minimal /dev, capabilities and ids.
+
+mod child;
+pub(crate) mod sys;
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+use std::sync::OnceLock;
+
+pub(crate) use sys::Waiter;
+
+use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig, NetworkMode};
+use crate::error::{Error, Result};
+use crate::jail::{JailHandle, JailId};
+use crate::params::linux_params;
+use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
+use crate::process::{cloexec_pipe, prepare_stdio, set_nonblocking, Process};
+use crate::report::{failure_error, RECORD};
+use child::{BindPlan, ExecArrays, ProcPlan, StartPlan};
+
+/// The name of the platform in messages.
+pub(crate) const PLATFORM: &str = "Linux";
+
+/// What a started jail needs torn down: nothing on Linux, its mounts live and die with its
+/// mount namespace.
+#[derive(Debug, Default)]
+pub(crate) struct BackendState;
+
+fn last_cap() -> u32 {
+    static LAST: OnceLock<u32> = OnceLock::new();
+    *LAST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40)
+    })
+}
+
+/// Creates `rel` (relative to the root) and its missing parents inside the root, never
+/// leaving it; the last component is an empty file when `file` is set.
+fn create_beneath(root: BorrowedFd<'_>, rel: &Path, file: bool) -> Result<()> {
+    let comps: Vec<&std::ffi::OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let err = |e| Error::io(format!("create {} in the jail root", rel.display()), e);
+    let mut prefix = std::path::PathBuf::new();
+    for (i, comp) in comps.iter().enumerate() {
+        let parent = prefix.clone();
+        prefix.push(comp);
+        let path = cstr(prefix.as_os_str().as_bytes(), "a mount target")?;
+        match sys::openat2_in_root(root, &path, libc::O_PATH) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        let parent_fd = if parent.as_os_str().is_empty() {
+            None
+        } else {
+            let p = cstr(parent.as_os_str().as_bytes(), "a mount target")?;
+            Some(sys::openat2_in_root(root, &p, libc::O_PATH | libc::O_DIRECTORY).map_err(err)?)
+        };
+        let dir = parent_fd
+            .as_ref()
+            .map_or(root.as_raw_fd(), |f| f.as_raw_fd());
+        let name = cstr(comp.as_bytes(), "a mount target")?;
+        let last = i + 1 == comps.len();
+        // SAFETY: `dir` is an open directory and `name` a NUL-terminated single component.
+        let r = unsafe {
+            if last && file {
+                let fd = libc::openat(
+                    dir,
+                    name.as_ptr(),
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    0o644,
+                );
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                fd
+            } else {
+                libc::mkdirat(dir, name.as_ptr(), 0o755)
+            }
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(err(e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The flags of the mount holding `path` that a read-only bind remount of it must repeat.
+fn kept_mount_flags(path: &Path) -> Result<libc::c_ulong> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let st =
+        statvfs(path).map_err(|e| Error::io(format!("statvfs {}", path.display()), e.into()))?;
+    let f = st.flags();
+    let mut out: libc::c_ulong = 0;
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+        (FsFlags::ST_NODEV, libc::MS_NODEV),
+        (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    Ok(out)
+}
+
+fn relative(target: &Path) -> std::path::PathBuf {
+    target
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+/// Builds the part of the plan shared by start and exec.
+fn proc_plan(
+    cfg: &ExecConfig,
+    user: &ResolvedUser,
+    clean: bool,
+    stdio: [RawFd; 3],
+    tty: bool,
+    err_fd: RawFd,
+) -> Result<ProcPlan> {
+    let env = build_env(clean, &cfg.env, user, std::env::vars_os())?;
+    let candidates = exec_candidates(&cfg.argv[0], &env)?;
+    let argv = cfg
+        .argv
+        .iter()
+        .map(|a| cstr(a.as_bytes(), "an argument"))
+        .collect::<Result<Vec<_>>>()?;
+    let workdir = cfg.workdir.as_ref().map_or(Ok(CString::from(c"/")), |w| {
+        cstr(w.as_os_str().as_bytes(), "the working directory")
+    })?;
+    Ok(ProcPlan {
+        workdir,
+        drop_caps: crate::caps::capabilities_to_drop(last_cap()),
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups.clone(),
+        stdio,
+        tty,
+        candidates,
+        argv,
+        env,
+        err_fd,
+    })
+}
+
+/// A fork-like `clone` with extra flags; returns the child's pid (0 in the child) and, in
+/// the parent, a pidfd when `CLONE_PIDFD` is among the flags.
+///
+/// # Safety
+/// In the child only async-signal-safe code may run before execve or _exit.
+unsafe fn raw_clone(flags: libc::c_int) -> io::Result<(libc::pid_t, RawFd)> {
+    let mut pidfd: RawFd = -1;
+    // SAFETY: no new stack (the child continues on a copy of this one, like fork); the
+    // parent_tid slot receives the pidfd for CLONE_PIDFD, the other pointers are unused.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            &mut pidfd as *mut RawFd,
+            0usize,
+            0usize,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((r as libc::pid_t, pidfd))
+}
+
+fn own(fd: RawFd) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Reads the child's failure record from the close-on-exec pipe: None at EOF (exec done).
+async fn read_failure(fd: OwnedFd) -> Result<Option<[u8; RECORD]>> {
+    set_nonblocking(fd.as_raw_fd()).map_err(|e| Error::io("read the child's report", e))?;
+    let afd = crate::process::register(fd, tokio::io::Interest::READABLE)
+        .map_err(|e| Error::io("read the child's report", e))?;
+    let mut rec = [0u8; RECORD];
+    let mut got = 0;
+    loop {
+        let mut guard = afd
+            .readable()
+            .await
+            .map_err(|e| Error::io("read the child's report", e))?;
+        let res = guard.try_io(|inner| {
+            let buf = &mut rec[got..];
+            // SAFETY: reads into the unfilled rest of `rec`.
+            let n = unsafe {
+                libc::read(
+                    inner.get_ref().as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match res {
+            Ok(Ok(0)) => return Ok(None),
+            Ok(Ok(n)) => {
+                got += n;
+                if got == RECORD {
+                    return Ok(Some(rec));
+                }
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(Error::io("read the child's report", e)),
+            Err(_would_block) => {}
+        }
+    }
+}
+
+pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, BackendState)> {
+    cfg.validate()?;
+    let lp = linux_params(&cfg.params)?;
+    let hostname = lp
+        .hostname
+        .clone()
+        .or_else(|| cfg.hostname.clone())
+        .or_else(|| cfg.name.clone())
+        .unwrap_or_else(|| "kleene".to_owned());
+    let devfs = lp.devfs.unwrap_or(cfg.devfs);
+    let clean = lp.clean.or(cfg.process.clean_env).unwrap_or(true);
+    let user_spec = lp.user.clone().or_else(|| cfg.process.user.clone());
+    let share_ipc = lp.sysvipc.unwrap_or(false);
+
+    let root_fd = open_root(&cfg.root)?;
+    let user = resolve_in_root(root_fd.as_fd(), user_spec.as_deref().unwrap_or("0"))?;
+    create_beneath(root_fd.as_fd(), Path::new("proc"), false)?;
+    if devfs {
+        create_beneath(root_fd.as_fd(), Path::new("dev"), false)?;
+    }
+    let mut binds = Vec::with_capacity(cfg.mounts.len());
+    for m in &cfg.mounts {
+        let rel = relative(&m.target);
+        create_beneath(root_fd.as_fd(), &rel, !m.source.is_dir())?;
+        binds.push(BindPlan {
+            source: cstr(m.source.as_os_str().as_bytes(), "a mount source")?,
+            target_rel: cstr(rel.as_os_str().as_bytes(), "a mount target")?,
+            target_abs: cstr(m.target.as_os_str().as_bytes(), "a mount target")?,
+            read_only: m.read_only,
+            kept_flags: if m.read_only {
+                kept_mount_flags(&m.source)?
+            } else {
+                0
+            },
+        });
+    }
+    drop(root_fd);
+
+    let (child_stdio, parent_stdio) = prepare_stdio(&cfg.process)?;
+    let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
+    let status_pipe = if cfg.init {
+        Some(cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?)
+    } else {
+        None
+    };
+    let plan = StartPlan {
+        root: cstr(cfg.root.as_os_str().as_bytes(), "the root")?,
+        binds,
+        devfs,
+        hostname: cstr(hostname.as_bytes(), "the host name")?,
+        loopback: cfg.network == NetworkMode::Disabled,
+        init_status_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
+        proc: proc_plan(
+            &cfg.process,
+            &user,
+            clean,
+            child_stdio.raw(),
+            child_stdio.tty,
+            err_w.as_raw_fd(),
+        )?,
+    };
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_PIDFD;
+    if !share_ipc {
+        flags |= libc::CLONE_NEWIPC;
+    }
+    if cfg.network == NetworkMode::Disabled {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let (pid, pidfd) = {
+        let arrays = ExecArrays::new(&plan.proc);
+        // SAFETY: the child runs only start_child, which makes raw system calls on the
+        // prepared plan and ends in execve or _exit.
+        match unsafe { raw_clone(flags) } {
+            Ok((0, _)) => child::start_child(&plan, &arrays),
+            Ok((pid, pidfd)) => (pid, own(pidfd)),
+            Err(e) => return Err(Error::io("clone the jail's first process", e)),
+        }
+    };
+    drop(plan);
+    drop(err_w);
+    drop(child_stdio);
+    let status_r = status_pipe.map(|(r, w)| {
+        drop(w);
+        r
+    });
+    if let Some(r) = &status_r {
+        set_nonblocking(r.as_raw_fd()).map_err(|e| Error::io("set up the status pipe", e))?;
+    }
+    let mut waiter = Waiter::new(pid, pidfd, status_r)?;
+    if let Some(rec) = read_failure(err_r).await? {
+        let _ = waiter.wait().await;
+        return Err(failure_error(
+            &rec,
+            &cfg.process.argv[0],
+            cfg.process.workdir.as_deref(),
+            &cfg.mounts,
+        ));
+    }
+    let process = Process::new(pid, waiter, parent_stdio)?;
+    let handle = JailHandle {
+        name: cfg.name.clone(),
+        id: JailId(pid),
+        pid,
+        root: cfg.root.clone(),
+    };
+    Ok((handle, process, BackendState))
+}
+
+/// The namespaces of `pid` that differ from ours (joining one's own is pointless).
+fn differing_namespaces(pid: i32) -> Result<libc::c_int> {
+    use std::os::unix::fs::MetadataExt;
+    let mut flags = 0;
+    for (name, flag) in [
+        ("mnt", libc::CLONE_NEWNS),
+        ("pid", libc::CLONE_NEWPID),
+        ("uts", libc::CLONE_NEWUTS),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("net", libc::CLONE_NEWNET),
+    ] {
+        let theirs =
+            std::fs::metadata(format!("/proc/{pid}/ns/{name}")).map_err(|_| Error::NotRunning)?;
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))
+            .map_err(|e| Error::io("read our namespaces", e))?;
+        if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+            flags |= flag;
+        }
+    }
+    Ok(flags)
+}
+
+pub(crate) async fn exec(
+    handle: &JailHandle,
+    jail_pidfd: Option<BorrowedFd<'_>>,
+    cfg: &ExecConfig,
+) -> Result<Process> {
+    cfg.validate()?;
+    let pidfd = match jail_pidfd {
+        Some(fd) => fd
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("duplicate the jail's pidfd", e))?,
+        None => sys::pidfd_open(handle.pid).map_err(|_| Error::NotRunning)?,
+    };
+    let ns_flags = differing_namespaces(handle.pid)?;
+    if ns_flags & libc::CLONE_NEWPID == 0 {
+        return Err(Error::InvalidConfig(format!(
+            "process {} is not the init of a jail",
+            handle.pid
+        )));
+    }
+    let root_fd = open_root(Path::new(&format!("/proc/{}/root", handle.pid)))
+        .map_err(|_| Error::NotRunning)?;
+    let user = resolve_in_root(root_fd.as_fd(), cfg.user.as_deref().unwrap_or("0"))?;
+    drop(root_fd);
+    let clean = cfg.clean_env.unwrap_or(true);
+    let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
+    let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
+    let (pid_r, pid_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
+    let plan = proc_plan(
+        cfg,
+        &user,
+        clean,
+        child_stdio.raw(),
+        child_stdio.tty,
+        err_w.as_raw_fd(),
+    )?;
+    let helper = {
+        let arrays = ExecArrays::new(&plan);
+        // SAFETY: the child runs only exec_child: raw system calls on the prepared plan,
+        // ending in execve or _exit.
+        match unsafe { raw_clone(0) } {
+            Ok((0, _)) => child::exec_child(
+                pidfd.as_raw_fd(),
+                ns_flags,
+                pid_w.as_raw_fd(),
+                &plan,
+                &arrays,
+            ),
+            Ok((pid, _)) => pid,
+            Err(e) => return Err(Error::io("fork", e)),
+        }
+    };
+    drop(plan);
+    drop(err_w);
+    drop(pid_w);
+    drop(child_stdio);
+    // The helper only enters the namespaces, forks and writes 4 bytes: reaping it blocks
+    // for microseconds.
+    let mut raw = [0u8; 4];
+    // SAFETY: reads at most 4 bytes into `raw` from a blocking pipe whose every write end
+    // closes when the helper exits or its child execs.
+    let n = unsafe { libc::read(pid_r.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len()) };
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None);
+    if n != 4 {
+        return match read_failure(err_r).await? {
+            Some(rec) => Err(failure_error(
+                &rec,
+                &cfg.argv[0],
+                cfg.workdir.as_deref(),
+                &[],
+            )),
+            None => Err(Error::Setup {
+                step: "entering the jail".into(),
+                source: io::Error::other("the helper process ended without a report"),
+            }),
+        };
+    }
+    let pid = i32::from_ne_bytes(raw);
+    let child_pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("open a pidfd", e))?;
+    let mut waiter = Waiter::new(pid, child_pidfd, None)?;
+    if let Some(rec) = read_failure(err_r).await? {
+        let _ = waiter.wait().await;
+        return Err(failure_error(
+            &rec,
+            &cfg.argv[0],
+            cfg.workdir.as_deref(),
+            &[],
+        ));
+    }
+    Process::new(pid, waiter, parent_stdio)
+}
+
+pub(crate) async fn teardown(_state: &mut BackendState, _handle: &JailHandle) -> Result<()> {
+    Ok(())
+}
+
+pub(crate) fn signal_handle(handle: &JailHandle, signal: nix::sys::signal::Signal) -> Result<()> {
+    let fd = sys::pidfd_open(handle.pid).map_err(|_| Error::NotRunning)?;
+    sys::pidfd_send_signal(fd.as_fd(), signal).map_err(|_| Error::NotRunning)
+}
+
+pub(crate) fn is_running(handle: &JailHandle) -> bool {
+    match sys::pidfd_open(handle.pid) {
+        Ok(fd) => !sys::pidfd_exited(fd.as_fd()),
+        Err(_) => false,
+    }
+}

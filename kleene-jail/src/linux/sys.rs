@@ -1,0 +1,216 @@
+//! Thin wrappers of the Linux system calls the backend uses in the calling process.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::signal::Signal;
+use tokio::io::unix::AsyncFd;
+
+use crate::error::{Error, Result};
+use crate::process::ExitStatus;
+
+fn check(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `openat2(dir, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: `path` resolved as if
+/// `dir` were the root directory.
+pub(crate) fn openat2_in_root(dir: BorrowedFd<'_>, path: &CStr, flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is a plain C struct for which all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `path` is NUL-terminated and `how` is a valid open_how of the size passed; both
+    // outlive the call.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })?;
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// A pidfd for `pid` (which must be our unreaped child, or the caller accepts pid reuse).
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()> {
+    // SAFETY: a null siginfo pointer is allowed (the kernel fills in a SI_USER one).
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as i32,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// `waitid(P_PIDFD, WEXITED | WNOHANG)`: the status if the process has ended (and reaps it).
+pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<ExitStatus>> {
+    // SAFETY: siginfo_t is a plain C struct for which all-zero is valid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: `info` is a valid siginfo_t the kernel writes into.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        break;
+    }
+    // SAFETY: waitid filled `info` for a child-state change (or left it zeroed).
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if code == libc::CLD_EXITED {
+        ExitStatus::Exited(status)
+    } else {
+        ExitStatus::Signaled(status)
+    }))
+}
+
+/// Waits for one process through its pidfd.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pid: i32,
+    fd: Option<AsyncFd<OwnedFd>>,
+    /// The init's report of the command's raw wait status (init mode).
+    status_pipe: Option<OwnedFd>,
+}
+
+impl Waiter {
+    pub fn new(pid: i32, pidfd: OwnedFd, status_pipe: Option<OwnedFd>) -> Result<Self> {
+        let fd = crate::process::register(pidfd, tokio::io::Interest::READABLE)
+            .map_err(|e| Error::io("register the process with tokio", e))?;
+        Ok(Waiter {
+            pid,
+            fd: Some(fd),
+            status_pipe,
+        })
+    }
+
+    pub fn pidfd(&self) -> Result<BorrowedFd<'_>> {
+        self.fd
+            .as_ref()
+            .map(|f| f.get_ref().as_fd_borrowed())
+            .ok_or(Error::NotRunning)
+    }
+
+    fn finish(&mut self, status: ExitStatus) -> ExitStatus {
+        self.fd = None;
+        if let Some(p) = self.status_pipe.take() {
+            let mut raw = [0u8; 4];
+            // SAFETY: reads at most 4 bytes into `raw`; the pipe is non-blocking.
+            let n = unsafe { libc::read(p.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len()) };
+            if n == 4 {
+                return ExitStatus::from_raw(i32::from_ne_bytes(raw));
+            }
+        }
+        status
+    }
+
+    pub async fn wait(&mut self) -> Result<ExitStatus> {
+        loop {
+            let fd = self.fd.as_ref().ok_or(Error::NotRunning)?;
+            let mut guard = fd
+                .readable()
+                .await
+                .map_err(|e| Error::io("wait for the process", e))?;
+            match waitid_pidfd(guard.get_inner().as_fd_borrowed(), false)
+                .map_err(|e| Error::io("wait for the process", e))?
+            {
+                Some(status) => {
+                    drop(guard);
+                    return Ok(self.finish(status));
+                }
+                None => guard.clear_ready(),
+            }
+        }
+    }
+
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        let fd = self.fd.as_ref().ok_or(Error::NotRunning)?;
+        match waitid_pidfd(fd.get_ref().as_fd_borrowed(), false)
+            .map_err(|e| Error::io("wait for the process", e))?
+        {
+            Some(status) => Ok(Some(self.finish(status))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        let fd = self.pidfd()?;
+        pidfd_send_signal(fd, signal).map_err(|e| match e.raw_os_error() {
+            Some(libc::ESRCH) => Error::NotRunning,
+            _ => Error::io(format!("send {signal} to process {}", self.pid), e),
+        })
+    }
+
+    /// Reaps the process whenever it ends, so a dropped handle leaves no zombie.
+    pub fn reap_in_background(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if let Ok(guard) = fd.readable().await {
+                        let _ = waitid_pidfd(guard.get_inner().as_fd_borrowed(), true);
+                    }
+                });
+            }
+            Err(_) => {
+                let _ = waitid_pidfd(fd.get_ref().as_fd_borrowed(), false);
+            }
+        }
+    }
+}
+
+trait AsFdBorrowed {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
+}
+
+impl AsFdBorrowed for OwnedFd {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
+
+/// Whether the process of `pidfd` has ended (a pidfd polls readable then), without reaping.
+pub(crate) fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polls one valid pollfd without waiting.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    r > 0 && pfd.revents & libc::POLLIN != 0
+}

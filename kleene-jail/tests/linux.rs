@@ -1,0 +1,691 @@
+//! Jails on real Linux namespaces. These need root: they fail when KLEENE_REQUIRE_ZFS=1 (as
+//! CI sets it) and skip with a message otherwise. Every test makes its own root in its own
+//! temporary directory, so they run in parallel threads safely; none changes the host's
+//! mount table (each jail's mounts live in its own mount namespace).
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kleene_jail::{
+    Error, ExecConfig, ExitStatus, JailConfig, JailHandle, JailParam, Mount, NetworkMode, Signal,
+    Stdio, WinSize,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const APPLETS: &[&str] = &[
+    "sh", "true", "false", "cat", "id", "hostname", "ls", "ps", "sleep", "env", "ip", "pwd",
+    "touch", "echo", "kill", "stty", "tty", "mount", "readlink", "stat", "grep", "wc", "head",
+];
+
+/// Whether the test can run; panics (fails the test) when root is required but missing.
+fn can_run() -> bool {
+    let required = std::env::var("KLEENE_REQUIRE_ZFS").is_ok_and(|v| v == "1");
+    let why = if !nix::unistd::geteuid().is_root() {
+        Some("jail tests need root")
+    } else if !Path::new("/bin/busybox").exists() {
+        Some("jail tests need /bin/busybox (Debian package busybox-static)")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) if required => panic!("{why} (KLEENE_REQUIRE_ZFS=1)"),
+        Some(why) => {
+            eprintln!("skipping: {why}");
+            false
+        }
+    }
+}
+
+/// A container root built from busybox-static, with users that do not exist on the host.
+struct TestRoot {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl TestRoot {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("kleene-jail-test")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("root");
+        for d in [
+            "bin",
+            "etc",
+            "proc",
+            "dev",
+            "tmp",
+            "home/kleenetest",
+            "root",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        // A hard link where possible: a copy is open for writing for a moment, and a jail
+        // cloned by another test thread at that moment would make exec fail with ETXTBSY
+        // (the library retries that, but the tests need not rely on it).
+        if std::fs::hard_link("/bin/busybox", root.join("bin/busybox")).is_err() {
+            std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        }
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
+        }
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\n\
+             kleenetest:x:4321:4322:Kleene Test:/home/kleenetest:/bin/sh\n\
+             daemon:x:4500:4500:daemon with another uid than the host's:/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("etc/group"),
+            "root:x:0:\nktgroup:x:4322:\nktextra:x:4400:kleenetest\ndaemon:x:4500:\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+        TestRoot { dir, root }
+    }
+
+    fn config(&self) -> JailConfig {
+        JailConfig::new(&self.root).name("t").hostname("jailhost")
+    }
+
+    /// Lines of the host's mount table that mention this test's directory.
+    fn host_mounts(&self) -> Vec<String> {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+async fn run(cfg: JailConfig) -> (ExitStatus, String, String) {
+    let mut jail = cfg
+        .stdout(Stdio::Piped)
+        .stderr(Stdio::Piped)
+        .stdin(Stdio::Null)
+        .start()
+        .await
+        .unwrap();
+    let o = jail.output().await.unwrap();
+    (
+        o.status,
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn sh(t: &TestRoot, script: &str) -> JailConfig {
+    t.config().command(["/bin/sh", "-c", script])
+}
+
+fn param(s: &str) -> JailParam {
+    s.parse().unwrap()
+}
+
+/// Runs `f` on a fresh root and checks afterwards that the host's mount table has nothing
+/// of the test's directory.
+async fn with_root<F, Fut>(f: F)
+where
+    F: FnOnce(TestRoot) -> Fut,
+    Fut: std::future::Future<Output = TestRoot>,
+{
+    let t = TestRoot::new();
+    let before = t.host_mounts();
+    assert!(before.is_empty(), "{before:?}");
+    let t = f(t).await;
+    assert_eq!(t.host_mounts(), before, "the host mount table changed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostname_is_set() {
+    if !can_run() {
+        return;
+    }
+    let t = TestRoot::new();
+    let (st, out, _) = run(t.config().command(["hostname"])).await;
+    assert_eq!(st, ExitStatus::Exited(0));
+    assert_eq!(out.trim(), "jailhost");
+    let (_, out, _) = run(t
+        .config()
+        .command(["hostname"])
+        .param("host.hostname=fromparam".parse().unwrap()))
+    .await;
+    assert_eq!(out.trim(), "fromparam");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_is_pid_1_and_sees_no_host_process() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let (st, out, err) = run(sh(&t, "echo $$; ls /proc")).await;
+        assert!(st.success(), "{err}");
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("1"));
+        let pids: Vec<u32> = out
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        // The shell (1) and, unless busybox runs it in-process, ls (2): nothing of the host.
+        assert!(pids == [1] || pids == [1, 2], "{out}");
+        let (_, out, _) = run(t.config().command(["ps"])).await;
+        assert_eq!(out.lines().count(), 2, "{out}");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_outside_the_root_are_unreachable() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let secret = t.dir.path().join("secret");
+        std::fs::write(&secret, "host secret\n").unwrap();
+        // Absolute and relative symlinks out of the root.
+        std::os::unix::fs::symlink(&secret, t.root.join("abs-link")).unwrap();
+        std::os::unix::fs::symlink("../../secret", t.root.join("tmp/rel-link")).unwrap();
+        let script = format!(
+            "cat ../secret /../secret /abs-link /tmp/rel-link /proc/self/root/../secret \
+             /proc/1/root/../secret {secret} 2>/dev/null; \
+             ls -a /proc/self/root/.. | wc -l; ls -a / | wc -l; echo done",
+            secret = secret.display()
+        );
+        let (_, out, _) = run(sh(&t, &script)).await;
+        assert!(!out.contains("host secret"), "{out}");
+        let mut nums = out.lines().take(2);
+        // `..` of the root is the root.
+        assert_eq!(nums.next(), nums.next(), "{out}");
+        assert!(out.ends_with("done\n"), "{out}");
+        // Only the jail's own mounts are visible: root, /proc, /dev, /dev/pts, /dev/shm.
+        let (_, out, _) = run(t.config().command(["cat", "/proc/self/mountinfo"])).await;
+        let points: Vec<&str> = out.lines().map(|l| l.split(' ').nth(4).unwrap()).collect();
+        assert_eq!(
+            points,
+            vec!["/", "/proc", "/dev", "/dev/pts", "/dev/shm"],
+            "{out}"
+        );
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_and_signals_propagate() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let (st, _, _) = run(sh(&t, "exit 7")).await;
+        assert_eq!(st, ExitStatus::Exited(7));
+        let mut jail = t.config().command(["sleep", "100"]).start().await.unwrap();
+        jail.signal(Signal::SIGKILL).unwrap();
+        assert_eq!(jail.wait().await.unwrap(), ExitStatus::Signaled(9));
+        // With the init, the command is pid 2 and can die of its own signal.
+        let (st, _, _) = run(sh(&t, "kill -TERM $$").init(true)).await;
+        assert_eq!(st, ExitStatus::Signaled(15));
+        let (st, out, _) = run(sh(&t, "echo $$; exit 3").init(true)).await;
+        assert_eq!((st, out.as_str()), (ExitStatus::Exited(3), "2\n"));
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_reaps_orphans_and_forwards_signals() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        // The subshell's sleep is orphaned; init (pid 1) must reap it.
+        let (st, out, _) = run(sh(
+            &t,
+            "(sleep 0.1 &); sleep 0.5; cat /proc/[0-9]*/stat | while read pid comm state rest; do echo $pid $state; done",
+        )
+        .init(true))
+        .await;
+        assert!(st.success());
+        assert!(!out.contains(" Z"), "a zombie remained: {out}");
+        assert!(out.lines().any(|l| l == "1 S"), "{out}");
+        // stop: SIGTERM reaches the command through the init at once.
+        let mut jail = t.config().command(["sleep", "100"]).init(true).start().await.unwrap();
+        let st = tokio::time::timeout(Duration::from_secs(5), jail.stop(Duration::from_secs(30)))
+            .await
+            .expect("SIGTERM was forwarded")
+            .unwrap();
+        assert_eq!(st, ExitStatus::Signaled(15));
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_come_from_the_containers_passwd() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let script =
+            "id -u; id -g; id -G; echo $HOME $USER; grep -E 'CapBnd|NoNewPrivs' /proc/self/status";
+        let (st, out, err) = run(sh(&t, script).user("kleenetest")).await;
+        assert!(st.success(), "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            &lines[..4],
+            &["4321", "4322", "4322 4400", "/home/kleenetest kleenetest"]
+        );
+        assert!(lines[4].ends_with("00000000a80425fb"), "{out}");
+        assert!(lines[5].ends_with('1'), "{out}");
+        // daemon is uid 1 on the host, 4500 in this container.
+        let (_, out, _) = run(t.config().command(["id", "-u"]).user("daemon")).await;
+        assert_eq!(out.trim(), "4500");
+        // uid:gid, and exec.jail_user wins over the typed user.
+        let (_, out, _) = run(sh(&t, "id -u; id -G").user("1234:5678")).await;
+        assert_eq!(out, "1234\n5678\n");
+        let (_, out, _) = run(t
+            .config()
+            .command(["id", "-u"])
+            .user("daemon")
+            .param(param("exec.jail_user=kleenetest")))
+        .await;
+        assert_eq!(out.trim(), "4321");
+        // root keeps Docker's capability set, without no_new_privs.
+        let (_, out, _) = run(t.config().command([
+            "grep",
+            "-E",
+            "CapBnd|CapEff|NoNewPrivs",
+            "/proc/self/status",
+        ]))
+        .await;
+        assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+        assert!(out.contains("NoNewPrivs:\t0"), "{out}");
+        t
+    })
+    .await;
+}
+
+fn host_only_variable() -> (String, String) {
+    std::env::vars()
+        .find(|(k, _)| !["PATH", "HOME", "SHELL", "USER", "LOGNAME", "TERM"].contains(&k.as_str()))
+        .expect("cargo sets CARGO_* variables for tests")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_clean_clears_the_environment() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let (k, v) = host_only_variable();
+        let (_, out, _) = run(t.config().command(["env"]).env("GIVEN", "yes")).await;
+        assert!(!out.contains(&format!("{k}=")), "{out}");
+        assert!(out.contains("GIVEN=yes"));
+        assert!(out.contains("HOME=/root"));
+        let (_, out, _) = run(t.config().command(["env"]).param(param("exec.noclean"))).await;
+        assert!(out.contains(&format!("{k}={v}")), "{out}");
+        let (_, out, _) = run(t.config().command(["env"]).clean_env(false)).await;
+        assert!(out.contains(&format!("{k}={v}")), "{out}");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workdir() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let (_, out, _) = run(t.config().command(["pwd"]).workdir("/home/kleenetest")).await;
+        assert_eq!(out.trim(), "/home/kleenetest");
+        let (_, out, _) = run(t.config().command(["pwd"])).await;
+        assert_eq!(out.trim(), "/");
+        let err = t
+            .config()
+            .command(["pwd"])
+            .workdir("/nowhere")
+            .start()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::WorkdirNotFound { .. }), "{err}");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_mounts() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let src = t.dir.path().join("data");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("file"), "from the host\n").unwrap();
+        let cfg = t.config().mount(Mount::bind(&src, "/mnt/ro").read_only());
+        let (st, out, err) = run(cfg.command([
+            "sh",
+            "-c",
+            "cat /mnt/ro/file; touch /mnt/ro/new && echo wrote; echo $?",
+        ]))
+        .await;
+        assert!(st.success());
+        assert_eq!(out, "from the host\n1\n", "{err}");
+        assert!(err.contains("Read-only file system"), "{err}");
+        assert!(!src.join("new").exists());
+        // Read-write, and a target whose parent is an absolute symlink in the image: the
+        // mount lands inside the root.
+        std::os::unix::fs::symlink("/tmp", t.root.join("linked")).unwrap();
+        let cfg = t.config().mount(Mount::bind(&src, "/linked/rw"));
+        let (st, _, err) = run(cfg.command(["touch", "/tmp/rw/new"])).await;
+        assert!(st.success(), "{err}");
+        assert!(src.join("new").exists());
+        assert!(t.root.join("tmp/rw").is_dir());
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabled_network_has_only_lo() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let ifaces = |text: &str| -> Vec<String> {
+            text.lines()
+                .skip(2)
+                .filter_map(|l| l.split(':').next())
+                .map(|n| n.trim().to_owned())
+                .collect()
+        };
+        let cfg = t.config().network(NetworkMode::Disabled);
+        let (_, out, _) = run(cfg.command(["cat", "/proc/net/dev"])).await;
+        assert_eq!(ifaces(&out), vec!["lo"]);
+        let cfg = t.config().network(NetworkMode::Disabled);
+        let (_, out, _) = run(cfg.command(["ip", "link", "show", "lo"])).await;
+        assert!(out.contains("UP"), "{out}");
+        let host = ifaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
+        let (_, out, _) = run(t.config().command(["cat", "/proc/net/dev"])).await;
+        assert_eq!(ifaces(&out), host);
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn devfs() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let (st, out, err) = run(sh(
+            &t,
+            "echo x > /dev/null && head -c 4 /dev/zero | wc -c && ls /dev | sort | tr '\\n' ' '",
+        )
+        .user("kleenetest"))
+        .await;
+        assert!(st.success(), "{err}");
+        assert_eq!(
+            out,
+            "4\nfd full null ptmx pts random shm stderr stdin stdout tty urandom zero "
+        );
+        let (_, out, _) = run(t
+            .config()
+            .command(["ls", "/dev"])
+            .param(param("mount.nodevfs")))
+        .await;
+        assert_eq!(out, "");
+        let (_, out, _) = run(t.config().command(["ls", "/dev"]).devfs(false)).await;
+        assert_eq!(out, "");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_into_a_running_jail() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let mut jail = t.config().command(["sleep", "100"]).start().await.unwrap();
+        let cfg = ExecConfig::new([
+            "sh",
+            "-c",
+            "hostname; echo $$; cat /proc/1/comm; id -u; pwd",
+        ])
+        .user("kleenetest")
+        .workdir("/tmp")
+        .stdout(Stdio::Piped)
+        .stderr(Stdio::Piped);
+        let mut p = jail.exec(&cfg).await.unwrap();
+        let o = p.output().await.unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8(o.stdout).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "jailhost");
+        let pid: u32 = lines[1].parse().unwrap();
+        assert!(pid > 1 && pid < 100, "{out}");
+        assert_eq!(&lines[2..], &["sleep", "4321", "/tmp"]);
+        // From a handle rebuilt out of persisted fields, as another process would.
+        let h = jail.handle().clone();
+        let again = JailHandle::new(h.name.clone(), h.id, h.pid, h.root.clone());
+        assert!(again.is_running());
+        let mut p = again
+            .exec(
+                &ExecConfig::new(["cat"])
+                    .stdin(Stdio::Piped)
+                    .stdout(Stdio::Piped),
+            )
+            .await
+            .unwrap();
+        let mut stdin = p.stdin.take().unwrap();
+        stdin.write_all(b"through stdin\n").await.unwrap();
+        drop(stdin);
+        let o = p.output().await.unwrap();
+        assert_eq!(o.stdout, b"through stdin\n");
+        // Errors from inside are reported.
+        let err = jail
+            .exec(&ExecConfig::new(["nonexistent"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CommandNotFound { .. }), "{err}");
+        let err = jail
+            .exec(&ExecConfig::new(["true"]).user("nobody"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::UnknownUser { .. }), "{err}");
+        // stop: sleep as pid 1 ignores SIGTERM, so it is killed after the timeout.
+        let st = jail.stop(Duration::from_millis(200)).await.unwrap();
+        assert_eq!(st, ExitStatus::Signaled(9));
+        assert!(!again.is_running());
+        let err = jail.exec(&ExecConfig::new(["true"])).await.unwrap_err();
+        assert!(matches!(err, Error::NotRunning), "{err}");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pseudo_terminal() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let mut jail = sh(&t, "stty size; read line; echo got $line")
+            .tty(WinSize {
+                rows: 30,
+                cols: 100,
+            })
+            .start()
+            .await
+            .unwrap();
+        let mut pty = jail.process_mut().pty.take().unwrap();
+        pty.resize(WinSize {
+            rows: 31,
+            cols: 101,
+        })
+        .unwrap();
+        pty.write_all(b"hello\n").await.unwrap();
+        let mut out = Vec::new();
+        pty.read_to_end(&mut out).await.unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("31 101") || out.contains("30 100"), "{out}");
+        assert!(out.contains("got hello"), "{out}");
+        assert!(jail.wait().await.unwrap().success());
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_jails_at_once() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let cfg = t
+                .config()
+                .hostname(format!("j{i}"))
+                .command(["sh", "-c", "sleep 0.2; hostname; echo $$"])
+                .stdout(Stdio::Piped);
+            tasks.push(tokio::spawn(async move {
+                let mut jail = cfg.start().await.unwrap();
+                let o = jail.output().await.unwrap();
+                jail.stop(Duration::from_secs(1)).await.unwrap();
+                (i, o)
+            }));
+        }
+        for task in tasks {
+            let (i, o) = task.await.unwrap();
+            assert!(o.status.success());
+            assert_eq!(String::from_utf8(o.stdout).unwrap(), format!("j{i}\n1\n"));
+        }
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clear_errors_not_hangs() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let limit = Duration::from_secs(10);
+        let err = tokio::time::timeout(
+            limit,
+            JailConfig::new(t.dir.path().join("missing"))
+                .command(["true"])
+                .start(),
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+        assert!(matches!(err, Error::RootNotFound { .. }), "{err}");
+        let err = tokio::time::timeout(limit, t.config().command(["no-such-command"]).start())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "command no-such-command not found in the container"
+        );
+        let err = tokio::time::timeout(limit, t.config().command(["/bin/nope"]).start())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::CommandNotFound { .. }), "{err}");
+        let err = tokio::time::timeout(
+            limit,
+            t.config().command(["true"]).user("nosuchuser").start(),
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown user nosuchuser in the container's /etc/passwd"
+        );
+        let err = t
+            .config()
+            .command(["true"])
+            .param(param("allow.raw_sockets"))
+            .start()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "jail parameter allow.raw_sockets is not supported on Linux"
+        );
+        let err = t
+            .config()
+            .command(["true"])
+            .mount(Mount::bind(t.dir.path().join("absent"), "/x"))
+            .start()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sysvipc_shares_the_hosts_ipc_namespace() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let host = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+        let host = host.to_string_lossy();
+        let (_, out, _) = run(t.config().command(["readlink", "/proc/self/ns/ipc"])).await;
+        assert_ne!(out.trim(), host);
+        let (_, out, _) = run(t
+            .config()
+            .command(["readlink", "/proc/self/ns/ipc"])
+            .param(param("allow.sysvipc")))
+        .await;
+        assert_eq!(out.trim(), host);
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_runs_exec_stop_first() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let mut jail = t
+            .config()
+            .command(["sleep", "100"])
+            .param(param(
+                "exec.stop=echo stopped by $(hostname) > /tmp/stopped",
+            ))
+            .start()
+            .await
+            .unwrap();
+        let st = jail.stop(Duration::from_millis(300)).await.unwrap();
+        assert_eq!(st, ExitStatus::Signaled(9));
+        let text = std::fs::read_to_string(t.root.join("tmp/stopped")).unwrap();
+        assert_eq!(text, "stopped by jailhost\n");
+        t
+    })
+    .await;
+}
