@@ -1,0 +1,698 @@
+//! Containers: clones of image snapshots, run by a small monitor process each, so that a
+//! detached container outlives the process that started it (no daemon).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use kleene_jail::{ExecConfig, JailHandle, JailId, Signal};
+use kleene_zfs::{DatasetName, Properties};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+
+use crate::engine::{Engine, Inner, OpLock, PROP_ID};
+use crate::error::{CoreError, Result};
+use crate::id::Id;
+use crate::meta::now;
+use crate::model::{
+    Container, ContainerConfig, MountSource, MountSpec, Network, RunState, Runtime,
+};
+
+/// A request for a container (`klee container create`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateContainer {
+    /// The image: id, prefix, `name[:tag]`, optionally `@snapshot`.
+    pub image: String,
+    /// Its name; generated when `None`.
+    pub name: Option<String>,
+    /// The command; the image's when empty.
+    pub cmd: Vec<String>,
+    /// `KEY=value` pairs added to (and overriding) the image's.
+    pub env: Vec<String>,
+    /// The user; the image's when `None`.
+    pub user: Option<String>,
+    /// The working directory; the image's when `None`.
+    pub workdir: Option<String>,
+    /// Mounts (`-v`).
+    pub mounts: Vec<MountSpec>,
+    /// The network driver: `host` (default) or `disabled`.
+    pub network: Option<String>,
+    /// Jail parameters (`-J`).
+    pub jail_params: Vec<String>,
+}
+
+/// A second process for a running container (`klee exec`).
+#[derive(Debug, Default)]
+pub struct ExecSpec {
+    /// The command.
+    pub cmd: Vec<String>,
+    /// `KEY=value` pairs over the container's.
+    pub env: Vec<String>,
+    /// The user; the container's when `None`.
+    pub user: Option<String>,
+    /// The working directory; the container's when `None`.
+    pub workdir: Option<String>,
+    /// A terminal of this size instead of the streams below.
+    pub tty: Option<kleene_jail::WinSize>,
+    /// Its stdin.
+    pub stdin: kleene_jail::Stdio,
+    /// Its stdout.
+    pub stdout: kleene_jail::Stdio,
+    /// Its stderr.
+    pub stderr: kleene_jail::Stdio,
+}
+
+/// How a started container's standard streams are connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Output goes to the container's log; the caller may exit.
+    Detached,
+    /// The caller's own stdin, stdout and stderr (a terminal, for `run -it`).
+    Inherit,
+    /// Pipes the caller reads and writes.
+    Piped,
+}
+
+/// A started container. For attached starts, its streams and a way to wait for its end.
+#[derive(Debug)]
+pub struct Started {
+    /// The container, as it is now.
+    pub container: Container,
+    /// Its stdin, with [`Attach::Piped`].
+    pub stdin: Option<ChildStdin>,
+    /// Its stdout, with [`Attach::Piped`].
+    pub stdout: Option<ChildStdout>,
+    /// Its stderr, with [`Attach::Piped`].
+    pub stderr: Option<ChildStderr>,
+    monitor: Child,
+    engine: Engine,
+}
+
+impl Started {
+    /// Waits for the container to end; its exit code (128 + signal when killed).
+    pub async fn wait(mut self) -> Result<i32> {
+        drop(self.stdin.take());
+        let _ = self.monitor.wait().await;
+        let c = self.engine.container(self.container.id.as_str()).await?;
+        c.runtime.exit_code.ok_or_else(|| {
+            CoreError::Internal(format!("container {} ended without an exit code", c.name))
+        })
+    }
+}
+
+const ADJECTIVES: &[&str] = &[
+    "agile", "bold", "calm", "deft", "eager", "fond", "glad", "hardy", "keen", "lucid", "merry",
+    "noble", "proud", "quiet", "rapid", "sharp", "tidy", "vivid", "witty", "zesty",
+];
+const NOUNS: &[&str] = &[
+    "bohr", "curie", "dijkstra", "euler", "fermat", "gauss", "hopper", "kleene", "knuth",
+    "lamport", "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing",
+];
+
+/// Checks a container name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 128 characters, and not
+/// shaped like an id (which would make lookups ambiguous).
+pub fn check_container_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        return Err(CoreError::InvalidInput(format!(
+            "invalid container name {name:?}: use letters, digits, '_', '.' and '-', beginning with a letter or digit"
+        )));
+    }
+    if Id::parse(name).is_ok() {
+        return Err(CoreError::InvalidInput(format!(
+            "invalid container name {name:?}: it looks like a container id"
+        )));
+    }
+    Ok(())
+}
+
+/// Merges `KEY=value` lists: later keys win, order of first appearance kept.
+fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for kv in base.iter().chain(over) {
+        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        if let Some(slot) = out
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+        {
+            *slot = kv.clone();
+        } else {
+            out.push(kv.clone());
+        }
+    }
+    out
+}
+
+fn process_alive(pid: Option<i32>) -> bool {
+    pid.and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+}
+
+impl Engine {
+    /// Creates a container: a clone of the image's snapshot, with the image's command,
+    /// environment, user and workdir unless given.
+    pub async fn create_container(&self, req: CreateContainer) -> Result<Container> {
+        let network = match req.network.as_deref() {
+            None | Some("host") => Network::Host,
+            Some("disabled") => Network::Disabled,
+            Some(other) => {
+                return Err(CoreError::Unsupported(format!(
+                    "network {other:?} is not supported yet: use \"host\" or \"disabled\""
+                )))
+            }
+        };
+        for p in &req.jail_params {
+            kleene_jail::JailParam::parse(p)
+                .map_err(|e| CoreError::InvalidInput(format!("jail parameter {p:?}: {e}")))?;
+        }
+        if let Some(name) = &req.name {
+            check_container_name(name)?;
+        }
+        let (image, snapshot) = self.resolve_image(&req.image).await?;
+        self.blocking(move |inner| {
+            let name = match req.name {
+                Some(n) => n,
+                None => inner.generate_name()?,
+            };
+            let cfg = &image.config;
+            let mut cmd = cfg.entrypoint.clone();
+            cmd.extend(if req.cmd.is_empty() {
+                cfg.cmd.clone()
+            } else {
+                req.cmd.clone()
+            });
+            if cmd.is_empty() {
+                return Err(CoreError::InvalidInput(format!(
+                    "no command given, and image {} has none",
+                    image.nametag()
+                )));
+            }
+            let id = Id::generate()?;
+            let dataset = inner.container_root.child(id.as_str())?;
+            let container = Container {
+                id: id.clone(),
+                name,
+                image_id: image.id.clone(),
+                snapshot: snapshot.to_string(),
+                dataset: dataset.to_string(),
+                config: ContainerConfig {
+                    cmd,
+                    env: merge_env(&cfg.env, &req.env),
+                    user: req.user.unwrap_or_else(|| cfg.user.clone()),
+                    workdir: req.workdir.unwrap_or_else(|| cfg.workdir.clone()),
+                    mounts: req.mounts,
+                    network,
+                    jail_params: req.jail_params,
+                    stop_signal: cfg.stop_signal.clone(),
+                },
+                created: now(),
+                runtime: Runtime::default(),
+            };
+            inner.create_container(container, &snapshot)
+        })
+        .await
+    }
+
+    /// Every container, newest first, with its state checked against the host.
+    pub async fn containers(&self) -> Result<Vec<Container>> {
+        self.blocking(|inner| {
+            let all = inner.store().containers()?;
+            all.into_iter().map(|c| inner.refresh(c)).collect()
+        })
+        .await
+    }
+
+    /// One container by full id, unique id prefix or name, its state checked.
+    pub async fn container(&self, reference: &str) -> Result<Container> {
+        let reference = reference.to_string();
+        self.blocking(move |inner| inner.resolve_container(&reference))
+            .await
+    }
+
+    /// Starts a container through its monitor process.
+    pub async fn start_container(&self, reference: &str, attach: Attach) -> Result<Started> {
+        let c = self.container(reference).await?;
+        if matches!(c.runtime.state, RunState::Running | RunState::Starting) {
+            return Err(CoreError::Conflict(format!(
+                "container {} is already running",
+                c.name
+            )));
+        }
+        let monitor = self.inner.config.monitor_path()?;
+        let mut cmd = tokio::process::Command::new(&monitor);
+        cmd.arg(self.inner.config.root.as_str())
+            .arg(c.id.as_str())
+            .arg(if attach == Attach::Detached {
+                "detached"
+            } else {
+                "attached"
+            })
+            .kill_on_drop(false);
+        if attach != Attach::Inherit {
+            // Its own process group: the caller's Ctrl-C is not the container's. With the
+            // caller's terminal it must stay in the foreground group to read from it.
+            cmd.process_group(0);
+        }
+        match attach {
+            Attach::Detached => {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+            }
+            Attach::Inherit => {
+                cmd.stdin(Stdio::inherit())
+                    .stdout(Stdio::inherit())
+                    .stderr(Stdio::inherit());
+            }
+            Attach::Piped => {
+                cmd.stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            }
+        }
+        {
+            let id = c.id.clone();
+            self.blocking(move |inner| {
+                inner.store().set_runtime(
+                    &id,
+                    &Runtime {
+                        state: RunState::Starting,
+                        ..Runtime::default()
+                    },
+                )
+            })
+            .await?;
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            CoreError::io(
+                format!("starting the container monitor {}", monitor.display()),
+                e,
+            )
+        })?;
+        // Wait until the monitor says running or ended.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now_c = self.container(c.id.as_str()).await?;
+            match now_c.runtime.state {
+                RunState::Running => break,
+                RunState::Exited => {
+                    if let Some(err) = now_c.runtime.error {
+                        let _ = child.wait().await;
+                        return Err(CoreError::Conflict(format!(
+                            "container {} could not start: {err}",
+                            c.name
+                        )));
+                    }
+                    break;
+                }
+                _ => {}
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Ended without saying so: read the state once more, it may have just been written.
+                let again = self.container(c.id.as_str()).await?;
+                if again.runtime.state == RunState::Starting {
+                    return Err(CoreError::Internal(format!(
+                        "the monitor of container {} ended ({status}) before starting it",
+                        c.name
+                    )));
+                }
+                continue;
+            }
+            if Instant::now() > deadline {
+                return Err(CoreError::Internal(format!(
+                    "container {} did not start within a minute",
+                    c.name
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let container = self.container(c.id.as_str()).await?;
+        Ok(Started {
+            container,
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            monitor: child,
+            engine: self.clone(),
+        })
+    }
+
+    /// Stops a running container: its stop signal (SIGTERM by default), then SIGKILL after
+    /// `timeout`. Returns the container as it ended.
+    pub async fn stop_container(&self, reference: &str, timeout: Duration) -> Result<Container> {
+        let c = self.container(reference).await?;
+        if c.runtime.state != RunState::Running {
+            return Err(CoreError::Conflict(format!(
+                "container {} is not running",
+                c.name
+            )));
+        }
+        let handle = self.inner.handle(&c)?;
+        let sig = match c.config.stop_signal.as_deref() {
+            None => Signal::SIGTERM,
+            Some(s) => {
+                let name = if s.starts_with("SIG") {
+                    s.to_string()
+                } else {
+                    format!("SIG{s}")
+                };
+                name.parse::<Signal>().unwrap_or(Signal::SIGTERM)
+            }
+        };
+        let _ = handle.signal(sig);
+        let deadline = Instant::now() + timeout;
+        let mut killed = false;
+        loop {
+            let now_c = self.container(c.id.as_str()).await?;
+            if now_c.runtime.state != RunState::Running {
+                return Ok(now_c);
+            }
+            if !killed && Instant::now() >= deadline {
+                let _ = handle.signal(Signal::SIGKILL);
+                killed = true;
+            }
+            if killed && Instant::now() > deadline + Duration::from_secs(30) {
+                return Err(CoreError::Internal(format!(
+                    "container {} did not stop",
+                    c.name
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops (if running) and starts a container, detached.
+    pub async fn restart_container(&self, reference: &str, timeout: Duration) -> Result<Container> {
+        let c = self.container(reference).await?;
+        if c.runtime.state == RunState::Running {
+            self.stop_container(c.id.as_str(), timeout).await?;
+        }
+        Ok(self
+            .start_container(c.id.as_str(), Attach::Detached)
+            .await?
+            .container)
+    }
+
+    /// Runs a second process in a running container, like `jexec`, with the container's
+    /// environment (overridden by the request's), user and workdir unless given. The
+    /// process is a child of the caller.
+    pub async fn exec_container(
+        &self,
+        reference: &str,
+        req: ExecSpec,
+    ) -> Result<kleene_jail::Process> {
+        let c = self.container(reference).await?;
+        if c.runtime.state != RunState::Running {
+            return Err(CoreError::Conflict(format!(
+                "container {} is not running",
+                c.name
+            )));
+        }
+        if req.cmd.is_empty() {
+            return Err(CoreError::InvalidInput("exec needs a command".into()));
+        }
+        let handle = self.inner.handle(&c)?;
+        let mut exec = ExecConfig::new(&req.cmd).clean_env(true);
+        for kv in merge_env(&c.config.env, &req.env) {
+            if let Some((k, v)) = kv.split_once('=') {
+                exec = exec.env(k, v);
+            }
+        }
+        let user = req.user.unwrap_or_else(|| c.config.user.clone());
+        if !user.is_empty() {
+            exec = exec.user(user);
+        }
+        let workdir = req.workdir.unwrap_or_else(|| c.config.workdir.clone());
+        if !workdir.is_empty() {
+            exec = exec.workdir(workdir);
+        }
+        exec = exec.stdin(req.stdin).stdout(req.stdout).stderr(req.stderr);
+        if let Some(size) = req.tty {
+            exec = exec.tty(size);
+        }
+        handle
+            .exec(&exec)
+            .await
+            .map_err(|e| CoreError::Conflict(format!("exec in container {}: {e}", c.name)))
+    }
+
+    /// What a detached container wrote, stdout and stderr interleaved.
+    pub async fn container_logs(&self, reference: &str) -> Result<Vec<u8>> {
+        let c = self.container(reference).await?;
+        let path = self.inner.log_path(&c.id);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(CoreError::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Removes a container; a running one only with `force` (it is killed first).
+    pub async fn remove_container(&self, reference: &str, force: bool) -> Result<Id> {
+        let c = self.container(reference).await?;
+        if c.runtime.state == RunState::Running {
+            if !force {
+                return Err(CoreError::Conflict(format!(
+                    "container {} is running: stop it first, or force the removal",
+                    c.name
+                )));
+            }
+            self.stop_container(c.id.as_str(), Duration::ZERO).await?;
+        }
+        self.blocking(move |inner| inner.remove_container(&c)).await
+    }
+
+    /// Removes every container that is not running; their ids.
+    pub async fn prune_containers(&self) -> Result<Vec<Id>> {
+        let mut removed = Vec::new();
+        for c in self.containers().await? {
+            if !matches!(c.runtime.state, RunState::Running | RunState::Starting) {
+                removed.push(
+                    self.blocking(move |inner| inner.remove_container(&c))
+                        .await?,
+                );
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Renames a container.
+    pub async fn rename_container(&self, reference: &str, name: &str) -> Result<Container> {
+        check_container_name(name)?;
+        let reference = reference.to_string();
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            let c = inner.resolve_container(&reference)?;
+            inner.store().rename_container(&c.id, &name)?;
+            inner.resolve_container(c.id.as_str())
+        })
+        .await
+    }
+}
+
+impl Inner {
+    pub fn log_path(&self, id: &Id) -> PathBuf {
+        self.root_mount.join("logs").join(format!("{id}.log"))
+    }
+
+    fn generate_name(&self) -> Result<String> {
+        for _ in 0..100 {
+            let mut b = [0u8; 3];
+            getrandom::fill(&mut b)
+                .map_err(|e| CoreError::Internal(format!("no randomness: {e}")))?;
+            let name = format!(
+                "{}_{}",
+                ADJECTIVES[b[0] as usize % ADJECTIVES.len()],
+                NOUNS[b[1] as usize % NOUNS.len()]
+            );
+            let name = if b[2] % 2 == 0 {
+                name
+            } else {
+                format!("{name}{}", b[2] % 100)
+            };
+            if self.store().container_by_name(&name)?.is_none() {
+                return Ok(name);
+            }
+        }
+        Err(CoreError::Internal("no free container name".into()))
+    }
+
+    fn create_container(
+        &self,
+        container: Container,
+        snapshot: &kleene_zfs::SnapshotName,
+    ) -> Result<Container> {
+        let op = OpLock::begin(&self.ops_dir)?;
+        // Named volumes are made on first use, as docker does.
+        for m in &container.config.mounts {
+            match &m.source {
+                MountSource::Volume(v) if self.store().volume(v)?.is_none() => {
+                    match self.create_volume(v) {
+                        Ok(_) | Err(CoreError::AlreadyExists { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                MountSource::HostPath(p) if !std::path::Path::new(p).is_dir() => {
+                    return Err(CoreError::InvalidInput(format!(
+                        "mount source {p} is not a directory on the host"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        self.store()
+            .insert_pending_container(&container, &op.token)?;
+        crate::failpoint("container-after-row");
+        let dataset = DatasetName::new(container.dataset.as_str())?;
+        let made = (|| {
+            self.zfs.clone_snapshot(
+                snapshot,
+                &dataset,
+                &Properties::new().with(PROP_ID, container.id.as_str())?,
+            )?;
+            crate::failpoint("container-after-clone");
+            self.store().finish_container(&container.id)
+        })();
+        if let Err(e) = made {
+            if self.destroy_dataset(dataset.as_str()).is_ok() {
+                self.store()
+                    .delete_row("containers", container.id.as_str())?;
+            }
+            return Err(e);
+        }
+        drop(op);
+        self.resolve_container(container.id.as_str())
+    }
+
+    pub fn resolve_container(&self, reference: &str) -> Result<Container> {
+        let found = {
+            let store = self.store();
+            let mut found = None;
+            if let Ok(id) = Id::parse(reference) {
+                found = store.container(&id)?;
+            }
+            if found.is_none() {
+                found = store.container_by_name(reference)?;
+            }
+            if found.is_none() && Id::is_prefix(reference) {
+                let mut all = store.containers_by_prefix(reference)?;
+                if all.len() > 1 {
+                    return Err(CoreError::Ambiguous {
+                        kind: "container",
+                        reference: reference.to_string(),
+                        candidates: all
+                            .iter()
+                            .map(|c| format!("{} ({})", c.id, c.name))
+                            .collect(),
+                    });
+                }
+                found = all.pop();
+            }
+            found
+        };
+        let c = found.ok_or_else(|| CoreError::NotFound {
+            kind: "container",
+            reference: reference.to_string(),
+        })?;
+        self.refresh(c)
+    }
+
+    /// A container whose monitor died (a crash, a kill -9, a reboot) is not running any
+    /// more, whatever its row says: the row is corrected.
+    fn refresh(&self, mut c: Container) -> Result<Container> {
+        let rt = &c.runtime;
+        let stale = match rt.state {
+            RunState::Running => !process_alive(rt.monitor_pid) && !process_alive(rt.pid),
+            RunState::Starting => rt.monitor_pid.is_some() && !process_alive(rt.monitor_pid),
+            _ => false,
+        };
+        if stale {
+            c.runtime = Runtime {
+                state: RunState::Exited,
+                finished: Some(now()),
+                started: c.runtime.started,
+                error: Some("its monitor ended without recording an exit".into()),
+                ..Runtime::default()
+            };
+            self.store().set_runtime(&c.id, &c.runtime)?;
+        }
+        Ok(c)
+    }
+
+    fn handle(&self, c: &Container) -> Result<JailHandle> {
+        let (Some(pid), Some(jid)) = (c.runtime.pid, c.runtime.jid) else {
+            return Err(CoreError::Conflict(format!(
+                "container {} is not running",
+                c.name
+            )));
+        };
+        let root = self.mountpoint(&DatasetName::new(c.dataset.as_str())?)?;
+        Ok(JailHandle::new(
+            Some(jail_name(&c.id)),
+            JailId(jid),
+            pid,
+            root,
+        ))
+    }
+
+    fn remove_container(&self, c: &Container) -> Result<Id> {
+        let op = OpLock::begin(&self.ops_dir)?;
+        if !self
+            .store()
+            .mark_removing("containers", c.id.as_str(), &op.token)?
+        {
+            return Err(CoreError::NotFound {
+                kind: "container",
+                reference: c.id.to_string(),
+            });
+        }
+        self.destroy_dataset(&c.dataset)?;
+        self.store().delete_row("containers", c.id.as_str())?;
+        let _ = std::fs::remove_file(self.log_path(&c.id));
+        drop(op);
+        Ok(c.id.clone())
+    }
+}
+
+/// The jail name of a container.
+pub fn jail_name(id: &Id) -> String {
+    format!("kleene-{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn env_merge_overrides_in_place() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let over = vec!["A=2".to_string(), "B=3".to_string()];
+        assert_eq!(merge_env(&base, &over), ["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn names() {
+        check_container_name("web-1.a_b").unwrap();
+        for bad in ["", "-x", "a b", "a/b", "0123456789ab", &"x".repeat(129)] {
+            assert!(check_container_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mount_specs() {
+        let m = MountSpec::parse("data:/var/db:ro").unwrap();
+        assert_eq!(m.source, MountSource::Volume("data".into()));
+        assert!(m.read_only);
+        let m = MountSpec::parse("/srv/www:/usr/local/www").unwrap();
+        assert_eq!(m.source, MountSource::HostPath("/srv/www".into()));
+        assert!(!m.read_only);
+        for bad in ["data", "data:rel", "data:/x:rx", "/a:/b/../c", "-v:/x"] {
+            assert!(MountSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,677 @@
+//! Images: base images from archives or datasets, and their listing, lookup, tagging and
+//! removal.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kleene_zfs::{DatasetName, Properties, SnapshotName};
+use sha2::{Digest, Sha256};
+
+use crate::archive;
+use crate::engine::{Engine, Inner, OpLock, PROP_ID};
+use crate::error::{CoreError, Result};
+use crate::event::{Event, Events};
+use crate::id::Id;
+use crate::model::{Image, ImageConfig, Instruction};
+use crate::rootfs;
+
+/// The snapshot every image has: containers are cloned from `<image>@image`.
+pub const IMAGE_SNAPSHOT: &str = "image";
+
+/// Where a base image comes from (`klee image create METHOD SOURCE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseSource {
+    /// A tar archive (xz, gzip, zstd or plain) at an http(s) or `file://` URL, or a path;
+    /// verified against `sha256` when given.
+    Fetch { url: String, sha256: Option<String> },
+    /// The host's FreeBSD release from the mirror template of the config.
+    FetchAuto,
+    /// A clone of a snapshot of an existing dataset (the image depends on it).
+    ZfsClone(String),
+    /// A copy of an existing dataset by send | receive (independent of it).
+    ZfsCopy(String),
+}
+
+/// A request for a base image.
+#[derive(Debug, Clone)]
+pub struct CreateImage {
+    /// Where it comes from.
+    pub source: BaseSource,
+    /// `name[:tag]`; untagged when `None` (fetch-auto with `autotag` makes one).
+    pub tag: Option<String>,
+    /// Copy the host's resolv.conf into the image.
+    pub dns: bool,
+    /// Copy the host's localtime into the image, if the host has one.
+    pub localtime: bool,
+    /// For fetch-auto without a tag: name it `FreeBSD-<version>:latest`.
+    pub autotag: bool,
+}
+
+impl CreateImage {
+    /// Kleene's defaults: dns and localtime copied, autotag on.
+    pub fn new(source: BaseSource) -> Self {
+        Self {
+            source,
+            tag: None,
+            dns: true,
+            localtime: true,
+            autotag: true,
+        }
+    }
+
+    /// With a `name[:tag]`.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+}
+
+/// Splits `name[:tag]` (tag `latest` by default) and checks both.
+pub fn parse_nametag(s: &str) -> Result<(String, String)> {
+    let (name, tag) = match s.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, t),
+        _ => (s, "latest"),
+    };
+    let bad = |what: &str| CoreError::InvalidInput(format!("invalid image name {s:?}: {what}"));
+    if name.is_empty() {
+        return Err(bad("the name is empty"));
+    }
+    if name.len() > 255 || tag.len() > 128 {
+        return Err(bad("too long"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(bad("a name begins with a letter or digit"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-/".contains(*c)))
+    {
+        return Err(bad(&format!("{c:?} is not allowed in a name")));
+    }
+    if tag.is_empty() {
+        return Err(bad("the tag is empty"));
+    }
+    if let Some(c) = tag
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+    {
+        return Err(bad(&format!("{c:?} is not allowed in a tag")));
+    }
+    Ok((name.to_string(), tag.to_string()))
+}
+
+/// Sets a flag when dropped: the async caller went away, the blocking work stops.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A reader that hashes, counts, reports and can be cancelled; the hash is shared so it
+/// can be read once the decompressor that owns the reader is done.
+struct Metered<R> {
+    inner: R,
+    hash: Arc<std::sync::Mutex<Sha256>>,
+    bytes: u64,
+    total: Option<u64>,
+    started: Instant,
+    last: Instant,
+    events: Events,
+    cancel: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "cancelled",
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.hash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(&buf[..n]);
+        self.bytes += n as u64;
+        if n == 0 || self.last.elapsed().as_millis() >= 200 {
+            self.last = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64().max(1e-6);
+            self.events.emit(Event::Download {
+                bytes: self.bytes,
+                total: self.total,
+                rate: self.bytes as f64 / secs,
+            });
+        }
+        Ok(n)
+    }
+}
+
+/// Streams an http(s) body into a blocking reader, chunk by chunk, without a temporary file.
+struct HttpBody {
+    rx: std::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for HttpBody {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..n + self.pos]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The opened source of a fetch: a reader and its size when known.
+type Source = (Box<dyn Read + Send>, Option<u64>);
+
+async fn open_url(url: &str) -> Result<Source> {
+    let fetch_err = |reason: String| CoreError::Fetch {
+        url: url.to_string(),
+        reason,
+    };
+    if let Some(path) = url
+        .strip_prefix("file://")
+        .or_else(|| url.starts_with('/').then_some(url))
+    {
+        let file = std::fs::File::open(path).map_err(|e| fetch_err(e.to_string()))?;
+        let len = file.metadata().ok().map(|m| m.len());
+        return Ok((
+            Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
+            len,
+        ));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(CoreError::InvalidInput(format!(
+            "unsupported URL {url:?}: use http://, https:// or file://"
+        )));
+    }
+    let resp = reqwest::get(url)
+        .await
+        .map_err(|e| fetch_err(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(fetch_err(format!("server answered {}", resp.status())));
+    }
+    let total = resp.content_length();
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let msg = chunk.map(|b| b.to_vec()).map_err(|e| e.to_string());
+            let stop = msg.is_err();
+            // The reader hung up (failure or cancel): stop downloading.
+            if tx.send(msg).is_err() || stop {
+                break;
+            }
+        }
+    });
+    Ok((
+        Box::new(HttpBody {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }),
+        total,
+    ))
+}
+
+/// The URL and version fetch-auto uses on this host.
+pub fn fetch_auto_url(config: &crate::Config) -> Result<(String, String)> {
+    let uname = rustix::system::uname();
+    let sysname = uname.sysname().to_string_lossy().into_owned();
+    let version = match &config.release {
+        Some(r) => r.clone(),
+        None if sysname == "FreeBSD" => {
+            let release = uname.release().to_string_lossy().into_owned();
+            // 14.1-RELEASE-p3 -> 14.1-RELEASE: patch levels are not published separately.
+            match release.rsplit_once("-p") {
+                Some((base, p)) if p.chars().all(|c| c.is_ascii_digit()) => base.to_string(),
+                _ => release,
+            }
+        }
+        None => {
+            return Err(CoreError::Unsupported(format!(
+                "fetch-auto fetches the host's FreeBSD release, and this host runs {sysname}: \
+                 set the release (and a mirror template) in the config, or use fetch with a URL"
+            )))
+        }
+    };
+    let arch = match &config.arch {
+        Some(a) => a.clone(),
+        None => match uname.machine().to_string_lossy().as_ref() {
+            "x86_64" => "amd64".to_string(),
+            "aarch64" => "arm64".to_string(),
+            other => other.to_string(),
+        },
+    };
+    let url = config
+        .fetch_template
+        .replace("{arch}", &arch)
+        .replace("{version}", &version);
+    Ok((url, version))
+}
+
+impl Engine {
+    /// Creates a base image (`klee image create`). A failure at any step, or dropping the
+    /// future, removes the new dataset and writes no metadata.
+    pub async fn create_base_image(&self, req: CreateImage, events: Events) -> Result<Image> {
+        let mut autotag = None;
+        let (source, desc): (Option<Source>, String) = match &req.source {
+            BaseSource::Fetch { url, .. } => (Some(open_url(url).await?), format!("fetch {url}")),
+            BaseSource::FetchAuto => {
+                let (url, version) = fetch_auto_url(&self.inner.config)?;
+                autotag = Some(format!("FreeBSD-{version}:latest"));
+                events.status(format!("fetching {url}"));
+                (Some(open_url(&url).await?), format!("fetch-auto {url}"))
+            }
+            BaseSource::ZfsClone(d) => (None, format!("zfs-clone {d}")),
+            BaseSource::ZfsCopy(d) => (None, format!("zfs-copy {d}")),
+        };
+        let nametag = match (&req.tag, autotag) {
+            (Some(t), _) => Some(parse_nametag(t)?),
+            (None, Some(t)) if req.autotag => Some(parse_nametag(&t)?),
+            _ => None,
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _guard = CancelOnDrop(Arc::clone(&cancel));
+        let image = self
+            .blocking(move |inner| {
+                inner.create_base_image(req, source, desc, nametag, events, cancel)
+            })
+            .await?;
+        Ok(image)
+    }
+
+    /// Every image, newest first.
+    pub async fn images(&self) -> Result<Vec<Image>> {
+        self.blocking(|inner| inner.store().images()).await
+    }
+
+    /// The image a reference names: full id, unique id prefix, `name`, `name:tag`; an
+    /// `@snapshot` suffix is ignored here (see [`Engine::resolve_image`]).
+    pub async fn image(&self, reference: &str) -> Result<Image> {
+        let reference = reference.to_string();
+        self.blocking(move |inner| inner.resolve_image(&reference).map(|(i, _)| i))
+            .await
+    }
+
+    /// The image and snapshot a reference names: `<ref>@<snapshot>` or `<ref>` (then the
+    /// snapshot is `image`). The snapshot must exist.
+    pub async fn resolve_image(&self, reference: &str) -> Result<(Image, SnapshotName)> {
+        let reference = reference.to_string();
+        self.blocking(move |inner| {
+            let (image, snap) = inner.resolve_image(&reference)?;
+            let snapshot = DatasetName::new(image.dataset.as_str())?
+                .snapshot(snap.as_deref().unwrap_or(IMAGE_SNAPSHOT))
+                .map_err(|_| {
+                    CoreError::InvalidInput(format!("invalid snapshot in {reference:?}"))
+                })?;
+            if !inner.zfs.exists(&snapshot)? {
+                return Err(CoreError::NotFound {
+                    kind: "snapshot",
+                    reference: format!("{}@{}", image.nametag(), snapshot.snapshot()),
+                });
+            }
+            Ok((image, snapshot))
+        })
+        .await
+    }
+
+    /// Gives an image `name[:tag]`; the previous holder becomes untagged.
+    pub async fn tag_image(&self, reference: &str, nametag: &str) -> Result<Image> {
+        let (name, tag) = parse_nametag(nametag)?;
+        let reference = reference.to_string();
+        self.blocking(move |inner| {
+            let (image, _) = inner.resolve_image(&reference)?;
+            let mut store = inner.store();
+            store.tag_image(&image.id, &name, &tag)?;
+            store.image(&image.id)?.ok_or_else(|| CoreError::NotFound {
+                kind: "image",
+                reference,
+            })
+        })
+        .await
+    }
+
+    /// Removes an image; refused while containers or images depend on it, naming them.
+    pub async fn remove_image(&self, reference: &str) -> Result<Id> {
+        let reference = reference.to_string();
+        self.blocking(move |inner| {
+            let (image, _) = inner.resolve_image(&reference)?;
+            inner.remove_image(&image)?;
+            Ok(image.id)
+        })
+        .await
+    }
+
+    /// Removes untagged images, or with `all` every image, that nothing depends on;
+    /// returns the ids removed.
+    pub async fn prune_images(&self, all: bool) -> Result<Vec<Id>> {
+        self.blocking(move |inner| {
+            let mut removed = Vec::new();
+            loop {
+                let mut progress = false;
+                let images = inner.store().images()?;
+                for image in images {
+                    if !all && !image.name.is_empty() {
+                        continue;
+                    }
+                    match inner.remove_image(&image) {
+                        Ok(()) => {
+                            removed.push(image.id);
+                            progress = true;
+                        }
+                        Err(CoreError::InUse { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !progress {
+                    return Ok(removed);
+                }
+            }
+        })
+        .await
+    }
+}
+
+impl Inner {
+    fn create_base_image(
+        &self,
+        req: CreateImage,
+        source: Option<Source>,
+        desc: String,
+        nametag: Option<(String, String)>,
+        events: Events,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Image> {
+        let op = OpLock::begin(&self.ops_dir)?;
+        let id = Id::generate()?;
+        let dataset = self.image_root.child(id.as_str())?;
+        self.store()
+            .insert_pending_image(&id, dataset.as_str(), &op.token)?;
+        crate::failpoint("image-after-row");
+        let mut temp_snapshot = None;
+        let made = self.fill_base_image(
+            &req,
+            source,
+            &id,
+            &dataset,
+            &events,
+            &cancel,
+            &mut temp_snapshot,
+        );
+        let result = made.and_then(|()| {
+            crate::failpoint("image-before-snapshot");
+            self.zfs
+                .snapshot(&dataset.snapshot(IMAGE_SNAPSHOT)?, &Properties::new())?;
+            crate::failpoint("image-before-finish");
+            let config = ImageConfig {
+                instructions: vec![Instruction {
+                    text: format!("FROM {desc}"),
+                    snapshot: None,
+                }],
+                ..ImageConfig::default()
+            };
+            let (name, tag) = nametag.unwrap_or_default();
+            self.store().finish_image(&id, &name, &tag, None, &config)
+        });
+        match result {
+            Ok(image) => {
+                // zfs-copy's temporary snapshot of the source is no longer needed.
+                if let (BaseSource::ZfsCopy(_), Some(s)) = (&req.source, &temp_snapshot) {
+                    let _ = self.zfs.destroy_snapshot(s);
+                    if let Ok(copied) = dataset.snapshot(s.snapshot()) {
+                        let _ = self.zfs.destroy_snapshot(&copied);
+                    }
+                }
+                events.emit(Event::ImageCreated {
+                    id: image.id.clone(),
+                });
+                drop(op);
+                Ok(image)
+            }
+            Err(e) => {
+                let cleanup = self.destroy_dataset(dataset.as_str());
+                if let Some(s) = &temp_snapshot {
+                    let _ = self.zfs.destroy_snapshot(s);
+                }
+                if cleanup.is_ok() {
+                    self.store().delete_row("images", id.as_str())?;
+                } else {
+                    // Left pending: the next open finishes the cleanup.
+                    log::warn!("could not remove {dataset} after a failure: {cleanup:?}");
+                }
+                drop(op);
+                Err(if cancel.load(Ordering::SeqCst) {
+                    CoreError::Cancelled
+                } else {
+                    e
+                })
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fill_base_image(
+        &self,
+        req: &CreateImage,
+        source: Option<Source>,
+        id: &Id,
+        dataset: &DatasetName,
+        events: &Events,
+        cancel: &Arc<AtomicBool>,
+        temp_snapshot: &mut Option<SnapshotName>,
+    ) -> Result<()> {
+        let props = Properties::new().with(PROP_ID, id.as_str())?;
+        match (&req.source, source) {
+            (BaseSource::Fetch { .. } | BaseSource::FetchAuto, Some((reader, total))) => {
+                self.zfs.create(dataset, &props)?;
+                let root = self.mountpoint(dataset)?;
+                let hash = Arc::new(std::sync::Mutex::new(Sha256::new()));
+                let metered = Metered {
+                    inner: reader,
+                    hash: Arc::clone(&hash),
+                    bytes: 0,
+                    total,
+                    started: Instant::now(),
+                    last: Instant::now(),
+                    events: events.clone(),
+                    cancel: Arc::clone(cancel),
+                };
+                let (_, mut decoded) = archive::decompress(metered)?;
+                let mut last = Instant::now();
+                let stats =
+                    archive::extract(&mut decoded, &root, &mut |s: &archive::ExtractStats| {
+                        if last.elapsed().as_millis() >= 200 {
+                            last = Instant::now();
+                            events.emit(Event::Extract {
+                                entries: s.entries,
+                                bytes: s.bytes,
+                            });
+                        }
+                    })?;
+                // Read what the tar reader did not need (end padding) so the hash covers
+                // the whole file.
+                std::io::copy(&mut decoded, &mut std::io::sink())
+                    .map_err(|e| CoreError::io("reading the archive", e))?;
+                drop(decoded);
+                events.emit(Event::Extract {
+                    entries: stats.entries,
+                    bytes: stats.bytes,
+                });
+                if cancel.load(Ordering::SeqCst) {
+                    return Err(CoreError::Cancelled);
+                }
+                crate::failpoint("image-after-extract");
+                if let BaseSource::Fetch {
+                    url,
+                    sha256: Some(want),
+                } = &req.source
+                {
+                    let digest =
+                        std::mem::take(&mut *hash.lock().unwrap_or_else(|p| p.into_inner()))
+                            .finalize();
+                    let got: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                    if !got.eq_ignore_ascii_case(want.trim()) {
+                        return Err(CoreError::Fetch {
+                            url: url.clone(),
+                            reason: format!("sha256 is {got}, expected {want}"),
+                        });
+                    }
+                }
+                self.finish_rootfs(req, &root)
+            }
+            (BaseSource::ZfsClone(src) | BaseSource::ZfsCopy(src), None) => {
+                let src = DatasetName::new(src.as_str())?;
+                if !self.zfs.exists(&src)? {
+                    return Err(CoreError::NotFound {
+                        kind: "dataset",
+                        reference: src.to_string(),
+                    });
+                }
+                let snap = src.snapshot(&format!("kleene-{id}"))?;
+                self.zfs.snapshot(&snap, &Properties::new())?;
+                *temp_snapshot = Some(snap.clone());
+                if matches!(req.source, BaseSource::ZfsClone(_)) {
+                    self.zfs.clone_snapshot(&snap, dataset, &props)?;
+                } else {
+                    self.zfs.copy(&snap, dataset)?;
+                    self.zfs.set(dataset, &props)?;
+                }
+                let root = self.mountpoint(dataset)?;
+                self.finish_rootfs(req, &root)
+            }
+            _ => Err(CoreError::Internal(
+                "base image source without its stream".into(),
+            )),
+        }
+    }
+
+    /// dns and localtime: copied from the host, written without following the image's
+    /// symlinks.
+    fn finish_rootfs(&self, req: &CreateImage, root: &Path) -> Result<()> {
+        if req.dns {
+            let conf = std::fs::read(&self.config.resolv_conf).map_err(|e| {
+                CoreError::io(format!("reading {}", self.config.resolv_conf.display()), e)
+            })?;
+            rootfs::write_file(root, "etc/resolv.conf", &conf, 0o644)?;
+        }
+        if req.localtime {
+            if let Ok(tz) = std::fs::read(&self.config.localtime) {
+                rootfs::write_file(root, "etc/localtime", &tz, 0o644)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a dataset is mounted, mounting it first if it is not (after a reboot, or a
+    /// zfs-fuse restart, nothing below the pool may be mounted).
+    pub fn mountpoint(&self, dataset: &DatasetName) -> Result<PathBuf> {
+        if let Some(mp) = self.zfs.mountpoint(dataset)? {
+            return Ok(mp);
+        }
+        self.zfs.mount(dataset)?;
+        self.zfs
+            .mountpoint(dataset)?
+            .ok_or_else(|| CoreError::Conflict(format!("dataset {dataset} is not mounted")))
+    }
+
+    /// Resolves an image reference; the part after `@`, if any, is returned as is.
+    pub fn resolve_image(&self, reference: &str) -> Result<(Image, Option<String>)> {
+        let (base, snap) = match reference.rsplit_once('@') {
+            Some((b, s)) => (b, Some(s.to_string())),
+            None => (reference, None),
+        };
+        let not_found = || CoreError::NotFound {
+            kind: "image",
+            reference: reference.to_string(),
+        };
+        if base.is_empty() {
+            return Err(not_found());
+        }
+        let store = self.store();
+        if let Ok(id) = Id::parse(base) {
+            if let Some(image) = store.image(&id)? {
+                return Ok((image, snap));
+            }
+        }
+        if let Ok((name, tag)) = parse_nametag(base) {
+            if let Some(image) = store.image_by_nametag(&name, &tag)? {
+                return Ok((image, snap));
+            }
+        }
+        if Id::is_prefix(base) {
+            let mut found = store.images_by_prefix(base)?;
+            match found.len() {
+                0 => {}
+                1 => return Ok((found.remove(0), snap)),
+                _ => {
+                    return Err(CoreError::Ambiguous {
+                        kind: "image",
+                        reference: base.to_string(),
+                        candidates: found.iter().map(|i| i.id.to_string()).collect(),
+                    })
+                }
+            }
+        }
+        Err(not_found())
+    }
+
+    fn remove_image(&self, image: &Image) -> Result<()> {
+        let op = OpLock::begin(&self.ops_dir)?;
+        {
+            let store = self.store();
+            let mut users = store.image_containers(&image.id)?;
+            users.extend(
+                store
+                    .image_children(&image.id)?
+                    .into_iter()
+                    .map(|c| format!("image {}", c.nametag())),
+            );
+            if !users.is_empty() {
+                return Err(CoreError::InUse {
+                    kind: "image",
+                    name: image.nametag(),
+                    users,
+                });
+            }
+            if !store.mark_removing("images", image.id.as_str(), &op.token)? {
+                return Err(CoreError::NotFound {
+                    kind: "image",
+                    reference: image.id.to_string(),
+                });
+            }
+        }
+        // A zfs-clone base image was cloned from a snapshot made for it: that goes too.
+        let dataset = DatasetName::new(image.dataset.as_str())?;
+        let origin = match self.zfs.origin(&dataset) {
+            Ok(o) => o,
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        self.destroy_dataset(&image.dataset)?;
+        if let Some(s) = origin.filter(|s| s.snapshot() == format!("kleene-{}", image.id)) {
+            let _ = self.zfs.destroy_snapshot(&s);
+        }
+        self.store().delete_row("images", image.id.as_str())?;
+        drop(op);
+        Ok(())
+    }
+}

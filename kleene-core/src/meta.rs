@@ -1,0 +1,720 @@
+//! The metadata store: one SQLite file in the root dataset, WAL, versioned schema.
+//!
+//! Every change that spans ZFS and metadata follows one order so that a crash anywhere
+//! leaves a state `Engine::open` repairs: a row is written `pending` (with the token of the
+//! operation, whose lock file the operation holds) before any dataset is made, and turned
+//! `ready` in one transaction when the work is done. A pending row whose operation holds
+//! no lock any more belongs to a dead process: its dataset and row are removed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{CoreError, Result};
+use crate::id::Id;
+use crate::model::{Container, ContainerConfig, Image, ImageConfig, MountSource, Runtime, Volume};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is how many ran.
+/// The schema version this build writes: how many migrations it has.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: images, volumes, containers and their mounts.
+    "CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        tag TEXT NOT NULL DEFAULT '',
+        created INTEGER NOT NULL,
+        parent TEXT,
+        dataset TEXT NOT NULL,
+        config TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL,
+        op TEXT
+    );
+    CREATE UNIQUE INDEX images_nametag ON images(name, tag) WHERE name != '';
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        dataset TEXT NOT NULL,
+        mountpoint TEXT NOT NULL DEFAULT '',
+        created INTEGER NOT NULL,
+        filled INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        op TEXT
+    );
+    CREATE TABLE containers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image_id TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        config TEXT NOT NULL DEFAULT '{}',
+        created INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        op TEXT,
+        runtime TEXT
+    );
+    CREATE INDEX containers_image ON containers(image_id);
+    CREATE TABLE mounts (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        read_only INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX mounts_source ON mounts(kind, source);",
+    // 2: the build cache: a step's key -> the image and snapshot an earlier build made.
+    "CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE INDEX build_cache_image ON build_cache(image_id);",
+];
+
+/// The store of one engine root.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+/// A row whose operation has not finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub table: &'static str,
+    pub key: String,
+    pub dataset: String,
+    pub op: String,
+}
+
+/// Unix time now, in seconds.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// An `images` row as read: id, name, tag, created, parent, dataset, config.
+type ImageRow = (String, String, String, i64, Option<String>, String, String);
+
+fn image_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+const IMAGE_COLUMNS: &str = "id, name, tag, created, parent, dataset, config";
+
+fn to_image((id, name, tag, created, parent, dataset, config): ImageRow) -> Result<Image> {
+    let config: ImageConfig = serde_json::from_str(&config)
+        .map_err(|e| CoreError::Internal(format!("image {id} has unreadable metadata: {e}")))?;
+    Ok(Image {
+        id: Id::parse(&id)?,
+        name,
+        tag,
+        created,
+        parent,
+        dataset,
+        config,
+    })
+}
+
+impl Store {
+    /// Opens (creating) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(0);
+        if version > MIGRATIONS.len() {
+            return Err(CoreError::Conflict(format!(
+                "metadata at {} has schema version {version}, newer than this kleene ({}): upgrade kleene",
+                path.display(),
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(Self { conn })
+    }
+
+    /// The schema version.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    // ---- pending operations ----
+
+    /// Every row whose operation has not finished.
+    pub fn pending(&self) -> Result<Vec<Pending>> {
+        let mut out = Vec::new();
+        for (table, key) in [("containers", "id"), ("images", "id"), ("volumes", "name")] {
+            let sql = format!("SELECT {key}, dataset, op FROM {table} WHERE state = 'pending'");
+            let mut stmt = self.conn.prepare(&sql)?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Pending {
+                    table,
+                    key: r.get(0)?,
+                    dataset: r.get(1)?,
+                    op: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            })?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops a row (any state) of `table` by key.
+    pub fn delete_row(&self, table: &'static str, key: &str) -> Result<()> {
+        let col = if table == "volumes" { "name" } else { "id" };
+        self.conn
+            .execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [key])?;
+        Ok(())
+    }
+
+    /// Every dataset any row names, with its table and key.
+    pub fn datasets(&self) -> Result<Vec<(&'static str, String, String)>> {
+        let mut out = Vec::new();
+        for (table, key) in [("containers", "id"), ("images", "id"), ("volumes", "name")] {
+            let sql = format!("SELECT {key}, dataset FROM {table} WHERE state = 'ready'");
+            let mut stmt = self.conn.prepare(&sql)?;
+            let rows = stmt.query_map([], |r| Ok((table, r.get(0)?, r.get(1)?)))?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- images ----
+
+    /// Records an image being made (before its dataset exists).
+    pub fn insert_pending_image(&self, id: &Id, dataset: &str, op: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO images (id, created, dataset, state, op) VALUES (?1, ?2, ?3, 'pending', ?4)",
+            params![id.as_str(), now(), dataset, op],
+        )?;
+        Ok(())
+    }
+
+    /// Marks an image made: its metadata, and its name:tag taken from any previous holder,
+    /// in one transaction.
+    pub fn finish_image(
+        &mut self,
+        id: &Id,
+        name: &str,
+        tag: &str,
+        parent: Option<&str>,
+        config: &ImageConfig,
+    ) -> Result<Image> {
+        let json = serde_json::to_string(config)
+            .map_err(|e| CoreError::Internal(format!("serializing image config: {e}")))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !name.is_empty() {
+            tx.execute(
+                "UPDATE images SET name = '', tag = '' WHERE name = ?1 AND tag = ?2 AND id != ?3",
+                params![name, tag, id.as_str()],
+            )?;
+        }
+        let n = tx.execute(
+            "UPDATE images SET name = ?2, tag = ?3, parent = ?4, config = ?5, created = ?6,
+                state = 'ready', op = NULL WHERE id = ?1",
+            params![id.as_str(), name, tag, parent, json, now()],
+        )?;
+        if n != 1 {
+            return Err(CoreError::Internal(format!(
+                "image {id} vanished while being made"
+            )));
+        }
+        tx.commit()?;
+        self.image(id)?
+            .ok_or_else(|| CoreError::Internal(format!("image {id} vanished")))
+    }
+
+    /// A ready image by id.
+    pub fn image(&self, id: &Id) -> Result<Option<Image>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1 AND state = 'ready'"),
+                [id.as_str()],
+                image_from_row,
+            )
+            .optional()?
+            .map(to_image)
+            .transpose()
+    }
+
+    /// The ready image holding `name:tag`.
+    pub fn image_by_nametag(&self, name: &str, tag: &str) -> Result<Option<Image>> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {IMAGE_COLUMNS} FROM images WHERE name = ?1 AND tag = ?2 AND state = 'ready'"
+                ),
+                [name, tag],
+                image_from_row,
+            )
+            .optional()?
+            .map(to_image)
+            .transpose()
+    }
+
+    /// Ready images whose id starts with `prefix`.
+    pub fn images_by_prefix(&self, prefix: &str) -> Result<Vec<Image>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {IMAGE_COLUMNS} FROM images WHERE substr(id, 1, ?2) = ?1 AND state = 'ready' ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![prefix, prefix.len() as i64], image_from_row)?;
+        rows.map(|r| to_image(r?)).collect()
+    }
+
+    /// Every ready image, newest first.
+    pub fn images(&self) -> Result<Vec<Image>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {IMAGE_COLUMNS} FROM images WHERE state = 'ready' ORDER BY created DESC, rowid DESC"
+        ))?;
+        let rows = stmt.query_map([], image_from_row)?;
+        rows.map(|r| to_image(r?)).collect()
+    }
+
+    /// Gives `name:tag` to an image; the previous holder becomes untagged.
+    pub fn tag_image(&mut self, id: &Id, name: &str, tag: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE images SET name = '', tag = '' WHERE name = ?1 AND tag = ?2 AND id != ?3",
+            params![name, tag, id.as_str()],
+        )?;
+        tx.execute(
+            "UPDATE images SET name = ?2, tag = ?3 WHERE id = ?1",
+            params![id.as_str(), name, tag],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Ready images built on `id` (their parent is `id@...`).
+    pub fn image_children(&self, id: &Id) -> Result<Vec<Image>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {IMAGE_COLUMNS} FROM images WHERE (parent = ?1 OR parent LIKE ?1 || '@%') AND state != 'removing'"
+        ))?;
+        let rows = stmt.query_map([id.as_str()], image_from_row)?;
+        rows.map(|r| to_image(r?)).collect()
+    }
+
+    /// Ids and names of the containers made from image `id`.
+    pub fn image_containers(&self, id: &Id) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name FROM containers WHERE image_id = ?1 ORDER BY created")?;
+        let rows = stmt.query_map([id.as_str()], |r| {
+            Ok(format!(
+                "{} ({})",
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(0)?
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks a row as being removed (so nothing new may use it), returning whether it was
+    /// there and ready.
+    pub fn mark_removing(&self, table: &'static str, key: &str, op: &str) -> Result<bool> {
+        let col = if table == "volumes" { "name" } else { "id" };
+        let n = self.conn.execute(
+            &format!("UPDATE {table} SET state = 'pending', op = ?2 WHERE {col} = ?1 AND state = 'ready'"),
+            params![key, op],
+        )?;
+        Ok(n == 1)
+    }
+
+    // ---- volumes ----
+
+    /// Records a volume being made.
+    pub fn insert_pending_volume(&self, name: &str, dataset: &str, op: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO volumes (name, dataset, created, state, op) VALUES (?1, ?2, ?3, 'pending', ?4)",
+            params![name, dataset, now(), op],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                CoreError::AlreadyExists { kind: "volume", name: name.to_string() }
+            }
+            other => other.into(),
+        })?;
+        Ok(())
+    }
+
+    /// Marks a volume made.
+    pub fn finish_volume(&self, name: &str, mountpoint: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE volumes SET mountpoint = ?2, state = 'ready', op = NULL WHERE name = ?1",
+            params![name, mountpoint],
+        )?;
+        Ok(())
+    }
+
+    /// A ready volume by name.
+    pub fn volume(&self, name: &str) -> Result<Option<Volume>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT name, dataset, mountpoint, created FROM volumes WHERE name = ?1 AND state = 'ready'",
+                [name],
+                |r| {
+                    Ok(Volume {
+                        name: r.get(0)?,
+                        dataset: r.get(1)?,
+                        mountpoint: r.get(2)?,
+                        created: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every ready volume, by name.
+    pub fn volumes(&self) -> Result<Vec<Volume>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, dataset, mountpoint, created FROM volumes WHERE state = 'ready' ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Volume {
+                name: r.get(0)?,
+                dataset: r.get(1)?,
+                mountpoint: r.get(2)?,
+                created: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Names and ids of the containers that mount volume `name`.
+    pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT c.name, c.id FROM mounts m JOIN containers c ON c.id = m.container_id
+             WHERE m.kind = 'volume' AND m.source = ?1 ORDER BY c.name",
+        )?;
+        let rows = stmt.query_map([name], |r| {
+            Ok(format!(
+                "{} ({})",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+// ---- build cache ----
+
+impl Store {
+    /// The image id and snapshot name a build step's key was made with, if any.
+    pub fn cache_lookup(&self, key: &str) -> Result<Option<(Id, String)>> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT image_id, snapshot FROM build_cache WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(id, snap)| Ok((Id::parse(&id)?, snap)))
+            .transpose()
+    }
+
+    /// Records that the step `key` made `snapshot` in image `image_id` (replacing an older
+    /// entry).
+    pub fn cache_insert(&self, key: &str, image_id: &Id, snapshot: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO build_cache (key, image_id, snapshot, created) VALUES (?1, ?2, ?3, ?4)",
+            params![key, image_id.as_str(), snapshot, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a cache entry (its snapshot is gone).
+    pub fn cache_delete(&self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM build_cache WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    /// Sets the parent of an image still being made, so that its parent cannot be
+    /// removed from under it.
+    pub fn set_image_parent(&self, id: &Id, parent: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE images SET parent = ?2 WHERE id = ?1",
+            params![id.as_str(), parent],
+        )?;
+        Ok(())
+    }
+}
+
+// ---- containers ----
+
+/// A `containers` row as read.
+type ContainerRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+);
+
+const CONTAINER_COLUMNS: &str = "id, name, image_id, snapshot, dataset, config, created, runtime";
+
+fn container_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn to_container(
+    (id, name, image_id, snapshot, dataset, config, created, runtime): ContainerRow,
+) -> Result<Container> {
+    let bad = |what: &str, e: serde_json::Error| {
+        CoreError::Internal(format!("container {id} has unreadable {what}: {e}"))
+    };
+    let config: ContainerConfig = serde_json::from_str(&config).map_err(|e| bad("config", e))?;
+    let runtime: Runtime = match runtime {
+        Some(r) => serde_json::from_str(&r).map_err(|e| bad("runtime state", e))?,
+        None => Runtime::default(),
+    };
+    Ok(Container {
+        id: Id::parse(&id)?,
+        name,
+        image_id: Id::parse(&image_id)?,
+        snapshot,
+        dataset,
+        config,
+        created,
+        runtime,
+    })
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| CoreError::Internal(format!("serializing: {e}")))
+}
+
+impl Store {
+    /// Records a container being made, with its mounts, before its dataset exists.
+    pub fn insert_pending_container(&mut self, c: &Container, op: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO containers (id, name, image_id, snapshot, dataset, config, created, state, op, runtime)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
+            params![
+                c.id.as_str(),
+                c.name,
+                c.image_id.as_str(),
+                c.snapshot,
+                c.dataset,
+                json(&c.config)?,
+                now(),
+                op,
+                json(&c.runtime)?
+            ],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                CoreError::AlreadyExists { kind: "container", name: c.name.clone() }
+            }
+            other => other.into(),
+        })?;
+        for m in &c.config.mounts {
+            let (kind, source) = match &m.source {
+                MountSource::Volume(v) => ("volume", v.as_str()),
+                MountSource::HostPath(p) => ("path", p.as_str()),
+            };
+            tx.execute(
+                "INSERT INTO mounts (container_id, kind, source, destination, read_only) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![c.id.as_str(), kind, source, m.destination, m.read_only],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a container made.
+    pub fn finish_container(&self, id: &Id) -> Result<()> {
+        self.conn.execute(
+            "UPDATE containers SET state = 'ready', op = NULL WHERE id = ?1",
+            [id.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// A ready container by id.
+    pub fn container(&self, id: &Id) -> Result<Option<Container>> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {CONTAINER_COLUMNS} FROM containers WHERE id = ?1 AND state = 'ready'"
+                ),
+                [id.as_str()],
+                container_from_row,
+            )
+            .optional()?
+            .map(to_container)
+            .transpose()
+    }
+
+    /// A ready container by name.
+    pub fn container_by_name(&self, name: &str) -> Result<Option<Container>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {CONTAINER_COLUMNS} FROM containers WHERE name = ?1 AND state = 'ready'"),
+                [name],
+                container_from_row,
+            )
+            .optional()?
+            .map(to_container)
+            .transpose()
+    }
+
+    /// Ready containers whose id starts with `prefix`.
+    pub fn containers_by_prefix(&self, prefix: &str) -> Result<Vec<Container>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CONTAINER_COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1 AND state = 'ready' ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![prefix, prefix.len() as i64], container_from_row)?;
+        rows.map(|r| to_container(r?)).collect()
+    }
+
+    /// Every ready container, newest first.
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CONTAINER_COLUMNS} FROM containers WHERE state = 'ready' ORDER BY created DESC, rowid DESC"
+        ))?;
+        let rows = stmt.query_map([], container_from_row)?;
+        rows.map(|r| to_container(r?)).collect()
+    }
+
+    /// Replaces a container's runtime state.
+    pub fn set_runtime(&self, id: &Id, runtime: &Runtime) -> Result<()> {
+        self.conn.execute(
+            "UPDATE containers SET runtime = ?2 WHERE id = ?1",
+            params![id.as_str(), json(runtime)?],
+        )?;
+        Ok(())
+    }
+
+    /// Renames a container.
+    pub fn rename_container(&self, id: &Id, name: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE containers SET name = ?2 WHERE id = ?1",
+                params![id.as_str(), name],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    CoreError::AlreadyExists {
+                        kind: "container",
+                        name: name.to_string(),
+                    }
+                }
+                other => other.into(),
+            })?;
+        Ok(())
+    }
+
+    /// Marks volume `name` filled from an image (done once, on its first mount).
+    pub fn mark_volume_filled(&self, name: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE volumes SET filled = 1 WHERE name = ?1 AND filled = 0",
+            [name],
+        )?;
+        Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_refuse_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sqlite");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        let err = Store::open(&path).unwrap_err();
+        assert!(err.to_string().contains("newer than this kleene"), "{err}");
+    }
+
+    #[test]
+    fn image_lifecycle_and_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("m.sqlite")).unwrap();
+        let a = Id::parse("aaaaaaaaaaa1").unwrap();
+        let b = Id::parse("aaaaaaaaaab2").unwrap();
+        s.insert_pending_image(&a, "p/image/a", "op1").unwrap();
+        assert!(
+            s.image(&a).unwrap().is_none(),
+            "pending images are invisible"
+        );
+        assert_eq!(s.pending().unwrap().len(), 1);
+        s.finish_image(&a, "web", "latest", None, &ImageConfig::default())
+            .unwrap();
+        s.insert_pending_image(&b, "p/image/b", "op2").unwrap();
+        s.finish_image(&b, "web", "latest", None, &ImageConfig::default())
+            .unwrap();
+        assert_eq!(
+            s.image(&a).unwrap().unwrap().name,
+            "",
+            "previous holder is untagged"
+        );
+        assert_eq!(s.image_by_nametag("web", "latest").unwrap().unwrap().id, b);
+        assert_eq!(s.images_by_prefix("aaaaaaaaaa").unwrap().len(), 2);
+        assert_eq!(s.images_by_prefix("aaaaaaaaaab").unwrap().len(), 1);
+        s.tag_image(&a, "web", "latest").unwrap();
+        assert_eq!(s.image_by_nametag("web", "latest").unwrap().unwrap().id, a);
+        assert_eq!(s.image(&b).unwrap().unwrap().name, "");
+        assert_eq!(s.images().unwrap().len(), 2);
+    }
+}

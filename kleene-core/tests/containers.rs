@@ -1,0 +1,511 @@
+//! Containers on real ZFS and real namespaces: create, start (attached, detached), exec,
+//! stop, logs, remove, prune, volumes, networks; crash repair and two processes at once.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use kleene_core::kleene_zfs::{DatasetName, Depth, Zfs};
+use kleene_core::{
+    Attach, BaseSource, CoreError, CreateContainer, CreateImage, Engine, Events, ExecSpec,
+    MountSpec, RunState,
+};
+use tokio::io::AsyncReadExt;
+
+use common::busybox_engine as setup;
+
+fn create(cmd: &[&str]) -> CreateContainer {
+    CreateContainer {
+        image: "bb".into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        ..CreateContainer::default()
+    }
+}
+
+async fn run_piped(engine: &Engine, reference: &str) -> (String, String, i32) {
+    let mut started = engine
+        .start_container(reference, Attach::Piped)
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let mut err = String::new();
+    let mut so = started.stdout.take().unwrap();
+    let mut se = started.stderr.take().unwrap();
+    let (a, b) = tokio::join!(so.read_to_string(&mut out), se.read_to_string(&mut err));
+    a.unwrap();
+    b.unwrap();
+    let code = started.wait().await.unwrap();
+    (out, err, code)
+}
+
+#[tokio::test]
+async fn attached_run_output_and_exit_code() {
+    let Some((_s, engine)) = setup("attached").await else {
+        return;
+    };
+    let c = engine
+        .create_container(CreateContainer {
+            name: Some("hello".into()),
+            env: vec!["GREETING=hi there".into()],
+            ..create(&[
+                "/bin/sh",
+                "-c",
+                "echo \"$GREETING\"; echo oops >&2; hostname; id -u; exit 3",
+            ])
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.runtime.state, RunState::Created);
+    assert_eq!(engine.container("hello").await.unwrap().id, c.id);
+    assert_eq!(
+        engine.container(&c.id.as_str()[..8]).await.unwrap().id,
+        c.id
+    );
+    let (out, err, code) = run_piped(&engine, "hello").await;
+    assert_eq!(out, format!("hi there\n{}\n0\n", c.id));
+    assert_eq!(err, "oops\n");
+    assert_eq!(code, 3);
+    let after = engine.container("hello").await.unwrap();
+    assert_eq!(after.runtime.state, RunState::Exited);
+    assert_eq!(after.runtime.exit_code, Some(3));
+    // It can run again.
+    let (_, _, code) = run_piped(&engine, "hello").await;
+    assert_eq!(code, 3);
+}
+
+#[tokio::test]
+async fn user_workdir_env_from_request() {
+    let Some((_s, engine)) = setup("user").await else {
+        return;
+    };
+    engine
+        .create_container(CreateContainer {
+            name: Some("u".into()),
+            user: Some("app".into()),
+            workdir: Some("/home/app/work".into()),
+            ..create(&["/bin/sh", "-c", "id -u; id -g; id -G; pwd; env | grep -c ."])
+        })
+        .await
+        .unwrap();
+    let (out, err, code) = run_piped(&engine, "u").await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..4], ["4321", "4322", "4322 4400", "/home/app/work"]);
+}
+
+#[tokio::test]
+async fn detached_exec_logs_stop_remove() {
+    let Some((s, engine)) = setup("detached").await else {
+        return;
+    };
+    let c = engine
+        .create_container(CreateContainer {
+            name: Some("svc".into()),
+            ..create(&["/bin/sh", "-c", "echo started; exec sleep 60"])
+        })
+        .await
+        .unwrap();
+    let started = engine
+        .start_container("svc", Attach::Detached)
+        .await
+        .unwrap();
+    assert_eq!(started.container.runtime.state, RunState::Running);
+    drop(started);
+    // Another engine on the same root (another process would do the same) sees it run.
+    let other = Engine::open(s.config.clone()).await.unwrap();
+    let seen = other.container("svc").await.unwrap();
+    assert_eq!(seen.runtime.state, RunState::Running);
+    assert!(seen.runtime.pid.is_some());
+
+    let mut p = other
+        .exec_container(
+            "svc",
+            ExecSpec {
+                cmd: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "id -u; cat /proc/1/cmdline | tr '\\0' ' '".into(),
+                ],
+                user: Some("app".into()),
+                stdout: kleene_core::kleene_jail::Stdio::Piped,
+                ..ExecSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    let out = p.output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("4321\n"), "{text}");
+
+    // Logs of the detached container.
+    for _ in 0..100 {
+        if !other.container_logs("svc").await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(other.container_logs("svc").await.unwrap(), b"started\n");
+
+    // Running: removal refused; the image too.
+    let err = other.remove_container("svc", false).await.unwrap_err();
+    assert!(err.to_string().contains("running"), "{err}");
+    let err = other.remove_image("bb").await.unwrap_err();
+    assert!(matches!(err, CoreError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("svc"), "{err}");
+
+    // sh as pid 1 ignores SIGTERM: the stop kills it after the timeout.
+    let stopped = other
+        .stop_container("svc", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(stopped.runtime.state, RunState::Exited);
+    assert_eq!(stopped.runtime.exit_code, Some(137));
+    assert!(matches!(
+        other.stop_container("svc", Duration::ZERO).await,
+        Err(CoreError::Conflict(_))
+    ));
+
+    // Restart, then a forced removal of a running container.
+    let restarted = other
+        .restart_container("svc", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(restarted.runtime.state, RunState::Running);
+    other.remove_container("svc", true).await.unwrap();
+    assert!(matches!(
+        other.container("svc").await,
+        Err(CoreError::NotFound { .. })
+    ));
+    let zfs = Zfs::open();
+    assert!(!zfs
+        .exists(&DatasetName::new(c.dataset.as_str()).unwrap())
+        .unwrap());
+    other.remove_image("bb").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_detached_container_outlives_its_starter() {
+    let Some((s, engine)) = setup("daemonless").await else {
+        return;
+    };
+    engine
+        .create_container(CreateContainer {
+            name: Some("bg".into()),
+            ..create(&["/bin/sleep", "60"])
+        })
+        .await
+        .unwrap();
+    // A separate process starts it and exits.
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("KLEENE_TEST_CHILD", format!("start:{}:bg", s.config.root))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let c = engine.container("bg").await.unwrap();
+    assert_eq!(c.runtime.state, RunState::Running);
+    // Killing the container's process: the monitor records it, whoever asks later.
+    let pid = rustix::process::Pid::from_raw(c.runtime.pid.unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    for _ in 0..200 {
+        if engine.container("bg").await.unwrap().runtime.state == RunState::Exited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let c = engine.container("bg").await.unwrap();
+    assert_eq!(c.runtime.state, RunState::Exited);
+    assert_eq!(c.runtime.exit_code, Some(137));
+}
+
+/// The other process of the tests above: does what KLEENE_TEST_CHILD says, then exits.
+#[tokio::test]
+async fn child_entry() {
+    let Ok(what) = std::env::var("KLEENE_TEST_CHILD") else {
+        return;
+    };
+    let parts: Vec<&str> = what.splitn(3, ':').collect();
+    let s = common::scratch_at(DatasetName::new(parts[1]).unwrap(), false);
+    let engine = Engine::open(s.config.clone()).await.unwrap();
+    match parts[0] {
+        "start" => {
+            engine
+                .start_container(parts[2], Attach::Detached)
+                .await
+                .unwrap();
+        }
+        "image" => {
+            let tarball = s.rootfs("gz");
+            engine
+                .create_base_image(
+                    CreateImage::new(BaseSource::Fetch {
+                        url: tarball.display().to_string(),
+                        sha256: None,
+                    }),
+                    Events::none(),
+                )
+                .await
+                .unwrap();
+        }
+        "container" => {
+            engine
+                .create_container(create(&["/bin/true"]))
+                .await
+                .unwrap();
+        }
+        other => panic!("unknown child action {other}"),
+    }
+}
+
+#[tokio::test]
+async fn volumes_and_host_paths() {
+    let Some((s, engine)) = setup("mounts").await else {
+        return;
+    };
+    let host = s.dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from the host").unwrap();
+    engine
+        .create_container(CreateContainer {
+            name: Some("writer".into()),
+            mounts: vec![
+                MountSpec::parse("data:/srv").unwrap(),
+                MountSpec::parse(&format!("{}:/mnt:ro", host.display())).unwrap(),
+            ],
+            ..create(&["/bin/sh", "-c", "cat /srv/seed.txt; echo; echo written > /srv/new.txt; cat /mnt/in.txt; echo; touch /mnt/x 2>/dev/null && echo writable || echo read-only"])
+        })
+        .await
+        .unwrap();
+    let (out, err, code) = run_piped(&engine, "writer").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "seeded from the image\nfrom the host\nread-only\n");
+    assert!(!host.join("x").exists());
+    engine
+        .create_container(CreateContainer {
+            name: Some("reader".into()),
+            mounts: vec![MountSpec::parse("data:/var/data").unwrap()],
+            ..create(&["/bin/cat", "/var/data/new.txt"])
+        })
+        .await
+        .unwrap();
+    let (out, _, _) = run_piped(&engine, "reader").await;
+    assert_eq!(out, "written\n");
+    let err = engine.remove_volume("data").await.unwrap_err();
+    assert!(matches!(err, CoreError::InUse { .. }), "{err}");
+    assert!(
+        err.to_string().contains("reader") && err.to_string().contains("writer"),
+        "{err}"
+    );
+    assert_eq!(engine.prune_containers().await.unwrap().len(), 2);
+    engine.remove_volume("data").await.unwrap();
+    let err = engine
+        .create_container(CreateContainer {
+            mounts: vec![MountSpec::parse("/nonexistent/dir:/x").unwrap()],
+            ..create(&["/bin/true"])
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/dir"), "{err}");
+}
+
+#[tokio::test]
+async fn networks_and_refusals() {
+    let Some((_s, engine)) = setup("net").await else {
+        return;
+    };
+    engine
+        .create_container(CreateContainer {
+            name: Some("nonet".into()),
+            network: Some("disabled".into()),
+            ..create(&[
+                "/bin/sh",
+                "-c",
+                "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '",
+            ])
+        })
+        .await
+        .unwrap();
+    let (out, err, code) = run_piped(&engine, "nonet").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "lo");
+    let err = engine
+        .create_container(CreateContainer {
+            network: Some("bridge0".into()),
+            ..create(&["/bin/true"])
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Unsupported(_)), "{err}");
+    let err = engine.create_container(create(&[])).await.unwrap_err();
+    assert!(err.to_string().contains("no command"), "{err}");
+    let err = engine
+        .create_container(CreateContainer {
+            name: Some("bad name".into()),
+            ..create(&["/bin/true"])
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::InvalidInput(_)), "{err}");
+    engine
+        .create_container(CreateContainer {
+            name: Some("dup".into()),
+            ..create(&["/bin/true"])
+        })
+        .await
+        .unwrap();
+    let err = engine
+        .create_container(CreateContainer {
+            name: Some("dup".into()),
+            ..create(&["/bin/true"])
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::AlreadyExists { .. }), "{err}");
+    let err = engine
+        .create_container(CreateContainer {
+            image: "nosuch".into(),
+            ..create(&["/bin/true"])
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::NotFound { .. }), "{err}");
+    // A command that is not there: start says so.
+    engine
+        .create_container(CreateContainer {
+            name: Some("missing".into()),
+            ..create(&["/bin/nosuch"])
+        })
+        .await
+        .unwrap();
+    let err = engine
+        .start_container("missing", Attach::Piped)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/bin/nosuch"), "{err}");
+    // Unknown jail parameters are refused on Linux, never ignored.
+    if cfg!(target_os = "linux") {
+        engine
+            .create_container(CreateContainer {
+                name: Some("jparam".into()),
+                jail_params: vec!["allow.raw_sockets".into()],
+                ..create(&["/bin/true"])
+            })
+            .await
+            .unwrap();
+        let err = engine
+            .start_container("jparam", Attach::Piped)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("allow.raw_sockets"), "{err}");
+    }
+    let c = engine.rename_container("dup", "renamed").await.unwrap();
+    assert_eq!(c.name, "renamed");
+}
+
+fn datasets_below(root: &DatasetName, child: &str) -> Vec<String> {
+    let zfs = Zfs::open();
+    let r = root.child(child).unwrap();
+    zfs.list_datasets(&r, Depth::Children, &[])
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name.to_string())
+        .filter(|d| d != r.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn crashes_at_every_point_are_repaired_by_open() {
+    let Some((s, engine)) = setup("crash").await else {
+        return;
+    };
+    let images_before = engine.images().await.unwrap().len();
+    drop(engine);
+    for (point, action) in [
+        ("image-after-row", "image"),
+        ("image-after-extract", "image"),
+        ("image-before-snapshot", "image"),
+        ("image-before-finish", "image"),
+        ("container-after-row", "container"),
+        ("container-after-clone", "container"),
+    ] {
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env("KLEENE_TEST_CHILD", format!("{action}:{}:", s.config.root))
+            .env("KLEENE_FAILPOINT", point)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "{point}: the child should have died");
+        let (engine, repairs) = Engine::open_with(s.config.clone(), Events::none())
+            .await
+            .unwrap();
+        assert!(!repairs.is_empty(), "{point}: nothing was repaired");
+        assert_eq!(
+            engine.images().await.unwrap().len(),
+            images_before,
+            "{point}"
+        );
+        assert!(engine.containers().await.unwrap().is_empty(), "{point}");
+        assert_eq!(
+            datasets_below(&s.config.root, "image").len(),
+            images_before,
+            "{point}"
+        );
+        assert!(
+            datasets_below(&s.config.root, "container").is_empty(),
+            "{point}"
+        );
+        let (_, again) = Engine::open_with(s.config.clone(), Events::none())
+            .await
+            .unwrap();
+        assert!(
+            again.is_empty(),
+            "{point}: a second open found more: {again:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_processes_at_once() {
+    let Some((s, engine)) = setup("concurrent").await else {
+        return;
+    };
+    let spawn = |action: &str, env: Option<(&str, &str)>| {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env("KLEENE_TEST_CHILD", format!("{action}:{}:", s.config.root))
+            .stdout(std::process::Stdio::null());
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    };
+    // Two creators of images and two of containers at once.
+    let children: Vec<_> = ["image", "image", "container", "container"]
+        .iter()
+        .map(|a| spawn(a, None))
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    assert_eq!(engine.images().await.unwrap().len(), 3);
+    assert_eq!(engine.containers().await.unwrap().len(), 2);
+    // An open (with its repair) while another process is half-way leaves that process's
+    // work alone.
+    let mut slow = spawn(
+        "image",
+        Some(("KLEENE_FAILPOINT_SLEEP", "image-before-snapshot")),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, repairs) = Engine::open_with(s.config.clone(), Events::none())
+        .await
+        .unwrap();
+    assert!(repairs.is_empty(), "{repairs:?}");
+    assert!(slow.wait().unwrap().success());
+    assert_eq!(engine.images().await.unwrap().len(), 4);
+}
