@@ -1,0 +1,163 @@
+//! `klee image build PATH` (and `klee build`): klee's build transcript from the engine's
+//! events.
+
+use std::io::Write;
+
+use kleene_core::{BuildRequest, CoreError, Event, Events};
+
+use crate::cli::BuildArgs;
+use crate::failure::{Failure, Outcome};
+use crate::Ctx;
+
+/// The request for `Engine::build`; refuses the build-container options the engine does
+/// not take yet.
+fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
+    let c = a.container;
+    if c.network.is_some() || c.ip.is_some() || c.ip6.is_some() {
+        return Err(Failure::no_networks());
+    }
+    let mut unsupported = Vec::new();
+    if c.user.is_some() {
+        unsupported.push("--user");
+    }
+    if !c.env.is_empty() {
+        unsupported.push("--env");
+    }
+    if !c.mount.is_empty() {
+        unsupported.push("--mount");
+    }
+    if !unsupported.is_empty() {
+        return Err(Failure::usage(format!(
+            "{} not supported by builds yet: use USER, ENV and ARG in the Dockerfile",
+            unsupported.join(", ")
+        )));
+    }
+    let mut build_args = Vec::new();
+    for kv in a.build_arg {
+        let (k, v) = match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            // docker's form: the value is taken from klee's environment.
+            None => match std::env::var(&kv) {
+                Ok(v) => (kv.clone(), v),
+                Err(_) => continue,
+            },
+        };
+        if k.is_empty() {
+            return Err(Failure::usage(format!(
+                "invalid --build-arg {kv:?}: NAME=value"
+            )));
+        }
+        build_args.push((k, v));
+    }
+    Ok(BuildRequest {
+        dockerfile: Some(a.path.join(&a.file)),
+        context: a.path,
+        tag: a.tag,
+        build_args,
+        from: a.from,
+        target: a.target,
+        no_cache: a.no_cache,
+        jail_params: c.jailparam,
+        rm: a.rm,
+        quiet: a.quiet,
+        network: c.driver,
+    })
+}
+
+/// A build event as klee prints it, on stderr (stdout carries only the new image's id;
+/// RUN output goes to stderr too, as with `docker build`): `None` for events that print
+/// nothing.
+fn line(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::BuildStarted { id } => format!("Started to build image with ID {id}"),
+        Event::BuildStep { n, total, text } => format!("Step {n}/{total} : {text}"),
+        Event::Output { data, .. } => data.clone(),
+        Event::SnapshotCreated { snapshot } => format!("--> Snapshot created: {snapshot}"),
+        Event::StepCached { snapshot } => format!("--> Using cache: {snapshot}"),
+        Event::BuildFailed {
+            image,
+            snapshot,
+            reason,
+        } => match snapshot {
+            Some(s) => {
+                format!("{reason}\nFailed to build image {image}. Most recent snapshot is {s}")
+            }
+            None => format!("{reason}\nFailed to build image {image}."),
+        },
+        Event::Status(s) => s.clone(),
+        Event::Repaired(s) => format!("repaired: {s}"),
+        _ => return None,
+    })
+}
+
+/// `klee image build [OPTIONS] PATH`.
+pub async fn build(ctx: &Ctx, a: BuildArgs) -> Outcome {
+    let quiet = a.quiet;
+    let req = request(a)?;
+    let engine = ctx.engine().await?;
+    let events = Events::new(move |e| {
+        // Quiet, only a failure is told (and the id of a success printed).
+        if quiet && !matches!(e, Event::BuildFailed { .. }) {
+            return;
+        }
+        if let Some(text) = line(&e) {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{text}");
+        }
+    });
+    match engine.build(req, events).await {
+        Ok(outcome) => {
+            if !quiet {
+                eprintln!("image created");
+            }
+            println!("{}", outcome.image.id);
+            Ok(0)
+        }
+        // Its lines were printed from the BuildFailed event.
+        Err(CoreError::BuildFailed { .. }) => Err(Failure::reported(crate::failure::FAILED)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kleene_core::Id;
+
+    #[test]
+    fn lines_read_like_klee() {
+        let id = Id::parse("f472c80affa4").expect("a valid id");
+        assert_eq!(
+            line(&Event::BuildStarted { id: id.clone() }).as_deref(),
+            Some("Started to build image with ID f472c80affa4")
+        );
+        assert_eq!(
+            line(&Event::BuildStep {
+                n: 2,
+                total: 7,
+                text: "RUN sysrc postgresql_enable=yes".into()
+            })
+            .as_deref(),
+            Some("Step 2/7 : RUN sysrc postgresql_enable=yes")
+        );
+        assert_eq!(
+            line(&Event::SnapshotCreated {
+                snapshot: "@fb70baa07e6e".into()
+            })
+            .as_deref(),
+            Some("--> Snapshot created: @fb70baa07e6e")
+        );
+        assert_eq!(
+            line(&Event::BuildFailed {
+                image: id,
+                snapshot: Some("@fb70baa07e6e".into()),
+                reason: "The command '/bin/sh -c false' returned a non-zero code: 1".into(),
+            })
+            .as_deref(),
+            Some(
+                "The command '/bin/sh -c false' returned a non-zero code: 1\n\
+                 Failed to build image f472c80affa4. Most recent snapshot is @fb70baa07e6e"
+            )
+        );
+    }
+}

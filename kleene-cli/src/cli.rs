@@ -1,0 +1,588 @@
+//! The command line, as klee has it: `klee <object> <verb>` and the shortcuts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// klee: images, containers and volumes on ZFS, without a daemon.
+#[derive(Debug, Parser)]
+#[command(name = "klee", version)]
+pub struct Cli {
+    /// The root dataset of kleene [default: $KLEENE_ROOT, then `root` of the config
+    /// file, then zroot/kleene]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DATASET",
+        help_heading = "Global options"
+    )]
+    pub root: Option<String>,
+    /// Location of the config file [default: /etc/kleene/kleene.toml on Linux,
+    /// /usr/local/etc/kleene/kleene.toml on FreeBSD]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub config: Option<PathBuf>,
+    /// Theme used for klee's tables: 'fancy' (unicode rules) or 'simple' (ASCII)
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = Theme::Fancy,
+        env = "KLEE_THEME",
+        help_heading = "Global options"
+    )]
+    pub theme: Theme,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How tables are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Theme {
+    Fancy,
+    Simple,
+}
+
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Manage networks (not supported yet)
+    Network(NetworkArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCmd),
+
+    /// Build a new image (shortcut for `image build`)
+    Build(BuildArgs),
+    /// Create a new container (shortcut for `container create`)
+    Create(CreateArgs),
+    /// Run a command in a container (shortcut for `container exec`)
+    Exec(ExecArgs),
+    /// Start one or more stopped containers (shortcut for `container start`)
+    Start(StartArgs),
+    /// Stop one or more running containers (shortcut for `container stop`)
+    Stop(StopArgs),
+    /// Restart one or more containers (shortcut for `container restart`)
+    Restart(StopArgs),
+    /// Run a command in a new container (shortcut for `container run`)
+    Run(RunArgs),
+    /// Show what a detached container wrote (shortcut for `container logs`)
+    Logs(LogsArgs),
+
+    /// Inspect a container (shortcut for `container inspect`)
+    Isc(InspectArgs),
+    /// Inspect an image (shortcut for `image inspect`)
+    Isi(InspectArgs),
+    /// Inspect a network (not supported yet)
+    Isn(NetworkArgs),
+    /// Inspect a volume (shortcut for `volume inspect`)
+    Isv(InspectArgs),
+
+    /// List containers (shortcut for `container ls`)
+    Lsc(ContainerLsArgs),
+    /// List images (shortcut for `image ls`)
+    Lsi(ListArgs),
+    /// List networks (not supported yet)
+    Lsn(NetworkArgs),
+    /// List volumes (shortcut for `volume ls`)
+    Lsv(ListArgs),
+
+    /// Remove containers (shortcut for `container rm`)
+    Rmc(ContainerRmArgs),
+    /// Remove images (shortcut for `image rm`)
+    Rmi(RmArgs),
+    /// Remove networks (not supported yet)
+    Rmn(NetworkArgs),
+    /// Remove volumes (shortcut for `volume rm`)
+    Rmv(RmArgs),
+}
+
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Create a new base image
+    Create(ImageCreateArgs),
+    /// Build a new image
+    Build(BuildArgs),
+    /// List images
+    Ls(ListArgs),
+    /// Display detailed information on an image
+    Inspect(InspectArgs),
+    /// Remove one or more images
+    Rm(RmArgs),
+    /// Remove images that are not being used by containers
+    Prune(ImagePruneArgs),
+    /// Rename an image
+    Tag(TagArgs),
+}
+
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum ContainerCmd {
+    /// Create a new container
+    Create(CreateArgs),
+    /// Run a command in a new container
+    Run(RunArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// List containers
+    Ls(ContainerLsArgs),
+    /// Display detailed information on a container
+    Inspect(InspectArgs),
+    /// Remove one or more containers
+    Rm(ContainerRmArgs),
+    /// Remove all stopped containers
+    Prune(PruneArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Modify a container (only --name is supported yet)
+    Update(UpdateArgs),
+    /// Show what a detached container wrote
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCmd {
+    /// Create a new volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    Ls(ListArgs),
+    /// Display detailed information on a volume
+    Inspect(InspectArgs),
+    /// Remove one or more volumes
+    Rm(RmArgs),
+    /// Remove all volumes that are not used by any containers
+    Prune(PruneArgs),
+}
+
+/// Anything after `network`: refused, networks are not supported yet.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct NetworkArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+/// How lists are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// A table, as klee prints it
+    Table,
+    /// A JSON array
+    Json,
+}
+
+/// How inspections are printed: JSON, as klee prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    /// Indented JSON
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ContainerLsArgs {
+    /// Show all containers (default only shows running containers)
+    #[arg(short, long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The object: id, unique id prefix or name
+    pub target: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = InspectFormat::Json)]
+    pub format: InspectFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The objects to remove
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ContainerRmArgs {
+    /// Stop containers before removing them
+    #[arg(short, long)]
+    pub force: bool,
+    /// The containers to remove
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePruneArgs {
+    /// Remove tagged images as well
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The image: id, unique id prefix or name[:tag]
+    pub source_image: String,
+    /// The new name[:tag] (the tag is `latest` when omitted)
+    pub nametag: String,
+}
+
+/// How a base image is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// Fetch the host's FreeBSD release from the official mirrors; SOURCE is not used
+    FetchAuto,
+    /// Fetch a tar archive (http, https, file:// or a path) given as SOURCE
+    Fetch,
+    /// Copy the ZFS dataset SOURCE
+    ZfsCopy,
+    /// Clone the ZFS dataset SOURCE
+    ZfsClone,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageCreateArgs {
+    /// fetch-auto, fetch, zfs-copy or zfs-clone
+    #[arg(value_enum)]
+    pub method: Method,
+    /// The archive (fetch) or dataset (zfs-copy, zfs-clone)
+    pub source: Vec<String>,
+    /// Name and optionally a tag in the 'name:tag' format
+    #[arg(short, long)]
+    pub tag: Option<String>,
+    /// Copy /etc/resolv.conf from the host into the new image [default]
+    #[arg(long, overrides_with = "no_dns")]
+    pub dns: bool,
+    /// Do not copy /etc/resolv.conf
+    #[arg(long, overrides_with = "dns")]
+    pub no_dns: bool,
+    /// Copy /etc/localtime from the host into the new image, if it exists [default]
+    #[arg(long, overrides_with = "no_localtime")]
+    pub localtime: bool,
+    /// Do not copy /etc/localtime
+    #[arg(long, overrides_with = "localtime")]
+    pub no_localtime: bool,
+    /// Update the userland with freebsd-update(8) (not supported yet)
+    #[arg(long, overrides_with = "no_update")]
+    pub update: bool,
+    /// Do not update the userland [default]
+    #[arg(long, overrides_with = "update")]
+    pub no_update: bool,
+    /// Name it 'FreeBSD-<version>:latest' when no tag is given (fetch-auto only) [default]
+    #[arg(short, long, overrides_with = "no_autotag")]
+    pub autotag: bool,
+    /// Do not autogenerate a nametag
+    #[arg(long, overrides_with = "autotag")]
+    pub no_autotag: bool,
+    /// The archive's expected SHA-256 (fetch only)
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+}
+
+/// What a container runs and how: `create`, `run`, and the build container of `build`.
+#[derive(Debug, Args)]
+pub struct ContainerOpts {
+    /// Default user that runs commands in the container
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Set environment variables (e.g. `--env FIRST=SomeValue --env SECOND=AnotherValue`)
+    #[arg(short, long = "env", value_name = "VAR=VALUE")]
+    pub env: Vec<String>,
+    /// Mount a volume or host directory: SOURCE:DESTINATION[:rw|ro]
+    #[arg(short, long = "mount", value_name = "SOURCE:DESTINATION[:rw|ro]")]
+    pub mount: Vec<String>,
+    /// Set jail parameters
+    #[arg(short = 'J', long = "jailparam")]
+    pub jailparam: Vec<String>,
+    /// Network driver of the container: 'host' (default) or 'disabled'
+    #[arg(short = 'l', long)]
+    pub driver: Option<String>,
+    /// Connect the container to a network (not supported yet)
+    #[arg(short = 'n', long)]
+    pub network: Option<String>,
+    /// IPv4 address of the container (not supported yet)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// IPv6 address of the container (not supported yet)
+    #[arg(long)]
+    pub ip6: Option<String>,
+}
+
+/// Container options `create` and `run` have beyond those of the build container.
+#[derive(Debug, Args)]
+pub struct CreateOpts {
+    #[command(flatten)]
+    pub container: ContainerOpts,
+    /// The working directory of the command [default: the image's]
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Do not remove this container when pruning (not supported yet)
+    #[arg(short = 'P', long)]
+    pub persist: bool,
+    /// Restart policy: 'no' or 'on-startup' (not supported yet)
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Publish ports (not supported yet)
+    #[arg(short, long)]
+    pub publish: Vec<String>,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub opts: CreateOpts,
+    /// The image: (IMAGE_ID|IMAGE_NAME[:TAG])[@SNAPSHOT]
+    pub image: String,
+    /// The command [default: the image's]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// How a start attaches.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct AttachArgs {
+    /// Do not attach: print the id and leave the container running
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Send terminal input to the container's stdin; --detach is ignored
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub opts: CreateOpts,
+    #[command(flatten)]
+    pub attach: AttachArgs,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// The image: (IMAGE_ID|IMAGE_NAME[:TAG])[@SNAPSHOT]
+    pub image: String,
+    /// The command [default: the image's]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub attach: AttachArgs,
+    /// The containers; only a single one is attached to
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait for the stop signal before killing
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// The containers
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub attach: AttachArgs,
+    /// Set environment variables (e.g. `--env FIRST=value1 --env SECOND=value2`)
+    #[arg(short, long = "env", value_name = "VAR=VALUE")]
+    pub env: Vec<String>,
+    /// Username or UID of the user running the process
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// The working directory of the process
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// The container
+    pub container: String,
+    /// The command
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The container
+    pub container: String,
+    /// Its new name
+    pub new_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Assign a new name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Default user used when running commands in the container (not supported yet)
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Set environment variables (not supported yet)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Set jail parameters (not supported yet)
+    #[arg(short = 'J', long = "jailparam")]
+    pub jailparam: Vec<String>,
+    /// Do not remove this container when pruning (not supported yet)
+    #[arg(short = 'P', long)]
+    pub persist: bool,
+    /// Restart policy (not supported yet)
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// The container
+    pub container: String,
+    /// A new command (not supported yet)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The container
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeCreateArgs {
+    /// The name of the volume
+    pub volume_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub container: ContainerOpts,
+    /// Specify an image that overrides the one of the Dockerfile's FROM
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Location of the Dockerfile relative to PATH
+    #[arg(short, long, default_value = "Dockerfile")]
+    pub file: String,
+    /// Name and optionally a tag in the 'name:tag' format
+    #[arg(short, long)]
+    pub tag: Option<String>,
+    /// Suppress the build output and print the image ID on success
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Remove the image if the build fails
+    #[arg(long)]
+    pub rm: bool,
+    /// Set build-time variables (e.g. `--build-arg FIRST=hello --build-arg SECOND=world`)
+    #[arg(long = "build-arg", value_name = "VAR=VALUE")]
+    pub build_arg: Vec<String>,
+    /// The stage to build (name or index) [default: the last]
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Run every step, neither using nor filling the build cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The build context
+    pub path: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_with_its_own_flags() {
+        let cli = Cli::try_parse_from([
+            "klee", "run", "-it", "--rm", "-e", "A=1", "-m", "v:/v", "bb", "ls", "-l", "/",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert!(r.attach.interactive && r.attach.tty && r.rm);
+        assert_eq!(r.image, "bb");
+        assert_eq!(r.command, ["ls", "-l", "/"]);
+        assert_eq!(r.opts.container.env, ["A=1"]);
+        assert_eq!(r.opts.container.mount, ["v:/v"]);
+    }
+
+    #[test]
+    fn bools_have_no_forms() {
+        let cli =
+            Cli::try_parse_from(["klee", "image", "create", "--no-dns", "fetch", "x"]).unwrap();
+        let Command::Image(ImageCmd::Create(c)) = cli.command else {
+            panic!("not image create")
+        };
+        assert!(c.no_dns && !c.dns);
+        assert_eq!(c.method, Method::Fetch);
+        let cli =
+            Cli::try_parse_from(["klee", "image", "create", "--no-dns", "--dns", "fetch-auto"])
+                .unwrap();
+        let Command::Image(ImageCmd::Create(c)) = cli.command else {
+            panic!("not image create")
+        };
+        assert!(c.dns && !c.no_dns);
+    }
+
+    #[test]
+    fn root_is_global() {
+        let cli = Cli::try_parse_from(["klee", "lsc", "-a", "--root", "p/k"]).unwrap();
+        assert_eq!(cli.root.as_deref(), Some("p/k"));
+    }
+
+    #[test]
+    fn network_takes_anything() {
+        let cli =
+            Cli::try_parse_from(["klee", "network", "create", "--subnet", "10.0.0.0/24", "n"])
+                .unwrap();
+        assert!(matches!(cli.command, Command::Network(_)));
+    }
+}

@@ -1,0 +1,478 @@
+//! `klee container ...`: create, run, start, stop, exec, list, remove.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use kleene_core::kleene_jail::{ExitStatus, Process, Stdio, WinSize};
+use kleene_core::{Attach, CreateContainer, Engine, ExecSpec, Id, MountSpec, RunState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cli::{AttachArgs, ContainerLsArgs, ContainerRmArgs, CreateArgs, CreateOpts, ExecArgs};
+use crate::cli::{InspectArgs, ListFormat, LogsArgs, PruneArgs, RenameArgs, RunArgs, StartArgs};
+use crate::cli::{StopArgs, UpdateArgs};
+use crate::failure::{Failure, Outcome};
+use crate::output::{ago, now, table};
+use crate::{confirm_prune, each, print_json, Ctx};
+
+/// How long a stop on Ctrl-C waits before killing.
+const INTERRUPT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The engine's request from `create`/`run` options; refuses what is not supported yet.
+fn request(
+    opts: CreateOpts,
+    image: String,
+    command: Vec<String>,
+) -> Result<CreateContainer, Failure> {
+    let c = opts.container;
+    if c.network.is_some() || c.ip.is_some() || c.ip6.is_some() {
+        return Err(Failure::no_networks());
+    }
+    if !opts.publish.is_empty() {
+        return Err(Failure::usage(
+            "--publish is not supported yet: publishing ports needs networks",
+        ));
+    }
+    if opts.persist {
+        return Err(Failure::usage(
+            "--persist is not supported yet: prune removes every stopped container",
+        ));
+    }
+    match opts.restart.as_str() {
+        "no" => {}
+        "on-startup" => {
+            return Err(Failure::usage(
+                "--restart on-startup is not supported yet: there is no daemon to start containers",
+            ))
+        }
+        other => {
+            return Err(Failure::usage(format!(
+                "invalid restart policy {other:?}: use 'no' or 'on-startup'"
+            )))
+        }
+    }
+    let mounts = c
+        .mount
+        .iter()
+        .map(|m| MountSpec::parse(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(CreateContainer {
+        image,
+        name: opts.name,
+        cmd: command,
+        env: c.env,
+        user: c.user,
+        workdir: opts.workdir,
+        mounts,
+        network: c.driver,
+        jail_params: c.jailparam,
+    })
+}
+
+/// `klee container create IMAGE [COMMAND]...`.
+pub async fn create(ctx: &Ctx, a: CreateArgs) -> Outcome {
+    let req = request(a.opts, a.image, a.command)?;
+    let engine = ctx.engine().await?;
+    let c = engine.create_container(req).await?;
+    println!("{}", c.id);
+    Ok(0)
+}
+
+/// How klee attaches to a started container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Not at all: it runs in the background.
+    Detached,
+    /// Its output is copied to ours; its stdin is closed.
+    Output,
+    /// It has our stdin, stdout and stderr (and so our terminal).
+    Terminal,
+}
+
+impl Mode {
+    fn of(a: AttachArgs) -> Self {
+        if a.interactive || a.tty {
+            Mode::Terminal
+        } else if a.detach {
+            Mode::Detached
+        } else {
+            Mode::Output
+        }
+    }
+}
+
+/// Resolves when Ctrl-C is pressed; never, if it cannot be caught.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Starts one container and, unless detached, follows it to its end: klee's
+/// `created execution instance` and `executable ... exited` lines around its output.
+async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Outcome {
+    // Daemonless, the start is the execution instance; its id is made here, as kleened
+    // makes one for each start, and is not kept.
+    let instance = Id::generate()?;
+    if mode == Mode::Detached {
+        engine.start_container(reference, Attach::Detached).await?;
+        eprintln!("created execution instance {instance}");
+        return Ok(0);
+    }
+    eprintln!("created execution instance {instance}");
+    let attach = if mode == Mode::Terminal {
+        Attach::Inherit
+    } else {
+        Attach::Piped
+    };
+    let mut started = engine.start_container(reference, attach).await?;
+    let id = started.container.id.to_string();
+    let copy_out = started.stdout.take().map(|mut s| {
+        tokio::spawn(async move {
+            let mut out = tokio::io::stdout();
+            let _ = tokio::io::copy(&mut s, &mut out).await;
+            let _ = out.flush().await;
+        })
+    });
+    let copy_err = started.stderr.take().map(|mut s| {
+        tokio::spawn(async move {
+            let mut err = tokio::io::stderr();
+            let _ = tokio::io::copy(&mut s, &mut err).await;
+            let _ = err.flush().await;
+        })
+    });
+    let wait = started.wait();
+    tokio::pin!(wait);
+    let code = loop {
+        tokio::select! {
+            code = &mut wait => break code?,
+            _ = interrupted() => {
+                // With our terminal the container got the Ctrl-C itself; otherwise it is in
+                // its own process group, and is stopped for us.
+                if mode == Mode::Output {
+                    eprintln!("stopping container {id}");
+                    if let Err(e) = engine.stop_container(&id, INTERRUPT_STOP_TIMEOUT).await {
+                        eprintln!("klee: {e}");
+                    }
+                }
+            }
+        }
+    };
+    for task in [copy_out, copy_err].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
+    eprintln!("executable {instance} and its container exited with exit-code {code}");
+    Ok(code)
+}
+
+/// `klee container run IMAGE [COMMAND]...`: create, then start.
+pub async fn run(ctx: &Ctx, a: RunArgs) -> Outcome {
+    let mode = Mode::of(a.attach);
+    if a.rm && mode == Mode::Detached {
+        return Err(Failure::usage(
+            "--rm cannot be used with --detach: no klee stays to remove the container",
+        ));
+    }
+    let req = request(a.opts, a.image, a.command)?;
+    let engine = ctx.engine().await?;
+    let c = engine.create_container(req).await?;
+    println!("{}", c.id);
+    let result = start_one(&engine, c.id.as_str(), mode).await;
+    if a.rm {
+        if let Err(e) = engine.remove_container(c.id.as_str(), true).await {
+            eprintln!("klee: {e}");
+        }
+    }
+    result
+}
+
+/// `klee container start CONTAINERS...`: attached only when one container is started.
+pub async fn start(ctx: &Ctx, a: StartArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    let mode = Mode::of(a.attach);
+    if let ([one], false) = (a.containers.as_slice(), mode == Mode::Detached) {
+        return start_one(&engine, one, mode).await;
+    }
+    each(&a.containers, |t| {
+        let engine = engine.clone();
+        async move {
+            let started = engine.start_container(&t, Attach::Detached).await?;
+            Ok(started.container.id.to_string())
+        }
+    })
+    .await
+}
+
+/// `klee container stop CONTAINERS...`.
+pub async fn stop(ctx: &Ctx, a: StopArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    let timeout = Duration::from_secs(a.timeout);
+    each(&a.containers, |t| {
+        let engine = engine.clone();
+        async move { Ok(engine.stop_container(&t, timeout).await?.id.to_string()) }
+    })
+    .await
+}
+
+/// `klee container restart CONTAINERS...`.
+pub async fn restart(ctx: &Ctx, a: StopArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    let timeout = Duration::from_secs(a.timeout);
+    each(&a.containers, |t| {
+        let engine = engine.clone();
+        async move { Ok(engine.restart_container(&t, timeout).await?.id.to_string()) }
+    })
+    .await
+}
+
+/// Our terminal in raw mode while a remote terminal is attached; restored on drop.
+struct RawMode(nix::sys::termios::Termios);
+
+impl RawMode {
+    fn enable() -> Option<Self> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.0);
+    }
+}
+
+/// Copies the process' terminal to our stdout (and our stdin to it when interactive)
+/// until it ends.
+async fn relay_terminal(p: &mut Process, interactive: bool) -> Result<ExitStatus, Failure> {
+    let pty = p
+        .pty
+        .take()
+        .ok_or_else(|| Failure::failed("the process has no terminal"))?;
+    let (mut from, mut to) = tokio::io::split(pty);
+    let raw = if interactive && std::io::stdin().is_terminal() {
+        RawMode::enable()
+    } else {
+        None
+    };
+    if interactive {
+        tokio::spawn(async move {
+            let mut stdin = tokio::io::stdin();
+            let _ = tokio::io::copy(&mut stdin, &mut to).await;
+        });
+    }
+    let out = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        let mut buf = vec![0u8; 16 * 1024];
+        // The master answers EIO once the process and its terminal are gone.
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 || stdout.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            let _ = stdout.flush().await;
+        }
+    });
+    let status = p.wait().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), out).await;
+    drop(raw);
+    status.map_err(|e| Failure::failed(e.to_string()))
+}
+
+/// `klee container exec CONTAINER COMMAND...`.
+pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Outcome {
+    let interactive = a.attach.interactive;
+    let detach = a.attach.detach && !interactive;
+    let tty = a.attach.tty && !detach;
+    let mut spec = ExecSpec {
+        cmd: a.command,
+        env: a.env,
+        user: a.user,
+        workdir: a.workdir,
+        ..ExecSpec::default()
+    };
+    if detach {
+        spec.stdin = Stdio::Null;
+        spec.stdout = Stdio::Null;
+        spec.stderr = Stdio::Null;
+    } else if tty {
+        let (rows, cols) = console::Term::stdout().size();
+        spec.tty = Some(WinSize { rows, cols });
+    } else {
+        spec.stdin = if interactive {
+            Stdio::Inherit
+        } else {
+            Stdio::Null
+        };
+    }
+    let engine = ctx.engine().await?;
+    let instance = Id::generate()?;
+    let mut p = engine.exec_container(&a.container, spec).await?;
+    eprintln!("created execution instance {instance}");
+    if detach {
+        return Ok(0);
+    }
+    let status = if tty {
+        relay_terminal(&mut p, interactive).await?
+    } else {
+        p.wait().await.map_err(|e| Failure::failed(e.to_string()))?
+    };
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    eprintln!("{instance} has exited with exit-code {code}");
+    Ok(code)
+}
+
+fn status(state: RunState) -> &'static str {
+    match state {
+        RunState::Running => "running",
+        RunState::Starting => "starting",
+        RunState::Created | RunState::Exited => "stopped",
+    }
+}
+
+/// `klee container ls [-a]`.
+pub async fn ls(ctx: &Ctx, a: ContainerLsArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    let containers: Vec<_> = engine
+        .containers()
+        .await?
+        .into_iter()
+        .filter(|c| a.all || matches!(c.runtime.state, RunState::Running | RunState::Starting))
+        .collect();
+    if a.list.format == ListFormat::Json {
+        return print_json(&containers);
+    }
+    let images: HashMap<String, String> = engine
+        .images()
+        .await?
+        .into_iter()
+        .map(|i| (i.id.to_string(), i.nametag()))
+        .collect();
+    let now = now();
+    let rows: Vec<Vec<String>> = containers
+        .iter()
+        .map(|c| {
+            let image = images
+                .get(c.image_id.as_str())
+                .cloned()
+                .unwrap_or_else(|| c.image_id.to_string());
+            vec![
+                c.id.to_string(),
+                c.name.clone(),
+                image,
+                c.config.cmd.join(" "),
+                ago(c.created, now),
+                // Containers start only when asked: there is no daemon to autorun them.
+                "no".into(),
+                status(c.runtime.state).into(),
+                c.runtime.jid.map(|j| j.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            ctx.theme,
+            &[
+                "CONTAINER ID",
+                "NAME",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "AUTORUN",
+                "STATUS",
+                "JID"
+            ],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+/// `klee container inspect CONTAINER`.
+pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    print_json(&engine.container(&a.target).await?)
+}
+
+/// `klee container rm [-f] CONTAINERS...`.
+pub async fn rm(ctx: &Ctx, a: ContainerRmArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    let force = a.force;
+    each(&a.targets, |t| {
+        let engine = engine.clone();
+        async move { Ok(engine.remove_container(&t, force).await?.to_string()) }
+    })
+    .await
+}
+
+/// `klee container prune [-f]`.
+pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    confirm_prune(a.force, "This will remove all stopped containers.")?;
+    for id in engine.prune_containers().await? {
+        println!("{id}");
+    }
+    Ok(0)
+}
+
+/// `klee container rename CONTAINER NEW_NAME`.
+pub async fn rename(ctx: &Ctx, a: RenameArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    let c = engine.rename_container(&a.container, &a.new_name).await?;
+    println!("{}", c.id);
+    Ok(0)
+}
+
+/// `klee container update`: renaming is what kleene-core can change of a container.
+pub async fn update(ctx: &Ctx, a: UpdateArgs) -> Outcome {
+    let mut unsupported = Vec::new();
+    if a.user.is_some() {
+        unsupported.push("--user");
+    }
+    if !a.env.is_empty() {
+        unsupported.push("--env");
+    }
+    if !a.jailparam.is_empty() {
+        unsupported.push("--jailparam");
+    }
+    if a.persist {
+        unsupported.push("--persist");
+    }
+    if a.restart.is_some() {
+        unsupported.push("--restart");
+    }
+    if !a.command.is_empty() {
+        unsupported.push("COMMAND");
+    }
+    if !unsupported.is_empty() {
+        return Err(Failure::usage(format!(
+            "container update can only rename (--name) yet: {} not supported yet",
+            unsupported.join(", ")
+        )));
+    }
+    let Some(name) = a.name else {
+        return Err(Failure::usage("nothing to update: give --name NEW_NAME"));
+    };
+    let engine = ctx.engine().await?;
+    let c = engine.rename_container(&a.container, &name).await?;
+    println!("{}", c.id);
+    Ok(0)
+}
+
+/// `klee logs CONTAINER`: what a detached container wrote.
+pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    let bytes = engine.container_logs(&a.container).await?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)?;
+    out.flush()?;
+    Ok(0)
+}

@@ -1,0 +1,135 @@
+//! `klee image ...`: base images, listing, inspection, tags, removal; builds.
+
+use std::sync::Arc;
+
+use kleene_core::{BaseSource, CreateImage, Events};
+
+use crate::cli::{ImageCreateArgs, ImagePruneArgs, InspectArgs, ListArgs, ListFormat};
+use crate::cli::{Method, RmArgs, TagArgs};
+use crate::failure::{Failure, Outcome};
+use crate::output::{ago, now, table, Progress};
+use crate::{confirm_prune, each, print_json, Ctx};
+
+/// `klee image create METHOD [SOURCE]`.
+pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
+    if a.update {
+        return Err(Failure::usage(
+            "--update is not supported yet: freebsd-update(8) is not run on new images",
+        ));
+    }
+    let source = match a.method {
+        Method::FetchAuto => {
+            if !a.source.is_empty() {
+                return Err(Failure::usage("fetch-auto takes no SOURCE"));
+            }
+            BaseSource::FetchAuto
+        }
+        m => {
+            let [src] = a.source.as_slice() else {
+                return Err(Failure::usage(format!(
+                    "{} takes exactly one SOURCE",
+                    match m {
+                        Method::Fetch => "fetch",
+                        Method::ZfsCopy => "zfs-copy",
+                        _ => "zfs-clone",
+                    }
+                )));
+            };
+            match m {
+                Method::Fetch => BaseSource::Fetch {
+                    url: src.clone(),
+                    sha256: a.sha256.clone(),
+                },
+                Method::ZfsCopy => BaseSource::ZfsCopy(src.clone()),
+                _ => BaseSource::ZfsClone(src.clone()),
+            }
+        }
+    };
+    if a.sha256.is_some() && !matches!(source, BaseSource::Fetch { .. }) {
+        return Err(Failure::usage("--sha256 is for the fetch method only"));
+    }
+    let mut req = CreateImage::new(source);
+    req.tag = a.tag;
+    req.dns = !a.no_dns;
+    req.localtime = !a.no_localtime;
+    req.autotag = !a.no_autotag;
+    let engine = ctx.engine().await?;
+    let progress = Arc::new(Progress::new());
+    let events = {
+        let p = Arc::clone(&progress);
+        Events::new(move |e| p.event(e))
+    };
+    let result = engine.create_base_image(req, events).await;
+    progress.finish();
+    let image = result?;
+    eprintln!("image created");
+    println!("{}", image.id);
+    Ok(0)
+}
+
+/// `klee image ls`.
+pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    let images = engine.images().await?;
+    if a.format == ListFormat::Json {
+        return print_json(&images);
+    }
+    let now = now();
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.to_string(),
+                i.name.clone(),
+                i.tag.clone(),
+                ago(i.created, now),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(ctx.theme, &["ID", "NAME", "TAG", "CREATED"], &rows)
+    );
+    Ok(0)
+}
+
+/// `klee image inspect IMAGE`.
+pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    print_json(&engine.image(&a.target).await?)
+}
+
+/// `klee image rm IMAGES...`.
+pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    each(&a.targets, |t| {
+        let engine = engine.clone();
+        async move { Ok(engine.remove_image(&t).await?.to_string()) }
+    })
+    .await
+}
+
+/// `klee image prune [-a] [-f]`.
+pub async fn prune(ctx: &Ctx, a: ImagePruneArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    confirm_prune(
+        a.force,
+        if a.all {
+            "This will remove all unused images."
+        } else {
+            "This will remove all unused untagged images."
+        },
+    )?;
+    for id in engine.prune_images(a.all).await? {
+        println!("{id}");
+    }
+    Ok(0)
+}
+
+/// `klee image tag SOURCE_IMAGE NAMETAG`.
+pub async fn tag(ctx: &Ctx, a: TagArgs) -> Outcome {
+    let engine = ctx.engine().await?;
+    let image = engine.tag_image(&a.source_image, &a.nametag).await?;
+    println!("{}", image.id);
+    Ok(0)
+}

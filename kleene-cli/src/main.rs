@@ -1,0 +1,182 @@
+#![doc = include_str!("../README.md")]
+
+mod build;
+mod cli;
+mod container;
+mod failure;
+mod image;
+mod output;
+mod settings;
+mod volume;
+
+use clap::Parser;
+use kleene_core::kleene_zfs::DatasetName;
+use kleene_core::{Config, Engine, Events};
+
+use cli::{Cli, Command, ContainerCmd, ImageCmd, Theme, VolumeCmd};
+use failure::{Failure, Outcome};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("klee: cannot start the async runtime: {e}");
+            std::process::exit(failure::FAILED);
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("klee: {}", f.message);
+            }
+            f.code
+        }
+    };
+    // Exit at once: a task still reading stdin (exec -i) must not hold the process.
+    std::process::exit(code);
+}
+
+/// What every command needs: how to reach the engine, and the theme.
+#[derive(Debug)]
+pub struct Ctx {
+    root: Option<String>,
+    config: Option<std::path::PathBuf>,
+    pub theme: Theme,
+}
+
+impl Ctx {
+    /// Opens the engine on the root dataset; repairs are told on stderr.
+    pub async fn engine(&self) -> Result<Engine, Failure> {
+        let env = std::env::var("KLEENE_ROOT").ok();
+        let root =
+            settings::root_dataset(self.root.as_deref(), env.as_deref(), self.config.as_deref())?;
+        let root = DatasetName::new(root.as_str())
+            .map_err(|e| Failure::usage(format!("invalid root dataset {root:?}: {e}")))?;
+        let events = Events::new(|e| {
+            if let kleene_core::Event::Repaired(text) = e {
+                eprintln!("klee: repaired: {text}");
+            }
+        });
+        let (engine, _) = Engine::open_with(Config::new(root), events).await?;
+        Ok(engine)
+    }
+}
+
+async fn run(cli: Cli) -> Outcome {
+    let ctx = Ctx {
+        root: cli.root,
+        config: cli.config,
+        theme: cli.theme,
+    };
+    match cli.command {
+        Command::Image(cmd) => image_cmd(&ctx, cmd).await,
+        Command::Container(cmd) => container_cmd(&ctx, cmd).await,
+        Command::Volume(cmd) => volume_cmd(&ctx, cmd).await,
+        Command::Network(_) | Command::Isn(_) | Command::Lsn(_) | Command::Rmn(_) => {
+            Err(Failure::no_networks())
+        }
+        Command::Build(a) => build::build(&ctx, a).await,
+        Command::Create(a) => container::create(&ctx, a).await,
+        Command::Exec(a) => container::exec(&ctx, a).await,
+        Command::Start(a) => container::start(&ctx, a).await,
+        Command::Stop(a) => container::stop(&ctx, a).await,
+        Command::Restart(a) => container::restart(&ctx, a).await,
+        Command::Run(a) => container::run(&ctx, a).await,
+        Command::Logs(a) => container::logs(&ctx, a).await,
+        Command::Isc(a) => container::inspect(&ctx, a).await,
+        Command::Isi(a) => image::inspect(&ctx, a).await,
+        Command::Isv(a) => volume::inspect(&ctx, a).await,
+        Command::Lsc(a) => container::ls(&ctx, a).await,
+        Command::Lsi(a) => image::ls(&ctx, a).await,
+        Command::Lsv(a) => volume::ls(&ctx, a).await,
+        Command::Rmc(a) => container::rm(&ctx, a).await,
+        Command::Rmi(a) => image::rm(&ctx, a).await,
+        Command::Rmv(a) => volume::rm(&ctx, a).await,
+    }
+}
+
+async fn image_cmd(ctx: &Ctx, cmd: ImageCmd) -> Outcome {
+    match cmd {
+        ImageCmd::Create(a) => image::create(ctx, a).await,
+        ImageCmd::Build(a) => build::build(ctx, a).await,
+        ImageCmd::Ls(a) => image::ls(ctx, a).await,
+        ImageCmd::Inspect(a) => image::inspect(ctx, a).await,
+        ImageCmd::Rm(a) => image::rm(ctx, a).await,
+        ImageCmd::Prune(a) => image::prune(ctx, a).await,
+        ImageCmd::Tag(a) => image::tag(ctx, a).await,
+    }
+}
+
+async fn container_cmd(ctx: &Ctx, cmd: ContainerCmd) -> Outcome {
+    match cmd {
+        ContainerCmd::Create(a) => container::create(ctx, a).await,
+        ContainerCmd::Run(a) => container::run(ctx, a).await,
+        ContainerCmd::Start(a) => container::start(ctx, a).await,
+        ContainerCmd::Stop(a) => container::stop(ctx, a).await,
+        ContainerCmd::Restart(a) => container::restart(ctx, a).await,
+        ContainerCmd::Exec(a) => container::exec(ctx, a).await,
+        ContainerCmd::Ls(a) => container::ls(ctx, a).await,
+        ContainerCmd::Inspect(a) => container::inspect(ctx, a).await,
+        ContainerCmd::Rm(a) => container::rm(ctx, a).await,
+        ContainerCmd::Prune(a) => container::prune(ctx, a).await,
+        ContainerCmd::Rename(a) => container::rename(ctx, a).await,
+        ContainerCmd::Update(a) => container::update(ctx, a).await,
+        ContainerCmd::Logs(a) => container::logs(ctx, a).await,
+    }
+}
+
+async fn volume_cmd(ctx: &Ctx, cmd: VolumeCmd) -> Outcome {
+    match cmd {
+        VolumeCmd::Create(a) => volume::create(ctx, a).await,
+        VolumeCmd::Ls(a) => volume::ls(ctx, a).await,
+        VolumeCmd::Inspect(a) => volume::inspect(ctx, a).await,
+        VolumeCmd::Rm(a) => volume::rm(ctx, a).await,
+        VolumeCmd::Prune(a) => volume::prune(ctx, a).await,
+    }
+}
+
+/// Prints `value` as indented JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Outcome {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::failed(format!("cannot write JSON: {e}")))?;
+    println!("{text}");
+    Ok(0)
+}
+
+/// Runs `op` on each target, printing what it returns (an id or name) on stdout and each
+/// failure as its own line on stderr; exit 1 if any failed.
+pub async fn each<F, Fut>(targets: &[String], mut op: F) -> Outcome
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<String, Failure>>,
+{
+    let mut code = 0;
+    for t in targets {
+        match op(t.clone()).await {
+            Ok(done) => println!("{done}"),
+            Err(f) => {
+                eprintln!("klee: {}", f.message);
+                code = code.max(f.code);
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Asks before a prune unless `force`; a refusal fails the command.
+pub fn confirm_prune(force: bool, warning: &str) -> Result<(), Failure> {
+    if force {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if output::confirm(warning, &mut stdin.lock(), &mut std::io::stderr())? {
+        Ok(())
+    } else {
+        Err(Failure::failed("aborted: nothing was removed"))
+    }
+}
