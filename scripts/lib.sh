@@ -105,3 +105,15 @@ start_zfs() {
 	*) die "unsupported system $(uname -s)" ;;
 	esac
 }
+
+# destroy_tree DATASET: removes a dataset and everything below it, if it exists.
+# zfs-fuse can answer "busy" for a moment after the last unmount.
+destroy_tree() {
+	zfs list -H -o name "$1" >/dev/null 2>&1 || return 0
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		zfs destroy -R "$1" 2>/dev/null && return 0
+		sleep 0.5
+	done
+	zfs list -H -o name "$1" >/dev/null 2>&1 && die "could not destroy $1"
+	return 0
+}

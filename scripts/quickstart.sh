@@ -29,12 +29,7 @@ klee() {
 
 if zfs list -H -o name "$KLEENE_ROOT" >/dev/null 2>&1; then
 	log "removing the previous run's $KLEENE_ROOT"
-	# zfs-fuse can answer "busy" for a moment after the last unmount.
-	for _ in 1 2 3 4 5 6 7 8 9 10; do
-		zfs destroy -R "$KLEENE_ROOT" 2>/dev/null && break
-		sleep 0.5
-	done
-	zfs list -H -o name "$KLEENE_ROOT" >/dev/null 2>&1 && die "could not destroy $KLEENE_ROOT"
+	destroy_tree "$KLEENE_ROOT"
 fi
 if [ -z "$rootfs" ]; then
 	rootfs=/var/tmp/kleene-busybox.tar

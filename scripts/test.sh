@@ -2,8 +2,8 @@
 # scripts/test.sh: every check of the project, on a fresh Debian machine as root.
 # Installs what it needs, starts zfs-fuse, makes its own pool (destroyed on exit, success
 # or not), then: rustfmt, clippy (also with the lzc feature), the whole test suite with
-# KLEENE_REQUIRE_ZFS=1 (tests that need ZFS or root fail rather than skip), and the
-# FreeBSD type-check.
+# KLEENE_REQUIRE_ZFS=1 (tests that need ZFS or root fail rather than skip), the embedding
+# examples (scripts/examples.sh), and the FreeBSD type-check.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -48,6 +48,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo clippy (lzc)" cargo clippy -p kleene-zfs --all-targets --features lzc -- -D warnings
 step "cargo test" cargo test --workspace --no-fail-fast
+step "examples" "$here/examples.sh" "$pool"
 step "cargo test (lzc)" cargo test -p kleene-zfs --features lzc --lib
 # The FreeBSD type-check uses Debian's rustc, which ships the std sources; its own target
 # dir keeps its artifacts apart from the host toolchain's.
