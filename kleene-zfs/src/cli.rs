@@ -15,7 +15,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 
 use crate::backend::{Backend, Depth, Entry, Kind, Result};
@@ -37,6 +37,30 @@ pub enum Dialect {
 pub struct Cli {
     zfs: PathBuf,
     dialect: OnceLock<Dialect>,
+}
+
+/// Held while a zfs-fuse command that changes datasets runs (see [`Cli::run`]).
+static ZFS_FUSE_CHANGES: Mutex<()> = Mutex::new(());
+
+/// Whether a zfs(8) command changes datasets (rather than reading them).
+fn is_change(args: &[String]) -> bool {
+    matches!(
+        args.first().map(String::as_str),
+        Some(
+            "create"
+                | "clone"
+                | "destroy"
+                | "snapshot"
+                | "rename"
+                | "rollback"
+                | "promote"
+                | "mount"
+                | "unmount"
+                | "umount"
+                | "set"
+                | "inherit"
+        )
+    )
 }
 
 impl Default for Cli {
@@ -104,6 +128,19 @@ impl Cli {
     pub(crate) fn run(&self, args: &[String], subject: &str) -> Result<String> {
         let (mut cmd, argv) = self.command(args);
         log::debug!("running {argv}");
+        // zfs-fuse can deadlock when several commands change datasets at once (seen with
+        // eight concurrent clones on a loaded machine: every later command hung until the
+        // daemon was killed). Its changes are serialized within this process; OpenZFS
+        // runs them concurrently.
+        let _serial = if is_change(args) && self.dialect() == Dialect::ZfsFuse {
+            Some(
+                ZFS_FUSE_CHANGES
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+        } else {
+            None
+        };
         let out = cmd
             .output()
             .map_err(|e| ZfsError::io(format!("could not run {}", self.zfs.display()), e))?;

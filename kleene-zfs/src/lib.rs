@@ -57,13 +57,14 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// Ten attempts over about three seconds: zfs-fuse's "busy" after a clone lasts well
-    /// under a second.
+    /// Sixteen attempts over about ten seconds: zfs-fuse's "busy" after a clone, a
+    /// rename or an unmount usually lasts well under a second, but on a loaded machine
+    /// (two cores running a test suite) it has lasted over three.
     fn default() -> Self {
         Self {
-            attempts: 10,
+            attempts: 16,
             first_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(640),
+            max_delay: Duration::from_millis(1000),
         }
     }
 }
