@@ -14,7 +14,7 @@ need_root
 command -v cargo >/dev/null || die "cargo is not installed: install Rust (https://rustup.rs) first"
 
 enable_contrib
-apt_install zfs-fuse pkg-config libzfslinux-dev rustc-web rust-web-src busybox-static \
+apt_install zfs-fuse pkg-config libzfslinux-dev rustc-web rust-web-src busybox-static fonts-dejavu-core \
 	iproute2 ca-certificates xz-utils
 
 start_zfs
