@@ -2,37 +2,57 @@
 //! alternating the tools so that drift hits both alike. Medians over `--runs`.
 //!
 //! ```text
-//! compare --pool POOL --tarball minbase.txz [--runs N] [--out FILE] [base-image] [run]
+//! compare --pool POOL --tarball minbase.txz [--runs N] [--klee PATH] [--out FILE.md]
+//!         [--chart FILE.png] [base-image] [run] [build] [rebuild]
 //! ```
 //!
-//! - `base-image`: a base image from the tarball (`Engine::create_base_image`, fetch
-//!   file://) against the floor, `xz -dc | tar -x` into a fresh dataset of the same pool,
-//!   and against `podman import` of the same tarball.
-//! - `run`: container create + start + wait + remove of `/bin/true` against
-//!   `podman run --rm` of the same rootfs.
+//! Every kleene figure is the `klee` command a user would type, with the engine under
+//! `<pool>/kleene-bench`; every peer figure is the peer's command. Nothing runs in a shell.
+//!
+//! - `base-image`: `klee image create fetch file://TARBALL` against the floor,
+//!   `xz -dc | tar -x` into a fresh dataset of the same pool, and `podman import`.
+//! - `run`: `klee run --rm IMAGE /bin/true` against `podman run --rm IMAGE /bin/true`.
+//! - `build`: `klee build --no-cache` of a ten-instruction Dockerfile that copies 200 files
+//!   against `buildah bud --layers=false` of the same Dockerfile and context.
+//! - `rebuild`: an unchanged rebuild, `klee build` with its snapshot cache against
+//!   `buildah bud --layers` with its layer cache, both warmed by one build first.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use kleene_benches::chart;
 use kleene_core::kleene_zfs::{DatasetName, Properties, Zfs};
-use kleene_core::{Attach, BaseSource, Config, CreateContainer, CreateImage, Engine, Events};
+
+const WHAT: [&str; 4] = ["base-image", "run", "build", "rebuild"];
+/// The image tag both tools give the base image; the bench Dockerfile builds FROM it.
+const BASE: &str = "bench-base";
+const APP: &str = "bench-app";
 
 struct Args {
     pool: String,
     tarball: PathBuf,
     runs: usize,
+    klee: PathBuf,
     out: Option<PathBuf>,
+    chart: Option<PathBuf>,
     what: Vec<String>,
 }
 
 fn args() -> Result<Args> {
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .context("the program has no directory")?
+        .to_path_buf();
     let mut a = Args {
         pool: String::new(),
         tarball: PathBuf::new(),
         runs: 9,
+        klee: exe_dir.join("klee"),
         out: None,
+        chart: None,
         what: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -41,18 +61,27 @@ fn args() -> Result<Args> {
             "--pool" => a.pool = it.next().context("--pool needs a value")?,
             "--tarball" => a.tarball = it.next().context("--tarball needs a value")?.into(),
             "--runs" => a.runs = it.next().context("--runs needs a value")?.parse()?,
+            "--klee" => a.klee = it.next().context("--klee needs a value")?.into(),
             "--out" => a.out = Some(it.next().context("--out needs a value")?.into()),
-            "base-image" | "run" => a.what.push(arg),
+            "--chart" => a.chart = Some(it.next().context("--chart needs a value")?.into()),
+            w if WHAT.contains(&w) => a.what.push(arg),
             other => bail!("unknown argument {other:?}"),
         }
     }
-    if a.pool.is_empty() || a.tarball.as_os_str().is_empty() {
+    if a.pool.is_empty() || a.tarball.as_os_str().is_empty() || a.runs == 0 {
         bail!(
-            "usage: compare --pool POOL --tarball FILE [--runs N] [--out FILE] [base-image] [run]"
+            "usage: compare --pool POOL --tarball FILE [--runs N] [--klee PATH] [--out FILE.md] [--chart FILE.png] [{}]",
+            WHAT.join("] [")
+        );
+    }
+    if !a.klee.is_file() {
+        bail!(
+            "no klee at {}: build it (cargo build --release -p kleene-cli) or pass --klee",
+            a.klee.display()
         );
     }
     if a.what.is_empty() {
-        a.what = vec!["base-image".into(), "run".into()];
+        a.what = WHAT.iter().map(|s| s.to_string()).collect();
     }
     Ok(a)
 }
@@ -62,15 +91,31 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn run_ok(cmd: &mut Command) -> Result<()> {
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+/// Runs a command to its end; its stdout when it succeeded, its stderr in the error.
+fn run_ok(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The floor: `xz -dc TARBALL | tar -x -C MOUNTPOINT` into a new dataset, no shell.
+/// Times one run of a command.
+fn timed(cmd: &mut Command) -> Result<Duration> {
+    let t = Instant::now();
+    run_ok(cmd)?;
+    Ok(t.elapsed())
+}
+
+/// The floor: `xz -dc TARBALL | tar -x -C MOUNTPOINT` into a new dataset, then its
+/// snapshot, as an image is: no shell, the two processes piped directly.
 fn floor_extract(zfs: &Zfs, ds: &DatasetName, tarball: &Path) -> Result<Duration> {
     let t = Instant::now();
     zfs.create(ds, &Properties::new())?;
@@ -79,13 +124,15 @@ fn floor_extract(zfs: &Zfs, ds: &DatasetName, tarball: &Path) -> Result<Duration
         .args(["-dc", "-T0"])
         .arg(tarball)
         .stdout(Stdio::piped())
-        .spawn()?;
+        .spawn()
+        .context("starting xz")?;
     let pipe = xz.stdout.take().context("xz stdout")?;
     let status = Command::new("tar")
         .args(["-x", "--numeric-owner", "-C"])
         .arg(&mp)
         .stdin(pipe)
-        .status()?;
+        .status()
+        .context("starting tar")?;
     let xz_status = xz.wait()?;
     if !status.success() || !xz_status.success() {
         bail!("xz | tar failed");
@@ -94,62 +141,160 @@ fn floor_extract(zfs: &Zfs, ds: &DatasetName, tarball: &Path) -> Result<Duration
     Ok(t.elapsed())
 }
 
+/// The build benchmark's context: a ten-instruction Dockerfile that copies 200 files
+/// (10 directories of 20, 1-8 KiB each) and a config file, and runs four commands.
+fn make_context(dir: &Path) -> Result<()> {
+    let files = dir.join("files");
+    for d in 0..10 {
+        let sub = files.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&sub)?;
+        for f in 0..20 {
+            let n = d * 20 + f;
+            let line = format!("file {n} of the kleene build benchmark\n");
+            let body = line.repeat(1 + (n * 37) % 200);
+            std::fs::write(sub.join(format!("f{f:02}.txt")), body)?;
+        }
+    }
+    std::fs::write(dir.join("app.conf"), "listen = 8080\nworkers = 4\n")?;
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {BASE}
+ARG VERSION=1.0
+ENV APP_HOME=/srv/app LANG=C.UTF-8
+WORKDIR /srv/app
+COPY files/ ./files/
+RUN find files -type f | wc -l > count && test \"$(cat count)\" = 200
+COPY app.conf /etc/app.conf
+RUN sha256sum files/*/* > SHA256SUMS
+RUN mkdir -p /var/lib/app && echo \"$VERSION\" > /var/lib/app/version
+RUN chmod -R go-w /srv/app
+LABEL org.opencontainers.image.title=bench-app
+CMD [\"cat\", \"/srv/app/count\"]
+"
+        ),
+    )?;
+    Ok(())
+}
+
+/// One comparison: our median against a peer's.
 struct Row {
     what: String,
     ours: Duration,
     peer_name: String,
     peer: Duration,
+    /// The issue's target for ours / peer.
+    target: f64,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+impl Row {
+    fn ratio(&self) -> f64 {
+        self.ours.as_secs_f64() / self.peer.as_secs_f64()
+    }
+}
+
+struct Bench {
+    klee: PathBuf,
+    root: String,
+    monitor: Option<PathBuf>,
+}
+
+impl Bench {
+    /// `klee ARGS`, on the bench's engine root.
+    fn klee<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut c = Command::new(&self.klee);
+        c.env("KLEENE_ROOT", &self.root).args(args);
+        if let Some(m) = &self.monitor {
+            c.env("KLEENE_MONITOR", m);
+        }
+        c
+    }
+}
+
+fn podman<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut c = Command::new("podman");
+    c.args(args);
+    c
+}
+
+fn buildah<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut c = Command::new("buildah");
+    c.args(args);
+    c
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn version(tool: &str) -> String {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn main() -> Result<()> {
     let a = args()?;
     let zfs = Zfs::open();
     let root = DatasetName::new(format!("{}/kleene-bench", a.pool))?;
-    let mut config = Config::new(root.clone());
-    if let Ok(p) = std::env::var("KLEENE_MONITOR") {
-        config.monitor = Some(p.into());
+    let tarball = std::fs::canonicalize(&a.tarball)
+        .with_context(|| format!("tarball {}", a.tarball.display()))?;
+    let url = format!("file://{}", tarball.display());
+    if !have("podman") || !have("buildah") {
+        bail!("podman and buildah are needed: run benches/scripts/podman-setup.sh");
     }
-    let engine = Engine::open(config).await?;
-    let url = format!("file://{}", std::fs::canonicalize(&a.tarball)?.display());
-    let have_podman = Command::new("podman")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let bench = Bench {
+        klee: a.klee.clone(),
+        root: root.to_string(),
+        monitor: std::env::var_os("KLEENE_MONITOR").map(PathBuf::from),
+    };
+    let wants = |w: &str| a.what.iter().any(|x| x == w);
     let mut rows = Vec::new();
+    let runs = a.runs;
 
-    if a.what.iter().any(|w| w == "base-image") {
-        let (mut ours, mut floor, mut podman) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..a.runs {
-            let t = Instant::now();
-            let img = engine
-                .create_base_image(
-                    CreateImage::new(BaseSource::Fetch {
-                        url: url.clone(),
-                        sha256: None,
-                    }),
-                    Events::none(),
-                )
-                .await?;
-            ours.push(t.elapsed());
-            engine.remove_image(img.id.as_str()).await?;
+    // A fresh engine root and a fresh podman image of the same tarball.
+    if zfs.exists(&root)? {
+        zfs.destroy(&root, true)?;
+    }
+    let _ = run_ok(&mut podman(["rmi", "-f", BASE, APP]));
+
+    if wants("base-image") {
+        let (mut ours, mut floor, mut peer) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..runs {
+            let tag = format!("bench-import:{i}");
+            ours.push(timed(
+                &mut bench.klee(["image", "create", "-t", &tag, "fetch", &url]),
+            )?);
+            run_ok(&mut bench.klee(["rmi", &tag]))?;
 
             let ds = root.child(&format!("floor{i}"))?;
-            floor.push(floor_extract(&zfs, &ds, &a.tarball)?);
+            floor.push(floor_extract(&zfs, &ds, &tarball)?);
             zfs.destroy(&ds, true)?;
 
-            if have_podman {
-                let t = Instant::now();
-                run_ok(
-                    Command::new("podman")
-                        .args(["import", "-q"])
-                        .arg(&a.tarball)
-                        .arg("kleene-bench-import"),
-                )?;
-                podman.push(t.elapsed());
-                run_ok(Command::new("podman").args(["rmi", "-f", "kleene-bench-import"]))?;
-            }
-            eprintln!("base-image run {}/{}", i + 1, a.runs);
+            peer.push(timed(
+                podman(["import", "-q"])
+                    .arg(&tarball)
+                    .arg("kleene-bench-import"),
+            )?);
+            run_ok(&mut podman(["rmi", "-f", "kleene-bench-import"]))?;
+            eprintln!("base-image {}/{runs}", i + 1);
         }
         let ours = median(ours);
         rows.push(Row {
@@ -157,117 +302,185 @@ async fn main() -> Result<()> {
             ours,
             peer_name: "xz -dc \\| tar -x (floor)".into(),
             peer: median(floor),
+            target: 1.1,
         });
-        if have_podman {
-            rows.push(Row {
-                what: "base image from tarball".into(),
-                ours,
-                peer_name: "podman import".into(),
-                peer: median(podman),
-            });
-        }
+        rows.push(Row {
+            what: "base image from tarball".into(),
+            ours,
+            peer_name: "podman import".into(),
+            peer: median(peer),
+            target: 0.5,
+        });
     }
 
-    if a.what.iter().any(|w| w == "run") {
-        let image = engine
-            .create_base_image(
-                CreateImage::new(BaseSource::Fetch {
-                    url: url.clone(),
-                    sha256: None,
-                })
-                .tag("bench-run"),
-                Events::none(),
-            )
-            .await?;
-        if have_podman {
-            run_ok(
-                Command::new("podman")
-                    .args(["import", "-q"])
-                    .arg(&a.tarball)
-                    .arg("kleene-bench-run"),
-            )?;
+    // The base image of the other benchmarks, in both tools.
+    run_ok(&mut bench.klee(["image", "create", "-t", BASE, "fetch", &url]))?;
+    run_ok(podman(["import", "-q"]).arg(&tarball).arg(BASE))?;
+
+    if wants("run") {
+        let (mut ours, mut peer) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            ours.push(timed(&mut bench.klee(["run", "--rm", BASE, "/bin/true"]))?);
+            peer.push(timed(&mut podman([
+                "run",
+                "--rm",
+                "--network=host",
+                BASE,
+                "/bin/true",
+            ]))?);
+            eprintln!("run {}/{runs}", i + 1);
         }
-        let (mut ours, mut podman) = (Vec::new(), Vec::new());
-        for i in 0..a.runs {
-            let t = Instant::now();
-            let c = engine
-                .create_container(CreateContainer {
-                    image: "bench-run".into(),
-                    cmd: vec!["/bin/true".into()],
-                    ..CreateContainer::default()
-                })
-                .await?;
-            let code = engine
-                .start_container(c.id.as_str(), Attach::Piped)
-                .await?
-                .wait()
-                .await?;
-            engine.remove_container(c.id.as_str(), false).await?;
-            ours.push(t.elapsed());
-            if code != 0 {
-                bail!("/bin/true exited with {code}");
-            }
-            if have_podman {
-                let t = Instant::now();
-                run_ok(Command::new("podman").args([
-                    "run",
-                    "--rm",
-                    "--network=host",
-                    "kleene-bench-run",
-                    "/bin/true",
-                ]))?;
-                podman.push(t.elapsed());
-            }
-            eprintln!("run {}/{}", i + 1, a.runs);
-        }
-        engine.remove_image(image.id.as_str()).await?;
-        if have_podman {
-            let _ = run_ok(Command::new("podman").args(["rmi", "-f", "kleene-bench-run"]));
-            rows.push(Row {
-                what: "create+start+wait+remove /bin/true".into(),
-                ours: median(ours),
-                peer_name: "podman run --rm".into(),
-                peer: median(podman),
-            });
-        } else {
-            rows.push(Row {
-                what: "create+start+wait+remove /bin/true".into(),
-                ours: median(ours),
-                peer_name: "(podman not installed)".into(),
-                peer: Duration::ZERO,
-            });
-        }
+        rows.push(Row {
+            what: "run --rm IMAGE /bin/true".into(),
+            ours: median(ours),
+            peer_name: "podman run --rm".into(),
+            peer: median(peer),
+            target: 0.2,
+        });
     }
 
-    let size = std::fs::metadata(&a.tarball)?.len();
-    let mut report = format!(
-        "Medians of {} alternating runs on {} ({} cores), pool `{}` (zfs backend: {}), tarball {} ({:.1} MB)\n\n| operation | kleene | peer | peer median | ratio |\n| --- | --- | --- | --- | --- |\n",
+    let context = tempfile::Builder::new()
+        .prefix("kleene-bench-ctx")
+        .tempdir()?;
+    let ctx = context
+        .path()
+        .to_str()
+        .context("context path is not UTF-8")?;
+    make_context(context.path())?;
+
+    if wants("build") {
+        let (mut ours, mut peer) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            ours.push(timed(&mut bench.klee([
+                "build",
+                "--no-cache",
+                "-q",
+                "-t",
+                APP,
+                ctx,
+            ]))?);
+            run_ok(&mut bench.klee(["rmi", APP]))?;
+            peer.push(timed(&mut buildah([
+                "bud",
+                "--layers=false",
+                "--network=host",
+                "-q",
+                "-t",
+                APP,
+                ctx,
+            ]))?);
+            run_ok(&mut buildah(["rmi", "-f", APP]))?;
+            eprintln!("build {}/{runs}", i + 1);
+        }
+        rows.push(Row {
+            what: "build (10 instructions, 200 files)".into(),
+            ours: median(ours),
+            peer_name: "buildah bud --layers=false".into(),
+            peer: median(peer),
+            target: 0.5,
+        });
+    }
+
+    if wants("rebuild") {
+        // Warm both caches with one full build each.
+        run_ok(&mut bench.klee(["build", "-q", "-t", APP, ctx]))?;
+        let layers = ["bud", "--layers", "--network=host", "-q", "-t", APP, ctx];
+        run_ok(&mut buildah(layers))?;
+        let (mut ours, mut peer) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            ours.push(timed(&mut bench.klee(["build", "-q", "-t", APP, ctx]))?);
+            peer.push(timed(&mut buildah(layers))?);
+            eprintln!("rebuild {}/{runs}", i + 1);
+        }
+        rows.push(Row {
+            what: "unchanged rebuild".into(),
+            ours: median(ours),
+            peer_name: "buildah bud --layers".into(),
+            peer: median(peer),
+            target: 0.2,
+        });
+        let _ = run_ok(&mut buildah(["rmi", "-f", APP]));
+        let _ = run_ok(&mut buildah(["rmi", "--prune"]));
+    }
+    let _ = run_ok(&mut podman(["rmi", "-f", BASE]));
+
+    let report = report(&a, &zfs, &tarball, &rows)?;
+    print!("{report}");
+    if let Some(out) = &a.out {
+        std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+    }
+    if let Some(png) = &a.chart {
+        let bars: Vec<chart::Bar> = rows
+            .iter()
+            .map(|r| chart::Bar {
+                label: r.what.clone(),
+                peer: r.peer_name.replace("\\|", "|"),
+                ours_ms: r.ours.as_secs_f64() * 1e3,
+                peer_ms: r.peer.as_secs_f64() * 1e3,
+                target: r.target,
+            })
+            .collect();
+        chart::draw(png, &bars, &machine())?;
+    }
+    Ok(())
+}
+
+/// What the machine is: host name, cores, memory, kernel.
+fn machine() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{} ({cores} cores, {mem_gib:.0} GiB, Linux {})",
+        host.trim(),
+        kernel.trim()
+    )
+}
+
+fn report(a: &Args, zfs: &Zfs, tarball: &Path, rows: &[Row]) -> Result<String> {
+    let size = std::fs::metadata(tarball)?.len();
+    let mut s = String::new();
+    writeln!(
+        s,
+        "Medians of {} alternating runs on {}; pool `{}` (zfs backend: {}, {}); base rootfs {} ({:.1} MB); {}, {}.\n",
         a.runs,
-        std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        machine(),
         a.pool,
         zfs.backend_name(),
-        a.tarball.display(),
-        size as f64 / 1e6
-    );
-    for r in &rows {
-        let ratio = if r.peer.is_zero() {
-            "-".to_string()
-        } else {
-            format!("{:.2}", r.ours.as_secs_f64() / r.peer.as_secs_f64())
-        };
-        report.push_str(&format!(
-            "| {} | {:.1} ms | {} | {:.1} ms | {} |\n",
+        if Path::new("/dev/zfs").exists() { "OpenZFS" } else { "zfs-fuse" },
+        tarball.display(),
+        size as f64 / 1e6,
+        version("podman"),
+        version("buildah"),
+    )?;
+    writeln!(
+        s,
+        "| operation | kleene | peer | peer median | ratio | target | met |\n| --- | ---: | --- | ---: | ---: | ---: | --- |"
+    )?;
+    for r in rows {
+        writeln!(
+            s,
+            "| {} | {:.1} ms | {} | {:.1} ms | {:.2} | ≤ {:.2} | {} |",
             r.what,
             r.ours.as_secs_f64() * 1e3,
             r.peer_name,
             r.peer.as_secs_f64() * 1e3,
-            ratio
-        ));
+            r.ratio(),
+            r.target,
+            if r.ratio() <= r.target { "yes" } else { "no" }
+        )?;
     }
-    print!("{report}");
-    if let Some(out) = a.out {
-        std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(())
+    Ok(s)
 }
