@@ -39,6 +39,9 @@ pub struct Cli {
     dialect: OnceLock<Dialect>,
 }
 
+/// The zfs-fuse daemon's control socket.
+const ZFS_FUSE_SOCKET: &str = "/var/run/zfs/zfs_socket";
+
 /// Held while a zfs-fuse command that changes datasets runs (see [`Cli::run`]).
 static ZFS_FUSE_CHANGES: Mutex<()> = Mutex::new(());
 
@@ -91,6 +94,15 @@ impl Cli {
     /// Which zfs(8) this is, asked once: zfs-fuse's `zfs list` has no `-p`.
     pub fn dialect(&self) -> Dialect {
         *self.dialect.get_or_init(|| {
+            // Without running anything when the host tells: OpenZFS (Linux and FreeBSD)
+            // has /dev/zfs, which zfs-fuse lacks; zfs-fuse's daemon listens on its socket.
+            if Path::new("/dev/zfs").exists() {
+                return Dialect::OpenZfs;
+            }
+            if Path::new(ZFS_FUSE_SOCKET).exists() {
+                log::info!("{ZFS_FUSE_SOCKET} exists: using the zfs-fuse dialect");
+                return Dialect::ZfsFuse;
+            }
             let probe = Command::new(&self.zfs)
                 .args(["list", "-H", "-p", "-o", "name", "-d", "0"])
                 .stdin(Stdio::null())
