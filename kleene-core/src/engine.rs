@@ -143,19 +143,44 @@ impl Engine {
     ) -> Result<(Engine, Repairs)> {
         let zfs = Zfs::open();
         let root = config.root.clone();
-        zfs.create_all(&root, &Properties::new())?;
-        if zfs.mountpoint(&root)?.is_none() {
-            zfs.mount(&root)?;
-        }
-        let root_mount = zfs
-            .mountpoint(&root)?
-            .ok_or_else(|| CoreError::Conflict(format!("root dataset {root} is not mounted")))?;
         let image_root = root.child("image")?;
         let container_root = root.child("container")?;
         let volume_root = root.child("volumes")?;
-        for d in [&image_root, &container_root, &volume_root] {
-            zfs.create_all(d, &Properties::new())?;
-        }
+        // One listing answers the usual case (everything made, the root mounted) and is
+        // what the repair compares the metadata with; each zfs(8) run costs ~10 ms.
+        let listing = if repair { Depth::All } else { Depth::Children };
+        let listed = match zfs.list_datasets(&root, listing, &["mounted", "mountpoint"]) {
+            Ok(list) => Some(list),
+            Err(ZfsError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let ready = listed.as_ref().and_then(|list| {
+            let has = |d: &DatasetName| list.iter().any(|e| &e.name == d);
+            let top = list.iter().find(|e| e.name == root)?;
+            let mounted = top.properties.get("mounted") == Some("yes");
+            let mp = top
+                .properties
+                .get("mountpoint")
+                .filter(|m| m.starts_with('/'))?;
+            (mounted && has(&image_root) && has(&container_root) && has(&volume_root))
+                .then(|| PathBuf::from(mp))
+        });
+        let (root_mount, listed) = match ready {
+            Some(mp) => (mp, listed),
+            None => {
+                zfs.create_all(&root, &Properties::new())?;
+                if zfs.mountpoint(&root)?.is_none() {
+                    zfs.mount(&root)?;
+                }
+                let mp = zfs.mountpoint(&root)?.ok_or_else(|| {
+                    CoreError::Conflict(format!("root dataset {root} is not mounted"))
+                })?;
+                for d in [&image_root, &container_root, &volume_root] {
+                    zfs.create_all(d, &Properties::new())?;
+                }
+                (mp, None)
+            }
+        };
         let ops_dir = root_mount.join("ops");
         std::fs::create_dir_all(&ops_dir)
             .map_err(|e| CoreError::io(format!("creating {}", ops_dir.display()), e))?;
@@ -171,7 +196,7 @@ impl Engine {
             ops_dir,
         };
         let repairs = if repair {
-            inner.reconcile()?
+            inner.reconcile(listed.map(|l| l.into_iter().map(|d| d.name).collect()))?
         } else {
             Repairs::default()
         };
@@ -252,7 +277,9 @@ impl Inner {
         }
     }
 
-    fn reconcile(&self) -> Result<Repairs> {
+    /// Brings metadata and ZFS back in line. `listed`: every dataset below the root,
+    /// listed before the metadata was opened (it is listed here when `None`).
+    fn reconcile(&self, listed: Option<Vec<DatasetName>>) -> Result<Repairs> {
         let mut repairs = Repairs::default();
         // 1. Unfinished operations of dead processes: undo (for a removal: finish it).
         let pending = self.store().pending()?;
@@ -266,14 +293,26 @@ impl Inner {
         }
         // 2. Datasets listed before rows are read: a row is always written before its
         // dataset and removed after it, so a dataset without a row here is an orphan.
-        let mut on_disk = Vec::new();
-        for root in [&self.container_root, &self.image_root, &self.volume_root] {
-            for d in self.zfs.list_datasets(root, Depth::Children, &[])? {
-                if &d.name != root {
-                    on_disk.push(d.name.to_string());
-                }
-            }
-        }
+        let listed = match listed {
+            Some(l) => l,
+            None => self
+                .zfs
+                .list_datasets(&self.config.root, Depth::All, &[])?
+                .into_iter()
+                .map(|d| d.name)
+                .collect(),
+        };
+        let parents = [&self.container_root, &self.image_root, &self.volume_root];
+        let on_disk: Vec<String> = listed
+            .into_iter()
+            .filter(|d| {
+                d.as_str()
+                    .rsplit_once('/')
+                    .is_some_and(|(parent, _)| parents.iter().any(|p| p.as_str() == parent))
+            })
+            .map(|d| d.to_string())
+            .filter(|d| !repairs.removed_unfinished.contains(d))
+            .collect();
         let rows = self.store().datasets()?;
         let mut pending_now: Vec<String> = self
             .store()

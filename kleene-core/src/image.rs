@@ -584,6 +584,22 @@ impl Inner {
     /// Where a dataset is mounted, mounting it first if it is not (after a reboot, or a
     /// zfs-fuse restart, nothing below the pool may be mounted).
     pub fn mountpoint(&self, dataset: &DatasetName) -> Result<PathBuf> {
+        // A dataset below the root inherits its mountpoint: when that path is a mount
+        // (another device than its parent directory), it is the dataset's, and no zfs(8)
+        // run is needed.
+        if let Some(rel) = dataset
+            .as_str()
+            .strip_prefix(self.config.root.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            let path = self.root_mount.join(rel);
+            if let (Some(parent), Ok(meta)) = (path.parent(), std::fs::metadata(&path)) {
+                use std::os::unix::fs::MetadataExt;
+                if std::fs::metadata(parent).is_ok_and(|p| p.dev() != meta.dev()) {
+                    return Ok(path);
+                }
+            }
+        }
         if let Some(mp) = self.zfs.mountpoint(dataset)? {
             return Ok(mp);
         }
