@@ -820,3 +820,77 @@ async fn two_builds_at_once_and_crashes() {
         assert_eq!(engine.images().await.unwrap().len(), 3, "{point}");
     }
 }
+
+/// A one-file HTTP server on loopback: `GET /files/payload.txt` answers `body`, anything
+/// else 404. Serves until the test process ends.
+fn http_server(body: &'static str) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            // The rest of the head, up to the blank line.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let (status, content) = if request.starts_with("GET /files/payload.txt ") {
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", "not found\n")
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{content}",
+                content.len()
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn add_from_http_with_checksum() {
+    use sha2::{Digest, Sha256};
+    let Some((s, engine)) = setup("addhttp").await else {
+        return;
+    };
+    let body = "fetched over http\n";
+    let port = http_server(body);
+    let sum: String = Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let url = format!("http://127.0.0.1:{port}/files/payload.txt");
+    let df = format!(
+        "FROM bb\nADD --checksum=sha256:{sum} {url} /srv/\nADD {url} /srv/renamed.txt\nRUN cat /srv/payload.txt /srv/renamed.txt\n"
+    );
+    let ctx = context(&s, "addhttp", &df, &[]);
+    let (r, log) = build(&engine, &ctx, "fetched").await;
+    r.unwrap();
+    assert_eq!(log.output(), ["fetched over http", "fetched over http"]);
+
+    // A checksum that does not match refuses the file, naming the URL and both sums.
+    let wrong = "0".repeat(64);
+    let df = format!("FROM bb\nADD --checksum=sha256:{wrong} {url} /srv/\n");
+    let ctx = context(&s, "addhttp-bad", &df, &[]);
+    let (r, _) = build(&engine, &ctx, "badsum").await;
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.contains(&url) && e.contains(&sum) && e.contains(&wrong),
+        "{e}"
+    );
+
+    // A missing file: the server's answer is the error.
+    let df = format!("FROM bb\nADD http://127.0.0.1:{port}/files/missing.txt /srv/\n");
+    let ctx = context(&s, "addhttp-404", &df, &[]);
+    let (r, _) = build(&engine, &ctx, "missing").await;
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("404"), "{e}");
+}
