@@ -215,24 +215,23 @@ impl Bench {
     }
 }
 
-fn podman<I, S>(args: I) -> Command
+/// `program ARGS`, a peer's command.
+fn tool<I, S>(program: &str, args: I) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut c = Command::new("podman");
+    let mut c = Command::new(program);
     c.args(args);
     c
 }
 
-fn buildah<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let mut c = Command::new("buildah");
-    c.args(args);
-    c
+fn podman<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) -> Command {
+    tool("podman", args)
+}
+
+fn buildah<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) -> Command {
+    tool("buildah", args)
 }
 
 fn have(tool: &str) -> bool {
