@@ -42,8 +42,56 @@ pub struct Cli {
 /// The zfs-fuse daemon's control socket.
 const ZFS_FUSE_SOCKET: &str = "/var/run/zfs/zfs_socket";
 
-/// Held while a zfs-fuse command that changes datasets runs (see [`Cli::run`]).
+/// Held while a zfs-fuse command that changes datasets runs, by one thread of a process.
 static ZFS_FUSE_CHANGES: Mutex<()> = Mutex::new(());
+
+/// Where processes take turns changing zfs-fuse datasets.
+const ZFS_FUSE_LOCK: &str = "/run/kleene-zfs-fuse.lock";
+
+/// zfs-fuse deadlocks when several commands that mount or unmount run at once: seen with
+/// eight concurrent clones from one process, and with two processes each creating
+/// datasets; every later command hung in the kernel until the daemon was killed. So its
+/// changes run one at a time on the host: a mutex among this process's threads, then an
+/// flock(2) among processes (released by the kernel if a holder dies). OpenZFS runs them
+/// concurrently.
+struct ChangeLock {
+    _file: Option<std::fs::File>,
+    _thread: std::sync::MutexGuard<'static, ()>,
+}
+
+impl ChangeLock {
+    fn acquire() -> Self {
+        let thread = ZFS_FUSE_CHANGES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = if Path::new("/run").is_dir() {
+            PathBuf::from(ZFS_FUSE_LOCK)
+        } else {
+            std::env::temp_dir().join("kleene-zfs-fuse.lock")
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.lock().map(|()| f));
+        let file = match file {
+            Ok(f) => Some(f),
+            Err(e) => {
+                // Without the file, threads of this process still take turns.
+                log::warn!(
+                    "cannot lock {}: {e}; serializing within this process only",
+                    path.display()
+                );
+                None
+            }
+        };
+        Self {
+            _file: file,
+            _thread: thread,
+        }
+    }
+}
 
 /// Whether a zfs(8) command changes datasets (rather than reading them).
 fn is_change(args: &[String]) -> bool {
@@ -140,19 +188,8 @@ impl Cli {
     pub(crate) fn run(&self, args: &[String], subject: &str) -> Result<String> {
         let (mut cmd, argv) = self.command(args);
         log::debug!("running {argv}");
-        // zfs-fuse can deadlock when several commands change datasets at once (seen with
-        // eight concurrent clones on a loaded machine: every later command hung until the
-        // daemon was killed). Its changes are serialized within this process; OpenZFS
-        // runs them concurrently.
-        let _serial = if is_change(args) && self.dialect() == Dialect::ZfsFuse {
-            Some(
-                ZFS_FUSE_CHANGES
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            )
-        } else {
-            None
-        };
+        let _serial =
+            (is_change(args) && self.dialect() == Dialect::ZfsFuse).then(ChangeLock::acquire);
         let out = cmd
             .output()
             .map_err(|e| ZfsError::io(format!("could not run {}", self.zfs.display()), e))?;
