@@ -513,8 +513,26 @@ impl Backend for Cli {
     }
 
     fn rename(&self, from: &DatasetName, to: &DatasetName) -> Result<()> {
-        self.run(&argv::rename(from.as_str(), to.as_str()), from.as_str())
-            .map(drop)
+        if self.dialect() == Dialect::OpenZfs {
+            return self
+                .run(&argv::rename(from.as_str(), to.as_str()), from.as_str())
+                .map(drop);
+        }
+        // zfs-fuse's rename unmounts by itself and then often answers "busy" for as long
+        // as one retries, where an explicit unmount first succeeds; and it leaves the
+        // result unmounted. So: unmount (deepest first), rename, mount what should be.
+        // Each step is safe to repeat, as the caller's busy retry may.
+        let below = self.list(from, Depth::All, &[Kind::Filesystem], &["mounted"])?;
+        for e in below.iter().rev() {
+            if e.properties.get("mounted") == Some("yes") {
+                self.unmount(&DatasetName::new(e.name.as_str())?, false)?;
+            }
+        }
+        self.run(&argv::rename(from.as_str(), to.as_str()), from.as_str())?;
+        for e in self.list(to, Depth::All, &[Kind::Filesystem], &[])? {
+            self.mount_if_unmounted(&DatasetName::new(e.name.as_str())?)?;
+        }
+        Ok(())
     }
 
     fn rename_snapshot(&self, from: &SnapshotName, to: &SnapshotName) -> Result<()> {

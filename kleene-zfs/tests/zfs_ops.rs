@@ -296,6 +296,8 @@ fn rename_dataset_and_snapshot() {
     s.zfs.rename(&a, &b).unwrap();
     assert!(!s.zfs.exists(&a).unwrap());
     assert!(s.zfs.exists(&b.snapshot("s1").unwrap()).unwrap());
+    // Mounted at its new place, as OpenZFS leaves it, with its files.
+    assert_eq!(fs::read_to_string(s.mountpoint(&b).join("f")).unwrap(), "x");
     s.zfs
         .rename_snapshot(&b.snapshot("s1").unwrap(), &b.snapshot("s2").unwrap())
         .unwrap();
