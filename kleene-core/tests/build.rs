@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kleene_core::kleene_zfs::{DatasetName, Depth, Zfs};
+use kleene_core::kleene_zfs::DatasetName;
 use kleene_core::{
     Attach, BuildOutcome, BuildRequest, CoreError, CreateContainer, Engine, Event, Events,
     OutputStream,
@@ -106,17 +106,6 @@ async fn run_in(engine: &Engine, image: &str, cmd: &[&str]) -> String {
     let code = started.wait().await.unwrap();
     assert_eq!(code, 0, "{cmd:?}: {out} {err}");
     out
-}
-
-fn datasets_below(root: &DatasetName, child: &str) -> Vec<String> {
-    let zfs = Zfs::open();
-    let r = root.child(child).unwrap();
-    zfs.list_datasets(&r, Depth::Children, &[])
-        .unwrap()
-        .into_iter()
-        .map(|d| d.name.to_string())
-        .filter(|d| d != r.as_str())
-        .collect()
 }
 
 #[tokio::test]
@@ -405,7 +394,7 @@ RUN echo started > /srv/state
     assert_eq!(engine.image(image_id.as_str()).await.unwrap().name, "");
 
     // With rm, nothing is left.
-    let before = datasets_below(&s.config.root, "image").len();
+    let before = common::datasets_below(&s.config.root, "image").len();
     let req = BuildRequest {
         tag: Some("gone".into()),
         rm: true,
@@ -417,7 +406,10 @@ RUN echo started > /srv/state
         "{err}"
     );
     assert!(engine.image("gone:failed").await.is_err());
-    assert_eq!(datasets_below(&s.config.root, "image").len(), before);
+    assert_eq!(
+        common::datasets_below(&s.config.root, "image").len(),
+        before
+    );
 }
 
 #[tokio::test]
@@ -619,7 +611,10 @@ async fn errors_before_and_during_builds() {
     assert!(engine.build(missing, Events::none()).await.is_err());
     // rm left nothing.
     assert_eq!(engine.images().await.unwrap().len(), images);
-    assert_eq!(datasets_below(&s.config.root, "image").len(), images);
+    assert_eq!(
+        common::datasets_below(&s.config.root, "image").len(),
+        images
+    );
 }
 
 #[tokio::test]
@@ -701,7 +696,7 @@ async fn quiet_and_cancelled_builds() {
     assert!(log.output().is_empty());
     assert_eq!(log.count(|e| matches!(e, Event::SnapshotCreated { .. })), 1);
 
-    let images = datasets_below(&s.config.root, "image");
+    let images = common::datasets_below(&s.config.root, "image");
     let ctx = context(
         &s,
         "cancel",
@@ -728,7 +723,7 @@ async fn quiet_and_cancelled_builds() {
     // The build future is dropped: its jail is killed and its dataset removed.
     let mut left = Vec::new();
     for _ in 0..300 {
-        left = datasets_below(&s.config.root, "image");
+        left = common::datasets_below(&s.config.root, "image");
         if left == images {
             break;
         }
@@ -797,7 +792,7 @@ async fn two_builds_at_once_and_crashes() {
             .count(),
         1
     );
-    let before = datasets_below(&s.config.root, "image");
+    let before = common::datasets_below(&s.config.root, "image");
     // A build killed midway leaves nothing after open.
     for point in [
         "build-after-row",
@@ -816,7 +811,11 @@ async fn two_builds_at_once_and_crashes() {
             .await
             .unwrap();
         assert!(!repairs.is_empty(), "{point}: nothing repaired");
-        assert_eq!(datasets_below(&s.config.root, "image"), before, "{point}");
+        assert_eq!(
+            common::datasets_below(&s.config.root, "image"),
+            before,
+            "{point}"
+        );
         assert_eq!(engine.images().await.unwrap().len(), 3, "{point}");
     }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use kleene_core::kleene_zfs::{DatasetName, Depth, Zfs};
+use kleene_core::kleene_zfs::{DatasetName, Zfs};
 use kleene_core::{
     Attach, BaseSource, CoreError, CreateContainer, CreateImage, Engine, Events, ExecSpec,
     MountSpec, RunState,
@@ -406,17 +406,6 @@ async fn networks_and_refusals() {
     assert_eq!(c.name, "renamed");
 }
 
-fn datasets_below(root: &DatasetName, child: &str) -> Vec<String> {
-    let zfs = Zfs::open();
-    let r = root.child(child).unwrap();
-    zfs.list_datasets(&r, Depth::Children, &[])
-        .unwrap()
-        .into_iter()
-        .map(|d| d.name.to_string())
-        .filter(|d| d != r.as_str())
-        .collect()
-}
-
 #[tokio::test]
 async fn crashes_at_every_point_are_repaired_by_open() {
     let Some((s, engine)) = setup("crash").await else {
@@ -452,12 +441,12 @@ async fn crashes_at_every_point_are_repaired_by_open() {
         );
         assert!(engine.containers().await.unwrap().is_empty(), "{point}");
         assert_eq!(
-            datasets_below(&s.config.root, "image").len(),
+            common::datasets_below(&s.config.root, "image").len(),
             images_before,
             "{point}"
         );
         assert!(
-            datasets_below(&s.config.root, "container").is_empty(),
+            common::datasets_below(&s.config.root, "container").is_empty(),
             "{point}"
         );
         let (_, again) = Engine::open_with(s.config.clone(), Events::none())

@@ -980,16 +980,8 @@ impl Builder {
                     .expand_list(&c.sources, &vars)
                     .map_err(|e| expand_err("COPY", e))?;
                 let dest = ex(&c.dest, "COPY")?;
-                let chown = c
-                    .chown
-                    .as_deref()
-                    .map(|s| ex(s, "COPY --chown"))
-                    .transpose()?;
-                let chmod = c
-                    .chmod
-                    .as_deref()
-                    .map(|s| ex(s, "COPY --chmod").and_then(|m| copy::parse_chmod(&m)))
-                    .transpose()?;
+                let (chown, chmod) =
+                    owner_and_mode(&ex, c.chown.as_deref(), c.chmod.as_deref(), "COPY")?;
                 let heredocs: Vec<(String, Vec<u8>)> = c
                     .heredocs
                     .iter()
@@ -1021,16 +1013,8 @@ impl Builder {
                     .expand_list(&a.sources, &vars)
                     .map_err(|e| expand_err("ADD", e))?;
                 let dest = ex(&a.dest, "ADD")?;
-                let chown = a
-                    .chown
-                    .as_deref()
-                    .map(|s| ex(s, "ADD --chown"))
-                    .transpose()?;
-                let chmod = a
-                    .chmod
-                    .as_deref()
-                    .map(|s| ex(s, "ADD --chmod").and_then(|m| copy::parse_chmod(&m)))
-                    .transpose()?;
+                let (chown, chmod) =
+                    owner_and_mode(&ex, a.chown.as_deref(), a.chmod.as_deref(), "ADD")?;
                 let checksum = a
                     .checksum
                     .as_deref()
@@ -1400,6 +1384,22 @@ fn is_archive(p: &Path) -> bool {
 }
 
 /// Downloads an ADD source, checking `sha256:<hex>` when given.
+/// `--chown` and `--chmod` of COPY or ADD (`what`), expanded; the mode parsed.
+fn owner_and_mode(
+    ex: &impl Fn(&str, &str) -> Result<String>,
+    chown: Option<&str>,
+    chmod: Option<&str>,
+    what: &str,
+) -> Result<(Option<String>, Option<u32>)> {
+    let chown = chown
+        .map(|s| ex(s, &format!("{what} --chown")))
+        .transpose()?;
+    let chmod = chmod
+        .map(|s| ex(s, &format!("{what} --chmod")).and_then(|m| copy::parse_chmod(&m)))
+        .transpose()?;
+    Ok((chown, chmod))
+}
+
 async fn fetch(url: &str, checksum: Option<&str>) -> Result<Vec<u8>> {
     let err = |reason: String| CoreError::Fetch {
         url: url.to_string(),

@@ -247,3 +247,15 @@ pub async fn busybox_engine(tag: &str) -> Option<(Scratch, kleene_core::Engine)>
         .unwrap();
     Some((s, engine))
 }
+
+/// The datasets directly below `<root>/<child>` (e.g. every image dataset).
+pub fn datasets_below(root: &DatasetName, child: &str) -> Vec<String> {
+    let zfs = Zfs::open();
+    let r = root.child(child).unwrap();
+    zfs.list_datasets(&r, Depth::Children, &[])
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name.to_string())
+        .filter(|d| d != r.as_str())
+        .collect()
+}
