@@ -1,7 +1,8 @@
 //! Runs BuildKit's own Dockerfile parser test cases against this crate.
 //!
-//! The cases live in `shared/peer-tests/buildkit-dockerfile` next to the
-//! workspace (or in `$KLEENE_BUILDKIT_TESTS`); their README describes the
+//! The cases are vendored in `tests/fixtures/buildkit` (with BuildKit's
+//! LICENSE); `$KLEENE_BUILDKIT_TESTS` and `shared/peer-tests/buildkit-dockerfile`
+//! beside the workspace are run too when present. Their README describes the
 //! formats. Every case must pass: `testfiles/*/Dockerfile` dumps byte for byte
 //! to its `result`, `testfiles-negative/*/Dockerfile` is rejected, and every
 //! `envVarTest` / `wordsTest` line expands to the expected words.
@@ -11,13 +12,7 @@ use std::path::{Path, PathBuf};
 
 use kleene_dockerfile::{dump, Expander};
 
-fn cases_dir() -> PathBuf {
-    match std::env::var_os("KLEENE_BUILDKIT_TESTS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/peer-tests/buildkit-dockerfile"),
-    }
-}
+mod common;
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -138,11 +133,15 @@ fn words_test(path: &Path, failures: &mut Vec<String>) -> Tally {
 
 #[test]
 fn buildkit_conformance() {
-    let dir = cases_dir();
+    for dir in common::case_dirs() {
+        conformance(&dir);
+    }
+}
+
+fn conformance(dir: &Path) {
     assert!(
         dir.join("testfiles").is_dir(),
-        "BuildKit test cases not found at {} (expected the shared/ directory beside the \
-         workspace, or set KLEENE_BUILDKIT_TESTS)",
+        "BuildKit test cases not found at {}",
         dir.display()
     );
     let mut failures = Vec::new();
@@ -177,7 +176,8 @@ fn buildkit_conformance() {
     let words = words_test(&dir.join("wordsTest"), &mut failures);
 
     println!(
-        "buildkit conformance: {}/{} testfiles, {}/{} negative, {}/{} envVarTest, {}/{} wordsTest",
+        "buildkit conformance ({}): {}/{} testfiles, {}/{} negative, {}/{} envVarTest, {}/{} wordsTest",
+        dir.display(),
         positive.passed,
         positive.total,
         negative.passed,

@@ -33,17 +33,13 @@
 //!   accept are compared.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod common;
 
 use kleene_dockerfile::{parse_syntax, Keyword, Node};
 use parse_dockerfile as pd;
 
 fn corpus() -> Vec<(String, String)> {
-    let dir = match std::env::var_os("KLEENE_BUILDKIT_TESTS") {
-        Some(d) => std::path::PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/peer-tests/buildkit-dockerfile"),
-    };
+    let dir = common::vendored();
     let mut out = Vec::new();
     let cases = std::fs::read_dir(dir.join("testfiles"))
         .unwrap_or_else(|e| panic!("BuildKit cases not found at {}: {e}", dir.display()));
