@@ -243,6 +243,42 @@ impl AsRef<str> for SnapshotName {
     }
 }
 
+/// With the `serde` feature: names as plain strings; deserializing checks them like
+/// [`DatasetName::new`] and [`SnapshotName::new`] and fails with that error's text.
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use serde::de::{Deserialize, Deserializer, Error};
+    use serde::ser::{Serialize, Serializer};
+
+    use super::{DatasetName, SnapshotName};
+
+    impl Serialize for DatasetName {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_str(self.as_str())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for DatasetName {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let name = String::deserialize(deserializer)?;
+            DatasetName::new(name).map_err(D::Error::custom)
+        }
+    }
+
+    impl Serialize for SnapshotName {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_str(self.as_str())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for SnapshotName {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let name = String::deserialize(deserializer)?;
+            SnapshotName::new(name).map_err(D::Error::custom)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -342,5 +378,54 @@ mod tests {
         assert!(!DatasetName::new("zroot/kleene/images")
             .unwrap()
             .is_within(&d));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_round_trips_as_plain_strings() {
+        let d = DatasetName::new("zroot/kleene/image/abc").unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, "\"zroot/kleene/image/abc\"");
+        assert_eq!(serde_json::from_str::<DatasetName>(&json).unwrap(), d);
+
+        let s = SnapshotName::new("zroot/kleene/image/abc@image").unwrap();
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"zroot/kleene/image/abc@image\"");
+        let back: SnapshotName = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.snapshot(), "image");
+        assert_eq!(back.dataset().as_str(), "zroot/kleene/image/abc");
+
+        // Inside other types, and from an owned (escaped) string too.
+        let pair: (DatasetName, Vec<SnapshotName>) =
+            serde_json::from_str(r#"["tank\/with space", ["tank@a", "tank/x@b"]]"#).unwrap();
+        assert_eq!(pair.0.as_str(), "tank/with space");
+        assert_eq!(pair.1[1].as_str(), "tank/x@b");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_refuses_what_new_refuses_with_its_text() {
+        for bad in ["pool/x; rm -rf /", "-o foo", "pool/x@snap", "pool//x", ""] {
+            let err = serde_json::from_str::<DatasetName>(&serde_json::to_string(bad).unwrap())
+                .unwrap_err();
+            let want = DatasetName::new(bad).unwrap_err().to_string();
+            assert!(
+                err.to_string().starts_with(&want),
+                "{bad:?}: {err} vs {want}"
+            );
+        }
+        for bad in ["pool", "pool@", "pool@a@b", "pool@-x", "pool/x@a;b"] {
+            let err = serde_json::from_str::<SnapshotName>(&serde_json::to_string(bad).unwrap())
+                .unwrap_err();
+            let want = SnapshotName::new(bad).unwrap_err().to_string();
+            assert!(
+                err.to_string().starts_with(&want),
+                "{bad:?}: {err} vs {want}"
+            );
+        }
+        // Not a string at all.
+        assert!(serde_json::from_str::<DatasetName>("42").is_err());
+        assert!(serde_json::from_str::<SnapshotName>("null").is_err());
     }
 }
