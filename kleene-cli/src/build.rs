@@ -49,19 +49,28 @@ fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
         }
         build_args.push((k, v));
     }
-    Ok(BuildRequest {
-        dockerfile: Some(a.path.join(&a.file)),
-        context: a.path,
-        tag: a.tag,
-        build_args,
-        from: a.from,
-        target: a.target,
-        no_cache: a.no_cache,
-        jail_params: c.jailparam,
-        rm: a.rm,
-        quiet: a.quiet,
-        network: c.driver,
-    })
+    let mut req = BuildRequest::new(&a.path)
+        .dockerfile(a.path.join(&a.file))
+        .no_cache(a.no_cache)
+        .rm(a.rm)
+        .quiet(a.quiet)
+        .network(c.driver);
+    if let Some(tag) = a.tag {
+        req = req.tag(tag);
+    }
+    if let Some(from) = a.from {
+        req = req.from_image(from);
+    }
+    if let Some(target) = a.target {
+        req = req.target(target);
+    }
+    for (k, v) in build_args {
+        req = req.build_arg(k, v);
+    }
+    for p in c.jailparam {
+        req = req.jail_param(p);
+    }
+    Ok(req)
 }
 
 /// A build event as klee prints it, on stderr (stdout carries only the new image's id;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kleene_core::{JailParamText, Network};
 
 /// klee: images, containers and volumes on ZFS, without a daemon.
 #[derive(Debug, Parser)]
@@ -331,10 +332,10 @@ pub struct ContainerOpts {
     pub mount: Vec<String>,
     /// Set jail parameters
     #[arg(short = 'J', long = "jailparam")]
-    pub jailparam: Vec<String>,
+    pub jailparam: Vec<JailParamText>,
     /// Network driver of the container: 'host' (default) or 'disabled'
-    #[arg(short = 'l', long)]
-    pub driver: Option<String>,
+    #[arg(short = 'l', long, default_value = "host")]
+    pub driver: Network,
     /// Connect the container to a network (not supported yet)
     #[arg(short = 'n', long)]
     pub network: Option<String>,

@@ -57,17 +57,28 @@ fn request(
         .map(|m| MountSpec::parse(m))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    Ok(CreateContainer {
-        image,
-        name: opts.name,
-        cmd: command,
-        env: c.env,
-        user: c.user,
-        workdir: opts.workdir,
-        mounts,
-        network: c.driver,
-        jail_params: c.jailparam,
-    })
+    let mut req = CreateContainer::new(image)
+        .cmd(command)
+        .network(c.driver);
+    if let Some(name) = opts.name {
+        req = req.name(name);
+    }
+    if let Some(user) = c.user {
+        req = req.user(user);
+    }
+    if let Some(dir) = opts.workdir {
+        req = req.workdir(dir);
+    }
+    for kv in c.env {
+        req = req.env(kv);
+    }
+    for m in mounts {
+        req = req.mount(m);
+    }
+    for p in c.jailparam {
+        req = req.jail_param(p);
+    }
+    Ok(req)
 }
 
 /// `klee container create IMAGE [COMMAND]...`.
@@ -289,13 +300,16 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Outcome {
     let interactive = a.attach.interactive;
     let detach = a.attach.detach && !interactive;
     let tty = a.attach.tty && !detach;
-    let mut spec = ExecSpec {
-        cmd: a.command,
-        env: a.env,
-        user: a.user,
-        workdir: a.workdir,
-        ..ExecSpec::default()
-    };
+    let mut spec = ExecSpec::new(a.command);
+    for kv in a.env {
+        spec = spec.env(kv);
+    }
+    if let Some(user) = a.user {
+        spec = spec.user(user);
+    }
+    if let Some(dir) = a.workdir {
+        spec = spec.workdir(dir);
+    }
     if detach {
         spec.stdin = Stdio::Null;
         spec.stdout = Stdio::Null;

@@ -6,19 +6,21 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kleene_jail::{ExecConfig, JailHandle, JailId, Signal};
-use kleene_zfs::{DatasetName, Properties};
+use kleene_zfs::Properties;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
 use crate::engine::{Engine, Inner, OpLock, PROP_ID};
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Object, Result};
 use crate::id::Id;
-use crate::meta::now;
+use crate::meta::{now, Table};
 use crate::model::{
-    Container, ContainerConfig, MountSource, MountSpec, Network, RunState, Runtime,
+    Container, ContainerConfig, JailParamText, MountSource, MountSpec, Network, RunState, Runtime,
 };
 
-/// A request for a container (`klee container create`).
+/// A request for a container (`klee container create`); build it with
+/// [`CreateContainer::new`] and its setters.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CreateContainer {
     /// The image: id, prefix, `name[:tag]`, optionally `@snapshot`.
     pub image: String,
@@ -34,14 +36,75 @@ pub struct CreateContainer {
     pub workdir: Option<String>,
     /// Mounts (`-v`).
     pub mounts: Vec<MountSpec>,
-    /// The network driver: `host` (default) or `disabled`.
-    pub network: Option<String>,
+    /// The network.
+    pub network: Network,
     /// Jail parameters (`-J`).
-    pub jail_params: Vec<String>,
+    pub jail_params: Vec<JailParamText>,
 }
 
-/// A second process for a running container (`klee exec`).
+impl CreateContainer {
+    /// A container of `image` (id, prefix, `name[:tag]`, optionally `@snapshot`) with the
+    /// image's command, environment, user and workdir, on the host's network.
+    pub fn new(image: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Names it (a name is generated otherwise).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Runs this command instead of the image's (the image's entrypoint still comes first).
+    pub fn cmd<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cmd: I) -> Self {
+        self.cmd = cmd.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a `KEY=value` pair over the image's environment.
+    pub fn env(mut self, kv: impl Into<String>) -> Self {
+        self.env.push(kv.into());
+        self
+    }
+
+    /// Runs as this user instead of the image's.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Starts in this directory instead of the image's.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// Adds a mount.
+    pub fn mount(mut self, mount: MountSpec) -> Self {
+        self.mounts.push(mount);
+        self
+    }
+
+    /// Sets the network.
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// Adds a jail parameter.
+    pub fn jail_param(mut self, param: JailParamText) -> Self {
+        self.jail_params.push(param);
+        self
+    }
+}
+
+/// A second process for a running container (`klee exec`); build it with
+/// [`ExecSpec::new`] and its setters.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct ExecSpec {
     /// The command.
     pub cmd: Vec<String>,
@@ -59,6 +122,54 @@ pub struct ExecSpec {
     pub stdout: kleene_jail::Stdio,
     /// Its stderr.
     pub stderr: kleene_jail::Stdio,
+}
+
+impl ExecSpec {
+    /// Runs `cmd` with the container's environment, user and workdir, and the caller's
+    /// standard streams.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(cmd: I) -> Self {
+        Self {
+            cmd: cmd.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a `KEY=value` pair over the container's environment.
+    pub fn env(mut self, kv: impl Into<String>) -> Self {
+        self.env.push(kv.into());
+        self
+    }
+
+    /// Runs as this user instead of the container's.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Starts in this directory instead of the container's.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// Gives it a terminal of this size (its streams are the terminal).
+    pub fn tty(mut self, size: kleene_jail::WinSize) -> Self {
+        self.tty = Some(size);
+        self
+    }
+
+    /// Connects its standard streams.
+    pub fn stdio(
+        mut self,
+        stdin: kleene_jail::Stdio,
+        stdout: kleene_jail::Stdio,
+        stderr: kleene_jail::Stdio,
+    ) -> Self {
+        self.stdin = stdin;
+        self.stdout = stdout;
+        self.stderr = stderr;
+        self
+    }
 }
 
 /// How a started container's standard streams are connected.
@@ -156,19 +267,6 @@ impl Engine {
     /// Creates a container: a clone of the image's snapshot, with the image's command,
     /// environment, user and workdir unless given.
     pub async fn create_container(&self, req: CreateContainer) -> Result<Container> {
-        let network = match req.network.as_deref() {
-            None | Some("host") => Network::Host,
-            Some("disabled") => Network::Disabled,
-            Some(other) => {
-                return Err(CoreError::Unsupported(format!(
-                    "network {other:?} is not supported yet: use \"host\" or \"disabled\""
-                )))
-            }
-        };
-        for p in &req.jail_params {
-            kleene_jail::JailParam::parse(p)
-                .map_err(|e| CoreError::InvalidInput(format!("jail parameter {p:?}: {e}")))?;
-        }
         if let Some(name) = &req.name {
             check_container_name(name)?;
         }
@@ -197,15 +295,15 @@ impl Engine {
                 id: id.clone(),
                 name,
                 image_id: image.id.clone(),
-                snapshot: snapshot.to_string(),
-                dataset: dataset.to_string(),
+                snapshot: snapshot.clone(),
+                dataset,
                 config: ContainerConfig {
                     cmd,
                     env: merge_env(&cfg.env, &req.env),
                     user: req.user.unwrap_or_else(|| cfg.user.clone()),
                     workdir: req.workdir.unwrap_or_else(|| cfg.workdir.clone()),
                     mounts: req.mounts,
-                    network,
+                    network: req.network,
                     jail_params: req.jail_params,
                     stop_signal: cfg.stop_signal.clone(),
                 },
@@ -237,10 +335,10 @@ impl Engine {
     pub async fn start_container(&self, reference: &str, attach: Attach) -> Result<Started> {
         let c = self.container(reference).await?;
         if matches!(c.runtime.state, RunState::Running | RunState::Starting) {
-            return Err(CoreError::Conflict(format!(
-                "container {} is already running",
-                c.name
-            )));
+            return Err(CoreError::Running {
+                name: c.name,
+                force_helps: false,
+            });
         }
         let monitor = self.inner.config.monitor_path()?;
         let mut cmd = tokio::process::Command::new(&monitor);
@@ -302,10 +400,10 @@ impl Engine {
                 RunState::Exited => {
                     if let Some(err) = now_c.runtime.error {
                         let _ = child.wait().await;
-                        return Err(CoreError::Conflict(format!(
-                            "container {} could not start: {err}",
-                            c.name
-                        )));
+                        return Err(CoreError::StartFailed {
+                            name: c.name,
+                            reason: err,
+                        });
                     }
                     break;
                 }
@@ -346,24 +444,11 @@ impl Engine {
     pub async fn stop_container(&self, reference: &str, timeout: Duration) -> Result<Container> {
         let c = self.container(reference).await?;
         if c.runtime.state != RunState::Running {
-            return Err(CoreError::Conflict(format!(
-                "container {} is not running",
-                c.name
-            )));
+            return Err(CoreError::NotRunning { name: c.name });
         }
         let handle = self.inner.handle(&c)?;
-        let sig = match c.config.stop_signal.as_deref() {
-            None => Signal::SIGTERM,
-            Some(s) => {
-                let name = if s.starts_with("SIG") {
-                    s.to_string()
-                } else {
-                    format!("SIG{s}")
-                };
-                name.parse::<Signal>().unwrap_or(Signal::SIGTERM)
-            }
-        };
-        let _ = handle.signal(sig);
+        let sig = c.config.stop_signal.unwrap_or_default();
+        let _ = handle.signal(sig.0);
         let deadline = Instant::now() + timeout;
         let mut killed = false;
         loop {
@@ -407,10 +492,7 @@ impl Engine {
     ) -> Result<kleene_jail::Process> {
         let c = self.container(reference).await?;
         if c.runtime.state != RunState::Running {
-            return Err(CoreError::Conflict(format!(
-                "container {} is not running",
-                c.name
-            )));
+            return Err(CoreError::NotRunning { name: c.name });
         }
         if req.cmd.is_empty() {
             return Err(CoreError::InvalidInput("exec needs a command".into()));
@@ -437,7 +519,7 @@ impl Engine {
         handle
             .exec(&exec)
             .await
-            .map_err(|e| CoreError::Conflict(format!("exec in container {}: {e}", c.name)))
+            .map_err(|e| CoreError::jail(format!("exec in container {}", c.name), e))
     }
 
     /// What a detached container wrote, stdout and stderr interleaved.
@@ -456,10 +538,10 @@ impl Engine {
         let c = self.container(reference).await?;
         if c.runtime.state == RunState::Running {
             if !force {
-                return Err(CoreError::Conflict(format!(
-                    "container {} is running: stop it first, or force the removal",
-                    c.name
-                )));
+                return Err(CoreError::Running {
+                    name: c.name,
+                    force_helps: true,
+                });
             }
             self.stop_container(c.id.as_str(), Duration::ZERO).await?;
         }
@@ -547,7 +629,7 @@ impl Inner {
         self.store()
             .insert_pending_container(&container, &op.token)?;
         crate::failpoint("container-after-row");
-        let dataset = DatasetName::new(container.dataset.as_str())?;
+        let dataset = container.dataset.clone();
         let made = (|| {
             self.zfs.clone_snapshot(
                 snapshot,
@@ -558,9 +640,9 @@ impl Inner {
             self.store().finish_container(&container.id)
         })();
         if let Err(e) = made {
-            if self.destroy_dataset(dataset.as_str()).is_ok() {
+            if self.destroy_dataset(&dataset).is_ok() {
                 self.store()
-                    .delete_row("containers", container.id.as_str())?;
+                    .delete_row(Table::Containers, container.id.as_str())?;
             }
             return Err(e);
         }
@@ -582,7 +664,7 @@ impl Inner {
                 let mut all = store.containers_by_prefix(reference)?;
                 if all.len() > 1 {
                     return Err(CoreError::Ambiguous {
-                        kind: "container",
+                        kind: Object::Container,
                         reference: reference.to_string(),
                         candidates: all
                             .iter()
@@ -595,7 +677,7 @@ impl Inner {
             found
         };
         let c = found.ok_or_else(|| CoreError::NotFound {
-            kind: "container",
+            kind: Object::Container,
             reference: reference.to_string(),
         })?;
         self.refresh(c)
@@ -625,12 +707,9 @@ impl Inner {
 
     fn handle(&self, c: &Container) -> Result<JailHandle> {
         let (Some(pid), Some(jid)) = (c.runtime.pid, c.runtime.jid) else {
-            return Err(CoreError::Conflict(format!(
-                "container {} is not running",
-                c.name
-            )));
+            return Err(CoreError::NotRunning { name: c.name.clone() });
         };
-        let root = self.mountpoint(&DatasetName::new(c.dataset.as_str())?)?;
+        let root = self.mountpoint(&c.dataset)?;
         Ok(JailHandle::new(
             Some(jail_name(&c.id)),
             JailId(jid),
@@ -643,15 +722,15 @@ impl Inner {
         let op = OpLock::begin(&self.ops_dir)?;
         if !self
             .store()
-            .mark_removing("containers", c.id.as_str(), &op.token)?
+            .mark_removing(Table::Containers, c.id.as_str(), &op.token)?
         {
             return Err(CoreError::NotFound {
-                kind: "container",
+                kind: Object::Container,
                 reference: c.id.to_string(),
             });
         }
         self.destroy_dataset(&c.dataset)?;
-        self.store().delete_row("containers", c.id.as_str())?;
+        self.store().delete_row(Table::Containers, c.id.as_str())?;
         let _ = std::fs::remove_file(self.log_path(&c.id));
         drop(op);
         Ok(c.id.clone())
@@ -659,7 +738,7 @@ impl Inner {
 }
 
 /// The jail name of a container.
-pub fn jail_name(id: &Id) -> String {
+pub(crate) fn jail_name(id: &Id) -> String {
     format!("kleene-{id}")
 }
 

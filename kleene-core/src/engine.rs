@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::{CoreError, Result};
 use crate::event::{Event, Events};
 use crate::id::Id;
+use crate::jails::{HostJails, Jails};
 use crate::meta::Store;
 
 /// The user property that marks a dataset as the engine's.
@@ -29,6 +30,7 @@ pub struct Engine {
 pub(crate) struct Inner {
     pub config: Config,
     pub zfs: Zfs,
+    pub jails: Arc<dyn Jails>,
     pub store: Mutex<Store>,
     pub root_mount: PathBuf,
     pub image_root: DatasetName,
@@ -39,13 +41,14 @@ pub(crate) struct Inner {
 
 /// What `Engine::open` found and repaired.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Repairs {
     /// Datasets of operations that died half-way, removed with their rows.
-    pub removed_unfinished: Vec<String>,
+    pub removed_unfinished: Vec<DatasetName>,
     /// Datasets no metadata knows of, removed.
-    pub removed_orphans: Vec<String>,
+    pub removed_orphans: Vec<DatasetName>,
     /// Rows whose dataset had vanished, dropped.
-    pub dropped_rows: Vec<String>,
+    pub dropped_rows: Vec<DatasetName>,
 }
 
 impl Repairs {
@@ -106,42 +109,66 @@ fn op_alive(ops_dir: &Path, token: &str) -> bool {
     }
 }
 
-impl Engine {
-    /// Opens the engine on `config.root`: makes the root and its `image`, `container` and
-    /// `volumes` children on first use, opens (and migrates) the metadata, and repairs
-    /// what an interrupted operation left behind.
-    pub async fn open(config: Config) -> Result<Engine> {
-        Self::open_with(config, Events::none())
-            .await
-            .map(|(e, _)| e)
+/// Sets up an [`Engine`]: the ZFS handle and the jails it uses, then
+/// [`EngineBuilder::open`]. [`Engine::open`] is `Engine::builder(config).open()`.
+///
+/// ```no_run
+/// # async fn f() -> kleene_core::Result<()> {
+/// use kleene_core::{Config, Engine};
+/// let config = Config::new("zroot/kleene".parse()?);
+/// let engine = Engine::builder(config).open().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct EngineBuilder {
+    config: Config,
+    zfs: Option<Zfs>,
+    jails: Option<Arc<dyn Jails>>,
+    repair: bool,
+}
+
+impl EngineBuilder {
+    /// Uses this ZFS handle instead of [`Zfs::open`]'s pick (tests give one on an in-memory
+    /// backend: kleene-zfs's `testing` feature).
+    pub fn zfs(mut self, zfs: Zfs) -> Self {
+        self.zfs = Some(zfs);
+        self
     }
 
-    /// [`Engine::open`], also telling what was repaired (as events and as the result).
-    pub async fn open_with(config: Config, events: Events) -> Result<(Engine, Repairs)> {
-        tokio::task::spawn_blocking(move || Self::open_blocking(config, events))
+    /// Runs build steps with these jails instead of the host's ([`HostJails`]).
+    pub fn jails(mut self, jails: Arc<dyn Jails>) -> Self {
+        self.jails = Some(jails);
+        self
+    }
+
+    /// Opens the engine (see [`Engine::open`]).
+    pub async fn open(self) -> Result<Engine> {
+        self.open_with(Events::none()).await.map(|(e, _)| e)
+    }
+
+    /// Opens the engine, also telling what was repaired (as events and as the result).
+    pub async fn open_with(self, events: Events) -> Result<(Engine, Repairs)> {
+        tokio::task::spawn_blocking(move || self.open_blocking(events))
             .await
             .map_err(|e| CoreError::Internal(format!("open task failed: {e}")))?
     }
 
-    /// Opens an engine that another process opened before, without repairing anything: for
-    /// the container monitor, which must not race the processes it serves.
-    pub(crate) async fn open_without_repair(config: Config) -> Result<Engine> {
-        tokio::task::spawn_blocking(move || Self::open_blocking_with(config, Events::none(), false))
-            .await
-            .map_err(|e| CoreError::Internal(format!("open task failed: {e}")))?
-            .map(|(e, _)| e)
+    /// Opens without repairing anything: for the container monitor, which must not race
+    /// the processes it serves.
+    pub(crate) fn without_repair(mut self) -> Self {
+        self.repair = false;
+        self
     }
 
-    fn open_blocking(config: Config, events: Events) -> Result<(Engine, Repairs)> {
-        Self::open_blocking_with(config, events, true)
-    }
-
-    fn open_blocking_with(
-        config: Config,
-        events: Events,
-        repair: bool,
-    ) -> Result<(Engine, Repairs)> {
-        let zfs = Zfs::open();
+    fn open_blocking(self, events: Events) -> Result<(Engine, Repairs)> {
+        let EngineBuilder {
+            config,
+            zfs,
+            jails,
+            repair,
+        } = self;
+        let zfs = zfs.unwrap_or_else(Zfs::open);
+        let jails = jails.unwrap_or_else(|| Arc::new(HostJails));
         let root = config.root.clone();
         let image_root = root.child("image")?;
         let container_root = root.child("container")?;
@@ -172,8 +199,8 @@ impl Engine {
                 if zfs.mountpoint(&root)?.is_none() {
                     zfs.mount(&root)?;
                 }
-                let mp = zfs.mountpoint(&root)?.ok_or_else(|| {
-                    CoreError::Conflict(format!("root dataset {root} is not mounted"))
+                let mp = zfs.mountpoint(&root)?.ok_or_else(|| CoreError::NotMounted {
+                    dataset: root.to_string(),
                 })?;
                 for d in [&image_root, &container_root, &volume_root] {
                     zfs.create_all(d, &Properties::new())?;
@@ -188,6 +215,7 @@ impl Engine {
         let inner = Inner {
             config,
             zfs,
+            jails,
             store: Mutex::new(store),
             root_mount,
             image_root,
@@ -226,6 +254,30 @@ impl Engine {
             },
             repairs,
         ))
+    }
+}
+
+impl Engine {
+    /// A builder for an engine on `config.root`, to give it its ZFS handle or jails.
+    pub fn builder(config: Config) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            zfs: None,
+            jails: None,
+            repair: true,
+        }
+    }
+
+    /// Opens the engine on `config.root`: makes the root and its `image`, `container` and
+    /// `volumes` children on first use, opens (and migrates) the metadata, and repairs
+    /// what an interrupted operation left behind.
+    pub async fn open(config: Config) -> Result<Engine> {
+        Self::builder(config).open().await
+    }
+
+    /// [`Engine::open`], also telling what was repaired (as events and as the result).
+    pub async fn open_with(config: Config, events: Events) -> Result<(Engine, Repairs)> {
+        Self::builder(config).open_with(events).await
     }
 
     /// The configuration it was opened with.
@@ -269,9 +321,8 @@ impl Inner {
 
     /// Destroys a dataset and everything below it; clones of its snapshots that the
     /// engine does not know of are left (and stop the destroy).
-    pub fn destroy_dataset(&self, name: &str) -> Result<()> {
-        let d = DatasetName::new(name)?;
-        match self.zfs.destroy(&d, true) {
+    pub fn destroy_dataset(&self, d: &DatasetName) -> Result<()> {
+        match self.zfs.destroy(d, true) {
             Ok(()) | Err(ZfsError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -303,18 +354,13 @@ impl Inner {
                 .collect(),
         };
         let parents = [&self.container_root, &self.image_root, &self.volume_root];
-        let on_disk: Vec<String> = listed
+        let on_disk: Vec<DatasetName> = listed
             .into_iter()
-            .filter(|d| {
-                d.as_str()
-                    .rsplit_once('/')
-                    .is_some_and(|(parent, _)| parents.iter().any(|p| p.as_str() == parent))
-            })
-            .map(|d| d.to_string())
+            .filter(|d| d.parent().is_some_and(|parent| parents.contains(&&parent)))
             .filter(|d| !repairs.removed_unfinished.contains(d))
             .collect();
         let rows = self.store().datasets()?;
-        let mut pending_now: Vec<String> = self
+        let mut pending_now: Vec<DatasetName> = self
             .store()
             .pending()?
             .into_iter()

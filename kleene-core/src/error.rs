@@ -1,33 +1,62 @@
-//! The engine's errors: each names the object it is about.
+//! The engine's errors: each names the object it is about, and the platform crates' errors
+//! are kept whole (a Dockerfile error keeps its file, line and column).
+
+use std::fmt;
 
 use kleene_zfs::ZfsError;
 
+/// The kinds of object the engine keeps, as errors name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Object {
+    /// An image.
+    Image,
+    /// A container.
+    Container,
+    /// A volume.
+    Volume,
+    /// A dataset.
+    Dataset,
+    /// A snapshot of an image or build.
+    Snapshot,
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Object::Image => "image",
+            Object::Container => "container",
+            Object::Volume => "volume",
+            Object::Dataset => "dataset",
+            Object::Snapshot => "snapshot",
+        })
+    }
+}
+
 /// What went wrong in the engine.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CoreError {
     /// No object answers to the reference.
     #[error("no such {kind}: {reference}")]
-    NotFound {
-        kind: &'static str,
-        reference: String,
-    },
+    NotFound { kind: Object, reference: String },
 
     /// An id prefix matches more than one object.
     #[error("{kind} reference {reference:?} is ambiguous: it matches {}", candidates.join(", "))]
     Ambiguous {
-        kind: &'static str,
+        kind: Object,
         reference: String,
         candidates: Vec<String>,
     },
 
     /// The name is taken.
     #[error("{kind} {name} already exists")]
-    AlreadyExists { kind: &'static str, name: String },
+    AlreadyExists { kind: Object, name: String },
 
     /// The object is used by others and cannot go.
     #[error("{kind} {name} is in use by {}", users.join(", "))]
     InUse {
-        kind: &'static str,
+        kind: Object,
         name: String,
         users: Vec<String>,
     },
@@ -40,11 +69,54 @@ pub enum CoreError {
     #[error("{0}")]
     Unsupported(String),
 
-    /// The object is in the wrong state for the request.
-    #[error("{0}")]
-    Conflict(String),
+    /// The container is running, and the request needs it stopped.
+    #[error("container {name} is running: stop it first{}", if *.force_helps { ", or force the removal" } else { "" })]
+    Running { name: String, force_helps: bool },
 
-    /// Fetching a base image failed.
+    /// The container is not running, and the request needs it running.
+    #[error("container {name} is not running")]
+    NotRunning { name: String },
+
+    /// A dataset the engine needs mounted is not.
+    #[error("dataset {dataset} is not mounted")]
+    NotMounted { dataset: String },
+
+    /// A Dockerfile was rejected; the error keeps its file, line and column.
+    #[error(transparent)]
+    Dockerfile(#[from] kleene_dockerfile::ParseError),
+
+    /// A Dockerfile word could not be expanded (`${VAR:?message}`, a bad pattern).
+    #[error("{text}: {source}")]
+    Expand {
+        /// The instruction, as written.
+        text: String,
+        #[source]
+        source: kleene_dockerfile::ExpandError,
+    },
+
+    /// Isolation failed: a jail could not be made, started, entered or torn down.
+    #[error("{context}: {source}")]
+    Jail {
+        /// What the engine was doing, naming the container or build step.
+        context: String,
+        #[source]
+        source: kleene_jail::Error,
+    },
+
+    /// A container could not start; `reason` is what its monitor reported.
+    #[error("container {name} could not start: {reason}")]
+    StartFailed { name: String, reason: String },
+
+    /// A build step's command could not run, or failed.
+    #[error("the command '{command}' {outcome}")]
+    CommandFailed {
+        /// The command, as the Dockerfile wrote it.
+        command: String,
+        /// How it ended: `returned a non-zero code: 1`, `could not start: ...`.
+        outcome: String,
+    },
+
+    /// Fetching a base image or an ADD source failed.
     #[error("fetching {url}: {reason}")]
     Fetch { url: String, reason: String },
 
@@ -57,8 +129,8 @@ pub enum CoreError {
     Zfs(#[from] ZfsError),
 
     /// The metadata store failed.
-    #[error("metadata: {0}")]
-    Metadata(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
 
     /// A file operation failed.
     #[error("{context}: {source}")]
@@ -88,9 +160,51 @@ pub enum CoreError {
     Internal(String),
 }
 
+/// The metadata store failed: the database's own error, kept out of the public API (the
+/// store's engine is an implementation detail), with what the engine was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("metadata: {message}")]
+pub struct MetadataError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl MetadataError {
+    /// A failure described in words, with no underlying error.
+    pub(crate) fn msg(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for MetadataError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self {
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for CoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        CoreError::Metadata(e.into())
+    }
+}
+
 impl CoreError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         CoreError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn jail(context: impl Into<String>, source: kleene_jail::Error) -> Self {
+        CoreError::Jail {
             context: context.into(),
             source,
         }

@@ -12,9 +12,10 @@ use sha2::{Digest, Sha256};
 
 use crate::archive;
 use crate::engine::{Engine, Inner, OpLock, PROP_ID};
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Object, Result};
 use crate::event::{Event, Events};
 use crate::id::Id;
+use crate::meta::Table;
 use crate::model::{Image, ImageConfig, Instruction};
 use crate::rootfs;
 
@@ -318,14 +319,15 @@ impl Engine {
         let reference = reference.to_string();
         self.blocking(move |inner| {
             let (image, snap) = inner.resolve_image(&reference)?;
-            let snapshot = DatasetName::new(image.dataset.as_str())?
+            let snapshot = image
+                .dataset
                 .snapshot(snap.as_deref().unwrap_or(IMAGE_SNAPSHOT))
                 .map_err(|_| {
                     CoreError::InvalidInput(format!("invalid snapshot in {reference:?}"))
                 })?;
             if !inner.zfs.exists(&snapshot)? {
                 return Err(CoreError::NotFound {
-                    kind: "snapshot",
+                    kind: Object::Snapshot,
                     reference: format!("{}@{}", image.nametag(), snapshot.snapshot()),
                 });
             }
@@ -343,7 +345,7 @@ impl Engine {
             let mut store = inner.store();
             store.tag_image(&image.id, &name, &tag)?;
             store.image(&image.id)?.ok_or_else(|| CoreError::NotFound {
-                kind: "image",
+                kind: Object::Image,
                 reference,
             })
         })
@@ -405,7 +407,7 @@ impl Inner {
         let id = Id::generate()?;
         let dataset = self.image_root.child(id.as_str())?;
         self.store()
-            .insert_pending_image(&id, dataset.as_str(), &op.token)?;
+            .insert_pending_image(&id, &dataset, &op.token)?;
         crate::failpoint("image-after-row");
         let mut temp_snapshot = None;
         let made = self.fill_base_image(
@@ -448,12 +450,12 @@ impl Inner {
                 Ok(image)
             }
             Err(e) => {
-                let cleanup = self.destroy_dataset(dataset.as_str());
+                let cleanup = self.destroy_dataset(&dataset);
                 if let Some(s) = &temp_snapshot {
                     let _ = self.zfs.destroy_snapshot(s);
                 }
                 if cleanup.is_ok() {
-                    self.store().delete_row("images", id.as_str())?;
+                    self.store().delete_row(Table::Images, id.as_str())?;
                 } else {
                     // Left pending: the next open finishes the cleanup.
                     log::warn!("could not remove {dataset} after a failure: {cleanup:?}");
@@ -542,7 +544,7 @@ impl Inner {
                 let src = DatasetName::new(src.as_str())?;
                 if !self.zfs.exists(&src)? {
                     return Err(CoreError::NotFound {
-                        kind: "dataset",
+                        kind: Object::Dataset,
                         reference: src.to_string(),
                     });
                 }
@@ -606,7 +608,9 @@ impl Inner {
         self.zfs.mount(dataset)?;
         self.zfs
             .mountpoint(dataset)?
-            .ok_or_else(|| CoreError::Conflict(format!("dataset {dataset} is not mounted")))
+            .ok_or_else(|| CoreError::NotMounted {
+                dataset: dataset.to_string(),
+            })
     }
 
     /// Resolves an image reference; the part after `@`, if any, is returned as is.
@@ -616,7 +620,7 @@ impl Inner {
             None => (reference, None),
         };
         let not_found = || CoreError::NotFound {
-            kind: "image",
+            kind: Object::Image,
             reference: reference.to_string(),
         };
         if base.is_empty() {
@@ -640,7 +644,7 @@ impl Inner {
                 1 => return Ok((found.remove(0), snap)),
                 _ => {
                     return Err(CoreError::Ambiguous {
-                        kind: "image",
+                        kind: Object::Image,
                         reference: base.to_string(),
                         candidates: found.iter().map(|i| i.id.to_string()).collect(),
                     })
@@ -663,21 +667,20 @@ impl Inner {
             );
             if !users.is_empty() {
                 return Err(CoreError::InUse {
-                    kind: "image",
+                    kind: Object::Image,
                     name: image.nametag(),
                     users,
                 });
             }
-            if !store.mark_removing("images", image.id.as_str(), &op.token)? {
+            if !store.mark_removing(Table::Images, image.id.as_str(), &op.token)? {
                 return Err(CoreError::NotFound {
-                    kind: "image",
+                    kind: Object::Image,
                     reference: image.id.to_string(),
                 });
             }
         }
         // A zfs-clone base image was cloned from a snapshot made for it: that goes too.
-        let dataset = DatasetName::new(image.dataset.as_str())?;
-        let origin = match self.zfs.origin(&dataset) {
+        let origin = match self.zfs.origin(&image.dataset) {
             Ok(o) => o,
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
@@ -686,7 +689,7 @@ impl Inner {
         if let Some(s) = origin.filter(|s| s.snapshot() == format!("kleene-{}", image.id)) {
             let _ = self.zfs.destroy_snapshot(&s);
         }
-        self.store().delete_row("images", image.id.as_str())?;
+        self.store().delete_row(Table::Images, image.id.as_str())?;
         drop(op);
         Ok(())
     }

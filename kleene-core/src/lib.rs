@@ -9,24 +9,25 @@ mod error;
 mod event;
 mod id;
 mod image;
+mod jails;
 mod meta;
 mod model;
 mod monitor;
-pub mod rootfs;
+mod rootfs;
 mod volume;
 
 pub use build::{BuildOutcome, BuildRequest};
 pub use config::{Config, FREEBSD_RELEASE_TEMPLATE};
-pub use container::{check_container_name, jail_name, Attach, CreateContainer, ExecSpec, Started};
-pub use engine::{Engine, Repairs};
-pub use error::{CoreError, Result};
+pub use container::{check_container_name, Attach, CreateContainer, ExecSpec, Started};
+pub use engine::{Engine, EngineBuilder, Repairs};
+pub use error::{CoreError, MetadataError, Object, Result};
 pub use event::{Event, Events, OutputStream};
 pub use id::{Id, ID_LEN};
+pub use jails::{HostJails, JailRun, Jails, RunEnd, RunFuture};
 pub use image::{fetch_auto_url, parse_nametag, BaseSource, CreateImage, IMAGE_SNAPSHOT};
-pub use meta::SCHEMA_VERSION;
 pub use model::{
-    Container, ContainerConfig, Image, ImageConfig, Instruction, MountSource, MountSpec, Network,
-    RunState, Runtime, Volume,
+    Container, ContainerConfig, Image, ImageConfig, ImageSnapshot, Instruction, JailParamText,
+    MountSource, MountSpec, Network, RunState, Runtime, StopSignal, Volume,
 };
 pub use monitor::monitor_main;
 pub use volume::check_volume_name;
@@ -36,11 +37,12 @@ pub use kleene_dockerfile;
 pub use kleene_jail;
 pub use kleene_zfs;
 
-/// Crash testing: when `KLEENE_FAILPOINT` names this point, the process dies here at once,
-/// as a power cut or `kill -9` would leave it. Tests use it to prove that `Engine::open`
-/// repairs every such state.
+/// Crash testing, built only with the `failpoints` feature: when `KLEENE_FAILPOINT` names
+/// this point, the process dies here at once, as a power cut or `kill -9` would leave it.
+/// Tests use it to prove that `Engine::open` repairs every such state.
 /// `KLEENE_FAILPOINT_SLEEP` naming it pauses there for two seconds instead, so a test can
-/// act while an operation is half-way.
+/// act while an operation is half-way. Without the feature it is nothing.
+#[cfg(feature = "failpoints")]
 pub(crate) fn failpoint(name: &str) {
     if std::env::var_os("KLEENE_FAILPOINT").is_some_and(|v| v == name) {
         std::process::abort();
@@ -49,3 +51,7 @@ pub(crate) fn failpoint(name: &str) {
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
 }
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub(crate) fn failpoint(_name: &str) {}

@@ -11,14 +11,55 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::error::{CoreError, Result};
+use kleene_zfs::{DatasetName, SnapshotName};
+
+use crate::error::{CoreError, MetadataError, Object, Result};
 use crate::id::Id;
-use crate::model::{Container, ContainerConfig, Image, ImageConfig, MountSource, Runtime, Volume};
+use crate::model::{
+    Container, ContainerConfig, Image, ImageConfig, ImageSnapshot, MountSource, Runtime, Volume,
+};
+
+/// The tables whose rows own a dataset, each with its key column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Containers,
+    Images,
+    Volumes,
+}
+
+impl Table {
+    /// Every table that owns datasets, containers first (they depend on images).
+    pub const ALL: [Table; 3] = [Table::Containers, Table::Images, Table::Volumes];
+
+    /// The table's name in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Containers => "containers",
+            Table::Images => "images",
+            Table::Volumes => "volumes",
+        }
+    }
+
+    /// Its key column.
+    pub fn key(self) -> &'static str {
+        match self {
+            Table::Volumes => "name",
+            Table::Containers | Table::Images => "id",
+        }
+    }
+}
+
+/// A dataset name read from a row.
+fn dataset_of(table: Table, key: &str, text: &str) -> Result<DatasetName> {
+    DatasetName::new(text).map_err(|e| {
+        CoreError::Metadata(MetadataError::msg(format!(
+            "{} row {key} names an invalid dataset {text:?}: {e}",
+            table.name()
+        )))
+    })
+}
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is how many ran.
-/// The schema version this build writes: how many migrations it has.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
 const MIGRATIONS: &[&str] = &[
     // 1: images, volumes, containers and their mounts.
     "CREATE TABLE images (
@@ -82,9 +123,9 @@ pub struct Store {
 /// A row whose operation has not finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
-    pub table: &'static str,
+    pub table: Table,
     pub key: String,
-    pub dataset: String,
+    pub dataset: DatasetName,
     pub op: String,
 }
 
@@ -114,15 +155,18 @@ fn image_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
 const IMAGE_COLUMNS: &str = "id, name, tag, created, parent, dataset, config";
 
 fn to_image((id, name, tag, created, parent, dataset, config): ImageRow) -> Result<Image> {
-    let config: ImageConfig = serde_json::from_str(&config)
-        .map_err(|e| CoreError::Internal(format!("image {id} has unreadable metadata: {e}")))?;
+    let config: ImageConfig = serde_json::from_str(&config).map_err(|e| {
+        CoreError::Metadata(MetadataError::msg(format!(
+            "image {id} has unreadable metadata: {e}"
+        )))
+    })?;
     Ok(Image {
+        dataset: dataset_of(Table::Images, &id, &dataset)?,
+        parent: parent.map(|p| p.parse()).transpose()?,
         id: Id::parse(&id)?,
         name,
         tag,
         created,
-        parent,
-        dataset,
         config,
     })
 }
@@ -139,11 +183,11 @@ impl Store {
         let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let version = usize::try_from(version).unwrap_or(0);
         if version > MIGRATIONS.len() {
-            return Err(CoreError::Conflict(format!(
+            return Err(CoreError::Metadata(MetadataError::msg(format!(
                 "metadata at {} has schema version {version}, newer than this kleene ({}): upgrade kleene",
                 path.display(),
                 MIGRATIONS.len()
-            )));
+            ))));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             tx.execute_batch(sql)?;
@@ -165,41 +209,58 @@ impl Store {
     /// Every row whose operation has not finished.
     pub fn pending(&self) -> Result<Vec<Pending>> {
         let mut out = Vec::new();
-        for (table, key) in [("containers", "id"), ("images", "id"), ("volumes", "name")] {
-            let sql = format!("SELECT {key}, dataset, op FROM {table} WHERE state = 'pending'");
+        for table in Table::ALL {
+            let sql = format!(
+                "SELECT {}, dataset, op FROM {} WHERE state = 'pending'",
+                table.key(),
+                table.name()
+            );
             let mut stmt = self.conn.prepare(&sql)?;
             let rows = stmt.query_map([], |r| {
-                Ok(Pending {
-                    table,
-                    key: r.get(0)?,
-                    dataset: r.get(1)?,
-                    op: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                })
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                ))
             })?;
             for row in rows {
-                out.push(row?);
+                let (key, dataset, op) = row?;
+                out.push(Pending {
+                    table,
+                    dataset: dataset_of(table, &key, &dataset)?,
+                    key,
+                    op,
+                });
             }
         }
         Ok(out)
     }
 
     /// Drops a row (any state) of `table` by key.
-    pub fn delete_row(&self, table: &'static str, key: &str) -> Result<()> {
-        let col = if table == "volumes" { "name" } else { "id" };
-        self.conn
-            .execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [key])?;
+    pub fn delete_row(&self, table: Table, key: &str) -> Result<()> {
+        self.conn.execute(
+            &format!("DELETE FROM {} WHERE {} = ?1", table.name(), table.key()),
+            [key],
+        )?;
         Ok(())
     }
 
     /// Every dataset any row names, with its table and key.
-    pub fn datasets(&self) -> Result<Vec<(&'static str, String, String)>> {
+    pub fn datasets(&self) -> Result<Vec<(Table, String, DatasetName)>> {
         let mut out = Vec::new();
-        for (table, key) in [("containers", "id"), ("images", "id"), ("volumes", "name")] {
-            let sql = format!("SELECT {key}, dataset FROM {table} WHERE state = 'ready'");
+        for table in Table::ALL {
+            let sql = format!(
+                "SELECT {}, dataset FROM {} WHERE state = 'ready'",
+                table.key(),
+                table.name()
+            );
             let mut stmt = self.conn.prepare(&sql)?;
-            let rows = stmt.query_map([], |r| Ok((table, r.get(0)?, r.get(1)?)))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
-                out.push(row?);
+                let (key, dataset) = row?;
+                let dataset = dataset_of(table, &key, &dataset)?;
+                out.push((table, key, dataset));
             }
         }
         Ok(out)
@@ -208,10 +269,10 @@ impl Store {
     // ---- images ----
 
     /// Records an image being made (before its dataset exists).
-    pub fn insert_pending_image(&self, id: &Id, dataset: &str, op: &str) -> Result<()> {
+    pub fn insert_pending_image(&self, id: &Id, dataset: &DatasetName, op: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO images (id, created, dataset, state, op) VALUES (?1, ?2, ?3, 'pending', ?4)",
-            params![id.as_str(), now(), dataset, op],
+            params![id.as_str(), now(), dataset.as_str(), op],
         )?;
         Ok(())
     }
@@ -223,11 +284,11 @@ impl Store {
         id: &Id,
         name: &str,
         tag: &str,
-        parent: Option<&str>,
+        parent: Option<&ImageSnapshot>,
         config: &ImageConfig,
     ) -> Result<Image> {
-        let json = serde_json::to_string(config)
-            .map_err(|e| CoreError::Internal(format!("serializing image config: {e}")))?;
+        let json = json(config)?;
+        let parent = parent.map(|p| p.to_string());
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -341,10 +402,13 @@ impl Store {
 
     /// Marks a row as being removed (so nothing new may use it), returning whether it was
     /// there and ready.
-    pub fn mark_removing(&self, table: &'static str, key: &str, op: &str) -> Result<bool> {
-        let col = if table == "volumes" { "name" } else { "id" };
+    pub fn mark_removing(&self, table: Table, key: &str, op: &str) -> Result<bool> {
         let n = self.conn.execute(
-            &format!("UPDATE {table} SET state = 'pending', op = ?2 WHERE {col} = ?1 AND state = 'ready'"),
+            &format!(
+                "UPDATE {} SET state = 'pending', op = ?2 WHERE {} = ?1 AND state = 'ready'",
+                table.name(),
+                table.key()
+            ),
             params![key, op],
         )?;
         Ok(n == 1)
@@ -353,14 +417,14 @@ impl Store {
     // ---- volumes ----
 
     /// Records a volume being made.
-    pub fn insert_pending_volume(&self, name: &str, dataset: &str, op: &str) -> Result<()> {
+    pub fn insert_pending_volume(&self, name: &str, dataset: &DatasetName, op: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO volumes (name, dataset, created, state, op) VALUES (?1, ?2, ?3, 'pending', ?4)",
-            params![name, dataset, now(), op],
+            params![name, dataset.as_str(), now(), op],
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                CoreError::AlreadyExists { kind: "volume", name: name.to_string() }
+                CoreError::AlreadyExists { kind: Object::Volume, name: name.to_string() }
             }
             other => other.into(),
         })?;
@@ -368,7 +432,13 @@ impl Store {
     }
 
     /// Marks a volume made.
-    pub fn finish_volume(&self, name: &str, mountpoint: &str) -> Result<()> {
+    pub fn finish_volume(&self, name: &str, mountpoint: &Path) -> Result<()> {
+        let mountpoint = mountpoint.to_str().ok_or_else(|| {
+            CoreError::InvalidInput(format!(
+                "volume {name}: mountpoint {} is not UTF-8",
+                mountpoint.display()
+            ))
+        })?;
         self.conn.execute(
             "UPDATE volumes SET mountpoint = ?2, state = 'ready', op = NULL WHERE name = ?1",
             params![name, mountpoint],
@@ -378,21 +448,15 @@ impl Store {
 
     /// A ready volume by name.
     pub fn volume(&self, name: &str) -> Result<Option<Volume>> {
-        Ok(self
-            .conn
+        self.conn
             .query_row(
                 "SELECT name, dataset, mountpoint, created FROM volumes WHERE name = ?1 AND state = 'ready'",
                 [name],
-                |r| {
-                    Ok(Volume {
-                        name: r.get(0)?,
-                        dataset: r.get(1)?,
-                        mountpoint: r.get(2)?,
-                        created: r.get(3)?,
-                    })
-                },
+                volume_from_row,
             )
-            .optional()?)
+            .optional()?
+            .map(to_volume)
+            .transpose()
     }
 
     /// Every ready volume, by name.
@@ -400,15 +464,8 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT name, dataset, mountpoint, created FROM volumes WHERE state = 'ready' ORDER BY name",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Volume {
-                name: r.get(0)?,
-                dataset: r.get(1)?,
-                mountpoint: r.get(2)?,
-                created: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map([], volume_from_row)?;
+        rows.map(|r| to_volume(r?)).collect()
     }
 
     /// Names and ids of the containers that mount volume `name`.
@@ -426,6 +483,22 @@ impl Store {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// A `volumes` row as read: name, dataset, mountpoint, created.
+type VolumeRow = (String, String, String, i64);
+
+fn volume_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_volume((name, dataset, mountpoint, created): VolumeRow) -> Result<Volume> {
+    Ok(Volume {
+        dataset: dataset_of(Table::Volumes, &name, &dataset)?,
+        mountpoint: mountpoint.into(),
+        name,
+        created,
+    })
 }
 
 // ---- build cache ----
@@ -464,10 +537,10 @@ impl Store {
 
     /// Sets the parent of an image still being made, so that its parent cannot be
     /// removed from under it.
-    pub fn set_image_parent(&self, id: &Id, parent: &str) -> Result<()> {
+    pub fn set_image_parent(&self, id: &Id, parent: &ImageSnapshot) -> Result<()> {
         self.conn.execute(
             "UPDATE images SET parent = ?2 WHERE id = ?1",
-            params![id.as_str(), parent],
+            params![id.as_str(), parent.to_string()],
         )?;
         Ok(())
     }
@@ -506,19 +579,26 @@ fn to_container(
     (id, name, image_id, snapshot, dataset, config, created, runtime): ContainerRow,
 ) -> Result<Container> {
     let bad = |what: &str, e: serde_json::Error| {
-        CoreError::Internal(format!("container {id} has unreadable {what}: {e}"))
+        CoreError::Metadata(MetadataError::msg(format!(
+            "container {id} has unreadable {what}: {e}"
+        )))
     };
     let config: ContainerConfig = serde_json::from_str(&config).map_err(|e| bad("config", e))?;
     let runtime: Runtime = match runtime {
         Some(r) => serde_json::from_str(&r).map_err(|e| bad("runtime state", e))?,
         None => Runtime::default(),
     };
+    let snapshot = SnapshotName::new(&snapshot).map_err(|e| {
+        CoreError::Metadata(MetadataError::msg(format!(
+            "container {id} names an invalid snapshot {snapshot:?}: {e}"
+        )))
+    })?;
     Ok(Container {
+        dataset: dataset_of(Table::Containers, &id, &dataset)?,
         id: Id::parse(&id)?,
         name,
         image_id: Id::parse(&image_id)?,
         snapshot,
-        dataset,
         config,
         created,
         runtime,
@@ -542,8 +622,8 @@ impl Store {
                 c.id.as_str(),
                 c.name,
                 c.image_id.as_str(),
-                c.snapshot,
-                c.dataset,
+                c.snapshot.as_str(),
+                c.dataset.as_str(),
                 json(&c.config)?,
                 now(),
                 op,
@@ -554,7 +634,7 @@ impl Store {
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                CoreError::AlreadyExists { kind: "container", name: c.name.clone() }
+                CoreError::AlreadyExists { kind: Object::Container, name: c.name.clone() }
             }
             other => other.into(),
         })?;
@@ -648,7 +728,7 @@ impl Store {
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
                     CoreError::AlreadyExists {
-                        kind: "container",
+                        kind: Object::Container,
                         name: name.to_string(),
                     }
                 }

@@ -1,8 +1,142 @@
 //! What the engine keeps: images, volumes (and containers), as the API returns them.
 
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use kleene_jail::{JailParam, Signal};
+use kleene_zfs::{DatasetName, SnapshotName};
 use serde::{Deserialize, Serialize};
 
+use crate::error::CoreError;
 use crate::id::Id;
+
+/// Serde as the type's text form: `Display` out, `FromStr` in (the error's text on failure).
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A snapshot of an image, `<image id>@<snapshot>`: what an image was built on, what a
+/// build resumes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageSnapshot {
+    /// The image (or failed build) whose dataset has the snapshot.
+    pub image: Id,
+    /// The snapshot's name in that dataset: `image`, or a build step's 12-hex id.
+    pub snapshot: String,
+}
+
+impl fmt::Display for ImageSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.image, self.snapshot)
+    }
+}
+
+impl FromStr for ImageSnapshot {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        let (image, snapshot) = s.split_once('@').ok_or_else(|| {
+            CoreError::InvalidInput(format!("invalid image snapshot {s:?}: expected <image id>@<snapshot>"))
+        })?;
+        if snapshot.is_empty() {
+            return Err(CoreError::InvalidInput(format!(
+                "invalid image snapshot {s:?}: the snapshot name is empty"
+            )));
+        }
+        Ok(Self {
+            image: image.parse()?,
+            snapshot: snapshot.to_string(),
+        })
+    }
+}
+
+serde_as_text!(ImageSnapshot);
+
+/// The signal that stops a container (`STOPSIGNAL`, `SIGTERM` unless the image says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StopSignal(pub Signal);
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal(Signal::SIGTERM)
+    }
+}
+
+impl fmt::Display for StopSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl FromStr for StopSignal {
+    type Err = CoreError;
+    /// `SIGTERM`, `TERM`, `sigterm` or a number (`15`).
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        let bad = || {
+            CoreError::InvalidInput(format!(
+                "invalid stop signal {s:?}: expected a signal name like SIGTERM or a number"
+            ))
+        };
+        if let Ok(n) = s.parse::<i32>() {
+            return Signal::try_from(n).map(StopSignal).map_err(|_| bad());
+        }
+        let upper = s.to_ascii_uppercase();
+        let name = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        name.parse::<Signal>().map(StopSignal).map_err(|_| bad())
+    }
+}
+
+serde_as_text!(StopSignal);
+
+/// A jail parameter (`klee -J`), checked when parsed; kept as its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailParamText(JailParam);
+
+impl JailParamText {
+    /// The parameter.
+    pub fn param(&self) -> &JailParam {
+        &self.0
+    }
+}
+
+impl fmt::Display for JailParamText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JailParamText {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        JailParam::parse(s)
+            .map(JailParamText)
+            .map_err(|e| CoreError::InvalidInput(format!("jail parameter {s:?}: {e}")))
+    }
+}
+
+impl From<JailParam> for JailParamText {
+    fn from(p: JailParam) -> Self {
+        JailParamText(p)
+    }
+}
+
+serde_as_text!(JailParamText);
 
 /// One instruction of an image's history and the snapshot taken after it, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +177,7 @@ pub struct ImageConfig {
     pub volumes: Vec<String>,
     /// The signal that stops containers.
     #[serde(default)]
-    pub stop_signal: Option<String>,
+    pub stop_signal: Option<StopSignal>,
     /// How the image came to be, step by step.
     #[serde(default)]
     pub instructions: Vec<Instruction>,
@@ -60,10 +194,10 @@ pub struct Image {
     pub tag: String,
     /// Unix time of creation, seconds.
     pub created: i64,
-    /// The image (and snapshot) it was built on, `<id>@<snapshot>`.
-    pub parent: Option<String>,
+    /// The image (and snapshot) it was built on.
+    pub parent: Option<ImageSnapshot>,
     /// Its dataset.
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// What containers inherit.
     pub config: ImageConfig,
 }
@@ -85,15 +219,16 @@ pub struct Volume {
     /// Its name.
     pub name: String,
     /// Its dataset.
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// Where it is mounted on the host.
-    pub mountpoint: String,
+    pub mountpoint: PathBuf,
     /// Unix time of creation, seconds.
     pub created: i64,
 }
 
 /// Where a mount comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum MountSource {
     /// A volume by name (made on first use).
     Volume(String),
@@ -151,12 +286,36 @@ impl MountSpec {
 
 /// How a container reaches the network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Network {
     /// The host's stack.
     #[default]
     Host,
     /// Loopback only.
     Disabled,
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Network::Host => "host",
+            Network::Disabled => "disabled",
+        })
+    }
+}
+
+impl FromStr for Network {
+    type Err = CoreError;
+    /// The driver names `klee --driver` takes: `host` and `disabled`.
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        match s {
+            "host" => Ok(Network::Host),
+            "disabled" => Ok(Network::Disabled),
+            other => Err(CoreError::Unsupported(format!(
+                "network driver {other:?} is not supported yet: use \"host\" or \"disabled\""
+            ))),
+        }
+    }
 }
 
 /// What a container runs and how.
@@ -175,9 +334,9 @@ pub struct ContainerConfig {
     /// The network.
     pub network: Network,
     /// Jail parameters as `klee -J` takes them.
-    pub jail_params: Vec<String>,
-    /// The signal that stops it (`SIGTERM` by default).
-    pub stop_signal: Option<String>,
+    pub jail_params: Vec<JailParamText>,
+    /// The signal that stops it (`SIGTERM` when `None`).
+    pub stop_signal: Option<StopSignal>,
 }
 
 /// Where a container is in its life.
@@ -225,9 +384,9 @@ pub struct Container {
     /// The image it was made from.
     pub image_id: Id,
     /// The snapshot it was cloned from.
-    pub snapshot: String,
+    pub snapshot: SnapshotName,
     /// Its dataset.
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// What it runs.
     pub config: ContainerConfig,
     /// Unix time of creation.

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use kleene_jail::{JailConfig, JailParam, Mount, NetworkMode};
+use kleene_jail::{JailConfig, Mount, NetworkMode};
 use kleene_zfs::DatasetName;
 
 use crate::container::jail_name;
@@ -44,7 +44,10 @@ pub fn monitor_main(args: &[String]) -> i32 {
 }
 
 async fn run(root: &str, id: &str, detached: bool) -> Result<()> {
-    let engine = Engine::open_without_repair(Config::new(DatasetName::new(root)?)).await?;
+    let engine = Engine::builder(Config::new(DatasetName::new(root)?))
+        .without_repair()
+        .open()
+        .await?;
     let c = engine.container(id).await?;
     let inner = &engine.inner;
     let set = |rt: Runtime| {
@@ -68,7 +71,7 @@ async fn run(root: &str, id: &str, detached: bool) -> Result<()> {
         Ok(j) => j,
         Err(e) => {
             set(failed(&e.to_string())).await?;
-            return Err(CoreError::Conflict(e.to_string()));
+            return Err(CoreError::jail(format!("starting container {}", c.name), e));
         }
     };
     let started = now();
@@ -96,7 +99,7 @@ async fn run(root: &str, id: &str, detached: bool) -> Result<()> {
         ..Runtime::default()
     })
     .await?;
-    teardown.map_err(|e| CoreError::Conflict(format!("tearing down container {}: {e}", c.name)))
+    teardown.map_err(|e| CoreError::jail(format!("tearing down container {}", c.name), e))
 }
 
 fn failed(error: &str) -> Runtime {
@@ -110,7 +113,7 @@ fn failed(error: &str) -> Runtime {
 }
 
 fn jail_config(inner: &Inner, c: &Container, detached: bool) -> Result<JailConfig> {
-    let root = inner.mountpoint(&DatasetName::new(c.dataset.as_str())?)?;
+    let root = inner.mountpoint(&c.dataset)?;
     let mut cfg = JailConfig::new(&root)
         .name(jail_name(&c.id))
         .hostname(c.id.as_str())
@@ -121,10 +124,7 @@ fn jail_config(inner: &Inner, c: &Container, detached: bool) -> Result<JailConfi
         .command(&c.config.cmd)
         .clean_env(true);
     for p in &c.config.jail_params {
-        cfg = cfg.param(
-            JailParam::parse(p)
-                .map_err(|e| CoreError::InvalidInput(format!("jail parameter {p:?}: {e}")))?,
-        );
+        cfg = cfg.param(p.param().clone());
     }
     for kv in &c.config.env {
         if let Some((k, v)) = kv.split_once('=') {
@@ -143,11 +143,11 @@ fn jail_config(inner: &Inner, c: &Container, detached: bool) -> Result<JailConfi
         // The mount point is made inside the root without following its symlinks.
         drop(rootfs::open_dir(&root, &m.destination, true)?);
         let source = match &m.source {
-            MountSource::HostPath(p) => p.clone(),
+            MountSource::HostPath(p) => std::path::PathBuf::from(p),
             MountSource::Volume(v) => {
                 let volume = inner.volume(v)?;
                 if inner.store().mark_volume_filled(v)? {
-                    fill_volume(&root, &m.destination, Path::new(&volume.mountpoint))?;
+                    fill_volume(&root, &m.destination, &volume.mountpoint)?;
                 }
                 volume.mountpoint
             }

@@ -3,7 +3,8 @@
 use kleene_zfs::Properties;
 
 use crate::engine::{Engine, Inner, OpLock};
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Object, Result};
+use crate::meta::Table;
 use crate::model::Volume;
 
 /// The user property naming a volume's dataset.
@@ -73,7 +74,7 @@ impl Inner {
         self.store()
             .volume(name)?
             .ok_or_else(|| CoreError::NotFound {
-                kind: "volume",
+                kind: Object::Volume,
                 reference: name.to_string(),
             })
     }
@@ -82,17 +83,17 @@ impl Inner {
         let op = OpLock::begin(&self.ops_dir)?;
         let dataset = self.volume_root.child(name)?;
         self.store()
-            .insert_pending_volume(name, dataset.as_str(), &op.token)?;
+            .insert_pending_volume(name, &dataset, &op.token)?;
         let made = (|| {
             self.zfs
                 .create(&dataset, &Properties::new().with(PROP_VOLUME, name)?)?;
             let mp = self.mountpoint(&dataset)?;
-            self.store().finish_volume(name, &mp.to_string_lossy())?;
+            self.store().finish_volume(name, &mp)?;
             Ok(())
         })();
         if let Err(e) = made {
-            if self.destroy_dataset(dataset.as_str()).is_ok() {
-                self.store().delete_row("volumes", name)?;
+            if self.destroy_dataset(&dataset).is_ok() {
+                self.store().delete_row(Table::Volumes, name)?;
             }
             return Err(e);
         }
@@ -105,22 +106,22 @@ impl Inner {
         let volume = {
             let store = self.store();
             let volume = store.volume(name)?.ok_or_else(|| CoreError::NotFound {
-                kind: "volume",
+                kind: Object::Volume,
                 reference: name.to_string(),
             })?;
             let users = store.volume_users(name)?;
             if !users.is_empty() {
                 return Err(CoreError::InUse {
-                    kind: "volume",
+                    kind: Object::Volume,
                     name: name.to_string(),
                     users,
                 });
             }
-            store.mark_removing("volumes", name, &op.token)?;
+            store.mark_removing(Table::Volumes, name, &op.token)?;
             volume
         };
         self.destroy_dataset(&volume.dataset)?;
-        self.store().delete_row("volumes", name)?;
+        self.store().delete_row(Table::Volumes, name)?;
         drop(op);
         Ok(())
     }

@@ -9,22 +9,23 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use kleene_dockerfile::{Dockerfile, Instruction as Ins, ShellOrExec, Stage};
-use kleene_jail::{JailConfig, JailParam, NetworkMode, Signal};
 use kleene_zfs::{DatasetName, Properties, SnapshotName};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncBufReadExt;
 
 use self::copy::{Perms, Source};
 use self::glob::Ignore;
 use crate::engine::{Engine, OpLock, PROP_ID};
-use crate::error::{CoreError, Result};
-use crate::event::{Event, Events, OutputStream};
+use crate::error::{CoreError, Object, Result};
+use crate::event::{Event, Events};
 use crate::id::Id;
+use crate::jails::{JailRun, RunEnd};
 use crate::image::{parse_nametag, IMAGE_SNAPSHOT};
-use crate::model::{Image, ImageConfig, Instruction, Network};
+use crate::meta::Table;
+use crate::model::{Image, ImageConfig, ImageSnapshot, Instruction, JailParamText, Network};
 
-/// A build request (`klee build`).
+/// A build request (`klee build`); build it with [`BuildRequest::new`] and its setters.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct BuildRequest {
     /// The context directory: COPY and ADD read from here, and nowhere else.
     pub context: PathBuf,
@@ -41,15 +42,15 @@ pub struct BuildRequest {
     /// The stage to build (name or index); the last one when `None`.
     pub target: Option<String>,
     /// Jail parameters (`-J`) of every RUN.
-    pub jail_params: Vec<String>,
+    pub jail_params: Vec<JailParamText>,
     /// On failure remove everything instead of keeping `<name>:failed`.
     pub rm: bool,
     /// No [`Event::Output`] events (RUN output is discarded).
     pub quiet: bool,
     /// Run every step, using and feeding no cache.
     pub no_cache: bool,
-    /// The network of RUN: `host` (default) or `disabled`.
-    pub network: Option<String>,
+    /// The network of RUN (`RUN --network` overrides it per step).
+    pub network: Network,
 }
 
 impl BuildRequest {
@@ -59,6 +60,66 @@ impl BuildRequest {
             context: context.into(),
             ..Self::default()
         }
+    }
+
+    /// Reads this Dockerfile instead of `<context>/Dockerfile`.
+    pub fn dockerfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dockerfile = Some(path.into());
+        self
+    }
+
+    /// Names the new image `name[:tag]`.
+    pub fn tag(mut self, nametag: impl Into<String>) -> Self {
+        self.tag = Some(nametag.into());
+        self
+    }
+
+    /// Gives a value to an ARG (`--build-arg NAME=value`); a later one for the same name wins.
+    pub fn build_arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.build_args.push((name.into(), value.into()));
+        self
+    }
+
+    /// Builds the stage on this image instead of its FROM (`--from`).
+    pub fn from_image(mut self, image: impl Into<String>) -> Self {
+        self.from = Some(image.into());
+        self
+    }
+
+    /// Builds this stage (name or index) instead of the last.
+    pub fn target(mut self, stage: impl Into<String>) -> Self {
+        self.target = Some(stage.into());
+        self
+    }
+
+    /// Adds a jail parameter of every RUN.
+    pub fn jail_param(mut self, param: JailParamText) -> Self {
+        self.jail_params.push(param);
+        self
+    }
+
+    /// On failure, removes everything instead of keeping `<name>:failed`.
+    pub fn rm(mut self, rm: bool) -> Self {
+        self.rm = rm;
+        self
+    }
+
+    /// Discards RUN output instead of sending it as events.
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// Runs every step, using and feeding no cache.
+    pub fn no_cache(mut self, no_cache: bool) -> Self {
+        self.no_cache = no_cache;
+        self
+    }
+
+    /// Sets the network of RUN.
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
     }
 }
 
@@ -124,8 +185,11 @@ impl StageState {
         self.chain.update([0]);
     }
 
-    fn parent(&self) -> String {
-        format!("{}@{}", self.base_owner, self.base.snapshot())
+    fn parent(&self) -> ImageSnapshot {
+        ImageSnapshot {
+            image: self.base_owner.clone(),
+            snapshot: self.base.snapshot().to_string(),
+        }
     }
 }
 
@@ -156,8 +220,11 @@ fn set_pair(list: &mut Vec<(String, String)>, k: &str, v: String) {
     }
 }
 
-fn expand_err(text: &str, e: impl std::fmt::Display) -> CoreError {
-    CoreError::InvalidInput(format!("{text}: {e}"))
+fn expand_err(text: &str, e: kleene_dockerfile::ExpandError) -> CoreError {
+    CoreError::Expand {
+        text: text.to_string(),
+        source: e,
+    }
 }
 
 /// The text a step is shown with: its source, continuation lines joined, a heredoc's
@@ -285,7 +352,7 @@ impl Builder {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "Dockerfile".into());
-            CoreError::InvalidInput(e.with_file_name(name).to_string())
+            CoreError::Dockerfile(e.with_file_name(name))
         })?;
         let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
             Ok(t) => Some(Ignore::parse(&t)),
@@ -299,18 +366,6 @@ impl Builder {
             })?,
         };
         let nametag = req.tag.as_deref().map(parse_nametag).transpose()?;
-        match req.network.as_deref() {
-            None | Some("host") | Some("disabled") => {}
-            Some(other) => {
-                return Err(CoreError::Unsupported(format!(
-                    "network {other:?} is not supported yet: use \"host\" or \"disabled\""
-                )))
-            }
-        }
-        for p in &req.jail_params {
-            JailParam::parse(p)
-                .map_err(|e| CoreError::InvalidInput(format!("jail parameter {p:?}: {e}")))?;
-        }
         // Global ARGs: build args override their defaults.
         let mut global_args: Vec<(String, String)> = Vec::new();
         for a in &df.global_args {
@@ -409,7 +464,7 @@ impl Builder {
                     .store()
                     .image(&id)?
                     .ok_or_else(|| CoreError::NotFound {
-                        kind: "image",
+                        kind: Object::Image,
                         reference: id.to_string(),
                     })
             })
@@ -518,11 +573,11 @@ impl Builder {
     /// Removes a stage's dataset and row.
     async fn discard(&self, st: &StageState) -> Result<()> {
         let id = st.id.clone();
-        let dataset = st.dataset.to_string();
+        let dataset = st.dataset.clone();
         self.engine
             .blocking(move |inner| {
                 inner.destroy_dataset(&dataset)?;
-                inner.store().delete_row("images", id.as_str())
+                inner.store().delete_row(Table::Images, id.as_str())
             })
             .await
     }
@@ -611,7 +666,13 @@ impl Builder {
                         // Our row names it as parent at once: the image cannot go now.
                         inner
                             .store()
-                            .set_image_parent(&me, &format!("{image_id}@{snap}"))?;
+                            .set_image_parent(
+                                &me,
+                                &ImageSnapshot {
+                                    image: image_id.clone(),
+                                    snapshot: snap.clone(),
+                                },
+                            )?;
                         Ok(Some((image_id, s)))
                     }
                     None => {
@@ -693,7 +754,7 @@ impl Builder {
             .child(id.as_str())
             .map_err(|e| (e.into(), None))?;
         {
-            let (id, ds, token) = (id.clone(), dataset.to_string(), op.token.clone());
+            let (id, ds, token) = (id.clone(), dataset.clone(), op.token.clone());
             self.engine
                 .blocking(move |inner| {
                     inner.store().insert_pending_image(&id, &ds, &token)?;
@@ -938,7 +999,8 @@ impl Builder {
                 Ok(None)
             }
             Ins::StopSignal(s) => {
-                st.config.stop_signal = Some(ex(s, "STOPSIGNAL")?);
+                let text = ex(s, "STOPSIGNAL")?;
+                st.config.stop_signal = Some(text.parse()?);
                 Ok(None)
             }
             Ins::Healthcheck(_) => Err(CoreError::Unsupported(
@@ -1204,14 +1266,14 @@ impl Builder {
                 "RUN --mount, --device and --security are not supported".into(),
             ));
         }
-        let network = match run.flags.network.as_deref().or(self.req.network.as_deref()) {
-            None | Some("host") | Some("default") => Network::Host,
-            Some("none") | Some("disabled") => Network::Disabled,
-            Some(other) => {
-                return Err(CoreError::Unsupported(format!(
-                    "network {other:?} is not supported in RUN"
-                )))
-            }
+        // RUN --network takes BuildKit's words too: `default` and `none`.
+        let network = match run.flags.network.as_deref() {
+            None => self.req.network,
+            Some("default") => Network::Host,
+            Some("none") => Network::Disabled,
+            Some(other) => other.parse().map_err(|_| {
+                CoreError::Unsupported(format!("network {other:?} is not supported in RUN"))
+            })?,
         };
         let argv: Vec<String> = match &run.command {
             ShellOrExec::Exec(v) => v.clone(),
@@ -1238,10 +1300,11 @@ impl Builder {
         };
         let env = st.run_env();
         let mut key = st.chain.clone();
+        let params: Vec<String> = self.req.jail_params.iter().map(|p| p.to_string()).collect();
         for part in argv
             .iter()
             .chain(env_list(&env).iter())
-            .chain(self.req.jail_params.iter())
+            .chain(params.iter())
             .chain([&st.config.user, &st.config.workdir, &format!("{network:?}")])
         {
             key.update(part.as_bytes());
@@ -1262,108 +1325,36 @@ impl Builder {
                 })
                 .await?;
         }
-        let out = if self.req.quiet {
-            kleene_jail::Stdio::Null
-        } else {
-            kleene_jail::Stdio::Piped
-        };
-        let mut cfg = JailConfig::new(&root)
-            .name(format!("kleene-build-{}", st.id))
-            .hostname(st.id.as_str())
-            .network(match network {
-                Network::Host => NetworkMode::Inherit,
-                Network::Disabled => NetworkMode::Disabled,
-            })
-            .command(&argv)
-            .clean_env(true)
-            .stdin(kleene_jail::Stdio::Null)
-            .stdout(if self.req.quiet {
-                kleene_jail::Stdio::Null
-            } else {
-                kleene_jail::Stdio::Piped
-            })
-            .stderr(out);
-        for p in &self.req.jail_params {
-            cfg = cfg.param(
-                JailParam::parse(p)
-                    .map_err(|e| CoreError::InvalidInput(format!("jail parameter {p:?}: {e}")))?,
-            );
-        }
-        for (k, v) in &env {
-            cfg = cfg.env(k, v);
-        }
-        if !st.config.user.is_empty() {
-            cfg = cfg.user(st.config.user.as_str());
-        }
-        if !st.config.workdir.is_empty() {
-            cfg = cfg.workdir(st.config.workdir.as_str());
-        }
+        let mut run = JailRun::new(&root, format!("kleene-build-{}", st.id), argv.clone());
+        run.hostname = st.id.to_string();
+        run.env = env;
+        run.network = network;
+        run.params = self.req.jail_params.clone();
+        run.quiet = self.req.quiet;
+        run.user = (!st.config.user.is_empty()).then(|| st.config.user.clone());
+        run.workdir = (!st.config.workdir.is_empty()).then(|| st.config.workdir.clone());
         let shown = argv.join(" ");
-        let mut jail = cfg.start().await.map_err(|e| {
-            CoreError::Conflict(format!("the command '{shown}' could not start: {e}"))
-        })?;
         self.runs += 1;
-        let killer = jail.handle().clone();
-        let stdout = jail.process_mut().stdout.take();
-        let stderr = jail.process_mut().stderr.take();
-        let mut cancel = self.cancel.clone();
-        let events = self.events.clone();
-        let status = {
-            let io = async {
-                tokio::join!(
-                    pump(stdout, OutputStream::Stdout, &events),
-                    pump(stderr, OutputStream::Stderr, &events)
-                );
-                jail.wait().await
-            };
-            tokio::select! {
-                s = io => Some(s),
-                _ = cancel.changed() => None,
-            }
+        let jails = std::sync::Arc::clone(&self.engine.inner.jails);
+        let status = match jails.run(run, &self.events, self.cancel.clone()).await {
+            Ok(RunEnd::Cancelled) => return Err(CoreError::Cancelled),
+            Ok(RunEnd::Exited(status)) => Ok(status),
+            Err(e) => Err(e),
         };
-        let Some(status) = status else {
-            let _ = killer.signal(Signal::SIGKILL);
-            let _ = jail.wait().await;
-            let _ = jail.teardown().await;
-            return Err(CoreError::Cancelled);
-        };
-        let _ = jail.teardown().await;
-        let status =
-            status.map_err(|e| CoreError::Conflict(format!("the command '{shown}': {e}")))?;
+        let status = status.map_err(|e| CoreError::CommandFailed {
+            command: shown.clone(),
+            outcome: format!("could not run: {e}"),
+        })?;
         if !status.success() {
-            return Err(CoreError::Conflict(format!(
-                "the command '{shown}' returned a non-zero code: {}",
-                status.shell_code()
-            )));
+            return Err(CoreError::CommandFailed {
+                command: shown,
+                outcome: format!("returned a non-zero code: {}", status.shell_code()),
+            });
         }
         let snap = self
             .snapshot(st, (!self.req.no_cache).then_some(key))
             .await?;
         Ok(Some(snap))
-    }
-}
-
-/// Forwards a RUN's output, line by line, as events.
-async fn pump(r: Option<kleene_jail::ChildOutput>, stream: OutputStream, events: &Events) {
-    let Some(r) = r else {
-        return;
-    };
-    let mut r = tokio::io::BufReader::new(r);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match r.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                }
-                events.emit(Event::Output {
-                    stream,
-                    data: String::from_utf8_lossy(&buf).into_owned(),
-                });
-            }
-        }
     }
 }
 
