@@ -491,11 +491,16 @@ impl Backend for Cli {
         properties: &Properties,
     ) -> Result<()> {
         match self.run(&argv::clone(origin, target, properties), target.as_str()) {
-            // zfs names the origin in its "does not exist" message only sometimes.
+            // zfs names the origin in its "does not exist" message only sometimes; when it
+            // names the target, the target's parent is what is missing ("parent does not
+            // exist") if the origin is there.
             Err(ZfsError::NotFound { name }) if name == target.as_str() => {
-                Err(ZfsError::NotFound {
-                    name: origin.to_string(),
-                })
+                let missing = if self.exists(origin.as_str())? {
+                    name
+                } else {
+                    origin.to_string()
+                };
+                Err(ZfsError::NotFound { name: missing })
             }
             other => other,
         }?;

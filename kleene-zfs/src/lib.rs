@@ -7,6 +7,8 @@ mod error;
 mod lzc;
 mod name;
 mod property;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -110,6 +112,15 @@ impl Zfs {
             why: why.into(),
             retry: RetryPolicy::default(),
         }
+    }
+
+    /// A [`testing::MemoryBackend`] below `base_dir` with one pool, `pool` (cargo feature
+    /// `testing`): ZFS of directories, for tests without root or a pool.
+    #[cfg(feature = "testing")]
+    pub fn memory(base_dir: impl Into<PathBuf>, pool: &str) -> Result<Self> {
+        let backend = testing::MemoryBackend::new(base_dir).with_pool(pool)?;
+        let why = format!("memory backend below {}", backend.base_dir().display());
+        Ok(Self::with_backend(Box::new(backend), why))
     }
 
     /// Sets how "busy" is retried.

@@ -255,9 +255,15 @@ impl Backend for Lzc {
         // SAFETY: NUL-terminated names and a live property list.
         let rc = unsafe { lzc::lzc_clone(ctarget.as_ptr(), corigin.as_ptr(), props.as_ptr()) };
         match Self::check("lzc_clone", target.as_str(), rc) {
-            Err(ZfsError::NotFound { .. }) => Err(ZfsError::NotFound {
-                name: origin.to_string(),
-            }),
+            // ENOENT: the origin, or else the target's parent, is missing.
+            Err(ZfsError::NotFound { .. }) => {
+                let missing = if self.cli.exists(origin.as_str())? {
+                    target.to_string()
+                } else {
+                    origin.to_string()
+                };
+                Err(ZfsError::NotFound { name: missing })
+            }
             other => other,
         }?;
         self.cli.mount_if_unmounted(target)

@@ -235,6 +235,12 @@ fn clone_origin_clones_and_dependents() {
         Err(ZfsError::NotFound { name }) => assert_eq!(name, missing.as_str()),
         other => panic!("expected NotFound, got {other:?}"),
     }
+    // Into a missing parent: "not found", naming the target.
+    let orphan = s.ds("nope").child("c").unwrap();
+    match s.zfs.clone_snapshot(&snap, &orphan, &Properties::new()) {
+        Err(ZfsError::NotFound { name }) => assert_eq!(name, orphan.as_str()),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
     // Onto a taken name: "already exists".
     let err = s
         .zfs
