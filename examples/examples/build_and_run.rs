@@ -67,8 +67,7 @@ async fn main() -> anyhow::Result<()> {
     .tag("busybox");
     engine.create_base_image(base, events.clone()).await?;
 
-    let mut request = BuildRequest::new(context);
-    request.tag = Some("hello:latest".into());
+    let request = BuildRequest::new(context).tag("hello:latest");
     let built = engine.build(request, events).await?;
     println!(
         "built {} in {} steps ({} RUN ran, {} steps from the cache)",
@@ -77,10 +76,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The image's own CMD, its output on our terminal.
     let container = engine
-        .create_container(CreateContainer {
-            image: "hello:latest".into(),
-            ..CreateContainer::default()
-        })
+        .create_container(CreateContainer::new("hello:latest"))
         .await?;
     let code = engine
         .start_container(container.id.as_str(), Attach::Inherit)

@@ -24,11 +24,10 @@ async fn main() -> anyhow::Result<()> {
         .create_base_image(CreateImage::new(source), Events::none())
         .await?;
     let container = engine
-        .create_container(CreateContainer {
-            image: image.id.to_string(),
-            cmd: vec!["/bin/echo".into(), "hello from a kleene container".into()],
-            ..CreateContainer::default()
-        })
+        .create_container(
+            CreateContainer::new(image.id.to_string())
+                .cmd(["/bin/echo", "hello from a kleene container"]),
+        )
         .await?;
     let code = engine
         .start_container(container.id.as_str(), Attach::Inherit)

@@ -44,8 +44,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     // 1. The build fails at its third RUN; the state is kept as app:failed.
-    let mut request = BuildRequest::new(context.path());
-    request.tag = Some("app".into());
+    let request = BuildRequest::new(context.path()).tag("app");
     let snapshot = match engine.build(request, show.clone()).await {
         Ok(_) => anyhow::bail!("the build was meant to fail"),
         Err(CoreError::BuildFailed {
@@ -67,11 +66,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. A container from that snapshot: what the failing step saw.
     let debug = engine
-        .create_container(CreateContainer {
-            image: at.clone(),
-            cmd: vec!["/bin/ls".into(), "-l".into(), "/srv/app".into()],
-            ..CreateContainer::default()
-        })
+        .create_container(CreateContainer::new(at.clone()).cmd(["/bin/ls", "-l", "/srv/app"]))
         .await?;
     println!("$ ls -l /srv/app   # in a container from {at}");
     let code = engine
@@ -87,8 +82,7 @@ async fn main() -> anyhow::Result<()> {
         "FROM {at}\nRUN echo 'debug = false' > /srv/app/config\nRUN cat /srv/app/one /srv/app/two /srv/app/config\n"
     );
     std::fs::write(context.path().join("Dockerfile"), fixed)?;
-    let mut request = BuildRequest::new(context.path());
-    request.tag = Some("app:latest".into());
+    let request = BuildRequest::new(context.path()).tag("app:latest");
     let built = engine.build(request, show).await?;
     println!("resumed: app:latest is {}", built.image.id);
     Ok(())

@@ -773,7 +773,8 @@ mod tests {
         let mut s = Store::open(&dir.path().join("m.sqlite")).unwrap();
         let a = Id::parse("aaaaaaaaaaa1").unwrap();
         let b = Id::parse("aaaaaaaaaab2").unwrap();
-        s.insert_pending_image(&a, "p/image/a", "op1").unwrap();
+        s.insert_pending_image(&a, &"p/image/a".parse().unwrap(), "op1")
+            .unwrap();
         assert!(
             s.image(&a).unwrap().is_none(),
             "pending images are invisible"
@@ -781,7 +782,8 @@ mod tests {
         assert_eq!(s.pending().unwrap().len(), 1);
         s.finish_image(&a, "web", "latest", None, &ImageConfig::default())
             .unwrap();
-        s.insert_pending_image(&b, "p/image/b", "op2").unwrap();
+        s.insert_pending_image(&b, &"p/image/b".parse().unwrap(), "op2")
+            .unwrap();
         s.finish_image(&b, "web", "latest", None, &ImageConfig::default())
             .unwrap();
         assert_eq!(

@@ -75,21 +75,14 @@ impl Log {
 
 async fn build(engine: &Engine, ctx: &Path, tag: &str) -> (Result<BuildOutcome, CoreError>, Log) {
     let log = Log::default();
-    let req = BuildRequest {
-        tag: Some(tag.into()),
-        ..BuildRequest::new(ctx)
-    };
+    let req = BuildRequest::new(ctx).tag(tag);
     (engine.build(req, log.events()).await, log)
 }
 
 /// Runs `cmd` in a new container from `image`; its stdout.
 async fn run_in(engine: &Engine, image: &str, cmd: &[&str]) -> String {
     let c = engine
-        .create_container(CreateContainer {
-            image: image.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            ..CreateContainer::default()
-        })
+        .create_container(CreateContainer::new(image).cmd(cmd.iter().copied()))
         .await
         .unwrap();
     let mut started = engine
@@ -189,11 +182,14 @@ ENTRYPOINT ["/bin/env"]
     );
     assert_eq!(image.config.expose, ["80/tcp", "53/udp"]);
     assert_eq!(image.config.volumes, ["/data"]);
-    assert_eq!(image.config.stop_signal.as_deref(), Some("SIGINT"));
+    assert_eq!(
+        image.config.stop_signal.map(|s| s.to_string()).as_deref(),
+        Some("SIGINT")
+    );
     let bb = engine.image("bb").await.unwrap();
     assert_eq!(
-        image.parent.as_deref(),
-        Some(format!("{}@image", bb.id).as_str())
+        image.parent.as_ref().map(|p| p.to_string()),
+        Some(format!("{}@image", bb.id))
     );
     // The parent cannot go while the child exists.
     assert!(matches!(
@@ -363,8 +359,8 @@ RUN echo started > /srv/state
     let (r, _) = build(&engine, &ctx, "PostgreSQL").await;
     let done = r.unwrap();
     assert_eq!(
-        done.image.parent.as_deref(),
-        Some(format!("{image_id}@{}", &snap[1..]).as_str())
+        done.image.parent.as_ref().map(|p| p.to_string()),
+        Some(format!("{image_id}@{}", &snap[1..]))
     );
     let got = run_in(
         &engine,
@@ -395,11 +391,7 @@ RUN echo started > /srv/state
 
     // With rm, nothing is left.
     let before = common::datasets_below(&s.config.root, "image").len();
-    let req = BuildRequest {
-        tag: Some("gone".into()),
-        rm: true,
-        ..BuildRequest::new(&ctx)
-    };
+    let req = BuildRequest::new(&ctx).tag("gone").rm(true);
     let err = engine.build(req, Events::none()).await.unwrap_err();
     assert!(
         matches!(err, CoreError::BuildFailed { snapshot: None, .. }),
@@ -461,11 +453,7 @@ RUN cat /srv/runs /srv/app.txt
         (1, 3)
     );
     // no_cache runs everything.
-    let req = BuildRequest {
-        tag: Some("c".into()),
-        no_cache: true,
-        ..BuildRequest::new(&ctx)
-    };
+    let req = BuildRequest::new(&ctx).tag("c").no_cache(true);
     let o = engine.build(req, Events::none()).await.unwrap();
     assert_eq!((o.runs, o.cached), (3, 0));
     // A cache entry whose image was removed is stale: the step runs again.
@@ -503,14 +491,10 @@ RUN true
     );
     let ctx = context(&s, "shell", &df, &[]);
     let log = Log::default();
-    let req = BuildRequest {
-        tag: Some("shell".into()),
-        build_args: vec![
-            ("V".into(), "cli".into()),
-            ("UNDECLARED".into(), "x".into()),
-        ],
-        ..BuildRequest::new(&ctx)
-    };
+    let req = BuildRequest::new(&ctx)
+        .tag("shell")
+        .build_arg("V", "cli")
+        .build_arg("UNDECLARED", "x");
     let err = engine.build(req, log.events()).await.unwrap_err();
     // ENV wins over ARG; the build arg reached the declared ARG.
     assert_eq!(log.output()[0], "cli from-env");
@@ -527,10 +511,7 @@ RUN true
     let (r, log) = {
         std::fs::write(ctx.join("Dockerfile"), "FROM bb\nRUN true\n").unwrap();
         let log = Log::default();
-        let req = BuildRequest {
-            build_args: vec![("UNDECLARED".into(), "x".into())],
-            ..BuildRequest::new(&ctx)
-        };
+        let req = BuildRequest::new(&ctx).build_arg("UNDECLARED", "x");
         (engine.build(req, log.events()).await, log)
     };
     r.unwrap();
@@ -581,28 +562,19 @@ async fn errors_before_and_during_builds() {
         ),
     ] {
         let ctx = context(&s, "err", df, &[]);
-        let req = BuildRequest {
-            rm: true,
-            ..BuildRequest::new(&ctx)
-        };
+        let req = BuildRequest::new(&ctx).rm(true);
         let err = engine.build(req, Events::none()).await.unwrap_err();
         assert!(err.to_string().contains(why), "{df}: {err}");
     }
     let ctx = context(&s, "err", "FROM bb\n", &[]);
-    let req = BuildRequest {
-        target: Some("nope".into()),
-        ..BuildRequest::new(&ctx)
-    };
+    let req = BuildRequest::new(&ctx).target("nope");
     assert!(engine
         .build(req, Events::none())
         .await
         .unwrap_err()
         .to_string()
         .contains("target stage"));
-    let req = BuildRequest {
-        tag: Some("Bad Name".into()),
-        ..BuildRequest::new(&ctx)
-    };
+    let req = BuildRequest::new(&ctx).tag("Bad Name");
     assert!(matches!(
         engine.build(req, Events::none()).await,
         Err(CoreError::InvalidInput(_))
@@ -670,12 +642,10 @@ EOF
         .count();
     assert_eq!(untagged, 0, "intermediate stages are removed");
     // A target stage, and --from overriding its FROM.
-    let req = BuildRequest {
-        tag: Some("t".into()),
-        target: Some("builder".into()),
-        from: Some("multi".into()),
-        ..BuildRequest::new(&ctx)
-    };
+    let req = BuildRequest::new(&ctx)
+        .tag("t")
+        .target("builder")
+        .from_image("multi");
     engine.build(req, Events::none()).await.unwrap();
     let got = run_in(&engine, "t", &["/bin/cat", "/from-stage", "/artifact"]).await;
     assert_eq!(got, "built\nmore\nbuilt\n");
@@ -688,10 +658,7 @@ async fn quiet_and_cancelled_builds() {
     };
     let ctx = context(&s, "q", "FROM bb\nRUN echo loud\n", &[]);
     let log = Log::default();
-    let req = BuildRequest {
-        quiet: true,
-        ..BuildRequest::new(&ctx)
-    };
+    let req = BuildRequest::new(&ctx).quiet(true);
     engine.build(req, log.events()).await.unwrap();
     assert!(log.output().is_empty());
     assert_eq!(log.count(|e| matches!(e, Event::SnapshotCreated { .. })), 1);
@@ -704,10 +671,7 @@ async fn quiet_and_cancelled_builds() {
         &[],
     );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let req = BuildRequest {
-        tag: Some("cancelled".into()),
-        ..BuildRequest::new(&ctx)
-    };
+    let req = BuildRequest::new(&ctx).tag("cancelled");
     let fut = engine.build(req, Events::channel(tx));
     let waiter = async {
         while let Some(e) = rx.recv().await {
@@ -746,10 +710,7 @@ async fn child_entry() {
     let (root, ctx) = what.split_once(':').unwrap();
     let s = common::scratch_at(DatasetName::new(root).unwrap(), false);
     let engine = Engine::open(s.config.clone()).await.unwrap();
-    let req = BuildRequest {
-        tag: Some("twice".into()),
-        ..BuildRequest::new(ctx)
-    };
+    let req = BuildRequest::new(ctx).tag("twice");
     engine.build(req, Events::none()).await.unwrap();
 }
 
