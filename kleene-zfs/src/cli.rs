@@ -12,15 +12,18 @@
 //! Listings use `zfs get -Hp` on both: it has `-p` (exact numbers) where zfs-fuse's
 //! `zfs list` has not.
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{mpsc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Depth, Entry, Kind, Result};
 use crate::error::{classify, describe_status, Argv, ZfsError};
 use crate::name::{DatasetName, SnapshotName};
+use crate::process::{self, Deadlines};
 use crate::property::Properties;
 
 /// Which zfs(8) the backend talks to.
@@ -37,63 +40,132 @@ pub enum Dialect {
 pub struct Cli {
     zfs: PathBuf,
     dialect: OnceLock<Dialect>,
+    deadlines: Deadlines,
+    turn_file: PathBuf,
 }
 
 /// The zfs-fuse daemon's control socket.
 const ZFS_FUSE_SOCKET: &str = "/var/run/zfs/zfs_socket";
 
-/// Held while a zfs-fuse command that changes datasets runs, by one thread of a process.
-static ZFS_FUSE_CHANGES: Mutex<()> = Mutex::new(());
+/// Whether a thread of this process holds the turn to change zfs-fuse datasets.
+static TURN_TAKEN: Mutex<bool> = Mutex::new(false);
+/// Signalled when the turn is given back.
+static TURN_FREED: Condvar = Condvar::new();
 
 /// Where processes take turns changing zfs-fuse datasets.
 const ZFS_FUSE_LOCK: &str = "/run/kleene-zfs-fuse.lock";
 
+fn default_turn_file() -> PathBuf {
+    if Path::new("/run").is_dir() {
+        PathBuf::from(ZFS_FUSE_LOCK)
+    } else {
+        std::env::temp_dir().join("kleene-zfs-fuse.lock")
+    }
+}
+
+/// This process's turn, given back on drop.
+struct Turn;
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *TURN_TAKEN.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        TURN_FREED.notify_one();
+    }
+}
+
 /// zfs-fuse deadlocks when several commands that mount or unmount run at once: seen with
 /// eight concurrent clones from one process, and with two processes each creating
 /// datasets; every later command hung in the kernel until the daemon was killed. So its
-/// changes run one at a time on the host: a mutex among this process's threads, then an
+/// changes run one at a time on the host: a turn among this process's threads, then an
 /// flock(2) among processes (released by the kernel if a holder dies). OpenZFS runs them
 /// concurrently.
+///
+/// Waiting for the turn is bounded: a command that hangs in a wedged daemon must not make
+/// every other one wait forever (it is killed at its own deadline, and then gives the
+/// turn back).
 struct ChangeLock {
-    _file: Option<std::fs::File>,
-    _thread: std::sync::MutexGuard<'static, ()>,
+    // Dropped in this order: the flock first, then this process's turn.
+    _file: Option<File>,
+    _turn: Turn,
 }
 
 impl ChangeLock {
-    fn acquire() -> Self {
-        let thread = ZFS_FUSE_CHANGES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let path = if Path::new("/run").is_dir() {
-            PathBuf::from(ZFS_FUSE_LOCK)
-        } else {
-            std::env::temp_dir().join("kleene-zfs-fuse.lock")
-        };
-        let file = std::fs::OpenOptions::new()
+    /// Takes the turn, or `None` when it did not come by `deadline`.
+    fn acquire(path: &Path, deadline: Instant) -> Option<Self> {
+        let mut taken = TURN_TAKEN.lock().unwrap_or_else(PoisonError::into_inner);
+        while *taken {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            taken = TURN_FREED
+                .wait_timeout(taken, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *taken = true;
+        drop(taken);
+        let turn = Turn;
+        let file = match OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
-            .and_then(|f| f.lock().map(|()| f));
-        let file = match file {
-            Ok(f) => Some(f),
+            .open(path)
+        {
+            Ok(f) => match f.try_lock() {
+                Ok(()) => Some(f),
+                Err(TryLockError::WouldBlock) => Some(Self::wait_for_flock(f, deadline)?),
+                Err(TryLockError::Error(e)) => {
+                    log::warn!(
+                        "cannot lock {}: {e}; serializing within this process only",
+                        path.display()
+                    );
+                    None
+                }
+            },
             Err(e) => {
                 // Without the file, threads of this process still take turns.
                 log::warn!(
-                    "cannot lock {}: {e}; serializing within this process only",
+                    "cannot open {}: {e}; serializing within this process only",
                     path.display()
                 );
                 None
             }
         };
-        Self {
+        Some(Self {
             _file: file,
-            _thread: thread,
+            _turn: turn,
+        })
+    }
+
+    /// Another process holds the flock: wait for it on a thread, up to `deadline`. A
+    /// thread that gets the lock after its caller gave up drops it at once.
+    fn wait_for_flock(file: File, deadline: Instant) -> Option<File> {
+        let (tx, rx) = mpsc::channel();
+        let spawned = thread::Builder::new()
+            .name("zfs-fuse-turn".to_string())
+            .spawn(move || {
+                let locked = file.lock().map(|()| file);
+                // If the caller gave up, the file (and its lock) is dropped here.
+                let _ = tx.send(locked);
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot wait for the zfs-fuse turn: {e}");
+            return None;
+        }
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Ok(f)) => Some(f),
+            Ok(Err(e)) => {
+                log::warn!("cannot lock the zfs-fuse turn: {e}");
+                None
+            }
+            Err(_) => None,
         }
     }
 }
 
-/// Whether a zfs(8) command changes datasets (rather than reading them).
+/// Whether a zfs(8) command changes datasets (rather than reading them): these take turns
+/// on zfs-fuse.
 fn is_change(args: &[String]) -> bool {
     matches!(
         args.first().map(String::as_str),
@@ -131,6 +203,47 @@ impl Cli {
         Self {
             zfs: zfs.into(),
             dialect: OnceLock::new(),
+            deadlines: Deadlines::default(),
+            turn_file: default_turn_file(),
+        }
+    }
+
+    /// Sets how long each zfs(8) process may take before it is killed and
+    /// [`ZfsError::Timeout`] returned (default: [`Deadlines::default`]).
+    pub fn with_deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = deadlines;
+        self
+    }
+
+    /// How long each zfs(8) process may take.
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    /// Talks to zfs(8) as `dialect` without finding out (see [`Cli::dialect`]).
+    pub fn with_dialect(self, dialect: Dialect) -> Self {
+        Self {
+            dialect: OnceLock::from(dialect),
+            ..self
+        }
+    }
+
+    /// Takes the zfs-fuse turn with the flock of `path` instead of
+    /// `/run/kleene-zfs-fuse.lock`: for tests that must not wait for other processes.
+    #[cfg(test)]
+    pub(crate) fn with_turn_file(self, path: impl Into<PathBuf>) -> Self {
+        Self {
+            turn_file: path.into(),
+            ..self
+        }
+    }
+
+    /// The deadline of a command: changes (and receive) get [`Deadlines::change`].
+    fn deadline_of(&self, args: &[String]) -> Duration {
+        if is_change(args) || args.first().map(String::as_str) == Some("receive") {
+            self.deadlines.change
+        } else {
+            self.deadlines.read
         }
     }
 
@@ -151,14 +264,14 @@ impl Cli {
                 log::info!("{ZFS_FUSE_SOCKET} exists: using the zfs-fuse dialect");
                 return Dialect::ZfsFuse;
             }
-            let probe = Command::new(&self.zfs)
-                .args(["list", "-H", "-p", "-o", "name", "-d", "0"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output();
+            let args: Vec<String> = ["list", "-H", "-p", "-o", "name", "-d", "0"]
+                .map(String::from)
+                .to_vec();
+            let probe = self
+                .spawn(&args, Stdio::null(), Stdio::null())
+                .and_then(|(child, argv)| process::output(child, &argv, self.deadlines.read));
             match probe {
-                Ok(out) if !out.status.success() && is_usage_error(&out.stderr) => {
+                Ok((_, out)) if !out.status.success() && is_usage_error(out.stderr.as_bytes()) => {
                     log::info!(
                         "zfs(8) at {} is zfs-fuse: using its dialect",
                         self.zfs.display()
@@ -185,25 +298,39 @@ impl Cli {
 
     /// Runs zfs(8) with `args`; its stdout on success, a typed error naming `subject`
     /// otherwise.
+    ///
+    /// It may take [`Cli::deadlines`]: then it is killed and the answer is
+    /// [`ZfsError::Timeout`]. On zfs-fuse a change first waits, as long, for its turn.
     pub(crate) fn run(&self, args: &[String], subject: &str) -> Result<String> {
-        let (mut cmd, argv) = self.command(args);
-        log::debug!("running {argv}");
-        let _serial =
-            (is_change(args) && self.dialect() == Dialect::ZfsFuse).then(ChangeLock::acquire);
-        let out = cmd
-            .output()
-            .map_err(|e| ZfsError::io(format!("could not run {}", self.zfs.display()), e))?;
+        let limit = self.deadline_of(args);
+        let _serial = if is_change(args) && self.dialect() == Dialect::ZfsFuse {
+            let turn = ChangeLock::acquire(&self.turn_file, Instant::now() + limit);
+            match turn {
+                Some(t) => Some(t),
+                None => {
+                    let argv = self.argv_of(args);
+                    log::warn!(
+                        "{argv}: waited {} for the zfs-fuse turn (another zfs(8) command holds it)",
+                        process::human(limit)
+                    );
+                    return Err(ZfsError::Timeout { argv, after: limit });
+                }
+            }
+        } else {
+            None
+        };
+        let (child, argv) = self.spawn(args, Stdio::null(), Stdio::piped())?;
+        let (stdout, out) = process::output(child, &argv, limit)?;
         if out.status.success() {
-            return String::from_utf8(out.stdout).map_err(|_| ZfsError::UnexpectedOutput {
+            return String::from_utf8(stdout).map_err(|_| ZfsError::UnexpectedOutput {
                 argv,
                 detail: "output is not UTF-8".into(),
             });
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
         Err(classify(
             &argv,
             describe_status(out.status),
-            &stderr,
+            &out.stderr,
             subject,
         ))
     }
@@ -406,32 +533,17 @@ pub(crate) fn parse_get(argv: &Argv, out: &str) -> Result<Vec<(String, Propertie
     Ok(rows)
 }
 
-/// Drains a child's stderr on a thread so that a chatty child never blocks on a full pipe.
-fn drain_stderr(child: &mut Child) -> thread::JoinHandle<String> {
-    let stderr = child.stderr.take();
-    thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut e) = stderr {
-            let _ = e.read_to_string(&mut text);
-        }
-        text
-    })
-}
-
-fn finish(
-    mut child: Child,
-    argv: &Argv,
-    stderr: thread::JoinHandle<String>,
-    subject: &str,
-) -> Result<()> {
-    let status = child
-        .wait()
-        .map_err(|e| ZfsError::io(format!("waiting for {argv}"), e))?;
-    let text = stderr.join().unwrap_or_default();
-    if status.success() {
+/// A typed error for a process that ended badly.
+fn check(finished: &process::Finished, argv: &Argv, subject: &str) -> Result<()> {
+    if finished.status.success() {
         Ok(())
     } else {
-        Err(classify(argv, describe_status(status), &text, subject))
+        Err(classify(
+            argv,
+            describe_status(finished.status),
+            &finished.stderr,
+            subject,
+        ))
     }
 }
 
@@ -566,36 +678,22 @@ impl Backend for Cli {
         from: Option<&SnapshotName>,
         out: &mut dyn Write,
     ) -> Result<()> {
-        let (mut child, argv) =
+        let (child, argv) =
             self.spawn(&argv::send(snapshot, from), Stdio::null(), Stdio::piped())?;
-        let stderr = drain_stderr(&mut child);
-        let copied = match child.stdout.take() {
-            Some(mut stdout) => std::io::copy(&mut stdout, out).map(drop),
-            None => Ok(()),
-        };
-        if let Err(e) = copied {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(ZfsError::io(format!("writing the stream of {argv}"), e));
-        }
-        finish(child, &argv, stderr, snapshot.as_str())
+        let finished = process::stream_out(child, &argv, self.deadlines.read, out)?;
+        check(&finished, &argv, snapshot.as_str())
     }
 
     fn receive(&self, target: &DatasetName, input: &mut dyn Read, force: bool) -> Result<()> {
-        let (mut child, argv) =
+        let (child, argv) =
             self.spawn(&argv::receive(target, force), Stdio::piped(), Stdio::null())?;
-        let stderr = drain_stderr(&mut child);
-        let copied = match child.stdin.take() {
-            Some(mut stdin) => std::io::copy(input, &mut stdin).map(drop),
-            None => Ok(()),
-        };
+        let (finished, fed) = process::stream_in(child, &argv, self.deadlines.change, input)?;
         // A receive that stops reading (bad stream) breaks the pipe: its own error says more.
-        let result = finish(child, &argv, stderr, target.as_str());
-        match (result, copied) {
-            (Err(e), _) => Err(e),
-            (Ok(()), Err(e)) => Err(ZfsError::io(format!("feeding the stream to {argv}"), e)),
-            (Ok(()), Ok(())) => self.refresh_after_receive(target),
+        check(&finished, &argv, target.as_str())?;
+        if let Some(e) = fed {
+            return Err(ZfsError::io(format!("feeding the stream to {argv}"), e));
         }
+        self.refresh_after_receive(target)
     }
 
     fn send_receive(
@@ -605,31 +703,29 @@ impl Backend for Cli {
         target: &DatasetName,
         force: bool,
     ) -> Result<()> {
-        let (mut sender, send_argv) =
+        let (sender, send_argv) =
             self.spawn(&argv::send(snapshot, from), Stdio::null(), Stdio::piped())?;
-        let send_err = drain_stderr(&mut sender);
-        let pipe = match sender.stdout.take() {
-            Some(p) => Stdio::from(p),
-            None => Stdio::null(),
-        };
-        let (mut receiver, recv_argv) =
-            match self.spawn(&argv::receive(target, force), pipe, Stdio::null()) {
+        let (receiver, recv_argv) =
+            match self.spawn(&argv::receive(target, force), Stdio::piped(), Stdio::null()) {
                 Ok(r) => r,
                 Err(e) => {
+                    let mut sender = sender;
                     let _ = sender.kill();
-                    let _ = sender.wait();
+                    // Killed: it exits at once unless wedged, so reap it off this thread.
+                    let _ = thread::Builder::new().spawn(move || sender.wait());
                     return Err(e);
                 }
             };
-        let recv_err = drain_stderr(&mut receiver);
-        let received = finish(receiver, &recv_argv, recv_err, target.as_str());
-        if received.is_err() {
-            let _ = sender.kill();
-        }
-        let sent = finish(sender, &send_argv, send_err, snapshot.as_str());
+        let ends = process::pipe(
+            sender,
+            &send_argv,
+            receiver,
+            &recv_argv,
+            self.deadlines.change,
+        )?;
         // A failed send is the cause of a failed receive ("failed to read from stream").
-        sent?;
-        received?;
+        check(&ends.sender, &send_argv, snapshot.as_str())?;
+        check(&ends.receiver, &recv_argv, target.as_str())?;
         self.refresh_after_receive(target)
     }
 
@@ -925,5 +1021,241 @@ mod tests {
                 .starts_with("could not run /nonexistent/zfs"),
             "{err}"
         );
+    }
+
+    /// A fake zfs(8): a shell script running `body`, ready to run. A file just written can
+    /// be "text file busy" while another test thread's fork still holds it open: it is
+    /// probed until it runs.
+    fn fake_zfs(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("zfs");
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\n[ \"$1\" = probe ] && exit 0\n{body}\n"),
+        )
+        .expect("write the fake zfs");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("make the fake zfs executable");
+        for _ in 0..200 {
+            match Command::new(&path).arg("probe").status() {
+                Ok(_) => return path,
+                // ETXTBSY, 26 on Linux and FreeBSD.
+                Err(e) if e.raw_os_error() == Some(26) => thread::sleep(Duration::from_millis(10)),
+                Err(e) => panic!("cannot run {}: {e}", path.display()),
+            }
+        }
+        panic!("{} stays busy", path.display());
+    }
+
+    fn short() -> Deadlines {
+        Deadlines {
+            change: Duration::from_millis(300),
+            read: Duration::from_millis(200),
+        }
+    }
+
+    fn assert_timeout(err: ZfsError, verb: &str, after: Duration) {
+        match &err {
+            ZfsError::Timeout { argv, after: a } => {
+                assert_eq!(argv.0.get(1).map(String::as_str), Some(verb), "{err}");
+                assert_eq!(*a, after, "{err}");
+            }
+            other => panic!("expected a timeout of zfs {verb}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hung_zfs_is_killed_at_its_deadline() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let pids = dir.path().join("pids");
+        let fake = fake_zfs(
+            dir.path(),
+            &format!("echo $$ >> {}\nexec sleep 30", pids.display()),
+        );
+        let cli = Cli::with_program(&fake)
+            .with_dialect(Dialect::OpenZfs)
+            .with_deadlines(short());
+        let name = DatasetName::new("pool/x").unwrap();
+
+        let t = Instant::now();
+        let err = cli.create(&name, &Properties::new()).unwrap_err();
+        let took = t.elapsed();
+        assert!(
+            err.to_string()
+                .ends_with("zfs create pool/x: no answer after 300 ms (is the ZFS daemon wedged?)"),
+            "{err}"
+        );
+        assert_timeout(err, "create", Duration::from_millis(300));
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+
+        let t = Instant::now();
+        assert_timeout(
+            cli.exists("pool/x").unwrap_err(),
+            "get",
+            Duration::from_millis(200),
+        );
+        assert!(t.elapsed() < Duration::from_millis(1500));
+
+        // Both were killed and reaped: their pids are gone.
+        #[cfg(target_os = "linux")]
+        {
+            let text = std::fs::read_to_string(&pids).unwrap();
+            for pid in text.split_whitespace() {
+                let proc = Path::new("/proc").join(pid);
+                let t = Instant::now();
+                while proc.exists() && t.elapsed() < Duration::from_secs(3) {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                assert!(!proc.exists(), "process {pid} is still there");
+            }
+        }
+    }
+
+    #[test]
+    fn a_child_that_keeps_the_pipes_does_not_hold_the_caller() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        // sh waits for sleep, which keeps stdout and stderr open after sh is killed.
+        let fake = fake_zfs(dir.path(), "sleep 3");
+        let cli = Cli::with_program(&fake)
+            .with_dialect(Dialect::OpenZfs)
+            .with_deadlines(short());
+        let t = Instant::now();
+        let err = cli
+            .list(
+                &DatasetName::new("pool").unwrap(),
+                Depth::All,
+                &[Kind::Filesystem],
+                &[],
+            )
+            .unwrap_err();
+        assert_timeout(err, "get", Duration::from_millis(200));
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn streams_that_stop_moving_are_killed() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let fake = fake_zfs(dir.path(), "exec sleep 30");
+        let cli = Cli::with_program(&fake)
+            .with_dialect(Dialect::OpenZfs)
+            .with_deadlines(short());
+        let snap = SnapshotName::new("pool/a@s").unwrap();
+        let target = DatasetName::new("pool/b").unwrap();
+
+        let t = Instant::now();
+        let mut sink = Vec::new();
+        let err = cli.send(&snap, None, &mut sink).unwrap_err();
+        assert_timeout(err, "send", Duration::from_millis(200));
+        assert!(t.elapsed() < Duration::from_millis(1500));
+
+        // A receive that never reads: more than a pipe holds.
+        let t = Instant::now();
+        let stream = vec![7u8; 4 << 20];
+        let err = cli
+            .receive(&target, &mut stream.as_slice(), false)
+            .unwrap_err();
+        assert_timeout(err, "receive", Duration::from_millis(300));
+        assert!(t.elapsed() < Duration::from_millis(1500));
+
+        // send | receive: both hang; the receiver is named.
+        let t = Instant::now();
+        let err = cli.send_receive(&snap, None, &target, false).unwrap_err();
+        assert_timeout(err, "receive", Duration::from_millis(300));
+        assert!(t.elapsed() < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn a_stream_that_keeps_moving_is_not_cut() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        // Eight chunks 120 ms apart: about 1 s in all, never 700 ms without data.
+        let fake = fake_zfs(
+            dir.path(),
+            "case \"$1\" in\n\
+             send) for i in 1 2 3 4 5 6 7 8; do echo chunk$i; sleep 0.12; done ;;\n\
+             receive) exec cat >/dev/null ;;\n\
+             *) exit 1 ;;\n\
+             esac",
+        );
+        let cli = Cli::with_program(&fake)
+            .with_dialect(Dialect::OpenZfs)
+            .with_deadlines(Deadlines::uniform(Duration::from_millis(700)));
+        let snap = SnapshotName::new("pool/a@s").unwrap();
+        let mut out = Vec::new();
+        cli.send(&snap, None, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 8);
+        let target = DatasetName::new("pool/b").unwrap();
+        let stream = vec![1u8; 1 << 20];
+        cli.receive(&target, &mut stream.as_slice(), false).unwrap();
+        cli.send_receive(&snap, None, &target, false).unwrap();
+    }
+
+    #[test]
+    fn waiting_for_the_zfs_fuse_turn_is_bounded() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let turn_file = dir.path().join("turn.lock");
+        let hung_dir = dir.path().join("hung");
+        let quick_dir = dir.path().join("quick");
+        std::fs::create_dir_all(&hung_dir).unwrap();
+        std::fs::create_dir_all(&quick_dir).unwrap();
+        let hung = fake_zfs(&hung_dir, "exec sleep 30");
+        let quick = fake_zfs(&quick_dir, "exit 0");
+        let name = DatasetName::new("pool/x").unwrap();
+
+        // One thread's create hangs in the daemon, holding the turn for 1.5 s.
+        let holder = Cli::with_program(&hung)
+            .with_dialect(Dialect::ZfsFuse)
+            .with_turn_file(&turn_file)
+            .with_deadlines(Deadlines::uniform(Duration::from_millis(1500)));
+        let n = name.clone();
+        let hung_thread = thread::spawn(move || holder.create(&n, &Properties::new()));
+        thread::sleep(Duration::from_millis(200));
+
+        // Another waits for its turn no longer than its own deadline.
+        let waiter = Cli::with_program(&quick)
+            .with_dialect(Dialect::ZfsFuse)
+            .with_turn_file(&turn_file)
+            .with_deadlines(short());
+        let t = Instant::now();
+        let err = waiter.create(&name, &Properties::new()).unwrap_err();
+        assert_timeout(err, "create", Duration::from_millis(300));
+        assert!(
+            t.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            t.elapsed()
+        );
+
+        // The hung one is killed at its deadline and gives the turn back.
+        assert_timeout(
+            hung_thread.join().unwrap().unwrap_err(),
+            "create",
+            Duration::from_millis(1500),
+        );
+        waiter.create(&name, &Properties::new()).unwrap();
+
+        // Another process holding the flock: waited for as long, no longer.
+        let other = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&turn_file)
+            .unwrap();
+        other.lock().unwrap();
+        let t = Instant::now();
+        assert_timeout(
+            waiter.create(&name, &Properties::new()).unwrap_err(),
+            "create",
+            Duration::from_millis(300),
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            t.elapsed()
+        );
+        drop(other);
+        waiter.create(&name, &Properties::new()).unwrap();
     }
 }

@@ -66,6 +66,15 @@ pub enum ZfsError {
         source: std::io::Error,
     },
 
+    /// zfs(8) did not answer within its deadline ([`crate::Deadlines`]) and was killed, or
+    /// a change waited as long for its turn on zfs-fuse: the ZFS daemon is probably wedged.
+    /// What the command was doing may or may not have happened.
+    #[error("{argv}: no answer after {} (is the ZFS daemon wedged?)", crate::process::human(*after))]
+    Timeout {
+        argv: Argv,
+        after: std::time::Duration,
+    },
+
     /// zfs(8) answered with something this crate cannot read.
     #[error("unexpected output from {argv}: {detail}")]
     UnexpectedOutput { argv: Argv, detail: String },
@@ -85,6 +94,11 @@ impl ZfsError {
     /// after a clone, a receive or an unmount.
     pub fn is_busy(&self) -> bool {
         matches!(self, ZfsError::Busy { .. })
+    }
+
+    /// Whether this is [`ZfsError::Timeout`]: zfs(8) was killed at its deadline.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ZfsError::Timeout { .. })
     }
 
     /// Whether this is [`ZfsError::NotFound`].
@@ -270,6 +284,24 @@ mod tests {
             e.to_string(),
             "zfs destroy p/x failed (exit code 1): internal error: something odd"
         );
+    }
+
+    #[test]
+    fn a_timeout_names_the_command_and_the_wait() {
+        let e = ZfsError::Timeout {
+            argv: Argv(vec![
+                "zfs".into(),
+                "create".into(),
+                "-p".into(),
+                "pool/x".into(),
+            ]),
+            after: std::time::Duration::from_secs(60),
+        };
+        assert_eq!(
+            e.to_string(),
+            "zfs create -p pool/x: no answer after 60 s (is the ZFS daemon wedged?)"
+        );
+        assert!(e.is_timeout() && !e.is_busy());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod error;
 #[cfg(feature = "lzc")]
 mod lzc;
 mod name;
+mod process;
 mod property;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -21,6 +22,7 @@ pub use error::{Argv, ZfsError};
 #[cfg(feature = "lzc")]
 pub use lzc::Lzc;
 pub use name::{DatasetName, SnapshotName, MAX_NAME_LEN};
+pub use process::Deadlines;
 pub use property::{check_property_name, check_property_value, is_user_property, Properties};
 
 /// Something with a ZFS name: a [`DatasetName`] or a [`SnapshotName`].
@@ -81,19 +83,26 @@ pub struct Zfs {
 
 impl Zfs {
     /// Picks the best backend this host has and logs why: libzfs_core where the `lzc`
-    /// feature is built and `/dev/zfs` exists, zfs(8) otherwise.
+    /// feature is built and `/dev/zfs` exists, zfs(8) otherwise. Every zfs(8) process gets [`Deadlines::default`]: 60 s for changes, 30 s for reads.
     pub fn open() -> Self {
+        Self::open_with_deadlines(Deadlines::default())
+    }
+
+    /// [`Zfs::open`] with other deadlines for the zfs(8) processes it runs (the
+    /// libzfs_core calls of the `lzc` backend have none).
+    pub fn open_with_deadlines(deadlines: Deadlines) -> Self {
         #[cfg(feature = "lzc")]
         {
             match Lzc::probe() {
                 Ok(lzc) => {
                     let why = "libzfs_core on /dev/zfs".to_string();
                     log::info!("zfs backend: lzc ({why})");
-                    Self::with_backend(Box::new(lzc), why)
+                    Self::with_backend(Box::new(lzc.with_deadlines(deadlines)), why)
                 }
                 Err(reason) => {
                     log::info!("zfs backend: cli ({reason})");
-                    Self::with_backend(Box::new(Cli::new()), reason)
+                    let cli = Cli::new().with_deadlines(deadlines);
+                    Self::with_backend(Box::new(cli), reason)
                 }
             }
         }
@@ -101,7 +110,8 @@ impl Zfs {
         {
             let why = "built without the lzc feature".to_string();
             log::info!("zfs backend: cli ({why})");
-            Self::with_backend(Box::new(Cli::new()), why)
+            let cli = Cli::new().with_deadlines(deadlines);
+            Self::with_backend(Box::new(cli), why)
         }
     }
 

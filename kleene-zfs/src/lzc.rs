@@ -187,6 +187,14 @@ impl Lzc {
         Ok(Self { cli: Cli::new() })
     }
 
+    /// Sets the deadlines of the zfs(8) processes this backend runs for what libzfs_core
+    /// cannot do; its own ioctls have none.
+    pub fn with_deadlines(self, deadlines: crate::Deadlines) -> Self {
+        Self {
+            cli: self.cli.with_deadlines(deadlines),
+        }
+    }
+
     fn check(call: &'static str, name: &str, rc: i32) -> Result<()> {
         if rc == 0 {
             Ok(())
