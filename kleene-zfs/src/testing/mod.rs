@@ -248,6 +248,10 @@ pub struct MemoryBackend {
 impl MemoryBackend {
     /// A backend with no pools yet, keeping its files below `base_dir` (made when needed).
     /// A relative `base_dir` is made absolute: mountpoints are absolute paths.
+    ///
+    /// Datasets live in this value only: give each backend a fresh directory (a temporary
+    /// one). A pool cannot be added where files of an earlier backend are left, as its
+    /// mountpoint is not empty.
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
         let base = base_dir.into();
         let base = std::path::absolute(&base).unwrap_or(base);
@@ -292,7 +296,12 @@ impl MemoryBackend {
             });
         }
         inner.new_fs(pool, BTreeMap::new(), None, None)?;
-        inner.mount_if_wanted(pool)?;
+        if let Err(e) = inner.mount_if_wanted(pool) {
+            if let Some(fs) = inner.datasets.remove(pool) {
+                let _ = tree::remove(&inner.store_dir(fs.id));
+            }
+            return Err(e);
+        }
         Ok(name)
     }
 

@@ -83,6 +83,12 @@ fn a_pool_is_mounted_below_the_base_directory() -> TestResult {
         zfs.destroy(&tank, true),
         Err(ZfsError::CommandFailed { .. })
     ));
+    // A second backend on the same directory finds the first one's files in its way.
+    let again = MemoryBackend::new(dir.path());
+    fs::write(dir.path().join("tank").join("left"), "behind")?;
+    let err = again.add_pool("tank").expect_err("not empty");
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert!(!Backend::exists(&again, "tank")?, "no half-made pool");
     Ok(())
 }
 
