@@ -105,6 +105,7 @@ pub struct ExecConfig {
     pub(crate) stdout: Stdio,
     pub(crate) stderr: Stdio,
     pub(crate) tty: Option<WinSize>,
+    pub(crate) kill_with_owner: Option<bool>,
 }
 
 impl ExecConfig {
@@ -172,6 +173,25 @@ impl ExecConfig {
     pub fn tty(mut self, size: WinSize) -> Self {
         self.tty = Some(size);
         self
+    }
+
+    /// `true` (the default): the process is killed (SIGKILL) when its owner, the process
+    /// that called `start` or `exec`, dies, however it dies (`kill -9` included). For a
+    /// jail's first process on Linux that is pid 1 of the jail's pid namespace, so the whole
+    /// jail dies with it; a process started by `exec` dies alone (its children are orphaned
+    /// to the jail's pid 1). `false`: it outlives its owner, for the daemonless mode; then
+    /// [`crate::stop_processes_under`] is what finds and stops it if the owner never does.
+    ///
+    /// The owner is the calling *process*, not the calling thread: a jail started from a
+    /// thread that then exits (such as one of tokio's blocking-pool threads) lives on.
+    pub fn kill_with_owner(mut self, on: bool) -> Self {
+        self.kill_with_owner = Some(on);
+        self
+    }
+
+    /// Whether [`ExecConfig::kill_with_owner`] is on (the default) or off.
+    pub(crate) fn dies_with_owner(&self) -> bool {
+        self.kill_with_owner.unwrap_or(true)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -334,6 +354,16 @@ impl JailConfig {
     /// See [`ExecConfig::tty`].
     pub fn tty(mut self, size: WinSize) -> Self {
         self.process = self.process.tty(size);
+        self
+    }
+
+    /// Whether the jail dies with its owner, the process that calls [`JailConfig::start`]
+    /// (default `true`); see [`ExecConfig::kill_with_owner`]. On Linux the first process is
+    /// pid 1 of the jail's pid namespace, so with it every process of the jail dies. On
+    /// FreeBSD the first process dies; what it started stays in the jail until the jail is
+    /// removed ([`crate::Jail::stop`], or [`crate::stop_processes_under`] after a crash).
+    pub fn kill_with_owner(mut self, on: bool) -> Self {
+        self.process = self.process.kill_with_owner(on);
         self
     }
 

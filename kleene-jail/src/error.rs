@@ -88,6 +88,15 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// Processes under a jail root did not end after SIGKILL (for instance stuck in
+    /// uninterruptible sleep on a hung file system): see [`crate::stop_processes_under`].
+    #[error("processes under {} did not end after SIGKILL: {}", root.display(), pid_list(pids))]
+    ProcessesSurvived {
+        /// The root they live in.
+        root: PathBuf,
+        /// Their host pids.
+        pids: Vec<i32>,
+    },
     /// The jail (or process) is gone.
     #[error("the jail is not running")]
     NotRunning,
@@ -110,6 +119,13 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+fn pid_list(pids: &[i32]) -> String {
+    pids.iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Shorthand for results of this crate.

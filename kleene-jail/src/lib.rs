@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod freebsd_plan;
 mod jail;
+mod orphans;
 mod params;
 mod passwd;
 mod process;
@@ -31,6 +32,7 @@ pub use config::{ExecConfig, JailConfig, Mount, NetworkMode, Stdio, WinSize, DEF
 pub use error::{Error, Result};
 pub use jail::{Jail, JailHandle, JailId};
 pub use nix::sys::signal::Signal;
+pub use orphans::{processes_under, stop_processes_under, KILL_TIMEOUT};
 pub use params::{JailParam, ParamValue, LINUX_PARAMS};
 pub use passwd::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
 pub use process::{ChildOutput, ChildStdin, ExitStatus, Output, Process, Pty};

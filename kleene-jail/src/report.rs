@@ -35,12 +35,13 @@ pub(crate) enum Stage {
     Setns,
     Fork,
     Signals,
+    OwnerDeath,
 }
 
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 24] = [
+        const ALL: [Stage; 25] = [
             MountPrivate,
             BindRoot,
             OpenRoot,
@@ -65,6 +66,7 @@ impl Stage {
             Setns,
             Fork,
             Signals,
+            OwnerDeath,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -96,6 +98,7 @@ impl Stage {
             Setns => "entering the jail's namespaces",
             Fork => "forking",
             Signals => "resetting signals",
+            OwnerDeath => "tying the process to its owner",
         }
     }
 }
@@ -175,12 +178,12 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=24 {
+        for v in 1..=25 {
             let s = Stage::from_u32(v).expect("every code names a stage");
             assert_eq!(s as u32, v);
         }
         assert!(Stage::from_u32(0).is_none());
-        assert!(Stage::from_u32(25).is_none());
+        assert!(Stage::from_u32(26).is_none());
     }
 
     #[test]

@@ -56,3 +56,31 @@ pub(crate) fn signal_handle(_handle: &JailHandle, _signal: Signal) -> Result<()>
 pub(crate) fn is_running(_handle: &JailHandle) -> bool {
     false
 }
+
+#[derive(Debug)]
+pub(crate) struct Found;
+
+impl Found {
+    pub fn pid(&self) -> i32 {
+        0
+    }
+    pub fn first(&self) -> bool {
+        false
+    }
+    pub fn signal(&self, _signal: Signal) -> std::io::Result<()> {
+        Ok(())
+    }
+    pub fn exited(&self) -> bool {
+        true
+    }
+}
+
+pub(crate) fn find_under(_root: &std::path::Path) -> Result<Vec<Found>> {
+    Err(Error::UnsupportedPlatform)
+}
+
+pub(crate) fn wait_exited(_found: &[&Found], _timeout: std::time::Duration) {}
+
+pub(crate) fn release_under(_root: &std::path::Path) -> Result<()> {
+    Ok(())
+}

@@ -5,14 +5,15 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kleene_jail::{
-    Error, ExecConfig, ExitStatus, JailConfig, JailHandle, JailParam, Mount, NetworkMode, Signal,
-    Stdio, WinSize,
+    processes_under, stop_processes_under, Error, ExecConfig, ExitStatus, JailConfig, JailHandle,
+    JailParam, Mount, NetworkMode, Signal, Stdio, WinSize,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 const APPLETS: &[&str] = &[
     "sh", "true", "false", "cat", "id", "hostname", "ls", "ps", "sleep", "env", "ip", "pwd",
@@ -685,6 +686,279 @@ async fn stop_runs_exec_stop_first() {
         assert_eq!(st, ExitStatus::Signaled(9));
         let text = std::fs::read_to_string(t.root.join("tmp/stopped")).unwrap();
         assert_eq!(text, "stopped by jailhost\n");
+        t
+    })
+    .await;
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
+async fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The environment variable that makes `owner_process_helper` act as the owner of jails in
+/// the root it names (run by `jails_die_with_their_owner_process` as a separate process).
+const OWNER_ENV: &str = "KLEENE_JAIL_TEST_OWNER_ROOT";
+
+/// Not a test of its own: with OWNER_ENV set, starts jails in that root, prints their pids
+/// (`KLEENE-OWNER name pid`) and waits to be killed; without it, does nothing.
+#[test]
+fn owner_process_helper() {
+    let Some(root) = std::env::var_os(OWNER_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let cfg = JailConfig::new(PathBuf::from(root))
+            .hostname("owned")
+            .stdin(Stdio::Null)
+            .stdout(Stdio::Null)
+            .stderr(Stdio::Null);
+        let two_sleeps = ["sh", "-c", "sleep 60 & exec sleep 60"];
+        // Pid 1 as root; as a user (the signal is armed again after setuid); an init.
+        let root_jail = cfg.clone().command(two_sleeps).start().await.unwrap();
+        let user_jail = cfg
+            .clone()
+            .command(two_sleeps)
+            .user("kleenetest")
+            .start()
+            .await
+            .unwrap();
+        let init_jail = cfg
+            .clone()
+            .command(two_sleeps)
+            .init(true)
+            .start()
+            .await
+            .unwrap();
+        // One that outlives its owner, and a process exec'd into it that does not.
+        let kept = cfg
+            .clone()
+            .command(["sleep", "60"])
+            .kill_with_owner(false)
+            .start()
+            .await
+            .unwrap();
+        let exec = kept
+            .exec(&ExecConfig::new(["sleep", "60"]).stdin(Stdio::Null))
+            .await
+            .unwrap();
+        for (name, pid) in [
+            ("root", root_jail.pid()),
+            ("user", user_jail.pid()),
+            ("init", init_jail.pid()),
+            ("kept", kept.pid()),
+            ("exec", exec.pid()),
+        ] {
+            println!("KLEENE-OWNER {name} {pid}");
+        }
+        // Killed long before.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jails_die_with_their_owner_process() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let mut owner = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args(["owner_process_helper", "--exact", "--nocapture"])
+            .env(OWNER_ENV, &t.root)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(owner.stdout.take().unwrap()).lines();
+        let mut pids = HashMap::new();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while pids.len() < 5 {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("the owner ended early");
+                if let Some(rest) = line.strip_prefix("KLEENE-OWNER ") {
+                    let (name, pid) = rest.split_once(' ').unwrap();
+                    pids.insert(name.to_owned(), pid.parse::<i32>().unwrap());
+                }
+            }
+        })
+        .await
+        .expect("the owner started its jails");
+        let running = processes_under(&t.root).unwrap();
+        for (name, pid) in &pids {
+            assert!(running.contains(pid), "{name} {pid} not in {running:?}");
+        }
+        // Three jails with two sleeps each (and one init), the kept jail, the exec'd process.
+        assert_eq!(running.len(), 9, "{running:?}");
+
+        owner.start_kill().unwrap();
+        owner.wait().await.unwrap();
+        let kept = pids["kept"];
+        let left = eventually(Duration::from_secs(5), || {
+            let now = processes_under(&t.root).unwrap();
+            (now == [kept]).then_some(now)
+        })
+        .await;
+        assert_eq!(
+            left,
+            Some(vec![kept]),
+            "only the jail started with kill_with_owner(false) outlives its owner: {:?}",
+            processes_under(&t.root)
+        );
+
+        // The repair finds it by its root.
+        let root = t.root.clone();
+        let stopped = tokio::task::spawn_blocking(move || {
+            stop_processes_under(&root, Duration::from_millis(100))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(stopped, vec![kept]);
+        assert_eq!(processes_under(&t.root).unwrap(), Vec::<i32>::new());
+        t
+    })
+    .await;
+}
+
+#[test]
+fn a_jail_outlives_the_thread_that_started_it() {
+    if !can_run() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_keep_alive(Duration::from_millis(100))
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(with_root(|t| async move {
+        let cfg = t
+            .config()
+            .command(["sleep", "60"])
+            .stdin(Stdio::Null)
+            .init(false);
+        // Started from a blocking-pool thread, which ends 100 ms after its last task; so
+        // is a process exec'd into it.
+        let (jail, mut exec, tid) = tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Handle::current();
+            let jail = rt.block_on(cfg.start()).unwrap();
+            let exec = rt
+                .block_on(jail.exec(&ExecConfig::new(["sleep", "60"]).stdin(Stdio::Null)))
+                .unwrap();
+            (jail, exec, nix::unistd::gettid().as_raw())
+        })
+        .await
+        .unwrap();
+        let mut jail = jail;
+        let task = format!("/proc/self/task/{tid}");
+        let ended = eventually(Duration::from_secs(5), || {
+            (!Path::new(&task).exists()).then_some(())
+        })
+        .await;
+        assert!(ended.is_some(), "the blocking thread {tid} did not end");
+        // Time for a parent-death signal of that thread to arrive, if there were one.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            jail.process_mut().try_wait().unwrap(),
+            None,
+            "the jail died with the thread that started it"
+        );
+        assert_eq!(exec.try_wait().unwrap(), None, "the exec'd process died");
+        assert!(jail.handle().is_running());
+        // The exec'd process is this process' child: it must be reaped for the jail's pid 1
+        // to finish dying (the kernel's namespace init waits for every process in it).
+        let (st, exec_st) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(jail.stop(Duration::from_millis(100)), exec.wait())
+        })
+        .await
+        .expect("the jail stopped");
+        assert_eq!(st.unwrap(), ExitStatus::Signaled(9));
+        assert_eq!(exec_st.unwrap(), ExitStatus::Signaled(9));
+        t
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_processes_under_stops_what_was_left() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        // A jail and an exec'd process that nobody owns once their handles are dropped.
+        let jail = t
+            .config()
+            .command(["sh", "-c", "sleep 60 & exec sleep 60"])
+            .stdin(Stdio::Null)
+            .kill_with_owner(false)
+            .start()
+            .await
+            .unwrap();
+        let exec = jail
+            .exec(
+                &ExecConfig::new(["sleep", "60"])
+                    .stdin(Stdio::Null)
+                    .kill_with_owner(false),
+            )
+            .await
+            .unwrap();
+        let (pid1, exec_pid) = (jail.pid(), exec.pid());
+        drop((jail, exec));
+        // And a host process whose working directory is below the root.
+        let mut host = std::process::Command::new("/bin/busybox")
+            .args(["sleep", "60"])
+            .current_dir(t.root.join("tmp"))
+            .spawn()
+            .unwrap();
+        let host_pid = host.id() as i32;
+        // pid 1, its background sleep, the exec'd process and the host process.
+        let found = eventually(Duration::from_secs(5), || {
+            let now = processes_under(&t.root).unwrap();
+            (now.len() == 4).then_some(now)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{:?}", processes_under(&t.root)));
+        for pid in [pid1, exec_pid, host_pid] {
+            assert!(found.contains(&pid), "{pid} not in {found:?}");
+        }
+        let root = t.root.clone();
+        let started = Instant::now();
+        let stopped = tokio::task::spawn_blocking(move || {
+            stop_processes_under(&root, Duration::from_millis(200))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(stopped, found);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(processes_under(&t.root).unwrap(), Vec::<i32>::new());
+        // The host process had no reason to ignore SIGTERM.
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(host.wait().unwrap().signal(), Some(15));
+        // Nothing left: a second call stops nothing.
+        let root = t.root.clone();
+        let again =
+            tokio::task::spawn_blocking(move || stop_processes_under(&root, Duration::ZERO))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(again, Vec::<i32>::new());
         t
     })
     .await;

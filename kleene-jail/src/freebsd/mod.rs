@@ -156,6 +156,8 @@ struct ChildPlan {
     argv: Vec<CString>,
     env: Vec<CString>,
     err_fd: RawFd,
+    /// The owner's pid, when the process is to die with it.
+    owner: Option<libc::pid_t>,
 }
 
 fn fail(err_fd: RawFd, stage: Stage, errno: i32) -> ! {
@@ -171,9 +173,35 @@ fn errno() -> i32 {
     nix::errno::Errno::last_raw()
 }
 
+/// `procctl(PROC_PDEATHSIG_CTL)`: SIGKILL when the parent *process* (the owner) exits;
+/// then, if the owner died before that (the parent changed), exit.
+fn die_with_owner(err: RawFd, owner: libc::pid_t) {
+    let mut sig: libc::c_int = libc::SIGKILL;
+    // SAFETY: procctl reads one int from the pointer, valid for the call; getpid/getppid
+    // and _exit take no pointers.
+    unsafe {
+        let me = libc::getpid();
+        if libc::procctl(
+            libc::P_PID,
+            me as libc::id_t,
+            libc::PROC_PDEATHSIG_CTL,
+            (&mut sig as *mut libc::c_int).cast(),
+        ) < 0
+        {
+            fail(err, Stage::OwnerDeath, errno());
+        }
+        if libc::getppid() != owner {
+            libc::_exit(128 + libc::SIGKILL);
+        }
+    }
+}
+
 /// The forked child: attach to the jail, become the user, exec. Async-signal-safe calls only.
 fn child(p: &ChildPlan, argv: &[*const libc::c_char], env: &[*const libc::c_char]) -> ! {
     let err = p.err_fd;
+    if let Some(owner) = p.owner {
+        die_with_owner(err, owner);
+    }
     // SAFETY (whole block): system calls on data prepared before the fork; every pointer is
     // to a NUL-terminated string or a null-terminated array that outlives the calls.
     unsafe {
@@ -191,6 +219,10 @@ fn child(p: &ChildPlan, argv: &[*const libc::c_char], env: &[*const libc::c_char
         }
         if libc::setuid(p.uid) < 0 {
             fail(err, Stage::Uid, errno());
+        }
+        // Again after the change of ids, in case it cleared the setting.
+        if let Some(owner) = p.owner {
+            die_with_owner(err, owner);
         }
         libc::umask(0o022);
         for (target, fd) in p.stdio.iter().enumerate() {
@@ -282,6 +314,9 @@ async fn spawn_in_jail(
         argv,
         env,
         err_fd: err_w.as_raw_fd(),
+        owner: cfg
+            .dies_with_owner()
+            .then(|| std::process::id() as libc::pid_t),
     };
     let pid = {
         let mut argv_ptrs: Vec<*const libc::c_char> =
@@ -523,4 +558,186 @@ impl Waiter {
             }
         }
     }
+}
+
+/// A process found in a jail under a root (FreeBSD has no pidfd for another's process).
+#[derive(Debug)]
+pub(crate) struct Found {
+    pid: i32,
+}
+
+impl Found {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// FreeBSD jails have no pid 1: none goes first.
+    pub fn first(&self) -> bool {
+        false
+    }
+
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        match nix::sys::signal::kill(Pid::from_raw(self.pid), signal) {
+            Err(nix::errno::Errno::ESRCH) | Ok(()) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn exited(&self) -> bool {
+        nix::sys::signal::kill(Pid::from_raw(self.pid), None) == Err(nix::errno::Errno::ESRCH)
+    }
+}
+
+/// The jids of the live jails whose path is `root` or below it (`jail_get(2)` from
+/// `lastjid` on, as jls(8) lists them).
+fn jails_under(root: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut lastjid: libc::c_int = 0;
+    loop {
+        let mut jid: libc::c_int = 0;
+        let mut path = [0u8; 1024];
+        let int = std::mem::size_of::<libc::c_int>();
+        let name = |n: &CStr| libc::iovec {
+            iov_base: n.as_ptr() as *mut libc::c_void,
+            iov_len: n.to_bytes_with_nul().len(),
+        };
+        let mut iov = [
+            name(c"lastjid"),
+            libc::iovec {
+                iov_base: (&mut lastjid as *mut libc::c_int).cast(),
+                iov_len: int,
+            },
+            name(c"jid"),
+            libc::iovec {
+                iov_base: (&mut jid as *mut libc::c_int).cast(),
+                iov_len: int,
+            },
+            name(c"path"),
+            libc::iovec {
+                iov_base: path.as_mut_ptr().cast(),
+                iov_len: path.len(),
+            },
+        ];
+        // SAFETY: the iovecs point at NUL-terminated names and at buffers of the lengths
+        // given, all live for the call.
+        let r = unsafe { libc::jail_get(iov.as_mut_ptr(), iov.len() as libc::c_uint, 0) };
+        if r < 0 {
+            // ENOENT: no jail after lastjid.
+            return out;
+        }
+        lastjid = r;
+        let jail_path = CStr::from_bytes_until_nul(&path)
+            .map(|c| PathBuf::from(std::ffi::OsStr::from_bytes(c.to_bytes())))
+            .unwrap_or_default();
+        if jail_path.starts_with(root) {
+            out.push(r);
+        }
+    }
+}
+
+/// Every process of the host (`kern.proc.proc`).
+fn all_processes() -> Result<Vec<libc::kinfo_proc>> {
+    let mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PROC];
+    let size = std::mem::size_of::<libc::kinfo_proc>();
+    let err = |e| Error::io("list the processes", e);
+    for _ in 0..4 {
+        let mut len = 0usize;
+        // SAFETY: a size query: no buffer, `len` receives the size needed.
+        let r = unsafe {
+            libc::sysctl(
+                mib.as_ptr(),
+                mib.len() as libc::c_uint,
+                std::ptr::null_mut(),
+                &mut len,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+        let cap = len / size + 16;
+        let mut procs: Vec<libc::kinfo_proc> = Vec::with_capacity(cap);
+        let mut len = cap * size;
+        // SAFETY: the kernel writes at most `len` bytes, the capacity of `procs`.
+        let r = unsafe {
+            libc::sysctl(
+                mib.as_ptr(),
+                mib.len() as libc::c_uint,
+                procs.as_mut_ptr().cast(),
+                &mut len,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOMEM) {
+                continue; // more processes meanwhile
+            }
+            return Err(err(e));
+        }
+        // SAFETY: the kernel filled `len` bytes of whole kinfo_proc records.
+        unsafe { procs.set_len(len / size) };
+        if procs
+            .first()
+            .is_some_and(|p| p.ki_structsize as usize != size)
+        {
+            return Err(err(io::Error::other(
+                "kinfo_proc of the kernel and of libc differ in size",
+            )));
+        }
+        return Ok(procs);
+    }
+    Err(err(io::Error::other("the process list keeps growing")))
+}
+
+/// The processes of the jails whose path is `root` or below it, except this process and
+/// its ancestors. (Processes outside jails whose working directory is there are not found
+/// on FreeBSD.)
+pub(crate) fn find_under(root: &Path) -> Result<Vec<Found>> {
+    let jids = jails_under(root);
+    if jids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let procs = all_processes()?;
+    let mut spared = vec![std::process::id() as i32];
+    while let Some(parent) = spared
+        .last()
+        .and_then(|pid| procs.iter().find(|p| p.ki_pid == *pid))
+        .map(|p| p.ki_ppid)
+        .filter(|pp| *pp > 0 && !spared.contains(pp))
+    {
+        spared.push(parent);
+    }
+    Ok(procs
+        .iter()
+        .filter(|p| jids.contains(&p.ki_jid) && p.ki_stat != libc::SZOMB)
+        .filter(|p| !spared.contains(&p.ki_pid))
+        .map(|p| Found { pid: p.ki_pid })
+        .collect())
+}
+
+/// Waits until every process of `found` has ended, or `timeout` has passed (polling: no
+/// pidfds here).
+pub(crate) fn wait_exited(found: &[&Found], timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while found.iter().any(|f| !f.exited()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Removes the jails whose path is `root` or below it (`jail_remove(2)` kills whatever
+/// still runs in them). Their mounts (devfs, nullfs) are the caller's to unmount.
+pub(crate) fn release_under(root: &Path) -> Result<()> {
+    for jid in jails_under(root) {
+        // SAFETY: jail_remove takes a jid.
+        if unsafe { libc::jail_remove(jid) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(Error::io(format!("remove jail {jid}"), e));
+            }
+        }
+    }
+    Ok(())
 }

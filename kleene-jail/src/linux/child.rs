@@ -24,6 +24,17 @@ pub(crate) struct BindPlan {
     pub kept_flags: libc::c_ulong,
 }
 
+/// What ties a jailed process to its owner, the process that started it: its parent is the
+/// owner's spawner thread (see [`super::spawner`]), which lives exactly as long as the owner.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnerLink {
+    /// The owner's pid (its thread group id), as the owner's `/proc` shows it.
+    pub pid: libc::pid_t,
+    /// An `O_PATH` descriptor of the owner's `/proc`, or -1 when it cannot be used: where
+    /// the child reads its parent's pid (`getppid` is 0 in a new pid namespace).
+    pub proc_fd: RawFd,
+}
+
 /// The part shared by a jail's command and an exec'd process: who it runs as, where, with
 /// which streams, and what is executed.
 #[derive(Debug)]
@@ -39,6 +50,9 @@ pub(crate) struct ProcPlan {
     pub argv: Vec<CString>,
     pub env: Vec<CString>,
     pub err_fd: RawFd,
+    /// Die with the owner, armed (again) after the ids are set, which clears the
+    /// parent-death signal: for a jail's command that is pid 1, and an exec'd process.
+    pub owner: Option<OwnerLink>,
 }
 
 /// Everything a new jail's child does.
@@ -51,6 +65,8 @@ pub(crate) struct StartPlan {
     pub loopback: bool,
     /// Init mode: the write end of the pipe the init reports the command's status on.
     pub init_status_fd: Option<RawFd>,
+    /// Die with the owner, armed first thing in pid 1.
+    pub owner: Option<OwnerLink>,
     pub proc: ProcPlan,
 }
 
@@ -155,6 +171,96 @@ fn mount(
 }
 
 const NULL: *const c_char = std::ptr::null();
+
+/// The parent pid (the fourth field) of a `/proc/PID/stat` line: `pid (comm) state ppid ...`,
+/// where `comm` may contain spaces and parentheses.
+pub(crate) fn parse_stat_ppid(stat: &[u8]) -> Option<libc::pid_t> {
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    let rest = stat.get(close + 1..)?;
+    // " S 1234 ..."
+    let mut fields = rest.split(|b| *b == b' ').filter(|f| !f.is_empty()).skip(1);
+    let ppid = fields.next()?;
+    let mut n: libc::pid_t = 0;
+    if ppid.is_empty() {
+        return None;
+    }
+    for b in ppid {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n
+            .checked_mul(10)?
+            .checked_add(libc::pid_t::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// This process' parent pid as the owner's `/proc` shows it (in the owner's pid namespace,
+/// where it is not 0 as `getppid` is in a new one); Err(errno).
+pub(crate) fn read_host_ppid(proc_fd: RawFd) -> Result<libc::pid_t, i32> {
+    // SAFETY: openat with a descriptor the caller keeps open and a NUL-terminated path.
+    let fd = unsafe {
+        libc::openat(
+            proc_fd,
+            c"self/stat".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let mut buf = [0u8; 512];
+    let mut len = 0;
+    while len < buf.len() {
+        let rest = &mut buf[len..];
+        // SAFETY: reads into the unfilled rest of `buf`.
+        let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            // SAFETY: closes the descriptor opened above.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+    parse_stat_ppid(&buf[..len]).ok_or(libc::EINVAL)
+}
+
+/// Arms `PR_SET_PDEATHSIG` with SIGKILL, then closes the race with an owner that died
+/// before that: if the parent is no longer the owner (the process was reparented), exits.
+/// After the arming, the owner's death is certain to kill this process: while the owner
+/// lives, the parent is its spawner thread, and while it dies, another of its threads (the
+/// kernel reparents to one and signals again at each of their exits).
+fn die_with_owner(link: &OwnerLink, err: RawFd) {
+    // SAFETY: prctl with integer arguments.
+    try_sys!(err, Stage::OwnerDeath, 0, unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    });
+    if link.proc_fd < 0 {
+        return;
+    }
+    match read_host_ppid(link.proc_fd) {
+        Ok(ppid) if ppid == link.pid => {}
+        // The owner is gone: nobody waits for this process or reads its report.
+        // SAFETY: exits without atexit handlers.
+        Ok(_) => unsafe { libc::_exit(128 + libc::SIGKILL) },
+        Err(e) => fail(err, Stage::OwnerDeath, 1, e),
+    }
+}
 
 fn make_dev(err: RawFd) {
     let tmpfs = c"tmpfs".as_ptr();
@@ -395,6 +501,11 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
             libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         });
     }
+    // A change of uid or gid clears the parent-death signal: arm it now. Later it stays, as
+    // no_new_privs (non-root) or root's own capabilities keep execve from changing the ids.
+    if let Some(link) = &p.owner {
+        die_with_owner(link, err);
+    }
     // SAFETY: umask only sets the process' mask.
     unsafe { libc::umask(0o022) };
     for (target, fd) in p.stdio.iter().enumerate() {
@@ -459,6 +570,9 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
 /// The child of a new jail: pid 1 of the new pid namespace. Never returns.
 pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
     let err = plan.proc.err_fd;
+    if let Some(link) = &plan.owner {
+        die_with_owner(link, err);
+    }
     // SAFETY: umask only sets the process' mask (device nodes get exactly 0666 below).
     unsafe { libc::umask(0) };
     try_sys!(
@@ -584,8 +698,10 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         finish_and_exec(&plan.proc, arrays);
     }
     let cmd = pid as libc::pid_t;
-    // The init keeps no stream open: the command's end of them is what the caller reads.
-    // SAFETY: closing descriptors this process owns.
+    // The init keeps no descriptor but its status pipe: not the streams (the command's end
+    // of them is what the caller reads), not the owner's /proc, and not what other threads
+    // of the caller had open at the clone (their pipes would never see EOF).
+    // SAFETY: closing descriptors this process owns; close_range takes integers.
     unsafe {
         libc::close(err);
         for fd in plan.proc.stdio {
@@ -596,6 +712,11 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         for fd in 0..3 {
             libc::close(fd);
         }
+        let status = status_fd as libc::c_uint;
+        if status > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, status - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, status + 1, u32::MAX, 0u32);
     }
     // SAFETY: sigset_t is plain data, filled by sigfillset.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -689,5 +810,58 @@ mod tests {
         // SAFETY: as above.
         let s = unsafe { CStr::from_ptr(p) };
         assert_eq!(s.to_bytes(), b"/proc/self/fd/0");
+    }
+
+    #[test]
+    fn stat_parent_pids() {
+        assert_eq!(parse_stat_ppid(b"42 (sleep) S 7 42 42 0 -1"), Some(7));
+        assert_eq!(parse_stat_ppid(b"42 (a) b) (c) R 1234 1 1"), Some(1234));
+        assert_eq!(parse_stat_ppid(b"42 (x y) Z 0 0"), Some(0));
+        assert_eq!(parse_stat_ppid(b"42 (sleep) S"), None);
+        assert_eq!(parse_stat_ppid(b"42 (sleep) S x1 2"), None);
+        assert_eq!(parse_stat_ppid(b"no parenthesis"), None);
+        let mine = std::fs::read("/proc/self/stat").unwrap_or_default();
+        assert_eq!(
+            parse_stat_ppid(&mine),
+            Some(nix::unistd::getppid().as_raw())
+        );
+    }
+
+    #[test]
+    fn a_child_whose_owner_is_not_its_parent_exits() {
+        // SAFETY: open with a NUL-terminated path.
+        let proc_fd = unsafe {
+            libc::open(
+                c"/proc".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        assert!(proc_fd >= 0);
+        let me = std::process::id() as libc::pid_t;
+        // The parent is the owner: the child goes on (0); it is not: the child exits (137).
+        for (owner, code) in [(me, 0), (me + 1, 137)] {
+            let link = OwnerLink {
+                pid: owner,
+                proc_fd,
+            };
+            // SAFETY: the child only makes raw system calls and exits.
+            match unsafe { libc::fork() } {
+                0 => {
+                    die_with_owner(&link, -1);
+                    // SAFETY: exits without atexit handlers.
+                    unsafe { libc::_exit(0) }
+                }
+                pid => {
+                    assert!(pid > 0);
+                    let mut status = 0;
+                    // SAFETY: waits for our own child; `status` is valid.
+                    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                    assert!(libc::WIFEXITED(status));
+                    assert_eq!(libc::WEXITSTATUS(status), code, "owner {owner}");
+                }
+            }
+        }
+        // SAFETY: closes the descriptor opened above.
+        unsafe { libc::close(proc_fd) };
     }
 }

@@ -2,6 +2,8 @@
 //! pivot_root, /proc, a minimal /dev, capabilities and ids.
 
 mod child;
+mod procs;
+mod spawner;
 pub(crate) mod sys;
 
 use std::ffi::CString;
@@ -11,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 use std::sync::OnceLock;
 
+pub(crate) use procs::{find_under, release_under, wait_exited, Found};
 pub(crate) use sys::Waiter;
 
 use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig, NetworkMode};
@@ -163,6 +166,7 @@ fn proc_plan(
         argv,
         env,
         err_fd,
+        owner: None,
     })
 }
 
@@ -285,13 +289,14 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     } else {
         None
     };
-    let plan = StartPlan {
+    let mut plan = StartPlan {
         root: cstr(cfg.root.as_os_str().as_bytes(), "the root")?,
         binds,
         devfs,
         hostname: cstr(hostname.as_bytes(), "the host name")?,
         loopback: cfg.network == NetworkMode::Disabled,
         init_status_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
+        owner: None,
         proc: proc_plan(
             &cfg.process,
             &user,
@@ -308,29 +313,45 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     if cfg.network == NetworkMode::Disabled {
         flags |= libc::CLONE_NEWNET;
     }
-    let (pid, pidfd) = {
-        let arrays = ExecArrays::new(&plan.proc);
-        // SAFETY: the child runs only start_child, which makes raw system calls on the
-        // prepared plan and ends in execve or _exit.
-        match unsafe { raw_clone(flags) } {
-            Ok((0, _)) => child::start_child(&plan, &arrays),
-            Ok((pid, pidfd)) => (pid, own(pidfd)),
-            Err(e) => return Err(Error::io("clone the jail's first process", e)),
-        }
-    };
-    drop(plan);
-    drop(err_w);
-    drop(child_stdio);
-    let status_r = status_pipe.map(|(r, w)| {
-        drop(w);
-        r
-    });
+    let with_owner = cfg.process.dies_with_owner();
+    let (status_r, status_w) = status_pipe.unzip();
+    // The job owns the child's descriptors, so they stay open until the clone is done.
+    let child_fds = (err_w, child_stdio, status_w);
+    let (pid, pidfd) = spawner::run(
+        move |link| {
+            if with_owner {
+                // pid 1 arms the signal first thing; without the init it is also the command,
+                // which arms it again once its ids are set.
+                plan.owner = Some(*link);
+                if plan.init_status_fd.is_none() {
+                    plan.proc.owner = Some(*link);
+                }
+            }
+            let arrays = ExecArrays::new(&plan.proc);
+            // SAFETY: the child runs only start_child, which makes raw system calls on the
+            // prepared plan and ends in execve or _exit.
+            let r = match unsafe { raw_clone(flags) } {
+                Ok((0, _)) => child::start_child(&plan, &arrays),
+                Ok((pid, pidfd)) => Ok((pid, own(pidfd))),
+                Err(e) => Err(e),
+            };
+            drop(child_fds);
+            r
+        },
+        |r| {
+            if let Ok((_, pidfd)) = r {
+                kill_and_reap(&pidfd);
+            }
+        },
+    )
+    .await?
+    .map_err(|e| Error::io("clone the jail's first process", e))?;
     if let Some(r) = &status_r {
         set_nonblocking(r.as_raw_fd()).map_err(|e| Error::io("set up the status pipe", e))?;
     }
-    let mut waiter = Waiter::new(pid, pidfd, status_r)?;
+    let mut waiter = KillUnlessKept(Some(Waiter::new(pid, pidfd, status_r)?));
     if let Some(rec) = read_failure(err_r).await? {
-        let _ = waiter.wait().await;
+        let _ = waiter.get()?.wait().await;
         return Err(failure_error(
             &rec,
             &cfg.process.argv[0],
@@ -338,6 +359,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
             &cfg.mounts,
         ));
     }
+    let waiter = waiter.keep()?;
     let process = Process::new(pid, waiter, parent_stdio)?;
     let handle = JailHandle {
         name: cfg.name.clone(),
@@ -397,7 +419,7 @@ pub(crate) async fn exec(
     let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
     let (pid_r, pid_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
-    let plan = proc_plan(
+    let mut plan = proc_plan(
         cfg,
         &user,
         clean,
@@ -405,34 +427,50 @@ pub(crate) async fn exec(
         child_stdio.tty,
         err_w.as_raw_fd(),
     )?;
-    let helper = {
-        let arrays = ExecArrays::new(&plan);
-        // SAFETY: the child runs only exec_child: raw system calls on the prepared plan,
-        // ending in execve or _exit.
-        match unsafe { raw_clone(0) } {
-            Ok((0, _)) => child::exec_child(
-                pidfd.as_raw_fd(),
-                ns_flags,
-                pid_w.as_raw_fd(),
-                &plan,
-                &arrays,
-            ),
-            Ok((pid, _)) => pid,
-            Err(e) => return Err(Error::io("fork", e)),
-        }
-    };
-    drop(plan);
-    drop(err_w);
-    drop(pid_w);
-    drop(child_stdio);
-    // The helper only enters the namespaces, forks and writes 4 bytes: reaping it blocks
-    // for microseconds.
-    let mut raw = [0u8; 4];
-    // SAFETY: reads at most 4 bytes into `raw` from a blocking pipe whose every write end
-    // closes when the helper exits or its child execs.
-    let n = unsafe { libc::read(pid_r.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len()) };
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None);
-    if n != 4 {
+    let with_owner = cfg.dies_with_owner();
+    let child_fds = (err_w, pid_w, child_stdio);
+    let pid = spawner::run(
+        move |link| {
+            if with_owner {
+                plan.owner = Some(*link);
+            }
+            let arrays = ExecArrays::new(&plan);
+            // SAFETY: the child runs only exec_child: raw system calls on the prepared plan,
+            // ending in execve or _exit.
+            let helper = match unsafe { raw_clone(0) } {
+                Ok((0, _)) => child::exec_child(
+                    pidfd.as_raw_fd(),
+                    ns_flags,
+                    child_fds.1.as_raw_fd(),
+                    &plan,
+                    &arrays,
+                ),
+                Ok((pid, _)) => pid,
+                Err(e) => return Err(e),
+            };
+            drop(child_fds);
+            // The helper only enters the namespaces, forks and writes 4 bytes: this blocks
+            // for microseconds.
+            let mut raw = [0u8; 4];
+            // SAFETY: reads at most 4 bytes into `raw` from a blocking pipe whose every write
+            // end closes when the helper exits or its child execs.
+            let n = unsafe { libc::read(pid_r.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len()) };
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None);
+            // The process (a child of this process, by CLONE_PARENT) is unreaped, so its pid
+            // names it until it is waited for.
+            Ok((n == 4).then(|| i32::from_ne_bytes(raw)))
+        },
+        |r| {
+            if let Ok(Some(pid)) = r {
+                if let Ok(fd) = sys::pidfd_open(pid) {
+                    kill_and_reap(&fd);
+                }
+            }
+        },
+    )
+    .await?
+    .map_err(|e| Error::io("fork", e))?;
+    let Some(pid) = pid else {
         return match read_failure(err_r).await? {
             Some(rec) => Err(failure_error(
                 &rec,
@@ -445,12 +483,11 @@ pub(crate) async fn exec(
                 source: io::Error::other("the helper process ended without a report"),
             }),
         };
-    }
-    let pid = i32::from_ne_bytes(raw);
+    };
     let child_pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("open a pidfd", e))?;
-    let mut waiter = Waiter::new(pid, child_pidfd, None)?;
+    let mut waiter = KillUnlessKept(Some(Waiter::new(pid, child_pidfd, None)?));
     if let Some(rec) = read_failure(err_r).await? {
-        let _ = waiter.wait().await;
+        let _ = waiter.get()?.wait().await;
         return Err(failure_error(
             &rec,
             &cfg.argv[0],
@@ -458,7 +495,39 @@ pub(crate) async fn exec(
             &[],
         ));
     }
-    Process::new(pid, waiter, parent_stdio)
+    Process::new(pid, waiter.keep()?, parent_stdio)
+}
+
+/// SIGKILLs and reaps a child that nobody will own (its starter is gone).
+fn kill_and_reap(pidfd: &OwnedFd) {
+    let _ = sys::pidfd_send_signal(pidfd.as_fd(), nix::sys::signal::Signal::SIGKILL);
+    let _ = sys::waitid_pidfd(pidfd.as_fd(), true);
+}
+
+/// A started process between the clone and the `Process` that owns it: when the start is
+/// abandoned there (its future dropped), the process is killed and reaped in the
+/// background rather than left running unowned.
+struct KillUnlessKept(Option<Waiter>);
+
+impl KillUnlessKept {
+    fn get(&mut self) -> Result<&mut Waiter> {
+        self.0.as_mut().ok_or(Error::NotRunning)
+    }
+
+    fn keep(mut self) -> Result<Waiter> {
+        self.0.take().ok_or(Error::NotRunning)
+    }
+}
+
+impl Drop for KillUnlessKept {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.0.take() {
+            if let Ok(None) = w.try_wait() {
+                let _ = w.signal(nix::sys::signal::Signal::SIGKILL);
+                w.reap_in_background();
+            }
+        }
+    }
 }
 
 pub(crate) async fn teardown(_state: &mut BackendState, _handle: &JailHandle) -> Result<()> {
