@@ -16,6 +16,7 @@ use crate::meta::{now, Table};
 use crate::model::{
     Container, ContainerConfig, JailParamText, MountSource, MountSpec, Network, RunState, Runtime,
 };
+use crate::vars::merge_env;
 
 /// A request for a container (`klee container create`); build it with
 /// [`CreateContainer::new`] and its setters.
@@ -239,23 +240,6 @@ pub fn check_container_name(name: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Merges `KEY=value` lists: later keys win, order of first appearance kept.
-fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for kv in base.iter().chain(over) {
-        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
-        if let Some(slot) = out
-            .iter_mut()
-            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
-        {
-            *slot = kv.clone();
-        } else {
-            out.push(kv.clone());
-        }
-    }
-    out
 }
 
 fn process_alive(pid: Option<i32>) -> bool {

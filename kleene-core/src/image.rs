@@ -1,19 +1,18 @@
 //! Images: base images from archives or datasets, and their listing, lookup, tagging and
 //! removal.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use kleene_zfs::{DatasetName, Properties, SnapshotName};
-use sha2::{Digest, Sha256};
 
 use crate::archive;
 use crate::engine::{Engine, Inner, OpLock, PROP_ID};
 use crate::error::{CoreError, Object, Result};
 use crate::event::{Event, Events};
+use crate::fetch::{self, Download};
 use crate::id::Id;
 use crate::meta::Table;
 use crate::model::{Image, ImageConfig, Instruction};
@@ -104,6 +103,15 @@ pub fn parse_nametag(s: &str) -> Result<(String, String)> {
     Ok((name.to_string(), tag.to_string()))
 }
 
+/// A base image being made: what the steps of `Inner::create_base_image` share.
+struct NewBase<'a> {
+    req: &'a CreateImage,
+    id: &'a Id,
+    dataset: &'a DatasetName,
+    events: &'a Events,
+    cancel: &'a Arc<AtomicBool>,
+}
+
 /// Sets a flag when dropped: the async caller went away, the blocking work stops.
 struct CancelOnDrop(Arc<AtomicBool>);
 
@@ -111,126 +119,6 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-/// A reader that hashes, counts, reports and can be cancelled; the hash is shared so it
-/// can be read once the decompressor that owns the reader is done.
-struct Metered<R> {
-    inner: R,
-    hash: Arc<std::sync::Mutex<Sha256>>,
-    bytes: u64,
-    total: Option<u64>,
-    started: Instant,
-    last: Instant,
-    events: Events,
-    cancel: Arc<AtomicBool>,
-}
-
-impl<R: Read> Read for Metered<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.cancel.load(Ordering::SeqCst) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "cancelled",
-            ));
-        }
-        let n = self.inner.read(buf)?;
-        self.hash
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .update(&buf[..n]);
-        self.bytes += n as u64;
-        if n == 0 || self.last.elapsed().as_millis() >= 200 {
-            self.last = Instant::now();
-            let secs = self.started.elapsed().as_secs_f64().max(1e-6);
-            self.events.emit(Event::Download {
-                bytes: self.bytes,
-                total: self.total,
-                rate: self.bytes as f64 / secs,
-            });
-        }
-        Ok(n)
-    }
-}
-
-/// Streams an http(s) body into a blocking reader, chunk by chunk, without a temporary file.
-struct HttpBody {
-    rx: std::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for HttpBody {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.buf = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(std::io::Error::other(e)),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..n + self.pos]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-/// The opened source of a fetch: a reader and its size when known.
-type Source = (Box<dyn Read + Send>, Option<u64>);
-
-async fn open_url(url: &str) -> Result<Source> {
-    let fetch_err = |reason: String| CoreError::Fetch {
-        url: url.to_string(),
-        reason,
-    };
-    if let Some(path) = url
-        .strip_prefix("file://")
-        .or_else(|| url.starts_with('/').then_some(url))
-    {
-        let file = std::fs::File::open(path).map_err(|e| fetch_err(e.to_string()))?;
-        let len = file.metadata().ok().map(|m| m.len());
-        return Ok((
-            Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
-            len,
-        ));
-    }
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(CoreError::InvalidInput(format!(
-            "unsupported URL {url:?}: use http://, https:// or file://"
-        )));
-    }
-    let resp = reqwest::get(url)
-        .await
-        .map_err(|e| fetch_err(e.to_string()))?;
-    if !resp.status().is_success() {
-        return Err(fetch_err(format!("server answered {}", resp.status())));
-    }
-    let total = resp.content_length();
-    let (tx, rx) = std::sync::mpsc::sync_channel(16);
-    tokio::spawn(async move {
-        use futures_util::StreamExt;
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let msg = chunk.map(|b| b.to_vec()).map_err(|e| e.to_string());
-            let stop = msg.is_err();
-            // The reader hung up (failure or cancel): stop downloading.
-            if tx.send(msg).is_err() || stop {
-                break;
-            }
-        }
-    });
-    Ok((
-        Box::new(HttpBody {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        }),
-        total,
-    ))
 }
 
 /// The URL and version fetch-auto uses on this host.
@@ -274,13 +162,18 @@ impl Engine {
     /// future, removes the new dataset and writes no metadata.
     pub async fn create_base_image(&self, req: CreateImage, events: Events) -> Result<Image> {
         let mut autotag = None;
-        let (source, desc): (Option<Source>, String) = match &req.source {
-            BaseSource::Fetch { url, .. } => (Some(open_url(url).await?), format!("fetch {url}")),
+        let (source, desc): (Option<Download>, String) = match &req.source {
+            BaseSource::Fetch { url, .. } => {
+                (Some(Download::open(url).await?), format!("fetch {url}"))
+            }
             BaseSource::FetchAuto => {
                 let (url, version) = fetch_auto_url(&self.inner.config)?;
                 autotag = Some(format!("FreeBSD-{version}:latest"));
                 events.status(format!("fetching {url}"));
-                (Some(open_url(&url).await?), format!("fetch-auto {url}"))
+                (
+                    Some(Download::open(&url).await?),
+                    format!("fetch-auto {url}"),
+                )
             }
             BaseSource::ZfsClone(d) => (None, format!("zfs-clone {d}")),
             BaseSource::ZfsCopy(d) => (None, format!("zfs-copy {d}")),
@@ -397,7 +290,7 @@ impl Inner {
     fn create_base_image(
         &self,
         req: CreateImage,
-        source: Option<Source>,
+        source: Option<Download>,
         desc: String,
         nametag: Option<(String, String)>,
         events: Events,
@@ -410,15 +303,14 @@ impl Inner {
             .insert_pending_image(&id, &dataset, &op.token)?;
         crate::failpoint("image-after-row");
         let mut temp_snapshot = None;
-        let made = self.fill_base_image(
-            &req,
-            source,
-            &id,
-            &dataset,
-            &events,
-            &cancel,
-            &mut temp_snapshot,
-        );
+        let job = NewBase {
+            req: &req,
+            id: &id,
+            dataset: &dataset,
+            events: &events,
+            cancel: &cancel,
+        };
+        let made = self.fill_base_image(&job, source, &mut temp_snapshot);
         let result = made.and_then(|()| {
             crate::failpoint("image-before-snapshot");
             self.zfs
@@ -470,100 +362,97 @@ impl Inner {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Fills the new dataset (made here) from the source.
     fn fill_base_image(
         &self,
-        req: &CreateImage,
-        source: Option<Source>,
-        id: &Id,
-        dataset: &DatasetName,
-        events: &Events,
-        cancel: &Arc<AtomicBool>,
+        job: &NewBase,
+        source: Option<Download>,
         temp_snapshot: &mut Option<SnapshotName>,
     ) -> Result<()> {
-        let props = Properties::new().with(PROP_ID, id.as_str())?;
-        match (&req.source, source) {
-            (BaseSource::Fetch { .. } | BaseSource::FetchAuto, Some((reader, total))) => {
-                self.zfs.create(dataset, &props)?;
-                let root = self.mountpoint(dataset)?;
-                let hash = Arc::new(std::sync::Mutex::new(Sha256::new()));
-                let metered = Metered {
-                    inner: reader,
-                    hash: Arc::clone(&hash),
-                    bytes: 0,
-                    total,
-                    started: Instant::now(),
-                    last: Instant::now(),
-                    events: events.clone(),
-                    cancel: Arc::clone(cancel),
-                };
-                let (_, mut decoded) = archive::decompress(metered)?;
-                let mut last = Instant::now();
-                let stats =
-                    archive::extract(&mut decoded, &root, &mut |s: &archive::ExtractStats| {
-                        if last.elapsed().as_millis() >= 200 {
-                            last = Instant::now();
-                            events.emit(Event::Extract {
-                                entries: s.entries,
-                                bytes: s.bytes,
-                            });
-                        }
-                    })?;
-                // Read what the tar reader did not need (end padding) so the hash covers
-                // the whole file.
-                std::io::copy(&mut decoded, &mut std::io::sink())
-                    .map_err(|e| CoreError::io("reading the archive", e))?;
-                drop(decoded);
-                events.emit(Event::Extract {
-                    entries: stats.entries,
-                    bytes: stats.bytes,
-                });
-                if cancel.load(Ordering::SeqCst) {
-                    return Err(CoreError::Cancelled);
-                }
-                crate::failpoint("image-after-extract");
-                if let BaseSource::Fetch {
-                    url,
-                    sha256: Some(want),
-                } = &req.source
-                {
-                    let digest =
-                        std::mem::take(&mut *hash.lock().unwrap_or_else(|p| p.into_inner()))
-                            .finalize();
-                    let got: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                    if !got.eq_ignore_ascii_case(want.trim()) {
-                        return Err(CoreError::Fetch {
-                            url: url.clone(),
-                            reason: format!("sha256 is {got}, expected {want}"),
-                        });
-                    }
-                }
-                self.finish_rootfs(req, &root)
+        match (&job.req.source, source) {
+            (BaseSource::Fetch { .. } | BaseSource::FetchAuto, Some(download)) => {
+                self.fill_from_archive(job, download)
             }
             (BaseSource::ZfsClone(src) | BaseSource::ZfsCopy(src), None) => {
-                let src = DatasetName::new(src.as_str())?;
-                if !self.zfs.exists(&src)? {
-                    return Err(CoreError::NotFound {
-                        kind: Object::Dataset,
-                        reference: src.to_string(),
-                    });
-                }
-                let snap = src.snapshot(&format!("kleene-{id}"))?;
-                self.zfs.snapshot(&snap, &Properties::new())?;
-                *temp_snapshot = Some(snap.clone());
-                if matches!(req.source, BaseSource::ZfsClone(_)) {
-                    self.zfs.clone_snapshot(&snap, dataset, &props)?;
-                } else {
-                    self.zfs.copy(&snap, dataset)?;
-                    self.zfs.set(dataset, &props)?;
-                }
-                let root = self.mountpoint(dataset)?;
-                self.finish_rootfs(req, &root)
+                self.fill_from_dataset(job, src, temp_snapshot)
             }
             _ => Err(CoreError::Internal(
                 "base image source without its stream".into(),
             )),
         }
+    }
+
+    /// fetch, fetch-auto: the archive streamed into a new dataset, its sha256 checked
+    /// against the request's (when given) once all of it was read.
+    fn fill_from_archive(&self, job: &NewBase, download: Download) -> Result<()> {
+        let props = Properties::new().with(PROP_ID, job.id.as_str())?;
+        self.zfs.create(job.dataset, &props)?;
+        let root = self.mountpoint(job.dataset)?;
+        let flag = Arc::clone(job.cancel);
+        let cancelled = Box::new(move || flag.load(Ordering::SeqCst));
+        let reader = download.metered(job.events.clone(), cancelled);
+        let sha256 = reader.sha256();
+        let (_, mut decoded) = archive::decompress(reader)?;
+        let mut last = Instant::now();
+        let stats = archive::extract(&mut decoded, &root, &mut |s: &archive::ExtractStats| {
+            if last.elapsed().as_millis() >= 200 {
+                last = Instant::now();
+                job.events.emit(Event::Extract {
+                    entries: s.entries,
+                    bytes: s.bytes,
+                });
+            }
+        })?;
+        // Read what the tar reader did not need (end padding) so the hash covers the
+        // whole file.
+        std::io::copy(&mut decoded, &mut std::io::sink())
+            .map_err(|e| CoreError::io("reading the archive", e))?;
+        drop(decoded);
+        job.events.emit(Event::Extract {
+            entries: stats.entries,
+            bytes: stats.bytes,
+        });
+        if job.cancel.load(Ordering::SeqCst) {
+            return Err(CoreError::Cancelled);
+        }
+        crate::failpoint("image-after-extract");
+        if let BaseSource::Fetch {
+            url,
+            sha256: Some(want),
+        } = &job.req.source
+        {
+            fetch::verify(url, &sha256.finish(), want)?;
+        }
+        self.finish_rootfs(job.req, &root)
+    }
+
+    /// zfs-clone, zfs-copy: a snapshot of the source dataset (`temp_snapshot`), cloned or
+    /// copied.
+    fn fill_from_dataset(
+        &self,
+        job: &NewBase,
+        src: &str,
+        temp_snapshot: &mut Option<SnapshotName>,
+    ) -> Result<()> {
+        let props = Properties::new().with(PROP_ID, job.id.as_str())?;
+        let src = DatasetName::new(src)?;
+        if !self.zfs.exists(&src)? {
+            return Err(CoreError::NotFound {
+                kind: Object::Dataset,
+                reference: src.to_string(),
+            });
+        }
+        let snap = src.snapshot(&format!("kleene-{}", job.id))?;
+        self.zfs.snapshot(&snap, &Properties::new())?;
+        *temp_snapshot = Some(snap.clone());
+        if matches!(job.req.source, BaseSource::ZfsClone(_)) {
+            self.zfs.clone_snapshot(&snap, job.dataset, &props)?;
+        } else {
+            self.zfs.copy(&snap, job.dataset)?;
+            self.zfs.set(job.dataset, &props)?;
+        }
+        let root = self.mountpoint(job.dataset)?;
+        self.finish_rootfs(job.req, &root)
     }
 
     /// dns and localtime: copied from the host, written without following the image's

@@ -7,6 +7,7 @@ mod container;
 mod engine;
 mod error;
 mod event;
+mod fetch;
 mod id;
 mod image;
 mod jails;
@@ -14,6 +15,8 @@ mod meta;
 mod model;
 mod monitor;
 mod rootfs;
+mod tree;
+mod vars;
 mod volume;
 
 pub use build::{BuildOutcome, BuildRequest};

@@ -16,6 +16,7 @@ use crate::engine::{Engine, Inner};
 use crate::error::{CoreError, Result};
 use crate::meta::now;
 use crate::model::{Container, MountSource, Network, RunState, Runtime};
+use crate::tree::{self, TreeCopy};
 use crate::{rootfs, Config};
 
 /// The monitor's `main`: returns the process exit code.
@@ -191,36 +192,11 @@ fn fill_volume(root: &Path, destination: &str, volume: &Path) -> Result<()> {
     }
     // open_dir refused every symlink on the way, so this path stays inside the root.
     let source = root.join(destination.trim_start_matches('/'));
-    copy_tree(&source, volume)
-}
-
-/// Copies a directory tree, symlinks as symlinks (never followed), modes and owners kept.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let io = |what: &str, p: &Path, e| CoreError::io(format!("{what} {}", p.display()), e);
-    for entry in std::fs::read_dir(from).map_err(|e| io("reading", from, e))? {
-        let entry = entry.map_err(|e| io("reading", from, e))?;
-        let src = entry.path();
-        let dst = to.join(entry.file_name());
-        let meta = std::fs::symlink_metadata(&src).map_err(|e| io("reading", &src, e))?;
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            let target = std::fs::read_link(&src).map_err(|e| io("reading", &src, e))?;
-            std::os::unix::fs::symlink(&target, &dst).map_err(|e| io("creating", &dst, e))?;
-        } else if ft.is_dir() {
-            std::fs::create_dir(&dst).map_err(|e| io("creating", &dst, e))?;
-            copy_tree(&src, &dst)?;
-        } else if ft.is_file() {
-            std::fs::copy(&src, &dst).map_err(|e| io("copying", &src, e))?;
-        } else {
-            continue; // devices, fifos and sockets are not volume content
-        }
-        std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid()))
-            .map_err(|e| io("chown", &dst, e))?;
-        if !ft.is_symlink() {
-            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-                .map_err(|e| io("chmod", &dst, e))?;
-        }
-    }
-    Ok(())
+    // Owners and modes as they are in the image.
+    let copy = TreeCopy {
+        owner: None,
+        chmod: None,
+        exclude: None,
+    };
+    copy.contents(&source, "", &tree::open_dir(volume)?)
 }

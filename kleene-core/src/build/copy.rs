@@ -1,19 +1,19 @@
-//! COPY and ADD: sources found in the build context (never outside it), written into the
-//! build container's root with `*at` calls from directory fds (never through a symlink out
-//! of the root).
+//! COPY and ADD: a [`CopyRequest`] (the instruction, its words expanded), its sources found
+//! in the build context (never outside it) or a `--from` stage or image, written into the
+//! stage's root with `*at` calls from directory fds (never through a symlink out of the
+//! root). The build step itself (expansion, cache, snapshot) is in [`step`].
 
-use std::fs::Metadata;
+mod step;
+
 use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
-use sha2::{Digest, Sha256};
+use rustix::fs::{self as rfs, Mode, OFlags};
 
 use super::glob::{has_meta, match_component, Ignore};
 use crate::error::{CoreError, Result};
 use crate::rootfs;
+use crate::tree::{self, Exclude, TreeCopy};
 
 /// One source of a COPY: its path relative to the context (or stage root), and where it
 /// is on the host, with every symlink on the way resolved inside its base.
@@ -94,58 +94,10 @@ pub(crate) fn find_sources(
     let excluded = |rel: &str| ignore.is_some_and(|i| i.excluded(rel));
     let mut out = Vec::new();
     for pat in patterns {
-        // Lexically outside the base: refused before anything is looked at.
-        let mut depth: i64 = 0;
-        for c in pat.split('/') {
-            match c {
-                "" | "." => {}
-                ".." => depth -= 1,
-                _ => depth += 1,
-            }
-            if depth < 0 {
-                return Err(invalid(format!("forbidden path outside the {what}: {pat}")));
-            }
-        }
+        check_inside(pat, what)?;
         let rels: Vec<String> = if has_meta(pat) {
-            let mut matches = vec![Vec::<String>::new()];
-            for comp in pat.split('/').filter(|c| !c.is_empty() && *c != ".") {
-                let mut next = Vec::new();
-                for m in matches {
-                    if comp == ".." {
-                        let mut m = m;
-                        m.pop();
-                        next.push(m);
-                        continue;
-                    }
-                    if !has_meta(comp) {
-                        let mut m = m;
-                        m.push(comp.to_string());
-                        next.push(m);
-                        continue;
-                    }
-                    let dir = resolve_in_base(base, &m.join("/"), what)?;
-                    let mut host = base.to_path_buf();
-                    host.extend(&dir);
-                    let Ok(entries) = std::fs::read_dir(&host) else {
-                        continue;
-                    };
-                    let mut names: Vec<String> = entries
-                        .filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| match_component(comp, n))
-                        .collect();
-                    names.sort();
-                    for n in names {
-                        let mut m = m.clone();
-                        m.push(n);
-                        next.push(m);
-                    }
-                }
-                matches = next;
-            }
-            let found: Vec<String> = matches
+            let found: Vec<String> = expand_wildcards(base, pat, what)?
                 .into_iter()
-                .map(|m| m.join("/"))
                 .filter(|r| !excluded(r))
                 .collect();
             if found.is_empty() {
@@ -177,71 +129,60 @@ pub(crate) fn find_sources(
     Ok(out)
 }
 
-/// A digest of the sources' names, types, modes, contents and link targets (not their
-/// times), for the build cache.
-pub(crate) fn hash_sources(sources: &[Source], ignore: Option<&Ignore>) -> Result<String> {
-    let mut h = Sha256::new();
-    for s in sources {
-        hash_tree(&mut h, &s.host, &s.rel, ignore, true)?;
+/// Refuses a pattern that leads out of the base lexically, before anything is looked at.
+fn check_inside(pat: &str, what: &str) -> Result<()> {
+    let mut depth: i64 = 0;
+    for c in pat.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+        if depth < 0 {
+            return Err(invalid(format!("forbidden path outside the {what}: {pat}")));
+        }
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(())
 }
 
-fn hash_tree(
-    h: &mut Sha256,
-    p: &Path,
-    rel: &str,
-    ignore: Option<&Ignore>,
-    top: bool,
-) -> Result<()> {
-    let meta = std::fs::symlink_metadata(p).map_err(|e| io_err("reading", p, e))?;
-    let ft = meta.file_type();
-    h.update(rel.as_bytes());
-    h.update([0]);
-    h.update((meta.mode() & 0o7777).to_le_bytes());
-    if ft.is_symlink() {
-        h.update(b"l");
-        h.update(
-            std::fs::read_link(p)
-                .map_err(|e| io_err("reading", p, e))?
-                .as_os_str()
-                .as_encoded_bytes(),
-        );
-    } else if ft.is_dir() {
-        h.update(b"d");
-        let mut names: Vec<_> = std::fs::read_dir(p)
-            .map_err(|e| io_err("reading", p, e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for n in names {
-            let child = if rel.is_empty() {
-                n.clone()
-            } else {
-                format!("{rel}/{n}")
-            };
-            if ignore.is_some_and(|i| i.excluded(&child)) {
+/// The paths (relative to `base`) a wildcard pattern matches, component by component,
+/// each level's names in order.
+fn expand_wildcards(base: &Path, pat: &str, what: &str) -> Result<Vec<String>> {
+    let mut matches = vec![Vec::<String>::new()];
+    for comp in pat.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        let mut next = Vec::new();
+        for mut m in matches {
+            if comp == ".." {
+                m.pop();
+                next.push(m);
                 continue;
             }
-            hash_tree(h, &p.join(&n), &child, ignore, false)?;
-        }
-    } else if ft.is_file() {
-        h.update(b"f");
-        h.update(meta.len().to_le_bytes());
-        let mut f = std::fs::File::open(p).map_err(|e| io_err("reading", p, e))?;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = f.read(&mut buf).map_err(|e| io_err("reading", p, e))?;
-            if n == 0 {
-                break;
+            if !has_meta(comp) {
+                m.push(comp.to_string());
+                next.push(m);
+                continue;
             }
-            h.update(&buf[..n]);
+            let dir = resolve_in_base(base, &m.join("/"), what)?;
+            let mut host = base.to_path_buf();
+            host.extend(&dir);
+            let Ok(entries) = std::fs::read_dir(&host) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| match_component(comp, n))
+                .collect();
+            names.sort();
+            for n in names {
+                let mut m = m.clone();
+                m.push(n);
+                next.push(m);
+            }
         }
+        matches = next;
     }
-    let _ = top;
-    h.update([0xff]);
-    Ok(())
+    Ok(matches.into_iter().map(|m| m.join("/")).collect())
 }
 
 /// How copied files are owned and their modes.
@@ -249,6 +190,17 @@ fn hash_tree(
 pub(crate) struct Perms {
     pub owner: (u32, u32),
     pub chmod: Option<u32>,
+}
+
+impl Perms {
+    /// How a tree is copied with these permissions, leaving out what `ignore` excludes.
+    fn tree(self, ignore: Option<&Ignore>) -> TreeCopy<'_> {
+        TreeCopy {
+            owner: Some(self.owner),
+            chmod: self.chmod,
+            exclude: ignore.map(|i| i as &dyn Exclude),
+        }
+    }
 }
 
 /// Parses `--chmod`: octal only.
@@ -317,7 +269,7 @@ pub(crate) fn place(
     let meta = std::fs::symlink_metadata(&src.host).map_err(|e| io_err("reading", &src.host, e))?;
     if meta.is_dir() {
         let fd = rootfs::open_dir_in_root(root, dest, true, Some(perms.owner))?;
-        return copy_dir_contents(&src.host, &src.rel, &fd, perms, ignore);
+        return perms.tree(ignore).contents(&src.host, &src.rel, &fd);
     }
     let comps = rootfs::clean(dest);
     let (parent, name) = if dest_is_dir {
@@ -334,14 +286,16 @@ pub(crate) fn place(
         }
     };
     let fd = rootfs::open_dir_in_root(root, &parent, true, Some(perms.owner))?;
-    copy_entry(&src.host, &meta, &fd, &name, &src.rel, perms, ignore)
+    perms
+        .tree(ignore)
+        .entry(&src.host, &meta, &fd, &name, &src.rel)
 }
 
-/// Writes `data` as file `dest` in the root (COPY heredocs, ADD downloads).
+/// Writes what `data` reads as file `dest` in the root (COPY heredocs, ADD downloads).
 pub(crate) fn write_data(
     root: &Path,
     dest: &str,
-    data: &[u8],
+    data: &mut dyn Read,
     mode: u32,
     perms: Perms,
 ) -> Result<()> {
@@ -350,150 +304,168 @@ pub(crate) fn write_data(
         return Err(invalid("cannot write a file onto /".to_string()));
     };
     let dir = rootfs::open_dir_in_root(root, &parent.join("/"), true, Some(perms.owner))?;
-    let f = create_file(&dir, name, dest)?;
+    let f = tree::create_file(&dir, name, dest)?;
     let mut file = std::fs::File::from(f);
-    std::io::Write::write_all(&mut file, data)
-        .map_err(|e| CoreError::io(format!("writing {dest}"), e))?;
-    finish_fd(&file, perms, mode, dest)
+    std::io::copy(data, &mut file).map_err(|e| CoreError::io(format!("writing {dest}"), e))?;
+    tree::finish_fd(&file, perms.owner, perms.chmod.unwrap_or(mode), dest)
 }
 
-fn copy_dir_contents(
-    src: &Path,
-    rel: &str,
-    dir: &OwnedFd,
-    perms: Perms,
-    ignore: Option<&Ignore>,
-) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(src)
-        .map_err(|e| io_err("reading", src, e))?
-        .filter_map(|e| e.ok())
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let child_rel = if rel.is_empty() {
-            name.clone()
+/// Where the sources of a COPY or ADD are read.
+#[derive(Debug)]
+pub(crate) struct SourceBase {
+    /// The directory: the context, or a stage's or an image's root (`COPY --from`).
+    pub dir: PathBuf,
+    /// `.dockerignore`, for the context.
+    pub ignore: Option<Ignore>,
+    /// What it is, in errors and cache keys: `build context` or `source image`.
+    pub what: &'static str,
+}
+
+/// A file a COPY or ADD writes that is not read from its base: a heredoc, a download.
+#[derive(Debug)]
+pub(crate) struct InlineFile {
+    /// Its name (in the destination directory).
+    pub name: String,
+    pub data: InlineData,
+}
+
+/// The contents of an [`InlineFile`].
+#[derive(Debug)]
+pub(crate) enum InlineData {
+    Bytes(Vec<u8>),
+    /// Downloaded (ADD <url>), on disk.
+    Download(crate::fetch::Saved),
+}
+
+impl InlineFile {
+    /// The sha256 of its contents.
+    pub fn sha256(&self) -> [u8; 32] {
+        use sha2::Digest;
+        match &self.data {
+            InlineData::Bytes(b) => sha2::Sha256::digest(b).into(),
+            InlineData::Download(saved) => saved.sha256,
+        }
+    }
+}
+
+/// One COPY or ADD, its words expanded.
+#[derive(Debug)]
+pub(crate) struct CopyRequest {
+    pub from: SourceBase,
+    /// Source paths and patterns, relative to the base.
+    pub patterns: Vec<String>,
+    /// Files written from the instruction itself, after the sources.
+    pub inline: Vec<InlineFile>,
+    /// The destination as written (expanded); relative to `workdir`.
+    pub dest: String,
+    /// The stage's WORKDIR.
+    pub workdir: String,
+    /// `--chown=user[:group]`, resolved in the stage's root; 0:0 when `None`.
+    pub chown: Option<String>,
+    /// `--chmod`.
+    pub chmod: Option<u32>,
+    /// Unpack local tar archives (ADD).
+    pub unpack: bool,
+}
+
+impl CopyRequest {
+    /// The destination, absolute.
+    pub fn dest_abs(&self) -> String {
+        if self.dest.starts_with('/') {
+            self.dest.clone()
         } else {
-            format!("{rel}/{name}")
+            format!("{}/{}", self.workdir, self.dest)
+        }
+    }
+
+    /// Whether the destination is a directory by its form: `/` at the end, or `.`.
+    fn dest_names_dir(&self) -> bool {
+        let d = &self.dest;
+        d.ends_with('/') || d.ends_with("/.") || d == "."
+    }
+
+    /// The sources the patterns name (Docker's rules; see [`find_sources`]).
+    pub fn find_sources(&self) -> Result<Vec<Source>> {
+        let f = &self.from;
+        find_sources(&f.dir, &self.patterns, f.ignore.as_ref(), f.what)
+    }
+
+    /// Refuses more than one source (or a wildcard matching several) into a destination
+    /// that is not written as a directory.
+    pub fn check_dest(&self, sources: usize) -> Result<()> {
+        let count = sources + self.inline.len();
+        let wildcard = self.patterns.iter().any(|p| has_meta(p));
+        if (count > 1 || wildcard) && !self.dest_names_dir() && !(count == 1 && wildcard) {
+            return Err(invalid(format!(
+                "when copying more than one source, the destination must be a directory and end with a /: {}",
+                self.dest
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes `sources` and the inline files into `root`: archives unpacked (with
+    /// `unpack`), directories' contents, files and symlinks, owned by `--chown` (0:0).
+    pub fn write(mut self, root: &Path, sources: &[Source]) -> Result<()> {
+        let owner = match &self.chown {
+            Some(spec) => parse_chown(root, spec)?,
+            None => (0, 0),
         };
-        if ignore.is_some_and(|i| i.excluded(&child_rel)) {
-            continue;
-        }
-        let p = e.path();
-        let meta = std::fs::symlink_metadata(&p).map_err(|e| io_err("reading", &p, e))?;
-        copy_entry(&p, &meta, dir, &name, &child_rel, perms, ignore)?;
-    }
-    Ok(())
-}
-
-fn times(meta: &Metadata) -> Timestamps {
-    let t = Timespec {
-        tv_sec: meta.mtime(),
-        tv_nsec: meta.mtime_nsec() as _,
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
-    }
-}
-
-/// Removes what is at `name` unless it is a directory (refused: a directory is in the way).
-fn clear(dir: &OwnedFd, name: &str, shown: &str) -> Result<()> {
-    match rfs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(rustix::io::Errno::ISDIR) | Err(rustix::io::Errno::PERM) => Err(invalid(format!(
-            "cannot copy to {shown}: a directory is in the way"
-        ))),
-        Err(e) => Err(CoreError::io(format!("replacing {shown}"), e.into())),
-    }
-}
-
-fn create_file(dir: &OwnedFd, name: &str, shown: &str) -> Result<OwnedFd> {
-    clear(dir, name, shown)?;
-    rfs::openat(
-        dir,
-        name,
-        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| CoreError::io(format!("creating {shown}"), e.into()))
-}
-
-fn finish_fd(fd: &impl std::os::fd::AsFd, perms: Perms, mode: u32, shown: &str) -> Result<()> {
-    rfs::fchown(
-        fd,
-        Some(rfs::Uid::from_raw(perms.owner.0)),
-        Some(rfs::Gid::from_raw(perms.owner.1)),
-    )
-    .map_err(|e| CoreError::io(format!("chown {shown}"), e.into()))?;
-    // After chown, which clears setuid bits.
-    rfs::fchmod(fd, crate::rootfs::raw_mode(perms.chmod.unwrap_or(mode)))
-        .map_err(|e| CoreError::io(format!("chmod {shown}"), e.into()))?;
-    Ok(())
-}
-
-fn copy_entry(
-    src: &Path,
-    meta: &Metadata,
-    dir: &OwnedFd,
-    name: &str,
-    rel: &str,
-    perms: Perms,
-    ignore: Option<&Ignore>,
-) -> Result<()> {
-    let ft = meta.file_type();
-    let mode = meta.permissions().mode() & 0o7777;
-    if ft.is_symlink() {
-        let target = std::fs::read_link(src).map_err(|e| io_err("reading", src, e))?;
-        clear(dir, name, rel)?;
-        rfs::symlinkat(target.as_path(), dir, name)
-            .map_err(|e| CoreError::io(format!("creating symlink {rel}"), e.into()))?;
-        rfs::chownat(
-            dir,
-            name,
-            Some(rfs::Uid::from_raw(perms.owner.0)),
-            Some(rfs::Gid::from_raw(perms.owner.1)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| CoreError::io(format!("chown {rel}"), e.into()))?;
-        let _ = rfs::utimensat(dir, name, &times(meta), AtFlags::SYMLINK_NOFOLLOW);
-    } else if ft.is_dir() {
-        match rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(CoreError::io(format!("creating {rel}"), e.into())),
-        }
-        let sub = match rfs::openat(
-            dir,
-            name,
-            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(_) => {
-                // A file or symlink is where the directory goes: it is replaced.
-                clear(dir, name, rel)?;
-                rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
-                    .map_err(|e| CoreError::io(format!("creating {rel}"), e.into()))?;
-                rfs::openat(
-                    dir,
-                    name,
-                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| CoreError::io(format!("opening {rel}"), e.into()))?
+        let perms = Perms {
+            owner,
+            chmod: self.chmod,
+        };
+        let dest = self.dest_abs();
+        let count = sources.len() + self.inline.len();
+        let into_dir = self.dest_names_dir() || count > 1 || is_dir_in_root(root, &dest);
+        for s in sources {
+            if self.unpack && is_archive(&s.host) {
+                unpack(root, s, &dest, owner)?;
+                continue;
             }
-        };
-        copy_dir_contents(src, rel, &sub, perms, ignore)?;
-        finish_fd(&sub, perms, mode, rel)?;
-        let _ = rfs::futimens(&sub, &times(meta));
-    } else if ft.is_file() {
-        let fd = create_file(dir, name, rel)?;
-        let mut out = std::fs::File::from(fd);
-        let mut input = std::fs::File::open(src).map_err(|e| io_err("reading", src, e))?;
-        std::io::copy(&mut input, &mut out).map_err(|e| io_err("copying", src, e))?;
-        finish_fd(&out, perms, mode, rel)?;
-        let _ = rfs::futimens(&out, &times(meta));
+            place(root, s, &dest, into_dir, perms, self.from.ignore.as_ref())?;
+        }
+        let several = self.inline.len() > 1;
+        for file in &mut self.inline {
+            let target = if into_dir || several {
+                format!("{dest}/{}", file.name)
+            } else {
+                dest.clone()
+            };
+            match &mut file.data {
+                InlineData::Bytes(b) => write_data(root, &target, &mut b.as_slice(), 0o644, perms)?,
+                InlineData::Download(saved) => {
+                    write_data(root, &target, &mut saved.file, 0o644, perms)?
+                }
+            }
+        }
+        Ok(())
     }
-    // Sockets, fifos and devices are not build content.
+}
+
+/// Whether a file is a tar archive (plain or compressed) that ADD unpacks.
+fn is_archive(p: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(p) else {
+        return false;
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = Vec::new();
+    if f.take(512).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    crate::archive::Compression::detect(&head).is_some()
+}
+
+/// Unpacks archive `src` into directory `dest` of the root (made, owned by `owner`, if
+/// missing).
+fn unpack(root: &Path, src: &Source, dest: &str, owner: (u32, u32)) -> Result<()> {
+    let (fd, resolved) = rootfs::resolve_dir_in_root(root, dest, true, Some(owner))?;
+    drop(fd);
+    let file = std::fs::File::open(&src.host)
+        .map_err(|e| CoreError::io(format!("reading {}", src.rel), e))?;
+    let (_, decoded) = crate::archive::decompress(file)?;
+    crate::archive::extract(decoded, &root.join(resolved), &mut |_| {})?;
     Ok(())
 }

@@ -134,6 +134,12 @@ impl Ignore {
     }
 }
 
+impl crate::tree::Exclude for Ignore {
+    fn excluded(&self, rel: &str) -> bool {
+        Ignore::excluded(self, rel)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

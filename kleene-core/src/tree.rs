@@ -1,0 +1,276 @@
+//! Copying files and directory trees into a directory with `*at` calls from directory fds,
+//! never following a symlink where they are written: COPY and ADD in builds, and a
+//! volume's first fill from its image. Symlinks are copied as symlinks, modes (setuid
+//! bits included), owners and modification times are kept unless told otherwise; sockets,
+//! fifos and devices are left out.
+
+use std::fs::Metadata;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
+
+use crate::error::{CoreError, Result};
+
+/// Paths left out of a copy (`.dockerignore` in builds).
+pub(crate) trait Exclude {
+    /// Whether `rel` (relative to the top of the copy) is left out.
+    fn excluded(&self, rel: &str) -> bool;
+}
+
+/// How a tree is copied.
+#[derive(Clone, Copy)]
+pub(crate) struct TreeCopy<'a> {
+    /// The owner of every copy; each source's own when `None`.
+    pub owner: Option<(u32, u32)>,
+    /// The mode of every copy; each source's own when `None`.
+    pub chmod: Option<u32>,
+    /// What is left out.
+    pub exclude: Option<&'a dyn Exclude>,
+}
+
+impl std::fmt::Debug for TreeCopy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeCopy")
+            .field("owner", &self.owner)
+            .field("chmod", &self.chmod)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(what: &str, p: &Path, e: impl Into<std::io::Error>) -> CoreError {
+    CoreError::io(format!("{what} {}", p.display()), e.into())
+}
+
+impl TreeCopy<'_> {
+    /// Copies what is in directory `src` (at `rel` relative to the top) into `dir`.
+    pub fn contents(&self, src: &Path, rel: &str, dir: &OwnedFd) -> Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(src)
+            .map_err(|e| io_err("reading", src, e))?
+            .filter_map(|e| e.ok())
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if self.exclude.is_some_and(|x| x.excluded(&child_rel)) {
+                continue;
+            }
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).map_err(|e| io_err("reading", &p, e))?;
+            self.entry(&p, &meta, dir, &name, &child_rel)?;
+        }
+        Ok(())
+    }
+
+    /// Copies `src` (its metadata `meta`, shown as `rel`) to `name` in `dir`, replacing what
+    /// is there unless it is a directory.
+    pub fn entry(
+        &self,
+        src: &Path,
+        meta: &Metadata,
+        dir: &OwnedFd,
+        name: &str,
+        rel: &str,
+    ) -> Result<()> {
+        let ft = meta.file_type();
+        let owner = self.owner.unwrap_or((meta.uid(), meta.gid()));
+        let mode = self.chmod.unwrap_or(meta.permissions().mode() & 0o7777);
+        if ft.is_symlink() {
+            let target = std::fs::read_link(src).map_err(|e| io_err("reading", src, e))?;
+            clear(dir, name, rel)?;
+            rfs::symlinkat(target.as_path(), dir, name)
+                .map_err(|e| CoreError::io(format!("creating symlink {rel}"), e.into()))?;
+            rfs::chownat(
+                dir,
+                name,
+                Some(rfs::Uid::from_raw(owner.0)),
+                Some(rfs::Gid::from_raw(owner.1)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| CoreError::io(format!("chown {rel}"), e.into()))?;
+            let _ = rfs::utimensat(dir, name, &times(meta), AtFlags::SYMLINK_NOFOLLOW);
+        } else if ft.is_dir() {
+            let sub = make_dir(dir, name, rel)?;
+            self.contents(src, rel, &sub)?;
+            finish_fd(&sub, owner, mode, rel)?;
+            let _ = rfs::futimens(&sub, &times(meta));
+        } else if ft.is_file() {
+            let fd = create_file(dir, name, rel)?;
+            let mut out = std::fs::File::from(fd);
+            let mut input = std::fs::File::open(src).map_err(|e| io_err("reading", src, e))?;
+            std::io::copy(&mut input, &mut out).map_err(|e| io_err("copying", src, e))?;
+            finish_fd(&out, owner, mode, rel)?;
+            let _ = rfs::futimens(&out, &times(meta));
+        }
+        // Sockets, fifos and devices are not content.
+        Ok(())
+    }
+}
+
+/// Opens directory `name` in `dir`, made (mode 0700 until finished) if missing; a file or
+/// symlink in its place is replaced.
+fn make_dir(dir: &OwnedFd, name: &str, rel: &str) -> Result<OwnedFd> {
+    let open = || {
+        rfs::openat(
+            dir,
+            name,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    match rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(CoreError::io(format!("creating {rel}"), e.into())),
+    }
+    match open() {
+        Ok(fd) => Ok(fd),
+        Err(_) => {
+            clear(dir, name, rel)?;
+            rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+                .map_err(|e| CoreError::io(format!("creating {rel}"), e.into()))?;
+            open().map_err(|e| CoreError::io(format!("opening {rel}"), e.into()))
+        }
+    }
+}
+
+fn times(meta: &Metadata) -> Timestamps {
+    let t = Timespec {
+        tv_sec: meta.mtime(),
+        tv_nsec: meta.mtime_nsec() as _,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Removes what is at `name` unless it is a directory (refused: a directory is in the way).
+fn clear(dir: &OwnedFd, name: &str, shown: &str) -> Result<()> {
+    match rfs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(rustix::io::Errno::ISDIR) | Err(rustix::io::Errno::PERM) => Err(
+            CoreError::InvalidInput(format!("cannot copy to {shown}: a directory is in the way")),
+        ),
+        Err(e) => Err(CoreError::io(format!("replacing {shown}"), e.into())),
+    }
+}
+
+/// Creates file `name` in `dir` (mode 0600 until [`finish_fd`]), replacing a file or
+/// symlink there.
+pub(crate) fn create_file(dir: &OwnedFd, name: &str, shown: &str) -> Result<OwnedFd> {
+    clear(dir, name, shown)?;
+    rfs::openat(
+        dir,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| CoreError::io(format!("creating {shown}"), e.into()))
+}
+
+/// Gives a copied file or directory its owner, then its mode (after chown, which clears
+/// setuid bits).
+pub(crate) fn finish_fd(fd: &impl AsFd, owner: (u32, u32), mode: u32, shown: &str) -> Result<()> {
+    rfs::fchown(
+        fd,
+        Some(rfs::Uid::from_raw(owner.0)),
+        Some(rfs::Gid::from_raw(owner.1)),
+    )
+    .map_err(|e| CoreError::io(format!("chown {shown}"), e.into()))?;
+    rfs::fchmod(fd, crate::rootfs::raw_mode(mode))
+        .map_err(|e| CoreError::io(format!("chmod {shown}"), e.into()))?;
+    Ok(())
+}
+
+/// Opens a host directory for [`TreeCopy::contents`].
+pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
+    rfs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("opening", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    struct Named(&'static str);
+
+    impl Exclude for Named {
+        fn excluded(&self, rel: &str) -> bool {
+            rel == self.0
+        }
+    }
+
+    #[test]
+    fn a_tree_is_copied_with_links_modes_and_times() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        std::fs::create_dir_all(s.join("d/e")).unwrap();
+        std::fs::write(s.join("d/e/f"), "deep").unwrap();
+        std::fs::write(s.join("x"), "top").unwrap();
+        std::fs::set_permissions(s.join("x"), std::fs::Permissions::from_mode(0o751)).unwrap();
+        std::os::unix::fs::symlink("d/e/f", s.join("link")).unwrap();
+        std::fs::write(s.join("skipped"), "no").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(s.join("x"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let me = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        let copy = TreeCopy {
+            owner: None,
+            chmod: None,
+            exclude: Some(&Named("skipped")),
+        };
+        copy.contents(s, "", &open_dir(dst.path()).unwrap())
+            .unwrap();
+        let d = dst.path();
+        assert_eq!(std::fs::read_to_string(d.join("d/e/f")).unwrap(), "deep");
+        assert_eq!(
+            std::fs::read_link(d.join("link")).unwrap(),
+            Path::new("d/e/f")
+        );
+        assert!(!d.join("skipped").exists());
+        let m = std::fs::metadata(d.join("x")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o751);
+        assert_eq!((m.uid(), m.gid()), me);
+        assert_eq!(m.modified().unwrap(), old);
+        // A mode for everything; a directory in the way of a file is refused.
+        std::fs::create_dir(s.join("d2")).unwrap();
+        std::fs::write(s.join("d2/d"), "file where a dir is").unwrap();
+        let forced = TreeCopy {
+            owner: Some(me),
+            chmod: Some(0o750),
+            exclude: None,
+        };
+        forced
+            .contents(&s.join("d"), "d", &open_dir(&d.join("d")).unwrap())
+            .unwrap();
+        let m = std::fs::metadata(d.join("d/e/f")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o750);
+        let e = forced
+            .contents(&s.join("d2"), "d2", &open_dir(d).unwrap())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot copy to d2/d: a directory is in the way"
+        );
+    }
+}
