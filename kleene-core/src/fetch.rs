@@ -282,3 +282,123 @@ impl Read for HttpBody {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::testkit::{serve, serve_chunks};
+
+    fn collect() -> (Events, Arc<Mutex<Vec<Event>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        (Events::new(move |e| s.lock().unwrap().push(e)), seen)
+    }
+
+    #[tokio::test]
+    async fn http_is_streamed_to_a_file_hashed_and_reported() {
+        let body: &'static [u8] = b"one two three four five six seven eight nine ten\n";
+        let url = serve_chunks(body, 4);
+        let dir = tempfile::tempdir().unwrap();
+        let sum = hex(&Sha256::digest(body));
+        let dl = Download::open(&url).await.unwrap();
+        let (events, seen) = collect();
+        let d = dir.path().to_path_buf();
+        let want = sum.to_uppercase();
+        let mut saved = tokio::task::spawn_blocking(move || {
+            dl.save(&d, events, Box::new(|| false), Some(&want))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let mut text = Vec::new();
+        saved.file.read_to_end(&mut text).unwrap();
+        assert_eq!(text, body);
+        assert_eq!(hex(&saved.sha256), sum);
+        // Nothing is left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let last = seen.lock().unwrap().last().cloned();
+        assert!(
+            matches!(last, Some(Event::Download { bytes, total: Some(t), .. }) if bytes == t && t == body.len() as u64),
+            "{last:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_sum_names_the_url_and_both_sums() {
+        let url = serve(b"payload");
+        let dir = tempfile::tempdir().unwrap();
+        let dl = Download::open(&url).await.unwrap();
+        let d = dir.path().to_path_buf();
+        let wrong = "0".repeat(64);
+        let w = wrong.clone();
+        let e = tokio::task::spawn_blocking(move || {
+            dl.save(&d, Events::none(), Box::new(|| false), Some(&w))
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+        let sum = hex(&Sha256::digest(b"payload"));
+        assert_eq!(
+            e.to_string(),
+            CoreError::Fetch {
+                url: url.clone(),
+                reason: format!("sha256 is {sum}, expected {wrong}")
+            }
+            .to_string()
+        );
+    }
+
+    #[tokio::test]
+    async fn files_paths_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.tar");
+        std::fs::write(&p, b"local bytes").unwrap();
+        for url in [format!("file://{}", p.display()), p.display().to_string()] {
+            let dl = Download::open(&url).await.unwrap();
+            assert_eq!(dl.url, url);
+            let mut r = dl.metered(Events::none(), Box::new(|| false));
+            let sum = r.sha256();
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).unwrap();
+            assert_eq!(out, b"local bytes");
+            verify(
+                &url,
+                &sum.finish(),
+                &format!(" {} ", hex(&Sha256::digest(&out))),
+            )
+            .unwrap();
+        }
+        let e = Download::open("ftp://example.invalid/x").await.unwrap_err();
+        assert!(matches!(e, CoreError::InvalidInput(_)), "{e}");
+        let e = Download::open("file:///nonexistent/kleene")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CoreError::Fetch { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_read_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        std::fs::write(&p, vec![7u8; 1 << 20]).unwrap();
+        let dl = Download::open(p.to_str().unwrap()).await.unwrap();
+        let flag = Arc::new(AtomicBool::new(true));
+        let f = Arc::clone(&flag);
+        let d = dir.path().to_path_buf();
+        let e = tokio::task::spawn_blocking(move || {
+            dl.save(
+                &d,
+                Events::none(),
+                Box::new(move || f.load(Ordering::SeqCst)),
+                None,
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+        assert!(matches!(e, CoreError::Cancelled), "{e}");
+    }
+}

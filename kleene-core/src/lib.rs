@@ -5,6 +5,8 @@ mod build;
 mod config;
 mod container;
 mod engine;
+#[cfg(test)]
+mod engine_tests;
 mod error;
 mod event;
 mod fetch;
@@ -15,6 +17,8 @@ mod meta;
 mod model;
 mod monitor;
 mod rootfs;
+#[cfg(test)]
+mod testkit;
 mod tree;
 mod vars;
 mod volume;

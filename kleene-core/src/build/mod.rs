@@ -16,6 +16,8 @@ mod plan;
 mod run;
 mod stage;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 

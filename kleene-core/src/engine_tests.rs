@@ -1,0 +1,226 @@
+//! `Engine::open`'s repair and reference lookups, without root or a pool: the states a
+//! crash leaves are made directly through the in-memory ZFS and the metadata store.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use kleene_zfs::{DatasetName, Properties, Zfs};
+
+use crate::engine::OpLock;
+use crate::id::Id;
+use crate::jails::Jails;
+use crate::meta::Store;
+use crate::model::ImageConfig;
+use crate::testkit::{root, FakeJails, Log, TestEngine, POOL};
+use crate::{Config, CoreError, Engine, Event, Object, Repairs};
+
+fn id(s: &str) -> Id {
+    Id::parse(s).unwrap()
+}
+
+/// Adds a finished image row (no dataset) with this id and `name:tag`.
+fn add_row(t: &TestEngine, image: &str, name: &str, tag: &str) {
+    let ds = root().child("image").unwrap().child(image).unwrap();
+    let mut store = t.engine.inner.store();
+    store.insert_pending_image(&id(image), &ds, "").unwrap();
+    store
+        .finish_image(&id(image), name, tag, None, &ImageConfig::default())
+        .unwrap();
+}
+
+#[tokio::test]
+async fn images_by_id_prefix_and_name() {
+    let t = TestEngine::new().await;
+    add_row(&t, "abcd00000001", "one", "1.0");
+    add_row(&t, "abcd00000002", "two", "latest");
+    add_row(&t, "abce00000003", "", "");
+    add_row(&t, "f00000000001", "abce", "latest");
+    let found = |r: &str| {
+        let t = &t;
+        let r = r.to_string();
+        async move { t.engine.image(&r).await.map(|i| i.id.to_string()) }
+    };
+    // Full ids, then name[:tag], then a unique prefix.
+    assert_eq!(found("abcd00000001").await.unwrap(), "abcd00000001");
+    assert_eq!(found("one:1.0").await.unwrap(), "abcd00000001");
+    assert_eq!(found("two").await.unwrap(), "abcd00000002");
+    assert_eq!(found("two:latest@whatever").await.unwrap(), "abcd00000002");
+    assert_eq!(found("abcd00000002").await.unwrap(), "abcd00000002");
+    assert_eq!(found("abce0").await.unwrap(), "abce00000003");
+    // A name wins over an id prefix.
+    assert_eq!(found("abce").await.unwrap(), "f00000000001");
+    match found("abcd").await {
+        Err(CoreError::Ambiguous {
+            kind: Object::Image,
+            reference,
+            candidates,
+        }) => {
+            assert_eq!(reference, "abcd");
+            assert_eq!(candidates, ["abcd00000001", "abcd00000002"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = found("abcd0").await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "image reference \"abcd0\" is ambiguous: it matches abcd00000001, abcd00000002"
+    );
+    for missing in ["one", "one:2.0", "abcf", "", "@x", "ABCD00000001"] {
+        assert!(
+            matches!(
+                found(missing).await,
+                Err(CoreError::NotFound {
+                    kind: Object::Image,
+                    ..
+                })
+            ),
+            "{missing:?}"
+        );
+    }
+    // resolve_image also checks the snapshot.
+    let (image, snap) = t.engine.resolve_image("base").await.unwrap();
+    assert_eq!(snap, image.dataset.snapshot("image").unwrap());
+    let e = t.engine.resolve_image("base@nope").await.unwrap_err();
+    assert_eq!(e.to_string(), "no such snapshot: base:latest@nope");
+}
+
+/// A pool with the engine's datasets and metadata, as an earlier process left them.
+struct Left {
+    zfs: Zfs,
+    store: Store,
+    ops: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn left_behind() -> Left {
+    let dir = tempfile::tempdir().unwrap();
+    let zfs = Zfs::memory(dir.path().join("zfs"), POOL).unwrap();
+    for ds in ["", "/image", "/container", "/volumes"] {
+        let name = DatasetName::new(format!("{}{ds}", root())).unwrap();
+        zfs.create(&name, &Properties::new()).unwrap();
+    }
+    let mount = zfs.mountpoint(&root()).unwrap().unwrap();
+    let ops = mount.join("ops");
+    std::fs::create_dir_all(&ops).unwrap();
+    let store = Store::open(&mount.join("metadata.sqlite")).unwrap();
+    Left {
+        zfs,
+        store,
+        ops,
+        _dir: dir,
+    }
+}
+
+fn image_ds(image: &str) -> DatasetName {
+    root().child("image").unwrap().child(image).unwrap()
+}
+
+#[tokio::test]
+async fn open_repairs_what_dead_operations_left() {
+    let mut left = left_behind();
+    let props = Properties::new();
+    // A: half-made by a process that died (its operation's lock is free).
+    left.store
+        .insert_pending_image(
+            &id("a00000000001"),
+            &image_ds("a00000000001"),
+            "dead00000001",
+        )
+        .unwrap();
+    left.zfs.create(&image_ds("a00000000001"), &props).unwrap();
+    // B: half-made by a live operation: left alone.
+    let live = OpLock::begin(&left.ops).unwrap();
+    left.store
+        .insert_pending_image(&id("b00000000001"), &image_ds("b00000000001"), &live.token)
+        .unwrap();
+    left.zfs.create(&image_ds("b00000000001"), &props).unwrap();
+    // C: a dataset no row knows.
+    left.zfs.create(&image_ds("c00000000001"), &props).unwrap();
+    // D: a finished row whose dataset vanished.
+    left.store
+        .insert_pending_image(&id("d00000000001"), &image_ds("d00000000001"), "")
+        .unwrap();
+    left.store
+        .finish_image(
+            &id("d00000000001"),
+            "d",
+            "latest",
+            None,
+            &ImageConfig::default(),
+        )
+        .unwrap();
+    // E: a finished image with its dataset.
+    left.store
+        .insert_pending_image(&id("e00000000001"), &image_ds("e00000000001"), "")
+        .unwrap();
+    left.zfs.create(&image_ds("e00000000001"), &props).unwrap();
+    left.store
+        .finish_image(
+            &id("e00000000001"),
+            "e",
+            "latest",
+            None,
+            &ImageConfig::default(),
+        )
+        .unwrap();
+    let Left {
+        zfs, store, _dir, ..
+    } = left;
+    drop(store);
+
+    let log = Log::default();
+    let jails: Arc<dyn Jails> = Arc::new(FakeJails::default());
+    let (engine, repairs) = Engine::builder(Config::new(root()))
+        .zfs(zfs)
+        .jails(jails)
+        .open_with(log.events())
+        .await
+        .unwrap();
+    let expected = Repairs {
+        removed_unfinished: vec![image_ds("a00000000001")],
+        removed_orphans: vec![image_ds("c00000000001")],
+        dropped_rows: vec![image_ds("d00000000001")],
+        ..Repairs::default()
+    };
+    assert_eq!(repairs, expected);
+    assert_eq!(log.count(|e| matches!(e, Event::Repaired(_))), 3);
+    let zfs = engine.zfs();
+    assert!(!zfs.exists(&image_ds("a00000000001")).unwrap());
+    assert!(zfs.exists(&image_ds("b00000000001")).unwrap());
+    assert!(!zfs.exists(&image_ds("c00000000001")).unwrap());
+    assert!(zfs.exists(&image_ds("e00000000001")).unwrap());
+    {
+        let store = engine.inner.store();
+        assert!(store.image(&id("d00000000001")).unwrap().is_none());
+        assert!(store.image(&id("e00000000001")).unwrap().is_some());
+        let pending: Vec<String> = store
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(pending, ["b00000000001"]);
+    }
+    drop(live);
+    assert_eq!(engine.image("e").await.unwrap().id, id("e00000000001"));
+}
+
+#[tokio::test]
+async fn open_on_an_empty_pool_makes_the_root_and_needs_no_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let zfs = Zfs::memory(dir.path().join("zfs"), POOL).unwrap();
+    let jails: Arc<dyn Jails> = Arc::new(FakeJails::default());
+    let (engine, repairs) = Engine::builder(Config::new(root()))
+        .zfs(zfs)
+        .jails(jails)
+        .open_with(crate::Events::none())
+        .await
+        .unwrap();
+    assert!(repairs.is_empty());
+    for child in ["image", "container", "volumes"] {
+        assert!(engine.zfs().exists(&root().child(child).unwrap()).unwrap());
+    }
+    assert!(engine.root_mountpoint().join("metadata.sqlite").is_file());
+    assert!(engine.images().await.unwrap().is_empty());
+}
