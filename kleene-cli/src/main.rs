@@ -58,8 +58,10 @@ impl Ctx {
         let root = DatasetName::new(root.as_str())
             .map_err(|e| Failure::usage(format!("invalid root dataset {root:?}: {e}")))?;
         let events = Events::new(|e| {
-            if let kleene_core::Event::Repaired(text) = e {
-                eprintln!("klee: repaired: {text}");
+            match e {
+                kleene_core::Event::Repaired(text) => eprintln!("klee: repaired: {text}"),
+                kleene_core::Event::NotRepaired(text) => eprintln!("klee: not repaired: {text}"),
+                _ => {}
             }
         });
         let (engine, _) = Engine::open_with(Config::new(root), events).await?;

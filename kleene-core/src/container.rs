@@ -289,7 +289,7 @@ impl Engine {
                     mounts: req.mounts,
                     network: req.network,
                     jail_params: req.jail_params,
-                    stop_signal: cfg.stop_signal.clone(),
+                    stop_signal: cfg.stop_signal,
                 },
                 created: now(),
                 runtime: Runtime::default(),
@@ -691,7 +691,9 @@ impl Inner {
 
     fn handle(&self, c: &Container) -> Result<JailHandle> {
         let (Some(pid), Some(jid)) = (c.runtime.pid, c.runtime.jid) else {
-            return Err(CoreError::NotRunning { name: c.name.clone() });
+            return Err(CoreError::NotRunning {
+                name: c.name.clone(),
+            });
         };
         let root = self.mountpoint(&c.dataset)?;
         Ok(JailHandle::new(

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kleene_zfs::{DatasetName, Depth, Properties, Zfs, ZfsError};
+use kleene_zfs::{Dataset, DatasetName, Depth, Properties, Zfs, ZfsError};
 
 use crate::config::Config;
 use crate::error::{CoreError, Result};
@@ -49,6 +49,9 @@ pub struct Repairs {
     pub removed_orphans: Vec<DatasetName>,
     /// Rows whose dataset had vanished, dropped.
     pub dropped_rows: Vec<DatasetName>,
+    /// What could not be repaired, and why (a dataset still used by processes that will
+    /// not end, a destroy ZFS refused): left as it is for a later `open`.
+    pub held_back: Vec<String>,
 }
 
 impl Repairs {
@@ -57,6 +60,7 @@ impl Repairs {
         self.removed_unfinished.is_empty()
             && self.removed_orphans.is_empty()
             && self.dropped_rows.is_empty()
+            && self.held_back.is_empty()
     }
 }
 
@@ -199,15 +203,20 @@ impl EngineBuilder {
                 if zfs.mountpoint(&root)?.is_none() {
                     zfs.mount(&root)?;
                 }
-                let mp = zfs.mountpoint(&root)?.ok_or_else(|| CoreError::NotMounted {
-                    dataset: root.to_string(),
-                })?;
+                let mp = zfs
+                    .mountpoint(&root)?
+                    .ok_or_else(|| CoreError::NotMounted {
+                        dataset: root.to_string(),
+                    })?;
                 for d in [&image_root, &container_root, &volume_root] {
                     zfs.create_all(d, &Properties::new())?;
                 }
                 (mp, None)
             }
         };
+        // A wedged FUSE daemon makes every access below its mounts hang for good: ask
+        // the root once, on a thread of its own, before anything else touches it.
+        answers(&root_mount, FS_DEADLINE)?;
         let ops_dir = root_mount.join("ops");
         std::fs::create_dir_all(&ops_dir)
             .map_err(|e| CoreError::io(format!("creating {}", ops_dir.display()), e))?;
@@ -224,7 +233,7 @@ impl EngineBuilder {
             ops_dir,
         };
         let repairs = if repair {
-            inner.reconcile(listed.map(|l| l.into_iter().map(|d| d.name).collect()))?
+            inner.reconcile(listed)?
         } else {
             Repairs::default()
         };
@@ -247,6 +256,10 @@ impl EngineBuilder {
         {
             log::warn!("{r}");
             events.emit(Event::Repaired(r));
+        }
+        for r in &repairs.held_back {
+            log::error!("{r}");
+            events.emit(Event::NotRepaired(r.clone()));
         }
         Ok((
             Engine {
@@ -328,34 +341,48 @@ impl Inner {
         }
     }
 
-    /// Brings metadata and ZFS back in line. `listed`: every dataset below the root,
-    /// listed before the metadata was opened (it is listed here when `None`).
-    fn reconcile(&self, listed: Option<Vec<DatasetName>>) -> Result<Repairs> {
+    /// Brings metadata and ZFS back in line. `listed`: every dataset below the root with
+    /// its `mounted` and `mountpoint`, listed before the metadata was opened (it is listed
+    /// here when `None`).
+    fn reconcile(&self, listed: Option<Vec<Dataset>>) -> Result<Repairs> {
         let mut repairs = Repairs::default();
+        let listed = match listed {
+            Some(l) => l,
+            None => {
+                self.zfs
+                    .list_datasets(&self.config.root, Depth::All, &["mounted", "mountpoint"])?
+            }
+        };
+        let mounts: Vec<(DatasetName, PathBuf)> = listed
+            .iter()
+            .filter(|d| d.properties.get("mounted") == Some("yes"))
+            .filter_map(|d| {
+                let mp = d.properties.get("mountpoint")?;
+                mp.starts_with('/')
+                    .then(|| (d.name.clone(), PathBuf::from(mp)))
+            })
+            .collect();
         // 1. Unfinished operations of dead processes: undo (for a removal: finish it).
         let pending = self.store().pending()?;
         for p in pending {
             if op_alive(&self.ops_dir, &p.op) {
                 continue;
             }
-            self.destroy_dataset(&p.dataset)?;
-            self.store().delete_row(p.table, &p.key)?;
-            repairs.removed_unfinished.push(p.dataset);
+            match self.remove_leftover(&p.dataset, &mounts) {
+                Ok(()) => {
+                    self.store().delete_row(p.table, &p.key)?;
+                    repairs.removed_unfinished.push(p.dataset);
+                }
+                // Left pending: a later open tries again.
+                Err(why) => repairs.held_back.push(why),
+            }
         }
         // 2. Datasets listed before rows are read: a row is always written before its
         // dataset and removed after it, so a dataset without a row here is an orphan.
-        let listed = match listed {
-            Some(l) => l,
-            None => self
-                .zfs
-                .list_datasets(&self.config.root, Depth::All, &[])?
-                .into_iter()
-                .map(|d| d.name)
-                .collect(),
-        };
         let parents = [&self.container_root, &self.image_root, &self.volume_root];
         let on_disk: Vec<DatasetName> = listed
             .into_iter()
+            .map(|d| d.name)
             .filter(|d| d.parent().is_some_and(|parent| parents.contains(&&parent)))
             .filter(|d| !repairs.removed_unfinished.contains(d))
             .collect();
@@ -371,9 +398,9 @@ impl Inner {
             let known =
                 rows.iter().any(|(_, _, ds)| ds == d) || pending_now.binary_search(d).is_ok();
             if !known {
-                match self.destroy_dataset(d) {
+                match self.remove_leftover(d, &mounts) {
                     Ok(()) => repairs.removed_orphans.push(d.clone()),
-                    Err(e) => log::warn!("could not remove {d}, which no metadata knows: {e}"),
+                    Err(why) => repairs.held_back.push(why),
                 }
             }
         }
@@ -386,4 +413,58 @@ impl Inner {
         }
         Ok(repairs)
     }
+
+    /// Removes a dataset that a dead operation left, or that no metadata knows: first
+    /// stops whatever still runs on it (a build step's jail whose owner was killed), so
+    /// that nothing is unmounted under a live process. A dataset whose processes will not
+    /// end, or that ZFS will not destroy, is left alone, with the reason.
+    fn remove_leftover(
+        &self,
+        dataset: &DatasetName,
+        mounts: &[(DatasetName, PathBuf)],
+    ) -> std::result::Result<(), String> {
+        for (d, mp) in mounts {
+            if d != dataset && !d.as_str().starts_with(&format!("{dataset}/")) {
+                continue;
+            }
+            match kleene_jail::stop_processes_under(mp, LEFTOVER_GRACE) {
+                Ok(pids) if pids.is_empty() => {}
+                Ok(pids) => log::warn!(
+                    "stopped processes {pids:?} left running on {d} by an interrupted operation"
+                ),
+                Err(kleene_jail::Error::RootNotFound { .. }) => {}
+                Err(e) => return Err(format!("left {dataset} as it is: {e}")),
+            }
+        }
+        self.destroy_dataset(dataset)
+            .map_err(|e| format!("could not remove {dataset}: {e}"))
+    }
 }
+
+/// How long the root's file system gets to answer when the engine opens.
+const FS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Checks that `path` answers a `stat` within `limit`. The `stat` runs on a thread of
+/// its own: a thread stuck in a hung file system cannot be stopped, so it is left behind
+/// and the caller gets an error instead of hanging with it.
+fn answers(path: &Path, limit: std::time::Duration) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("kleene-fs-probe".into())
+        .spawn(move || {
+            let _ = tx.send(std::fs::symlink_metadata(&p));
+        })
+        .map_err(|e| CoreError::io("starting a thread", e))?;
+    match rx.recv_timeout(limit) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(CoreError::io(format!("reading {}", path.display()), e)),
+        Err(_) => Err(CoreError::NotAnswering {
+            path: path.to_path_buf(),
+            after: limit,
+        }),
+    }
+}
+
+/// How long processes a dead operation left running get to end after SIGTERM.
+const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -81,6 +81,14 @@ pub enum CoreError {
     #[error("dataset {dataset} is not mounted")]
     NotMounted { dataset: String },
 
+    /// A file system below the pool does not answer: the ZFS daemon may be wedged or
+    /// stopped. Nothing was changed.
+    #[error("{} does not answer after {} s: is the ZFS daemon wedged?", path.display(), after.as_secs())]
+    NotAnswering {
+        path: std::path::PathBuf,
+        after: std::time::Duration,
+    },
+
     /// A Dockerfile was rejected; the error keeps its file, line and column.
     #[error(transparent)]
     Dockerfile(#[from] kleene_dockerfile::ParseError),

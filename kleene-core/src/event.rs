@@ -6,6 +6,7 @@ use crate::id::Id;
 
 /// Something worth telling the user while an operation runs.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A free-form status line.
     Status(String),
@@ -21,6 +22,9 @@ pub enum Event {
     ImageCreated { id: Id },
     /// Metadata and ZFS were brought back in line by `Engine::open`.
     Repaired(String),
+    /// `Engine::open` could not repair something and left it for a later open, saying
+    /// why (a dataset still used by processes that will not end, a destroy ZFS refused).
+    NotRepaired(String),
     /// A build began: `Started to build image with ID <id>`.
     BuildStarted { id: Id },
     /// A build step begins: `Step <n>/<total> : <text>`.

@@ -12,6 +12,7 @@ mod event;
 mod fetch;
 mod id;
 mod image;
+mod interrupt;
 mod jails;
 mod meta;
 mod model;
@@ -30,8 +31,9 @@ pub use engine::{Engine, EngineBuilder, Repairs};
 pub use error::{CoreError, MetadataError, Object, Result};
 pub use event::{Event, Events, OutputStream};
 pub use id::{Id, ID_LEN};
-pub use jails::{HostJails, JailRun, Jails, RunEnd, RunFuture};
 pub use image::{fetch_auto_url, parse_nametag, BaseSource, CreateImage, IMAGE_SNAPSHOT};
+pub use interrupt::Interrupt;
+pub use jails::{HostJails, JailRun, Jails, RunEnd, RunFuture};
 pub use model::{
     Container, ContainerConfig, Image, ImageConfig, ImageSnapshot, Instruction, JailParamText,
     MountSource, MountSpec, Network, RunState, Runtime, StopSignal, Volume,

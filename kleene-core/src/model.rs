@@ -48,7 +48,9 @@ impl FromStr for ImageSnapshot {
     type Err = CoreError;
     fn from_str(s: &str) -> Result<Self, CoreError> {
         let (image, snapshot) = s.split_once('@').ok_or_else(|| {
-            CoreError::InvalidInput(format!("invalid image snapshot {s:?}: expected <image id>@<snapshot>"))
+            CoreError::InvalidInput(format!(
+                "invalid image snapshot {s:?}: expected <image id>@<snapshot>"
+            ))
         })?;
         if snapshot.is_empty() {
             return Err(CoreError::InvalidInput(format!(

@@ -113,7 +113,7 @@ impl Builder {
             Err(e) => {
                 return Err(CoreError::CommandFailed {
                     command: shown,
-                    outcome: format!("could not run: {e}"),
+                    outcome: format!("could not start: {e}"),
                 })
             }
         };
