@@ -109,7 +109,8 @@ fn op_alive(ops_dir: &Path, token: &str) -> bool {
 impl Engine {
     /// Opens the engine on `config.root`: makes the root and its `image`, `container` and
     /// `volumes` children on first use, opens (and migrates) the metadata, and repairs
-    /// what an interrupted operation left behind.
+    /// what an interrupted operation left behind. The program must have called
+    /// [`crate::init`] first (see [`Engine::open_with`]).
     pub async fn open(config: Config) -> Result<Engine> {
         Self::open_with(config, Events::none())
             .await
@@ -117,7 +118,13 @@ impl Engine {
     }
 
     /// [`Engine::open`], also telling what was repaired (as events and as the result).
+    ///
+    /// Fails with [`CoreError::NoMonitor`] when the program did not call [`crate::init`]
+    /// first in `main` and [`Config::monitor`] is not set: it could not run containers.
     pub async fn open_with(config: Config, events: Events) -> Result<(Engine, Repairs)> {
+        if config.monitor.is_none() && !crate::monitor::init_called() {
+            return Err(CoreError::NoMonitor);
+        }
         tokio::task::spawn_blocking(move || Self::open_blocking(config, events))
             .await
             .map_err(|e| CoreError::Internal(format!("open task failed: {e}")))?
