@@ -15,11 +15,9 @@ pool=${1:-${KLEENE_TEST_POOL:-kleenedemo}}
 rootfs=/var/tmp/kleene-busybox.tar
 "$here/busybox-rootfs.sh" "$rootfs"
 
-log "building the examples and kleene-monitor"
-cargo build -q -p kleene-core --bins
+log "building the examples"
 cargo build -q -p kleene-examples --examples
 bin=${CARGO_TARGET_DIR:-$top/target}/debug
-export KLEENE_MONITOR="$bin/kleene-monitor"
 
 failed=""
 for ex in embed_minimal build_and_run snapshot_debug; do

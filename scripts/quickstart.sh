@@ -1,9 +1,9 @@
 #!/bin/sh
 # scripts/quickstart.sh [ROOTFS.tar]: the main job on a fresh machine, as root.
-# Makes a test pool when there is none (zfs-fuse on Linux), builds klee and kleene-monitor,
-# makes a base image from a busybox root file system (built from Debian's busybox-static
-# by scripts/busybox-rootfs.sh, or the rootfs tarball you name), runs a container from it,
-# builds examples/hello on it and runs that. Everything lives below <pool>/quickstart,
+# Makes a test pool when there is none (zfs-fuse on Linux), builds klee (it runs its
+# containers' monitors itself), makes a base image from a busybox root file system (built
+# from Debian's busybox-static by scripts/busybox-rootfs.sh, or the rootfs tarball you
+# name), runs a container from it, builds examples/hello on it and runs that. Everything lives below <pool>/quickstart,
 # which is made afresh on each run.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,10 +17,10 @@ pool=${KLEENE_POOL:-kleenedemo}
 rootfs=${1:-}
 "$here/testpool.sh" up "$pool" >/dev/null
 
-log "building klee and kleene-monitor"
-cargo build -q -p kleene-cli -p kleene-core --bins
+log "building klee"
+cargo build -q -p kleene-cli
 bin=${CARGO_TARGET_DIR:-$top/target}/debug
-export KLEENE_MONITOR="$bin/kleene-monitor" KLEENE_ROOT="$pool/quickstart"
+export KLEENE_ROOT="$pool/quickstart"
 # Shows each command as you would type it, then runs it.
 klee() {
 	printf '$ klee %s\n' "$*"

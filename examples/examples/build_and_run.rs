@@ -2,7 +2,6 @@
 //! stream the way `klee build` prints it.
 //!
 //! ```sh
-//! cargo build -p kleene-core --bins
 //! cargo run -p kleene-examples --example build_and_run -- POOL/kleene ROOTFS.tar [CONTEXT]
 //! ```
 //!
@@ -49,6 +48,8 @@ fn render(event: Event) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // First: this program also runs its containers' monitors (see kleene_core::init).
+    kleene_core::init();
     let mut args = std::env::args().skip(1);
     let (Some(root), Some(tarball)) = (args.next(), args.next()) else {
         anyhow::bail!("usage: build_and_run ROOT-DATASET ROOTFS.tar [CONTEXT]");

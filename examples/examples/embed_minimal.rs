@@ -2,7 +2,6 @@
 //! container from it that says hello.
 //!
 //! ```sh
-//! cargo build -p kleene-core --bins   # kleene-monitor, which runs containers
 //! cargo run -p kleene-examples --example embed_minimal -- POOL/kleene ROOTFS.tar
 //! ```
 
@@ -11,6 +10,8 @@ use kleene_core::{Attach, BaseSource, Config, CreateContainer, CreateImage, Engi
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // First: this program also runs its containers' monitors (see kleene_core::init).
+    kleene_core::init();
     let mut args = std::env::args().skip(1);
     let (Some(root), Some(tarball)) = (args.next(), args.next()) else {
         anyhow::bail!("usage: embed_minimal ROOT-DATASET ROOTFS.tar");

@@ -3,7 +3,6 @@
 //! build resumes from that snapshot.
 //!
 //! ```sh
-//! cargo build -p kleene-core --bins
 //! cargo run -p kleene-examples --example snapshot_debug -- POOL/kleene ROOTFS.tar
 //! ```
 
@@ -22,6 +21,8 @@ RUN echo 'never reached' > /srv/app/three
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // First: this program also runs its containers' monitors (see kleene_core::init).
+    kleene_core::init();
     let mut args = std::env::args().skip(1);
     let (Some(root), Some(tarball)) = (args.next(), args.next()) else {
         anyhow::bail!("usage: snapshot_debug ROOT-DATASET ROOTFS.tar");

@@ -17,6 +17,8 @@ use cli::{Cli, Command, ContainerCmd, ImageCmd, Theme, VolumeCmd};
 use failure::{Failure, Outcome};
 
 fn main() {
+    // Containers are run by klee itself, started again as their monitor.
+    kleene_core::init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

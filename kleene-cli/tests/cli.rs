@@ -283,6 +283,54 @@ fn run_rm_removes_the_container_and_run_i_passes_stdin() {
 }
 
 #[test]
+fn klee_alone_runs_containers_it_is_its_own_monitor() {
+    let s = scratch_or_skip!(containers);
+    s.busybox_image();
+    // klee as `cargo install` leaves it: alone in a directory, no kleene-monitor beside it,
+    // above it or on PATH, and no environment pointing anywhere.
+    let bin = s.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let klee = bin.join("klee");
+    std::fs::copy(common::klee_path(), &klee).unwrap();
+    let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for dir in std::env::split_paths(path).chain([bin.clone(), s.dir.path().to_path_buf()]) {
+        assert!(!dir.join("kleene-monitor").exists(), "{}", dir.display());
+    }
+    let run = |args: &[&str]| {
+        assert_cmd::Command::new(&klee)
+            .env_clear()
+            .env("PATH", path)
+            .env("KLEENE_MONITOR", "/bin/false")
+            .arg("--root")
+            .arg(&s.root)
+            .args(args)
+            .timeout(common::TIMEOUT)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["run", "--rm", "bb", "echo", "hi"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().nth(1), Some("hi"), "{stdout}");
+    // A detached container's monitor is klee too, and outlives the klee that started it.
+    let out = run(&["run", "-d", "bb", "sleep", "60"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let cid = stdout.trim();
+    let ls = s.ok(&["lsc"]);
+    assert!(ls.contains(cid), "{ls}");
+    s.klee(["rmc", "-f", cid]).assert().success();
+    // Started by hand, the monitor says what it is.
+    let out = assert_cmd::Command::new(&klee)
+        .arg("kleene-monitor")
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("it is not a command"), "{stderr}");
+}
+
+#[test]
 fn detached_containers_stop_restart_exec_logs_rm() {
     let s = scratch_or_skip!(containers);
     s.busybox_image();

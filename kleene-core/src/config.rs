@@ -7,10 +7,12 @@ use kleene_zfs::DatasetName;
 pub const FREEBSD_RELEASE_TEMPLATE: &str =
     "https://download.freebsd.org/ftp/releases/{arch}/{version}/base.txz";
 
-/// The engine's settings.
-#[derive(Debug, Clone)]
+/// The engine's settings. Serializable: the engine hands the whole of it to each
+/// container's monitor process.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     /// The root dataset; `image`, `container` and `volumes` are made below it.
+    #[serde(with = "dataset_name")]
     pub root: DatasetName,
     /// The URL template of `fetch-auto`.
     pub fetch_template: String,
@@ -22,7 +24,11 @@ pub struct Config {
     pub resolv_conf: std::path::PathBuf,
     /// The host's localtime, copied into new base images with the `localtime` option.
     pub localtime: std::path::PathBuf,
-    /// The container monitor binary (`kleene-monitor`); see [`Config::monitor_path`].
+    /// The program that runs container monitors. `None` (the default): this program
+    /// itself, re-executed, which needs [`crate::init`] called first in `main`. A program
+    /// given here must call it likewise (kleene-core's `kleene-monitor` does nothing else);
+    /// it is started as `PROGRAM kleene-monitor CONTAINER_ID` and must be built from the
+    /// same kleene-core version.
     pub monitor: Option<std::path::PathBuf>,
 }
 
@@ -39,43 +45,26 @@ impl Config {
             monitor: None,
         }
     }
-
-    /// Where `kleene-monitor` is: the config's, else `$KLEENE_MONITOR`, else beside the
-    /// running program (or one directory up, for test binaries in `target/*/deps`), else
-    /// on `PATH`.
-    pub fn monitor_path(&self) -> crate::Result<std::path::PathBuf> {
-        if let Some(p) = &self.monitor {
-            return Ok(p.clone());
-        }
-        if let Some(p) = std::env::var_os("KLEENE_MONITOR") {
-            return Ok(p.into());
-        }
-        const NAME: &str = "kleene-monitor";
-        if let Ok(exe) = std::env::current_exe() {
-            for dir in exe.ancestors().skip(1).take(2) {
-                let candidate = dir.join(NAME);
-                if candidate.is_file() {
-                    return Ok(candidate);
-                }
-            }
-        }
-        if let Some(path) = std::env::var_os("PATH") {
-            for dir in std::env::split_paths(&path) {
-                let candidate = dir.join(NAME);
-                if candidate.is_file() {
-                    return Ok(candidate);
-                }
-            }
-        }
-        Err(crate::CoreError::Unsupported(format!(
-            "{NAME} is not installed: it runs containers; install it beside this program or set KLEENE_MONITOR"
-        )))
-    }
 }
 
 impl Default for Config {
     /// `zroot/kleene`, as kleened has it.
     fn default() -> Self {
         Self::new(DatasetName::new("zroot/kleene").expect("zroot/kleene is a valid dataset name"))
+    }
+}
+
+/// A dataset name as its string, checked when read back.
+mod dataset_name {
+    use kleene_zfs::DatasetName;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(name: &DatasetName, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(name.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DatasetName, D::Error> {
+        let text = String::deserialize(d)?;
+        DatasetName::new(text).map_err(serde::de::Error::custom)
     }
 }

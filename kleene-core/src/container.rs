@@ -2,12 +2,11 @@
 //! detached container outlives the process that started it (no daemon).
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kleene_jail::{ExecConfig, JailHandle, JailId, Signal};
 use kleene_zfs::Properties;
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::process::{Child, ChildStderr, ChildStdout};
 
 use crate::engine::{Engine, Inner, OpLock, PROP_ID};
 use crate::error::{CoreError, Object, Result};
@@ -190,7 +189,7 @@ pub struct Started {
     /// The container, as it is now.
     pub container: Container,
     /// Its stdin, with [`Attach::Piped`].
-    pub stdin: Option<ChildStdin>,
+    pub stdin: Option<tokio::net::unix::pipe::Sender>,
     /// Its stdout, with [`Attach::Piped`].
     pub stdout: Option<ChildStdout>,
     /// Its stderr, with [`Attach::Piped`].
@@ -315,7 +314,10 @@ impl Engine {
             .await
     }
 
-    /// Starts a container through its monitor process.
+    /// Starts a container through its monitor process (this program started again; see
+    /// [`crate::init`]), once the monitor reports it running. A container that could not
+    /// start is [`CoreError::StartFailed`], with the jail's reason; a monitor that failed
+    /// is [`CoreError::MonitorFailed`] or [`CoreError::MonitorVersion`].
     pub async fn start_container(&self, reference: &str, attach: Attach) -> Result<Started> {
         let c = self.container(reference).await?;
         if matches!(c.runtime.state, RunState::Running | RunState::Starting) {
@@ -323,38 +325,6 @@ impl Engine {
                 name: c.name,
                 force_helps: false,
             });
-        }
-        let monitor = self.inner.config.monitor_path()?;
-        let mut cmd = tokio::process::Command::new(&monitor);
-        cmd.arg(self.inner.config.root.as_str())
-            .arg(c.id.as_str())
-            .arg(if attach == Attach::Detached {
-                "detached"
-            } else {
-                "attached"
-            })
-            .kill_on_drop(false);
-        if attach != Attach::Inherit {
-            // Its own process group: the caller's Ctrl-C is not the container's. With the
-            // caller's terminal it must stay in the foreground group to read from it.
-            cmd.process_group(0);
-        }
-        match attach {
-            Attach::Detached => {
-                cmd.stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-            }
-            Attach::Inherit => {
-                cmd.stdin(Stdio::inherit())
-                    .stdout(Stdio::inherit())
-                    .stderr(Stdio::inherit());
-            }
-            Attach::Piped => {
-                cmd.stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-            }
         }
         {
             let id = c.id.clone();
@@ -369,56 +339,44 @@ impl Engine {
             })
             .await?;
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            CoreError::io(
-                format!("starting the container monitor {}", monitor.display()),
-                e,
-            )
-        })?;
-        // Wait until the monitor says running or ended.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let now_c = self.container(c.id.as_str()).await?;
-            match now_c.runtime.state {
-                RunState::Running => break,
-                RunState::Exited => {
-                    if let Some(err) = now_c.runtime.error {
-                        let _ = child.wait().await;
-                        return Err(CoreError::StartFailed {
-                            name: c.name,
-                            reason: err,
-                        });
-                    }
-                    break;
-                }
-                _ => {}
+        // The monitor says started, or why not, on its socket.
+        let mut spawned = match crate::monitor::spawn(&self.inner.config, &c, attach).await {
+            Ok(s) => s,
+            Err(e) => {
+                // A monitor that failed before recording anything leaves no container
+                // starting: the error is recorded in its place.
+                let id = c.id.clone();
+                let error = e.to_string();
+                let _ = self
+                    .blocking(move |inner| {
+                        let starting = inner
+                            .store()
+                            .container(&id)?
+                            .is_some_and(|now| now.runtime.state == RunState::Starting);
+                        if starting {
+                            inner.store().set_runtime(
+                                &id,
+                                &Runtime {
+                                    state: RunState::Exited,
+                                    finished: Some(now()),
+                                    error: Some(error),
+                                    ..Runtime::default()
+                                },
+                            )?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                return Err(e);
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                // Ended without saying so: read the state once more, it may have just been written.
-                let again = self.container(c.id.as_str()).await?;
-                if again.runtime.state == RunState::Starting {
-                    return Err(CoreError::Internal(format!(
-                        "the monitor of container {} ended ({status}) before starting it",
-                        c.name
-                    )));
-                }
-                continue;
-            }
-            if Instant::now() > deadline {
-                return Err(CoreError::Internal(format!(
-                    "container {} did not start within a minute",
-                    c.name
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        };
         let container = self.container(c.id.as_str()).await?;
         Ok(Started {
             container,
-            stdin: child.stdin.take(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-            monitor: child,
+            stdin: spawned.stdin,
+            stdout: spawned.child.stdout.take(),
+            stderr: spawned.child.stderr.take(),
+            monitor: spawned.child,
             engine: self.clone(),
         })
     }

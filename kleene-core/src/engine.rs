@@ -151,7 +151,13 @@ impl EngineBuilder {
     }
 
     /// Opens the engine, also telling what was repaired (as events and as the result).
+    ///
+    /// Fails with [`CoreError::NoMonitor`] when the program did not call [`crate::init`]
+    /// first in `main` and [`Config::monitor`] is not set: it could not run containers.
     pub async fn open_with(self, events: Events) -> Result<(Engine, Repairs)> {
+        if self.config.monitor.is_none() && !crate::monitor::init_called() {
+            return Err(CoreError::NoMonitor);
+        }
         tokio::task::spawn_blocking(move || self.open_blocking(events))
             .await
             .map_err(|e| CoreError::Internal(format!("open task failed: {e}")))?
@@ -283,7 +289,8 @@ impl Engine {
 
     /// Opens the engine on `config.root`: makes the root and its `image`, `container` and
     /// `volumes` children on first use, opens (and migrates) the metadata, and repairs
-    /// what an interrupted operation left behind.
+    /// what an interrupted operation left behind. The program must have called
+    /// [`crate::init`] first (see [`EngineBuilder::open_with`]).
     pub async fn open(config: Config) -> Result<Engine> {
         Self::builder(config).open().await
     }

@@ -12,8 +12,8 @@ use crate::id::Id;
 use crate::jails::Jails;
 use crate::meta::Store;
 use crate::model::ImageConfig;
-use crate::testkit::{root, FakeJails, Log, TestEngine, POOL};
-use crate::{Config, CoreError, Engine, Event, Object, Repairs};
+use crate::testkit::{config, root, FakeJails, Log, TestEngine, POOL};
+use crate::{CoreError, Engine, Event, Object, Repairs};
 
 fn id(s: &str) -> Id {
     Id::parse(s).unwrap()
@@ -171,7 +171,7 @@ async fn open_repairs_what_dead_operations_left() {
 
     let log = Log::default();
     let jails: Arc<dyn Jails> = Arc::new(FakeJails::default());
-    let (engine, repairs) = Engine::builder(Config::new(root()))
+    let (engine, repairs) = Engine::builder(config())
         .zfs(zfs)
         .jails(jails)
         .open_with(log.events())
@@ -211,7 +211,7 @@ async fn open_on_an_empty_pool_makes_the_root_and_needs_no_repair() {
     let dir = tempfile::tempdir().unwrap();
     let zfs = Zfs::memory(dir.path().join("zfs"), POOL).unwrap();
     let jails: Arc<dyn Jails> = Arc::new(FakeJails::default());
-    let (engine, repairs) = Engine::builder(Config::new(root()))
+    let (engine, repairs) = Engine::builder(config())
         .zfs(zfs)
         .jails(jails)
         .open_with(crate::Events::none())

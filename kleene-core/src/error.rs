@@ -111,10 +111,6 @@ pub enum CoreError {
         source: kleene_jail::Error,
     },
 
-    /// A container could not start; `reason` is what its monitor reported.
-    #[error("container {name} could not start: {reason}")]
-    StartFailed { name: String, reason: String },
-
     /// A build step's command could not run, or failed.
     #[error("the command '{command}' {outcome}")]
     CommandFailed {
@@ -158,6 +154,26 @@ pub enum CoreError {
         snapshot: Option<String>,
         reason: String,
     },
+
+    /// The program cannot run container monitors: its `main` did not call
+    /// [`crate::init`] first, and [`crate::Config::monitor`] names no other program.
+    #[error("the program did not call kleene_core::init() first in main: containers cannot be started; see the documentation of kleene_core::init, or set Config::monitor")]
+    NoMonitor,
+
+    /// The container could not start: the jail refused, or what it needs (its command, a
+    /// mount, its working directory) could not be set up. `reason` is the jail's text.
+    #[error("container {container} could not start: {reason}")]
+    StartFailed { container: String, reason: String },
+
+    /// A container's monitor process failed before it reported the container started
+    /// (it died, or could not read its request or the metadata).
+    #[error("the monitor of container {container} failed: {reason}")]
+    MonitorFailed { container: String, reason: String },
+
+    /// The monitor program is built from another kleene-core version than the engine
+    /// (an explicit [`crate::Config::monitor`], or a program replaced while it ran).
+    #[error("the container monitor is kleene-core {monitor}, the engine {engine}: they must be the same version")]
+    MonitorVersion { engine: String, monitor: String },
 
     /// The operation was cancelled; nothing of it was left behind.
     #[error("cancelled")]

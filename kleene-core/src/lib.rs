@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
+// The docs show where kleene_core::init goes: first in `main`.
+#![allow(clippy::needless_doctest_main)]
 
 pub mod archive;
 mod build;
@@ -38,7 +40,7 @@ pub use model::{
     Container, ContainerConfig, Image, ImageConfig, ImageSnapshot, Instruction, JailParamText,
     MountSource, MountSpec, Network, RunState, Runtime, StopSignal, Volume,
 };
-pub use monitor::monitor_main;
+pub use monitor::init;
 pub use volume::check_volume_name;
 
 /// Re-exported so that callers name datasets with the same types.

@@ -2,16 +2,39 @@
 //! It starts the jail, records its pid, waits for it, records the exit code and tears the
 //! jail down, so that any later process sees the truth without a daemon.
 //!
-//! Run as `kleene-monitor ROOT_DATASET CONTAINER_ID detached|attached`; the engine starts
-//! it. In `attached` mode the container uses the monitor's own stdin, stdout and stderr,
-//! which the engine connected to its caller; in `detached` mode output goes to the log.
+//! The monitor is the program itself, started again, as runc does with `runc init`: the
+//! engine runs `/proc/self/exe kleene-monitor CONTAINER_ID` (FreeBSD: the program's path as
+//! the kernel tells it), or [`Config::monitor`] when one is set, and [`init`], called first
+//! in that program's `main`, turns the new process into the monitor. Nothing is looked up
+//! in the environment or on `PATH`; the container id in the arguments is only for `ps`.
+//!
+//! The protocol runs on the monitor's standard input, one end of a Unix stream socket pair
+//! (so no other descriptor has to cross `exec`):
+//! 1. The engine writes one JSON line, [`Request`]: its kleene-core version, the whole
+//!    [`Config`], the container id and whether the container is detached. An attached
+//!    container's stdin comes along as an `SCM_RIGHTS` descriptor (the caller's own
+//!    stdin, or a pipe the caller writes).
+//! 2. The monitor refuses a request of another version, starts the jail, and writes one
+//!    JSON line back, [`Report`] (with its own version): `started` with the pid and jail
+//!    id, or `failed` with a typed reason. Then it closes the socket. A monitor that dies
+//!    before that leaves the engine an end of file, and the engine names its exit status.
+//!
+//! The container's stdout and stderr are the monitor's own: the caller's (`run -it`), pipes
+//! to the caller, or (detached) its log.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use kleene_jail::{JailConfig, Mount, NetworkMode};
+use kleene_jail::{Jail, JailConfig, Mount, NetworkMode};
 use kleene_zfs::DatasetName;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-use crate::container::jail_name;
+use crate::container::{jail_name, Attach};
 use crate::engine::{Engine, Inner};
 use crate::error::{CoreError, Result};
 use crate::meta::now;
@@ -19,23 +42,463 @@ use crate::model::{Container, MountSource, Network, RunState, Runtime};
 use crate::tree::{self, TreeCopy};
 use crate::{rootfs, Config};
 
-/// The monitor's `main`: returns the process exit code.
-pub fn monitor_main(args: &[String]) -> i32 {
-    let [root, id, mode] = args else {
-        eprintln!("usage: kleene-monitor ROOT_DATASET CONTAINER_ID detached|attached");
-        return 2;
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+/// The first argument of a process started as a container monitor.
+const MONITOR_ARG: &str = "kleene-monitor";
+
+/// kleene-core's version: the engine and its monitors must have the same.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The longest line either side reads.
+const MAX_LINE: u64 = 1 << 20;
+
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+
+/// Call this first in `main`: containers are run by this program itself, started again as
+/// their monitor (as runc re-executes itself as `runc init`). In a process started that
+/// way, `init` runs the monitor and exits the process; anywhere else it returns at once.
+///
+/// ```no_run
+/// fn main() {
+///     kleene_core::init();
+///     // ... the program, which may open an Engine and run containers
+/// }
+/// ```
+///
+/// Call it before anything reads the arguments or starts threads that matter (a
+/// `#[tokio::main]` program calls it first in its `async fn main`; the monitor then runs
+/// on a thread of its own). Without it, [`crate::Engine::open`] fails with
+/// [`CoreError::NoMonitor`], unless [`Config::monitor`] names a program that calls it (such
+/// as kleene-core's `kleene-monitor`, for test binaries, whose `main` is libtest's).
+pub fn init() {
+    INIT_CALLED.store(true, Ordering::SeqCst);
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == MONITOR_ARG)
     {
+        std::process::exit(monitor_process());
+    }
+}
+
+/// Whether [`init`] was called in this process.
+pub(crate) fn init_called() -> bool {
+    INIT_CALLED.load(Ordering::SeqCst)
+}
+
+/// What the engine asks of a monitor: one JSON line.
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    /// The engine's kleene-core version.
+    version: String,
+    /// The engine's whole configuration.
+    config: Config,
+    /// The container to run.
+    container: String,
+    /// Output to the log (and no stdin), instead of the monitor's stdout and stderr.
+    detached: bool,
+    /// Whether the container's stdin came with the request as a descriptor.
+    stdin: bool,
+}
+
+/// What a monitor answers: one JSON line.
+#[derive(Debug, Serialize, Deserialize)]
+struct Report {
+    /// The monitor's kleene-core version.
+    version: String,
+    /// How the start went.
+    outcome: Outcome,
+}
+
+/// The first thing read of either line, so that another version is told as such.
+#[derive(Debug, Deserialize)]
+struct Versioned {
+    version: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    /// The container runs: its first process and its jail.
+    Started { pid: i32, jid: i32 },
+    /// It does not.
+    Failed(Failure),
+}
+
+/// Why a monitor did not start its container; each becomes a [`CoreError`] for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Failure {
+    /// The container could not start (the jail's text): [`CoreError::StartFailed`].
+    Start(String),
+    /// The request is of another kleene-core version: [`CoreError::MonitorVersion`].
+    Version { engine: String, monitor: String },
+    /// Anything else (the request, the metadata): [`CoreError::MonitorFailed`].
+    Monitor(String),
+}
+
+impl Failure {
+    fn into_error(self, container: &str) -> CoreError {
+        match self {
+            Failure::Start(reason) => CoreError::StartFailed {
+                container: container.to_string(),
+                reason,
+            },
+            Failure::Version { engine, monitor } => CoreError::MonitorVersion { engine, monitor },
+            Failure::Monitor(reason) => CoreError::MonitorFailed {
+                container: container.to_string(),
+                reason,
+            },
+        }
+    }
+}
+
+/// A monitor that reported its container started.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    /// The monitor process; it ends when the container has ended and been recorded.
+    pub child: tokio::process::Child,
+    /// The container's stdin, with [`Attach::Piped`].
+    pub stdin: Option<tokio::net::unix::pipe::Sender>,
+}
+
+/// Starts the monitor of container `c` and waits for its report: the monitor runs on
+/// when this returns (and when the future is dropped).
+pub(crate) async fn spawn(config: &Config, c: &Container, attach: Attach) -> Result<Spawned> {
+    let (program, arg0) = monitor_program(config)?;
+    let io =
+        |what: &str, e| CoreError::io(format!("{what} for the monitor of container {}", c.name), e);
+    let (ours, theirs) = UnixStream::pair().map_err(|e| io("making a socket", e))?;
+    // The container's stdin, sent with the request.
+    let (stdin, stdin_writer) = match attach {
+        Attach::Detached => (None, None),
+        // A program without a stdin gives the container none either.
+        Attach::Inherit => (std::io::stdin().as_fd().try_clone_to_owned().ok(), None),
+        Attach::Piped => {
+            let (r, w) = std::io::pipe().map_err(|e| io("making a pipe", e))?;
+            (Some(OwnedFd::from(r)), Some(OwnedFd::from(w)))
+        }
+    };
+    let request = Request {
+        version: VERSION.to_string(),
+        config: config.clone(),
+        container: c.id.to_string(),
+        detached: attach == Attach::Detached,
+        stdin: stdin.is_some(),
+    };
+    let mut line = serde_json::to_vec(&request)
+        .map_err(|e| CoreError::Internal(format!("the monitor request: {e}")))?;
+    line.push(b'\n');
+    // Into the socket's buffer before the monitor runs; what does not fit follows below.
+    ours.set_nonblocking(true)
+        .map_err(|e| io("setting up a socket", e))?;
+    let sent =
+        send_with_fd(&ours, &line, stdin.as_ref()).map_err(|e| io("sending the request", e))?;
+    drop(stdin);
+
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.arg0(arg0)
+        .arg(MONITOR_ARG)
+        .arg(c.id.as_str())
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .kill_on_drop(false);
+    if attach != Attach::Inherit {
+        // Its own process group: the caller's Ctrl-C is not the container's. With the
+        // caller's terminal it must stay in the foreground group to read from it.
+        cmd.process_group(0);
+    }
+    let (out, err) = match attach {
+        Attach::Detached => (Stdio::null(), Stdio::null()),
+        Attach::Inherit => (Stdio::inherit(), Stdio::inherit()),
+        Attach::Piped => (Stdio::piped(), Stdio::piped()),
+    };
+    cmd.stdout(out).stderr(err);
+    let spawned = cmd.spawn();
+    // The command holds a copy of the monitor's end: an end of file must mean that the
+    // monitor is gone.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| {
+        CoreError::io(
+            format!(
+                "starting the monitor of container {} ({})",
+                c.name,
+                program.display()
+            ),
+            e,
+        )
+    })?;
+    let stdin = match stdin_writer {
+        Some(w) => Some(
+            tokio::net::unix::pipe::Sender::from_owned_fd(w)
+                .map_err(|e| io("setting up a pipe", e))?,
+        ),
+        None => None,
+    };
+
+    let mut socket =
+        tokio::net::UnixStream::from_std(ours).map_err(|e| io("setting up a socket", e))?;
+    let mut answer = Vec::new();
+    // A monitor that died leaves an end of file, or an error (a reset, when it did not
+    // read everything): either way its exit status tells more.
+    if socket.write_all(&line[sent..]).await.is_ok() {
+        let mut reader = tokio::io::BufReader::new(socket).take(MAX_LINE);
+        if reader.read_until(b'\n', &mut answer).await.is_err() {
+            answer.clear();
+        }
+    }
+    if answer.last() != Some(&b'\n') {
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| io("waiting for the monitor", e))?;
+        return Err(CoreError::MonitorFailed {
+            container: c.name.clone(),
+            reason: format!("it ended ({status}) before reporting whether the container started"),
+        });
+    }
+    match read_report(&answer) {
+        Ok((pid, jid)) => {
+            log::debug!(
+                "the monitor of container {} started it: pid {pid}, jail {jid}",
+                c.name
+            );
+            Ok(Spawned { child, stdin })
+        }
+        Err(failure) => {
+            // It ends right after a failure: reaped here, not left a zombie.
+            let _ = child.wait().await;
+            Err(failure.into_error(&c.name))
+        }
+    }
+}
+
+/// The monitor program and its `argv[0]`: [`Config::monitor`], else this program.
+fn monitor_program(config: &Config) -> Result<(PathBuf, OsString)> {
+    if let Some(p) = &config.monitor {
+        return Ok((p.clone(), p.clone().into_os_string()));
+    }
+    if !init_called() {
+        return Err(CoreError::NoMonitor);
+    }
+    let arg0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| OsString::from(MONITOR_ARG));
+    // The running program's file even when its path was replaced (an upgrade) or removed.
+    #[cfg(target_os = "linux")]
+    let exe = PathBuf::from("/proc/self/exe");
+    // FreeBSD's is the path the kernel keeps for the process (sysctl, not PATH).
+    #[cfg(not(target_os = "linux"))]
+    let exe = std::env::current_exe().map_err(|e| {
+        CoreError::io(
+            "finding this program's path to start a container monitor",
+            e,
+        )
+    })?;
+    Ok((exe, arg0))
+}
+
+/// Sends `data` and, with its first byte, `fd`; the number of bytes sent.
+fn send_with_fd(socket: &UnixStream, data: &[u8], fd: Option<&OwnedFd>) -> std::io::Result<usize> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = fd.map(|f| [f.as_fd()]);
+    if let Some(fds) = &fds {
+        if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(std::io::Error::other("no room for a descriptor"));
+        }
+    }
+    Ok(sendmsg(
+        socket,
+        &[std::io::IoSlice::new(data)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?)
+}
+
+/// The engine's side of a report line: the pid and jail id, or why not.
+fn read_report(line: &[u8]) -> std::result::Result<(i32, i32), Failure> {
+    let unreadable = |e: serde_json::Error| Failure::Monitor(format!("unreadable report: {e}"));
+    let v: Versioned = serde_json::from_slice(line).map_err(unreadable)?;
+    if v.version != VERSION {
+        return Err(Failure::Version {
+            engine: VERSION.to_string(),
+            monitor: v.version,
+        });
+    }
+    let report: Report = serde_json::from_slice(line).map_err(unreadable)?;
+    match report.outcome {
+        Outcome::Started { pid, jid } => Ok((pid, jid)),
+        Outcome::Failed(f) => Err(f),
+    }
+}
+
+/// The monitor's side of a request line.
+fn read_request(line: &[u8]) -> std::result::Result<Request, Failure> {
+    let unreadable = |e: serde_json::Error| Failure::Monitor(format!("unreadable request: {e}"));
+    let v: Versioned = serde_json::from_slice(line).map_err(unreadable)?;
+    if v.version != VERSION {
+        return Err(Failure::Version {
+            engine: v.version,
+            monitor: VERSION.to_string(),
+        });
+    }
+    serde_json::from_slice(line).map_err(unreadable)
+}
+
+/// The monitor process, from [`init`]: its exit code.
+fn monitor_process() -> i32 {
+    let socket = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => UnixStream::from(fd),
+        Err(e) => {
+            eprintln!("kleene-monitor: no standard input: {e}");
+            return 2;
+        }
+    };
+    // Nothing this process starts may hold the engine's socket.
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+    }
+    let (line, stdin) = match receive_request(&socket) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("kleene-monitor: {e}");
+            eprintln!(
+                "kleene-monitor: {e}: this process runs a container for the engine, which starts it with a socket as standard input; it is not a command"
+            );
+            return 2;
+        }
+    };
+    let request = match read_request(&line) {
+        Ok(r) => r,
+        Err(failure) => {
+            report(&socket, Outcome::Failed(failure));
             return 1;
         }
     };
-    match runtime.block_on(run(root, id, mode == "detached")) {
+    // `init` may have been called inside a runtime (`#[tokio::main]`): the monitor gets a
+    // thread and a runtime of its own.
+    let monitor = std::thread::spawn(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(run(request, stdin, socket)),
+            Err(e) => {
+                let reason = format!("cannot start the async runtime: {e}");
+                report(&socket, Outcome::Failed(Failure::Monitor(reason)));
+                1
+            }
+        }
+    });
+    monitor.join().unwrap_or(1)
+}
+
+/// Reads the request line and the descriptor that came with it.
+fn receive_request(socket: &UnixStream) -> std::io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut line = Vec::new();
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    loop {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let n = recvmsg(
+            socket,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )?
+        .bytes;
+        for msg in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = msg {
+                fds.extend(received);
+            }
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "no request: the engine closed the socket",
+            ));
+        }
+        if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            return Ok((line, fds.pop()));
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() as u64 > MAX_LINE {
+            return Err(std::io::Error::other("the request is too long"));
+        }
+    }
+}
+
+/// Writes the report line; an engine that went away is not an error of the monitor (and
+/// no SIGPIPE, whatever the program's disposition).
+fn report(socket: &UnixStream, outcome: Outcome) {
+    let report = Report {
+        version: VERSION.to_string(),
+        outcome,
+    };
+    let mut line = serde_json::to_vec(&report).expect("a report serializes: strings and numbers");
+    line.push(b'\n');
+    let mut rest = line.as_slice();
+    while !rest.is_empty() {
+        match send_with_fd(socket, rest, None) {
+            Ok(n) if n > 0 => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
+}
+
+/// Terminal signals are the container's. With the caller's terminal (`run -it`) the monitor
+/// is in the terminal's foreground process group as well, and Ctrl-C, Ctrl-\, Ctrl-Z or a
+/// hangup must not end it before it records the container's exit: caught, they do nothing
+/// here. The jail's process starts with default dispositions and decides itself.
+fn catch_terminal_signals() -> Vec<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    [
+        SignalKind::interrupt(),
+        SignalKind::quit(),
+        SignalKind::hangup(),
+        SignalKind::from_raw(rustix::process::Signal::TSTP.as_raw()),
+    ]
+    .into_iter()
+    .filter_map(|kind| match signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!(
+                "kleene-monitor: cannot catch signal {}: {e}",
+                kind.as_raw_value()
+            );
+            None
+        }
+    })
+    .collect()
+}
+
+/// The monitor's life: start the container, report, wait, record.
+async fn run(req: Request, stdin: Option<OwnedFd>, socket: UnixStream) -> i32 {
+    // Kept for the process' life (tokio never restores a disposition anyway).
+    let _signals = catch_terminal_signals();
+    if req.stdin != stdin.is_some() {
+        let reason = "the container's stdin did not come with the request".to_string();
+        report(&socket, Outcome::Failed(Failure::Monitor(reason)));
+        return 1;
+    }
+    let (engine, c, mut jail, started) = match start(&req, stdin).await {
+        Ok(started) => started,
+        Err(failure) => {
+            report(&socket, Outcome::Failed(failure));
+            return 1;
+        }
+    };
+    report(
+        &socket,
+        Outcome::Started {
+            pid: jail.pid(),
+            jid: jail.id().0,
+        },
+    );
+    drop(socket);
+    match finish(&engine, &c, &mut jail, started).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("kleene-monitor: {e}");
@@ -44,61 +507,88 @@ pub fn monitor_main(args: &[String]) -> i32 {
     }
 }
 
-async fn run(root: &str, id: &str, detached: bool) -> Result<()> {
-    let engine = Engine::builder(Config::new(DatasetName::new(root)?))
+async fn set_runtime(engine: &Engine, c: &Container, rt: Runtime) -> Result<()> {
+    let id = c.id.clone();
+    engine
+        .blocking(move |inner| inner.store().set_runtime(&id, &rt))
+        .await
+}
+
+/// Starts the jail and records it running.
+async fn start(
+    req: &Request,
+    stdin: Option<OwnedFd>,
+) -> std::result::Result<(Engine, Container, Jail, i64), Failure> {
+    let other = |e: CoreError| Failure::Monitor(e.to_string());
+    let engine = Engine::builder(req.config.clone())
         .without_repair()
         .open()
-        .await?;
-    let c = engine.container(id).await?;
-    let inner = &engine.inner;
-    let set = |rt: Runtime| {
-        let id = c.id.clone();
-        engine.blocking(move |inner| inner.store().set_runtime(&id, &rt))
+        .await
+        .map_err(other)?;
+    let c = engine.container(&req.container).await.map_err(other)?;
+    let monitor_pid = Some(std::process::id() as i32);
+    set_runtime(
+        &engine,
+        &c,
+        Runtime {
+            state: RunState::Starting,
+            monitor_pid,
+            ..Runtime::default()
+        },
+    )
+    .await
+    .map_err(other)?;
+    let jail = match jail_config(&engine.inner, &c, req.detached, stdin) {
+        Ok(cfg) => cfg.start().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
-    set(Runtime {
-        state: RunState::Starting,
-        monitor_pid: Some(std::process::id() as i32),
-        ..Runtime::default()
-    })
-    .await?;
-    let cfg = match jail_config(inner, &c, detached) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            set(failed(&e.to_string())).await?;
-            return Err(e);
-        }
-    };
-    let mut jail = match cfg.start().await {
+    let jail = match jail {
         Ok(j) => j,
-        Err(e) => {
-            set(failed(&e.to_string())).await?;
-            return Err(CoreError::jail(format!("starting container {}", c.name), e));
+        Err(reason) => {
+            set_runtime(&engine, &c, failed(&reason))
+                .await
+                .map_err(other)?;
+            return Err(Failure::Start(reason));
         }
     };
     let started = now();
-    set(Runtime {
-        state: RunState::Running,
-        pid: Some(jail.pid()),
-        jid: Some(jail.id().0),
-        monitor_pid: Some(std::process::id() as i32),
-        started: Some(started),
-        ..Runtime::default()
-    })
-    .await?;
+    set_runtime(
+        &engine,
+        &c,
+        Runtime {
+            state: RunState::Running,
+            pid: Some(jail.pid()),
+            jid: Some(jail.id().0),
+            monitor_pid,
+            started: Some(started),
+            ..Runtime::default()
+        },
+    )
+    .await
+    .map_err(other)?;
+    Ok((engine, c, jail, started))
+}
+
+/// Waits for the container's end, tears the jail down and records the exit.
+async fn finish(engine: &Engine, c: &Container, jail: &mut Jail, started: i64) -> Result<()> {
     let status = jail.wait().await;
     let teardown = jail.teardown().await;
     let exit_code = match &status {
         Ok(s) => s.shell_code(),
         Err(_) => 255,
     };
-    set(Runtime {
-        state: RunState::Exited,
-        started: Some(started),
-        finished: Some(now()),
-        exit_code: Some(exit_code),
-        error: status.err().map(|e| e.to_string()),
-        ..Runtime::default()
-    })
+    set_runtime(
+        engine,
+        c,
+        Runtime {
+            state: RunState::Exited,
+            started: Some(started),
+            finished: Some(now()),
+            exit_code: Some(exit_code),
+            error: status.err().map(|e| e.to_string()),
+            ..Runtime::default()
+        },
+    )
     .await?;
     teardown.map_err(|e| CoreError::jail(format!("tearing down container {}", c.name), e))
 }
@@ -113,8 +603,15 @@ fn failed(error: &str) -> Runtime {
     }
 }
 
-fn jail_config(inner: &Inner, c: &Container, detached: bool) -> Result<JailConfig> {
-    let root = inner.mountpoint(&c.dataset)?;
+/// The container's jail: with `detached` its output goes to the log; otherwise to the
+/// monitor's stdout and stderr, and its stdin is `stdin` (none: `/dev/null`).
+fn jail_config(
+    inner: &Inner,
+    c: &Container,
+    detached: bool,
+    stdin: Option<OwnedFd>,
+) -> Result<JailConfig> {
+    let root = inner.mountpoint(&DatasetName::new(c.dataset.as_str())?)?;
     let mut cfg = JailConfig::new(&root)
         .name(jail_name(&c.id))
         .hostname(c.id.as_str())
@@ -177,6 +674,8 @@ fn jail_config(inner: &Inner, c: &Container, detached: bool) -> Result<JailConfi
             .stdin(kleene_jail::Stdio::Null)
             .stdout(kleene_jail::Stdio::fd(file))
             .stderr(kleene_jail::Stdio::fd(err));
+    } else {
+        cfg = cfg.stdin(stdin.map_or(kleene_jail::Stdio::Null, kleene_jail::Stdio::fd));
     }
     Ok(cfg)
 }
@@ -199,4 +698,101 @@ fn fill_volume(root: &Path, destination: &str, volume: &Path) -> Result<()> {
         exclude: None,
     };
     copy.contents(&source, "", &tree::open_dir(volume)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn line<T: Serialize>(value: &T) -> Vec<u8> {
+        serde_json::to_vec(value).unwrap()
+    }
+
+    fn request(version: &str) -> Request {
+        Request {
+            version: version.to_string(),
+            config: Config::default(),
+            container: "0123456789ab".into(),
+            detached: true,
+            stdin: false,
+        }
+    }
+
+    #[test]
+    fn a_request_carries_the_whole_config() {
+        let mut config = Config::new(DatasetName::new("tank/k").unwrap());
+        config.release = Some("14.1-RELEASE".into());
+        config.monitor = Some("/usr/libexec/kleene-monitor".into());
+        let sent = Request {
+            config,
+            ..request(VERSION)
+        };
+        let got = read_request(&line(&sent)).unwrap();
+        assert_eq!(got.config.root.as_str(), "tank/k");
+        assert_eq!(got.config.release.as_deref(), Some("14.1-RELEASE"));
+        assert_eq!(
+            got.config.monitor.as_deref(),
+            Some(Path::new("/usr/libexec/kleene-monitor"))
+        );
+        assert_eq!(got.container, "0123456789ab");
+        // A root that is no dataset name is refused on the way in.
+        let bad = String::from_utf8(line(&sent))
+            .unwrap()
+            .replace("tank/k", "tank//k");
+        assert!(matches!(
+            read_request(bad.as_bytes()),
+            Err(Failure::Monitor(_))
+        ));
+    }
+
+    #[test]
+    fn another_version_is_refused_on_both_sides() {
+        // The monitor refuses an engine of another version, whatever the rest looks like.
+        let err = read_request(br#"{"version":"9.9.9","something":"new"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            Failure::Version {
+                engine: "9.9.9".into(),
+                monitor: VERSION.into()
+            }
+        );
+        let err = err.into_error("web");
+        assert!(matches!(err, CoreError::MonitorVersion { .. }), "{err}");
+        assert!(err.to_string().contains("9.9.9"), "{err}");
+        // The engine refuses the report of a monitor of another version.
+        let err = read_report(br#"{"version":"0.0.1","outcome":{"started":{"pid":1,"jid":1}}}"#)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Failure::Version {
+                engine: VERSION.into(),
+                monitor: "0.0.1".into()
+            }
+        );
+        assert!(matches!(read_request(b"garbage"), Err(Failure::Monitor(_))));
+    }
+
+    #[test]
+    fn reports_become_typed_errors() {
+        let started = Report {
+            version: VERSION.into(),
+            outcome: Outcome::Started { pid: 42, jid: 7 },
+        };
+        assert_eq!(read_report(&line(&started)).unwrap(), (42, 7));
+        let failed = Report {
+            version: VERSION.into(),
+            outcome: Outcome::Failed(Failure::Start("exec /bin/nosuch: not found".into())),
+        };
+        let err = read_report(&line(&failed)).unwrap_err().into_error("web");
+        assert!(
+            matches!(&err, CoreError::StartFailed { container, reason }
+                if container == "web" && reason.contains("/bin/nosuch")),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "container web could not start: exec /bin/nosuch: not found"
+        );
+    }
 }

@@ -112,6 +112,14 @@ pub(crate) struct TestEngine {
     pub dir: tempfile::TempDir,
 }
 
+/// The config of a test engine. Unit tests start no containers: the monitor is named, so
+/// that `open` does not ask for `crate::init`, and never run.
+pub fn config() -> Config {
+    let mut config = Config::new(root());
+    config.monitor = Some("/nonexistent/kleene-monitor".into());
+    config
+}
+
 impl TestEngine {
     /// With the default fake jails.
     pub async fn new() -> Self {
@@ -123,7 +131,7 @@ impl TestEngine {
         let dir = tempfile::tempdir().unwrap();
         let zfs = Zfs::memory(dir.path().join("zfs"), POOL).unwrap();
         let jails = Arc::new(jails);
-        let engine = Engine::builder(Config::new(root()))
+        let engine = Engine::builder(config())
             .zfs(zfs)
             .jails(Arc::clone(&jails) as Arc<dyn Jails>)
             .open()

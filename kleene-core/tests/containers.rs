@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -204,6 +205,134 @@ async fn a_detached_container_outlives_its_starter() {
     assert_eq!(c.runtime.exit_code, Some(137));
 }
 
+#[tokio::test]
+async fn open_refuses_a_program_that_did_not_call_init() {
+    // A test binary's main is libtest's: it never called kleene_core::init. No pool is
+    // needed to see the refusal, which comes before anything is touched.
+    let config = kleene_core::Config::new(DatasetName::new("nosuchpool/kleene").unwrap());
+    let err = Engine::open(config).await.unwrap_err();
+    assert!(matches!(err, CoreError::NoMonitor), "{err}");
+    assert!(err.to_string().contains("kleene_core::init()"), "{err}");
+}
+
+#[tokio::test]
+async fn a_monitor_that_dies_before_reporting_is_named() {
+    let Some((s, engine)) = setup("deadmonitor").await else {
+        return;
+    };
+    engine
+        .create_container(create(&["/bin/true"]).name("m"))
+        .await
+        .unwrap();
+    // A "monitor" that exits at once without a word: the start fails with its status.
+    let mut config = s.config.clone();
+    config.monitor = Some("/bin/false".into());
+    let broken = Engine::open(config).await.unwrap();
+    let err = broken
+        .start_container("m", Attach::Piped)
+        .await
+        .unwrap_err();
+    match &err {
+        CoreError::MonitorFailed { container, reason } => {
+            assert_eq!(container, "m");
+            assert!(reason.contains("exit status: 1"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
+    // The container is not left starting: it can start again, with a real monitor.
+    let c = engine.container("m").await.unwrap();
+    assert_eq!(c.runtime.state, RunState::Exited);
+    assert!(c.runtime.error.unwrap().contains("exit status: 1"));
+    let (_, _, code) = run_piped(&engine, "m").await;
+    assert_eq!(code, 0);
+    // A container that cannot start is a typed error with the jail's reason.
+    engine
+        .create_container(create(&["/bin/nosuch"]).name("nocmd"))
+        .await
+        .unwrap();
+    let err = engine
+        .start_container("nocmd", Attach::Detached)
+        .await
+        .unwrap_err();
+    match &err {
+        CoreError::StartFailed { container, reason } => {
+            assert_eq!(container, "nocmd");
+            assert!(reason.contains("/bin/nosuch"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn ctrl_c_on_the_terminal_leaves_the_exit_recorded() {
+    let Some((s, engine)) = setup("ctrlc").await else {
+        return;
+    };
+    // The container catches SIGINT (pid 1 of its namespace gets only the signals it
+    // catches) and ends with 130, after its monitor was sent SIGINT as well.
+    let c = engine
+        .create_container(
+            create(&[
+                "/bin/sh",
+                "-c",
+                "trap 'exit 130' INT; touch /tmp/ready; sleep 30 & wait",
+            ])
+            .name("tty"),
+        )
+        .await
+        .unwrap();
+    // Another process starts it with its own streams (as `klee run -it` does), in a
+    // process group of its own here, which stands for the terminal's foreground group:
+    // the monitor is in it too.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(
+            "KLEENE_TEST_CHILD",
+            format!("inherit:{}:tty", s.config.root),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let ready = {
+        let dataset = DatasetName::new(c.dataset.as_str()).unwrap();
+        let root = Zfs::open().mountpoint(&dataset).unwrap().unwrap();
+        root.join("tmp/ready")
+    };
+    for _ in 0..1000 {
+        if ready.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready.exists(), "the container did not start");
+    let running = engine.container("tty").await.unwrap();
+    assert_eq!(running.runtime.state, RunState::Running);
+    let monitor = running.runtime.monitor_pid.unwrap();
+    let group = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    assert_eq!(
+        rustix::process::getpgid(rustix::process::Pid::from_raw(monitor)).unwrap(),
+        group,
+        "the monitor shares the starter's process group"
+    );
+    // Ctrl-C: SIGINT to the whole group. The starter dies of it; the monitor does not.
+    rustix::process::kill_process_group(group, rustix::process::Signal::INT).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let mut c = engine.container("tty").await.unwrap();
+    for _ in 0..1000 {
+        if c.runtime.state == RunState::Exited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c = engine.container("tty").await.unwrap();
+    }
+    assert_eq!(c.runtime.state, RunState::Exited);
+    assert_eq!(c.runtime.error, None, "the monitor recorded the exit");
+    assert_eq!(c.runtime.exit_code, Some(130));
+}
+
 /// The other process of the tests above: does what KLEENE_TEST_CHILD says, then exits.
 #[tokio::test]
 async fn child_entry() {
@@ -219,6 +348,16 @@ async fn child_entry() {
                 .start_container(parts[2], Attach::Detached)
                 .await
                 .unwrap();
+        }
+        "inherit" => {
+            let code = engine
+                .start_container(parts[2], Attach::Inherit)
+                .await
+                .unwrap()
+                .wait()
+                .await
+                .unwrap();
+            println!("exit code {code}");
         }
         "image" => {
             let tarball = s.rootfs("gz");

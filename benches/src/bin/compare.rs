@@ -196,7 +196,6 @@ impl Row {
 struct Bench {
     klee: PathBuf,
     root: String,
-    monitor: Option<PathBuf>,
 }
 
 impl Bench {
@@ -208,9 +207,6 @@ impl Bench {
     {
         let mut c = Command::new(&self.klee);
         c.env("KLEENE_ROOT", &self.root).args(args);
-        if let Some(m) = &self.monitor {
-            c.env("KLEENE_MONITOR", m);
-        }
         c
     }
 }
@@ -262,7 +258,6 @@ fn main() -> Result<()> {
     let bench = Bench {
         klee: a.klee.clone(),
         root: root.to_string(),
-        monitor: std::env::var_os("KLEENE_MONITOR").map(PathBuf::from),
     };
     let wants = |w: &str| a.what.iter().any(|x| x == w);
     let mut rows = Vec::new();

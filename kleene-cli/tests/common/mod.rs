@@ -1,13 +1,11 @@
 //! A scratch root dataset per test (`<pool>/kcl-<pid>-<n>`, destroyed after), the `klee`
-//! binary with `KLEENE_MONITOR` set, and a busybox base image. Without a pool (or root,
-//! for containers) the tests skip with a reason, unless `KLEENE_REQUIRE_ZFS=1`, where they
-//! fail.
+//! binary, and a busybox base image. Without a pool (or root, for containers) the tests
+//! skip with a reason, unless `KLEENE_REQUIRE_ZFS=1`, where they fail.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use kleene_core::kleene_zfs::{DatasetName, Depth, Zfs};
@@ -26,47 +24,19 @@ pub fn klee_path() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_klee"))
 }
 
-/// `kleene-monitor` of kleene-core, built once beside `klee` when it is not there yet.
-pub fn monitor_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let klee = klee_path();
-        let profile_dir = klee.parent().expect("klee is in a profile directory");
-        let monitor = profile_dir.join("kleene-monitor");
-        let target_dir = profile_dir
-            .parent()
-            .expect("the profile directory is in a target dir");
-        let mut cargo = std::process::Command::new(env!("CARGO"));
-        cargo
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "kleene-core",
-                "--bin",
-                "kleene-monitor",
-            ])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cargo.arg("--release");
-        }
-        let status = cargo.status().expect("cargo runs");
-        assert!(status.success(), "building kleene-monitor failed");
-        assert!(monitor.is_file(), "{} was not built", monitor.display());
-        monitor
-    })
-    .clone()
+/// A `klee` command with no root or config from the environment. It needs nothing else:
+/// klee runs its containers' monitors itself.
+pub fn klee() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::from_std(klee_process());
+    cmd.timeout(TIMEOUT);
+    cmd
 }
 
-/// A `klee` command with the monitor found, and no root or config from the environment.
-pub fn klee() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::new(klee_path());
-    cmd.env("KLEENE_MONITOR", monitor_path())
-        .env_remove("KLEENE_ROOT")
-        .env_remove("KLEE_THEME")
-        .timeout(TIMEOUT);
+/// The process [`klee`] runs, as a `std::process::Command`, for tests that spawn klee and
+/// signal it (tests/faults.rs): the same binary and environment.
+pub fn klee_process() -> std::process::Command {
+    let mut cmd = std::process::Command::new(klee_path());
+    cmd.env_remove("KLEENE_ROOT").env_remove("KLEE_THEME");
     cmd
 }
 
