@@ -104,7 +104,15 @@ pub async fn build(ctx: &Ctx, a: BuildArgs) -> Outcome {
     let quiet = a.quiet;
     let req = request(a)?;
     let engine = ctx.engine().await?;
+    // Ctrl-C kills the running step and keeps the build as <name>:failed.
+    let interrupt = crate::signals::watch("build");
+    let req = req.interrupt(interrupt.clone());
+    let told = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let told_in_events = std::sync::Arc::clone(&told);
     let events = Events::new(move |e| {
+        if matches!(e, Event::BuildFailed { .. }) {
+            told_in_events.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         // Quiet, only a failure is told (and the id of a success printed).
         if quiet && !matches!(e, Event::BuildFailed { .. }) {
             return;
@@ -122,8 +130,15 @@ pub async fn build(ctx: &Ctx, a: BuildArgs) -> Outcome {
             println!("{}", outcome.image.id);
             Ok(0)
         }
-        // Its lines were printed from the BuildFailed event.
-        Err(CoreError::BuildFailed { .. }) => Err(Failure::reported(crate::failure::FAILED)),
+        // Its lines were printed from the BuildFailed event; without one (the engine could
+        // not keep the failed state either, ZFS gone for instance) the error says it.
+        Err(CoreError::BuildFailed { .. }) if told.load(std::sync::atomic::Ordering::SeqCst) => {
+            Err(Failure::reported(if interrupt.is_interrupted() {
+                crate::signals::ABORTED
+            } else {
+                crate::failure::FAILED
+            }))
+        }
         Err(e) => Err(e.into()),
     }
 }

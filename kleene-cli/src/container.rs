@@ -57,9 +57,7 @@ fn request(
         .map(|m| MountSpec::parse(m))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let mut req = CreateContainer::new(image)
-        .cmd(command)
-        .network(c.driver);
+    let mut req = CreateContainer::new(image).cmd(command).network(c.driver);
     if let Some(name) = opts.name {
         req = req.name(name);
     }
@@ -113,8 +111,9 @@ impl Mode {
     }
 }
 
-/// Resolves when Ctrl-C is pressed; never, if it cannot be caught.
-async fn interrupted() {
+/// Resolves at each Ctrl-C; never, if it cannot be caught. Catching it keeps klee alive
+/// while a container on our terminal decides what Ctrl-C means to it.
+async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
@@ -155,18 +154,27 @@ async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Outcome {
     });
     let wait = started.wait();
     tokio::pin!(wait);
-    let code = loop {
+    let code = if mode == Mode::Terminal {
+        // With our terminal the container gets every Ctrl-C itself and decides; klee only
+        // stays alive to report its exit (which its monitor records in any case).
+        loop {
+            tokio::select! {
+                code = &mut wait => break code?,
+                _ = ctrl_c() => {}
+            }
+        }
+    } else {
+        // Otherwise the container is in its own process group: the first Ctrl-C (or
+        // SIGTERM) stops it and waits for its exit to be recorded, a second exits at once
+        // (its monitor still records the exit).
+        let interrupt = crate::signals::watch("container");
         tokio::select! {
-            code = &mut wait => break code?,
-            _ = interrupted() => {
-                // With our terminal the container got the Ctrl-C itself; otherwise it is in
-                // its own process group, and is stopped for us.
-                if mode == Mode::Output {
-                    eprintln!("stopping container {id}");
-                    if let Err(e) = engine.stop_container(&id, INTERRUPT_STOP_TIMEOUT).await {
-                        eprintln!("klee: {e}");
-                    }
+            code = &mut wait => code?,
+            _ = interrupt.interrupted() => {
+                if let Err(e) = engine.stop_container(&id, INTERRUPT_STOP_TIMEOUT).await {
+                    eprintln!("klee: {e}");
                 }
+                wait.await?
             }
         }
     };
@@ -332,9 +340,24 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Outcome {
         return Ok(0);
     }
     let status = if tty {
+        // Ctrl-C is a byte on the raw terminal, which the command reads.
         relay_terminal(&mut p, interactive).await?
     } else {
-        p.wait().await.map_err(|e| Failure::failed(e.to_string()))?
+        // The first Ctrl-C (or SIGTERM) is passed on to the command as SIGINT, and its end
+        // awaited; a second exits at once (the command dies with klee).
+        let interrupt = crate::signals::watch("command");
+        let pid = nix::unistd::Pid::from_raw(p.pid());
+        let wait = p.wait();
+        tokio::pin!(wait);
+        tokio::select! {
+            status = &mut wait => status,
+            _ = interrupt.interrupted() => {
+                // Our own child, not yet reaped (the wait is pending), so the pid is its.
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+                wait.await
+            }
+        }
+        .map_err(|e| Failure::failed(e.to_string()))?
     };
     let code = status
         .code()

@@ -48,12 +48,17 @@ pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
     if a.sha256.is_some() && !matches!(source, BaseSource::Fetch { .. }) {
         return Err(Failure::usage("--sha256 is for the fetch method only"));
     }
-    let mut req = CreateImage::new(source);
-    req.tag = a.tag;
-    req.dns = !a.no_dns;
-    req.localtime = !a.no_localtime;
-    req.autotag = !a.no_autotag;
+    let mut req = CreateImage::new(source)
+        .dns(!a.no_dns)
+        .localtime(!a.no_localtime)
+        .autotag(!a.no_autotag);
+    if let Some(tag) = a.tag {
+        req = req.tag(tag);
+    }
     let engine = ctx.engine().await?;
+    // Ctrl-C removes the partial image (the engine answers Cancelled once it is gone).
+    let interrupt = crate::signals::watch("image creation");
+    let req = req.interrupt(interrupt.clone());
     let progress = Arc::new(Progress::new());
     let events = {
         let p = Arc::clone(&progress);
@@ -61,6 +66,10 @@ pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
     };
     let result = engine.create_base_image(req, events).await;
     progress.finish();
+    if interrupt.is_interrupted() && matches!(result, Err(kleene_core::CoreError::Cancelled)) {
+        eprintln!("klee: image creation stopped; the partial image was removed");
+        return Ok(crate::signals::ABORTED);
+    }
     let image = result?;
     eprintln!("image created");
     println!("{}", image.id);

@@ -7,6 +7,7 @@ mod failure;
 mod image;
 mod output;
 mod settings;
+mod signals;
 mod volume;
 
 use clap::Parser;
@@ -59,12 +60,10 @@ impl Ctx {
             settings::root_dataset(self.root.as_deref(), env.as_deref(), self.config.as_deref())?;
         let root = DatasetName::new(root.as_str())
             .map_err(|e| Failure::usage(format!("invalid root dataset {root:?}: {e}")))?;
-        let events = Events::new(|e| {
-            match e {
-                kleene_core::Event::Repaired(text) => eprintln!("klee: repaired: {text}"),
-                kleene_core::Event::NotRepaired(text) => eprintln!("klee: not repaired: {text}"),
-                _ => {}
-            }
+        let events = Events::new(|e| match e {
+            kleene_core::Event::Repaired(text) => eprintln!("klee: repaired: {text}"),
+            kleene_core::Event::NotRepaired(text) => eprintln!("klee: not repaired: {text}"),
+            _ => {}
         });
         let (engine, _) = Engine::open_with(Config::new(root), events).await?;
         Ok(engine)

@@ -179,6 +179,11 @@ pub enum CoreError {
     #[error("cancelled")]
     Cancelled,
 
+    /// The operation was stopped by its [`crate::Interrupt`]; a build reports it as the
+    /// reason of its [`CoreError::BuildFailed`].
+    #[error("interrupted")]
+    Interrupted,
+
     /// A bug or an impossible state.
     #[error("internal error: {0}")]
     Internal(String),

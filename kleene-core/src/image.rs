@@ -14,6 +14,7 @@ use crate::error::{CoreError, Object, Result};
 use crate::event::{Event, Events};
 use crate::fetch::{self, Download};
 use crate::id::Id;
+use crate::interrupt::Interrupt;
 use crate::meta::Table;
 use crate::model::{Image, ImageConfig, Instruction};
 use crate::rootfs;
@@ -35,8 +36,9 @@ pub enum BaseSource {
     ZfsCopy(String),
 }
 
-/// A request for a base image.
+/// A request for a base image; build it with [`CreateImage::new`] and its setters.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CreateImage {
     /// Where it comes from.
     pub source: BaseSource,
@@ -48,6 +50,9 @@ pub struct CreateImage {
     pub localtime: bool,
     /// For fetch-auto without a tag: name it `FreeBSD-<version>:latest`.
     pub autotag: bool,
+    /// Stops the creation from outside (Ctrl-C): the partial image is removed and the
+    /// result is [`CoreError::Cancelled`].
+    pub interrupt: Option<Interrupt>,
 }
 
 impl CreateImage {
@@ -59,7 +64,32 @@ impl CreateImage {
             dns: true,
             localtime: true,
             autotag: true,
+            interrupt: None,
         }
+    }
+
+    /// Whether the host's resolv.conf is copied into the image.
+    pub fn dns(mut self, on: bool) -> Self {
+        self.dns = on;
+        self
+    }
+
+    /// Whether the host's localtime is copied into the image.
+    pub fn localtime(mut self, on: bool) -> Self {
+        self.localtime = on;
+        self
+    }
+
+    /// Whether fetch-auto without a tag names the image `FreeBSD-<version>:latest`.
+    pub fn autotag(mut self, on: bool) -> Self {
+        self.autotag = on;
+        self
+    }
+
+    /// Stops the creation when `interrupt` fires (see [`Interrupt`]).
+    pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = Some(interrupt);
+        self
     }
 
     /// With a `name[:tag]`.
@@ -110,6 +140,15 @@ struct NewBase<'a> {
     dataset: &'a DatasetName,
     events: &'a Events,
     cancel: &'a Arc<AtomicBool>,
+}
+
+/// Ends a helper task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Sets a flag when dropped: the async caller went away, the blocking work stops.
@@ -185,6 +224,15 @@ impl Engine {
         };
         let cancel = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(Arc::clone(&cancel));
+        // An interrupt stops the work as a drop would, but the caller still waits for the
+        // partial image to be removed.
+        let _watch = req.interrupt.clone().map(|i| {
+            let flag = Arc::clone(&cancel);
+            AbortOnDrop(tokio::spawn(async move {
+                i.interrupted().await;
+                flag.store(true, Ordering::SeqCst);
+            }))
+        });
         let image = self
             .blocking(move |inner| {
                 inner.create_base_image(req, source, desc, nametag, events, cancel)

@@ -29,6 +29,7 @@ use crate::engine::{Engine, OpLock};
 use crate::error::{CoreError, Object, Result};
 use crate::event::{Event, Events};
 use crate::id::Id;
+use crate::interrupt::Interrupt;
 use crate::model::{Image, JailParamText, Network};
 
 /// A build request (`klee build`); build it with [`BuildRequest::new`] and its setters.
@@ -59,6 +60,9 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// The network of RUN (`RUN --network` overrides it per step).
     pub network: Network,
+    /// Stops the build from outside (Ctrl-C): the running step is killed and the build
+    /// fails, its state kept as `<name>:failed` (unless `rm`), as for any failure.
+    pub interrupt: Option<Interrupt>,
 }
 
 impl BuildRequest {
@@ -129,6 +133,13 @@ impl BuildRequest {
         self.network = network;
         self
     }
+
+    /// Stops the build when `interrupt` fires: the running step is killed and the build
+    /// fails, kept as `<name>:failed` unless `rm`.
+    pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = Some(interrupt);
+        self
+    }
 }
 
 /// What a successful build made.
@@ -187,6 +198,15 @@ impl Engine {
     }
 }
 
+/// Ends a helper task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A build in progress.
 struct Builder {
     engine: Engine,
@@ -210,6 +230,37 @@ type StageFailure = (CoreError, Option<StageState>);
 impl Builder {
     fn cancelled(&self) -> bool {
         self.cancel.has_changed().is_err()
+    }
+
+    /// Whether the caller's [`Interrupt`] fired: the build stops and fails, kept as
+    /// `<name>:failed`.
+    fn interrupted(&self) -> bool {
+        self.req
+            .interrupt
+            .as_ref()
+            .is_some_and(|i| i.is_interrupted())
+    }
+
+    /// A receiver that a running step watches: it closes when the caller drops the build
+    /// or fires its interrupt. The forwarding task ends with the returned guard.
+    fn stop_watch(&self) -> (tokio::sync::watch::Receiver<()>, AbortOnDrop) {
+        let (tx, rx) = tokio::sync::watch::channel(());
+        let mut cancel = self.cancel.clone();
+        let interrupt = self.req.interrupt.clone();
+        let task = tokio::spawn(async move {
+            let interrupted = async {
+                match interrupt {
+                    Some(i) => i.interrupted().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.changed() => {}
+                _ = interrupted => {}
+            }
+            drop(tx);
+        });
+        (rx, AbortOnDrop(task))
     }
 
     async fn run(mut self) -> Result<BuildOutcome> {

@@ -107,8 +107,10 @@ impl Builder {
         let shown = jail.argv.join(" ");
         self.runs += 1;
         let jails = Arc::clone(&self.engine.inner.jails);
-        let status = match jails.run(jail, &self.events, self.cancel.clone()).await {
-            Ok(RunEnd::Cancelled) => return Err(CoreError::Cancelled),
+        let (stop, _forward) = self.stop_watch();
+        let status = match jails.run(jail, &self.events, stop).await {
+            Ok(RunEnd::Cancelled) if self.cancelled() => return Err(CoreError::Cancelled),
+            Ok(RunEnd::Cancelled) => return Err(CoreError::Interrupted),
             Ok(RunEnd::Exited(status)) => status,
             Err(e) => {
                 return Err(CoreError::CommandFailed {

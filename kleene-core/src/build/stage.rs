@@ -34,6 +34,9 @@ impl Builder {
             if self.cancelled() {
                 return Err((CoreError::Cancelled, Some(st)));
             }
+            if self.interrupted() {
+                return Err((CoreError::Interrupted, Some(st)));
+            }
             st.chain.field(text.as_bytes());
             match self.step(plan, &ins.node, &mut st).await {
                 Ok(snapshot) => st.config.instructions.push(Instruction { text, snapshot }),
