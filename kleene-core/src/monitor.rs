@@ -16,7 +16,8 @@ use crate::engine::{Engine, Inner};
 use crate::error::{CoreError, Result};
 use crate::meta::now;
 use crate::model::{Container, MountSource, Network, RunState, Runtime};
-use crate::{rootfs, Config};
+use crate::rootfs::{RootDir, Symlinks};
+use crate::Config;
 
 /// The monitor's `main`: returns the process exit code.
 pub fn monitor_main(args: &[String]) -> i32 {
@@ -134,20 +135,23 @@ fn jail_config(inner: &Inner, c: &Container, detached: bool) -> Result<JailConfi
     if !c.config.user.is_empty() {
         cfg = cfg.user(c.config.user.as_str());
     }
+    // WORKDIR and mount points are made and found inside the root as the jail sees it.
+    let root_dir = RootDir::open(&root)?;
     if !c.config.workdir.is_empty() {
         // WORKDIR is made if missing, as docker does.
-        drop(rootfs::open_dir(&root, &c.config.workdir, true)?);
+        drop(root_dir.open_dir(&c.config.workdir, Symlinks::FollowInRoot, true)?);
         cfg = cfg.workdir(c.config.workdir.as_str());
     }
     for m in &c.config.mounts {
-        // The mount point is made inside the root without following its symlinks.
-        drop(rootfs::open_dir(&root, &m.destination, true)?);
+        // The mount point is made inside the root, its symlinks followed there.
+        drop(root_dir.open_dir(&m.destination, Symlinks::FollowInRoot, true)?);
         let source = match &m.source {
             MountSource::HostPath(p) => p.clone(),
             MountSource::Volume(v) => {
                 let volume = inner.volume(v)?;
                 if inner.store().mark_volume_filled(v)? {
-                    fill_volume(&root, &m.destination, Path::new(&volume.mountpoint))?;
+                    let real = root_dir.resolve(&m.destination, Symlinks::FollowInRoot)?;
+                    fill_volume(&root.join(real), Path::new(&volume.mountpoint))?;
                 }
                 volume.mountpoint
             }
@@ -181,7 +185,7 @@ fn jail_config(inner: &Inner, c: &Container, detached: bool) -> Result<JailConfi
 }
 
 /// An empty volume takes the image's content at its mount point, on its first mount.
-fn fill_volume(root: &Path, destination: &str, volume: &Path) -> Result<()> {
+fn fill_volume(source: &Path, volume: &Path) -> Result<()> {
     let empty = std::fs::read_dir(volume)
         .map_err(|e| CoreError::io(format!("reading {}", volume.display()), e))?
         .next()
@@ -189,9 +193,8 @@ fn fill_volume(root: &Path, destination: &str, volume: &Path) -> Result<()> {
     if !empty {
         return Ok(());
     }
-    // open_dir refused every symlink on the way, so this path stays inside the root.
-    let source = root.join(destination.trim_start_matches('/'));
-    copy_tree(&source, volume)
+    // `source` was resolved inside the root: no symlink on its way.
+    copy_tree(source, volume)
 }
 
 /// Copies a directory tree, symlinks as symlinks (never followed), modes and owners kept.

@@ -549,7 +549,7 @@ impl Builder {
                 crate::failpoint("build-after-clone");
                 let root = inner.mountpoint(&dataset)?;
                 for d in &dirs {
-                    drop(crate::rootfs::open_dir_in_root(&root, d, true, None)?);
+                    copy::make_dir(&root, d)?;
                 }
                 Ok(root)
             })
@@ -866,10 +866,7 @@ impl Builder {
                     Some(root) => {
                         let root = root.clone();
                         self.engine
-                            .blocking(move |_| {
-                                drop(crate::rootfs::open_dir_in_root(&root, &clean, true, None)?);
-                                Ok(())
-                            })
+                            .blocking(move |_| copy::make_dir(&root, &clean))
                             .await?;
                     }
                     None => st.pending_dirs.push(clean),
@@ -1159,17 +1156,7 @@ impl Builder {
                 let into_dir = dest_dir_hint || copy::is_dir_in_root(&root, &dest_abs);
                 for s in &sources {
                     if unpack && is_archive(&s.host) {
-                        let (fd, resolved) = crate::rootfs::resolve_dir_in_root(
-                            &root,
-                            &dest_abs,
-                            true,
-                            Some(owner),
-                        )?;
-                        drop(fd);
-                        let file = std::fs::File::open(&s.host)
-                            .map_err(|e| CoreError::io(format!("reading {}", s.rel), e))?;
-                        let (_, decoded) = crate::archive::decompress(file)?;
-                        crate::archive::extract(decoded, &root.join(resolved), &mut |_| {})?;
+                        copy::unpack(&root, &dest_abs, owner, s)?;
                         continue;
                     }
                     copy::place(&root, s, &dest_abs, into_dir, perms, ig.as_ref())?;
@@ -1256,10 +1243,7 @@ impl Builder {
         if !st.config.workdir.is_empty() {
             let (r, w) = (root.clone(), st.config.workdir.clone());
             self.engine
-                .blocking(move |_| {
-                    drop(crate::rootfs::open_dir_in_root(&r, &w, true, None)?);
-                    Ok(())
-                })
+                .blocking(move |_| copy::make_dir(&r, &w))
                 .await?;
         }
         let out = if self.req.quiet {
