@@ -321,7 +321,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     let clean = pseudo.clean.or(cfg.process.clean_env).unwrap_or(true);
     let root_fd = open_root(&cfg.root)?;
     let user = resolve_in_root(
-        root_fd.as_fd(),
+        &root_fd,
         pseudo
             .user
             .as_deref()
@@ -408,7 +408,7 @@ pub(crate) async fn exec(
 ) -> Result<Process> {
     cfg.validate()?;
     let root_fd = open_root(&handle.root)?;
-    let user = resolve_in_root(root_fd.as_fd(), cfg.user.as_deref().unwrap_or("0"))?;
+    let user = resolve_in_root(&root_fd, cfg.user.as_deref().unwrap_or("0"))?;
     drop(root_fd);
     spawn_in_jail(handle.id.0, cfg, &user, cfg.clean_env.unwrap_or(true)).await
 }

@@ -11,6 +11,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 use std::sync::OnceLock;
 
+use kleene_rootfs::{OFlags, RootDir, Symlinks};
+
 pub(crate) use sys::Waiter;
 
 use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig, NetworkMode};
@@ -40,67 +42,33 @@ fn last_cap() -> u32 {
     })
 }
 
-/// Creates `rel` (relative to the root) and its missing parents inside the root, never
-/// leaving it; the last component is an empty file when `file` is set.
-fn create_beneath(root: BorrowedFd<'_>, rel: &Path, file: bool) -> Result<()> {
-    let comps: Vec<&std::ffi::OsStr> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    let err = |e| Error::io(format!("create {} in the jail root", rel.display()), e);
-    let mut prefix = std::path::PathBuf::new();
-    for (i, comp) in comps.iter().enumerate() {
-        let parent = prefix.clone();
-        prefix.push(comp);
-        let path = cstr(prefix.as_os_str().as_bytes(), "a mount target")?;
-        match sys::openat2_in_root(root, &path, libc::O_PATH) {
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e)),
-        }
-        let parent_fd = if parent.as_os_str().is_empty() {
-            None
-        } else {
-            let p = cstr(parent.as_os_str().as_bytes(), "a mount target")?;
-            Some(sys::openat2_in_root(root, &p, libc::O_PATH | libc::O_DIRECTORY).map_err(err)?)
-        };
-        let dir = parent_fd
-            .as_ref()
-            .map_or(root.as_raw_fd(), |f| f.as_raw_fd());
-        let name = cstr(comp.as_bytes(), "a mount target")?;
-        let last = i + 1 == comps.len();
-        // SAFETY: `dir` is an open directory and `name` a NUL-terminated single component.
-        let r = unsafe {
-            if last && file {
-                let fd = libc::openat(
-                    dir,
-                    name.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_WRONLY
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o644,
-                );
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-                fd
-            } else {
-                libc::mkdirat(dir, name.as_ptr(), 0o755)
-            }
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::AlreadyExists {
-                return Err(err(e));
-            }
-        }
+/// Creates mount target `rel` (relative to the root) and its missing parents inside the
+/// root, as the jail resolves it: symlinks are followed inside the root, as the child's
+/// `openat2(RESOLVE_IN_ROOT)` does when it opens the target to mount on. The last
+/// component is an empty file when `file` is set; an existing target is left alone.
+fn create_beneath(root: &RootDir, rel: &Path, file: bool) -> Result<()> {
+    let err = |e: kleene_rootfs::Error| {
+        Error::io(
+            format!("create {} in the jail root", rel.display()),
+            e.into(),
+        )
+    };
+    let follow = Symlinks::FollowInRoot;
+    if !file {
+        return root.open_dir(rel, follow, true).map(drop).map_err(err);
     }
-    Ok(())
+    match root.resolve(rel, follow) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(err(e)),
+    }
+    if let Some(parent) = rel.parent() {
+        drop(root.open_dir(parent, follow, true).map_err(err)?);
+    }
+    let flags = OFlags::CREATE | OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+    root.open_file(rel, follow, flags, 0o644)
+        .map(drop)
+        .map_err(err)
 }
 
 /// The flags of the mount holding `path` that a read-only bind remount of it must repeat.
@@ -255,15 +223,15 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     let share_ipc = lp.sysvipc.unwrap_or(false);
 
     let root_fd = open_root(&cfg.root)?;
-    let user = resolve_in_root(root_fd.as_fd(), user_spec.as_deref().unwrap_or("0"))?;
-    create_beneath(root_fd.as_fd(), Path::new("proc"), false)?;
+    let user = resolve_in_root(&root_fd, user_spec.as_deref().unwrap_or("0"))?;
+    create_beneath(&root_fd, Path::new("proc"), false)?;
     if devfs {
-        create_beneath(root_fd.as_fd(), Path::new("dev"), false)?;
+        create_beneath(&root_fd, Path::new("dev"), false)?;
     }
     let mut binds = Vec::with_capacity(cfg.mounts.len());
     for m in &cfg.mounts {
         let rel = relative(&m.target);
-        create_beneath(root_fd.as_fd(), &rel, !m.source.is_dir())?;
+        create_beneath(&root_fd, &rel, !m.source.is_dir())?;
         binds.push(BindPlan {
             source: cstr(m.source.as_os_str().as_bytes(), "a mount source")?,
             target_rel: cstr(rel.as_os_str().as_bytes(), "a mount target")?,
@@ -391,7 +359,7 @@ pub(crate) async fn exec(
     }
     let root_fd = open_root(Path::new(&format!("/proc/{}/root", handle.pid)))
         .map_err(|_| Error::NotRunning)?;
-    let user = resolve_in_root(root_fd.as_fd(), cfg.user.as_deref().unwrap_or("0"))?;
+    let user = resolve_in_root(&root_fd, cfg.user.as_deref().unwrap_or("0"))?;
     drop(root_fd);
     let clean = cfg.clean_env.unwrap_or(true);
     let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
