@@ -365,8 +365,7 @@ async fn workdir_and_mount_points_through_symlinks() {
     let err = engine
         .start_container("up", Attach::Piped)
         .await
-        .err()
-        .expect("a mount point out of the root");
+        .expect_err("a mount point out of the root");
     assert!(err.to_string().contains("leads out of the root"), "{err}");
     assert!(!std::path::Path::new("/kleene-escape").exists());
 }
