@@ -11,13 +11,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 use std::sync::OnceLock;
 
-use kleene_rootfs::{OFlags, RootDir, Symlinks};
-
 pub(crate) use sys::Waiter;
 
 use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig, NetworkMode};
 use crate::error::{Error, Result};
 use crate::jail::{JailHandle, JailId};
+use crate::mountpoint::make_mount_point;
 use crate::params::linux_params;
 use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
 use crate::process::{cloexec_pipe, prepare_stdio, set_nonblocking, Process};
@@ -40,35 +39,6 @@ fn last_cap() -> u32 {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(40)
     })
-}
-
-/// Creates mount target `rel` (relative to the root) and its missing parents inside the
-/// root, as the jail resolves it: symlinks are followed inside the root, as the child's
-/// `openat2(RESOLVE_IN_ROOT)` does when it opens the target to mount on. The last
-/// component is an empty file when `file` is set; an existing target is left alone.
-fn create_beneath(root: &RootDir, rel: &Path, file: bool) -> Result<()> {
-    let err = |e: kleene_rootfs::Error| {
-        Error::io(
-            format!("create {} in the jail root", rel.display()),
-            e.into(),
-        )
-    };
-    let follow = Symlinks::FollowInRoot;
-    if !file {
-        return root.open_dir(rel, follow, true).map(drop).map_err(err);
-    }
-    match root.resolve(rel, follow) {
-        Ok(_) => return Ok(()),
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(err(e)),
-    }
-    if let Some(parent) = rel.parent() {
-        drop(root.open_dir(parent, follow, true).map_err(err)?);
-    }
-    let flags = OFlags::CREATE | OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
-    root.open_file(rel, follow, flags, 0o644)
-        .map(drop)
-        .map_err(err)
 }
 
 /// The flags of the mount holding `path` that a read-only bind remount of it must repeat.
@@ -224,14 +194,15 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
 
     let root_fd = open_root(&cfg.root)?;
     let user = resolve_in_root(&root_fd, user_spec.as_deref().unwrap_or("0"))?;
-    create_beneath(&root_fd, Path::new("proc"), false)?;
+    make_mount_point(&root_fd, Path::new("proc"), false)?;
     if devfs {
-        create_beneath(&root_fd, Path::new("dev"), false)?;
+        make_mount_point(&root_fd, Path::new("dev"), false)?;
     }
     let mut binds = Vec::with_capacity(cfg.mounts.len());
     for m in &cfg.mounts {
         let rel = relative(&m.target);
-        create_beneath(&root_fd, &rel, !m.source.is_dir())?;
+        // The child opens the target with openat2(RESOLVE_IN_ROOT), which finds it there.
+        make_mount_point(&root_fd, &rel, !m.source.is_dir())?;
         binds.push(BindPlan {
             source: cstr(m.source.as_os_str().as_bytes(), "a mount source")?,
             target_rel: cstr(rel.as_os_str().as_bytes(), "a mount target")?,
