@@ -47,7 +47,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use kleene_rootfs::{Mkdir, RootDir, Symlinks};
-
 use liblzma::stream::{Action, MtStreamBuilder, Status, Stream};
 use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;

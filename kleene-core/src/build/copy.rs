@@ -255,7 +255,10 @@ const MAX_USER_FILE: u64 = 16 << 20;
 fn read_in_root(root: &Path, name: &str) -> Result<String> {
     let path = format!("etc/{name}");
     match RootDir::open(root)?.read_file(&path, Symlinks::FollowInRoot, MAX_USER_FILE) {
-        Ok(data) => Ok(String::from_utf8_lossy(&data).into_owned()),
+        Ok(data) => String::from_utf8(data).map_err(|e| {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+            CoreError::io(format!("reading /{path}"), e)
+        }),
         Err(e) if e.is_not_found() => Ok(String::new()),
         Err(e) => Err(e.into()),
     }
