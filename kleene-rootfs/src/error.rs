@@ -30,7 +30,7 @@ pub enum Error {
     },
 
     /// `..`, in the path or in a symlink's target, would climb above the root.
-    #[error("{} in {}: {}", path.display(), root.display(), escape(via.as_ref()))]
+    #[error("{} in {}: {}", shown(path), root.display(), escape(via.as_ref()))]
     Escape {
         /// The root's path.
         root: PathBuf,
@@ -43,7 +43,7 @@ pub enum Error {
     /// A symlink where the policy follows none ([`crate::Symlinks::Refuse`]).
     #[error(
         "{} in {}: {} is a symlink (to {}), which is not followed here",
-        path.display(),
+        shown(path),
         root.display(),
         shown(&link.path),
         link.target.display()
@@ -61,7 +61,7 @@ pub enum Error {
     /// ([`crate::Symlinks::FollowBeneath`]).
     #[error(
         "{} in {}: symlink {} -> {} points outside the root",
-        path.display(),
+        shown(path),
         root.display(),
         shown(&link.path),
         link.target.display()
@@ -76,7 +76,7 @@ pub enum Error {
     },
 
     /// More than [`crate::MAX_SYMLINKS`] symlinks on the way (a loop, most likely).
-    #[error("{} in {}: too many symlinks (at {})", path.display(), root.display(), shown(at))]
+    #[error("{} in {}: too many symlinks (at {})", shown(path), root.display(), shown(at))]
     TooManySymlinks {
         /// The root's path.
         root: PathBuf,
@@ -87,7 +87,7 @@ pub enum Error {
     },
 
     /// A component that must be a directory is something else.
-    #[error("{} in {}: {} is not a directory", path.display(), root.display(), shown(at))]
+    #[error("{} in {}: {} is not a directory", shown(path), root.display(), shown(at))]
     NotADirectory {
         /// The root's path.
         root: PathBuf,
@@ -101,7 +101,7 @@ pub enum Error {
     /// control directory, where `mkdir` makes a snapshot.
     #[error(
         "{} in {}: it enters .zfs, the control directory of ZFS datasets",
-        path.display(),
+        shown(path),
         root.display()
     )]
     ZfsControlDir {
@@ -113,7 +113,7 @@ pub enum Error {
 
     /// The path cannot name what the operation needs (e.g. it names the root where a
     /// file is to be created).
-    #[error("{} in {}: {reason}", path.display(), root.display())]
+    #[error("{} in {}: {reason}", shown(path), root.display())]
     InvalidPath {
         /// The root's path.
         root: PathBuf,
@@ -124,7 +124,7 @@ pub enum Error {
     },
 
     /// A directory is where a file is to be created.
-    #[error("{} in {}: a directory is in the way", path.display(), root.display())]
+    #[error("{} in {}: a directory is in the way", shown(path), root.display())]
     DirectoryInTheWay {
         /// The root's path.
         root: PathBuf,
@@ -133,7 +133,7 @@ pub enum Error {
     },
 
     /// A file to be read is not a regular file.
-    #[error("{} in {}: not a regular file", path.display(), root.display())]
+    #[error("{} in {}: not a regular file", shown(path), root.display())]
     NotAFile {
         /// The root's path.
         root: PathBuf,
@@ -142,7 +142,7 @@ pub enum Error {
     },
 
     /// A file to be read is larger than the caller allows.
-    #[error("{} in {}: larger than {max} bytes", path.display(), root.display())]
+    #[error("{} in {}: larger than {max} bytes", shown(path), root.display())]
     TooLarge {
         /// The root's path.
         root: PathBuf,
@@ -153,7 +153,7 @@ pub enum Error {
     },
 
     /// A system call failed.
-    #[error("{} in {}: {op} {}: {source}", path.display(), root.display(), shown(at))]
+    #[error("{} in {}: {op} {}: {source}", shown(path), root.display(), shown(at))]
     Io {
         /// The root's path.
         root: PathBuf,
@@ -180,7 +180,7 @@ fn escape(via: Option<&Link>) -> String {
     }
 }
 
-/// A path below the root for messages: `.` for the root itself.
+/// A path below the root for messages: `.` for the root itself (an empty path).
 fn shown(p: &Path) -> std::path::Display<'_> {
     if p.as_os_str().is_empty() {
         Path::new(".").display()
