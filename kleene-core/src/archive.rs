@@ -4,19 +4,20 @@
 //! # Safety rules of [`extract`]
 //!
 //! No path from the archive is ever handed to the kernel as a whole. Each entry's parent
-//! directory is opened component by component from a descriptor of the destination, with
-//! `openat(O_DIRECTORY | O_NOFOLLOW)`, so the kernel never resolves more than one name and
-//! never follows a symbolic link on our behalf. The entry itself is then created with the
-//! `*at` calls relative to that parent (`O_CREAT | O_EXCL | O_NOFOLLOW`, `mkdirat`,
-//! `symlinkat`, `linkat` without `AT_SYMLINK_FOLLOW`, `mknodat`) and its metadata set
-//! through its own descriptor or with `AT_SYMLINK_NOFOLLOW`.
+//! directory is resolved by [`kleene_rootfs`] from a descriptor of the destination, one
+//! `openat(O_DIRECTORY | O_NOFOLLOW)` at a time, so the kernel never resolves more than
+//! one name and never follows a symbolic link on our behalf. The entry itself is then
+//! created with the `*at` calls relative to that parent (`O_CREAT | O_EXCL | O_NOFOLLOW`,
+//! `mkdirat`, `symlinkat`, `linkat` without `AT_SYMLINK_FOLLOW`, `mknodat`) and its
+//! metadata set through its own descriptor or with `AT_SYMLINK_NOFOLLOW`.
 //!
 //! * An entry whose path is absolute or has a `..` component is refused.
-//! * A symbolic link met *inside* a path (not as its last component) is resolved by this
-//!   module, inside the root: a relative target that stays inside the root is followed
-//!   (`lib -> usr/lib`, then `lib/x` lands in `usr/lib/x`, as `tar -x` would do it), while
-//!   an absolute target or a relative one that climbs above the root refuses the entry.
-//!   `..` in a link target pops a directory we hold open, never asks the kernel.
+//! * A symbolic link met *inside* a path (not as its last component) is resolved inside
+//!   the root with [`Symlinks::FollowBeneath`]: a relative target that stays inside the
+//!   root is followed (`lib -> usr/lib`, then `lib/x` lands in `usr/lib/x`, as `tar -x`
+//!   would do it), while an absolute target or a relative one that climbs above the root
+//!   refuses the entry. `..` in a link target pops a directory held open, never asks the
+//!   kernel.
 //! * A symbolic link as the *last* component is never followed: a later entry of the same
 //!   name replaces it (tar semantics: later entries win), and symlinks themselves are
 //!   stored with their target text as is, whatever it points at.
@@ -36,14 +37,16 @@
 //! that writing their contents does not change them. File data is streamed in 256 KiB
 //! chunks; a chunk of zeros becomes a hole.
 
-use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use kleene_rootfs::{Mkdir, RootDir, Symlinks};
 use liblzma::stream::{Action, MtStreamBuilder, Status, Stream};
 use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
@@ -62,12 +65,6 @@ const XZ_MEMLIMIT_THREADING: u64 = 512 << 20;
 const PROGRESS_BYTES: u64 = 1 << 20;
 /// ... or this many entries.
 const PROGRESS_ENTRIES: u64 = 256;
-/// At the top of a ZFS dataset, `.zfs` is ZFS's control directory (even when hidden):
-/// `mkdir` and `rmdir` in `.zfs/snapshot` create and destroy snapshots.
-const ZFS_CONTROL_DIR: &[u8] = b".zfs";
-const ZFS_CONTROL_REASON: &str = "enters .zfs, the control directory of ZFS datasets";
-/// As Linux's limit on symbolic links followed in one path lookup.
-const MAX_SYMLINK_HOPS: u32 = 40;
 
 /// The compression of an archive, as recognised by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -463,16 +460,24 @@ pub fn extract(
     dest: &Path,
     progress: &mut dyn FnMut(&ExtractStats),
 ) -> Result<ExtractStats, ArchiveError> {
-    let root = rfs::open(
-        dest,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| ArchiveError::Io {
+    let root = RootDir::open(dest).map_err(|e| ArchiveError::Io {
         context: format!("opening the destination {}", dest.display()),
         source: e.into(),
     })?;
-    let mut x = Extractor::new(root);
+    extract_into(reader, &root, progress)
+}
+
+/// [`extract`] into a directory already open (e.g. found inside a container's root).
+pub fn extract_into(
+    reader: impl Read,
+    dest: &RootDir,
+    progress: &mut dyn FnMut(&ExtractStats),
+) -> Result<ExtractStats, ArchiveError> {
+    let root = dest.try_clone().map_err(|e| ArchiveError::Io {
+        context: format!("opening the destination {}", dest.path().display()),
+        source: e.into(),
+    })?;
+    let mut x = Extractor::new(root)?;
     let mut archive = tar::Archive::new(BufReader::with_capacity(64 * 1024, reader));
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
@@ -510,7 +515,7 @@ impl Times {
 /// A directory whose mode and times are set at the end.
 struct DirMeta {
     /// Its real path from the root (symlinks resolved).
-    real: Vec<Vec<u8>>,
+    real: PathBuf,
     mode: u32,
     times: Times,
 }
@@ -520,7 +525,7 @@ struct DirMeta {
 struct Dir {
     fd: Rc<OwnedFd>,
     /// Its real path from the root (symlinks resolved).
-    real: Vec<Vec<u8>>,
+    real: PathBuf,
 }
 
 /// The last parent directory resolved, by its path in the archive.
@@ -529,18 +534,10 @@ struct ParentCache {
     dir: Dir,
 }
 
-/// Why a walk to a parent directory stopped.
-enum WalkError {
-    /// Refused: the reason, to complete "its path ..." or "its hardlink target ...".
-    Unsafe(String),
-    /// A file operation failed on the named component (real path).
-    Io { at: String, source: Errno },
-    /// A component exists and is not a directory.
-    NotDir(String),
-}
-
 struct Extractor {
-    root: Rc<OwnedFd>,
+    root: RootDir,
+    /// The root's own descriptor, for entries naming it (`./`).
+    root_fd: Rc<OwnedFd>,
     /// Ownership can only be given by root; otherwise a refused chown is skipped.
     privileged: bool,
     stats: ExtractStats,
@@ -556,8 +553,9 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn join(parts: &[Vec<u8>]) -> String {
-    lossy(&parts.join(&b'/'))
+/// The path of normal components, for [`kleene_rootfs`].
+fn path_of(comps: &[&[u8]]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(&comps.join(&b'/')))
 }
 
 /// The normal components of an archive path, or why it is refused. An empty list is
@@ -618,10 +616,54 @@ fn mode_of(bits: u32) -> Mode {
     Mode::from_bits_truncate((bits & 0o7777) as rfs::RawMode)
 }
 
+/// An entry refused or failed because of the way to its parent (or its hardlink's
+/// source); `what` is "its path" or "its hardlink target ...".
+fn walk_error(name: &str, what: &str, e: kleene_rootfs::Error) -> ArchiveError {
+    use kleene_rootfs::Error as E;
+    match e {
+        E::Escape { via: Some(l), .. } => refuse(
+            name,
+            format!(
+                "{what} goes through symlink {:?} -> {:?}, which leads outside the root",
+                l.path, l.target
+            ),
+        ),
+        E::AbsoluteSymlink { link: l, .. } | E::Symlink { link: l, .. } => refuse(
+            name,
+            format!(
+                "{what} goes through symlink {:?} -> {:?}, which points outside the root",
+                l.path, l.target
+            ),
+        ),
+        E::Escape { via: None, .. } => refuse(name, format!("{what} leads outside the root")),
+        E::TooManySymlinks { at, .. } => refuse(
+            name,
+            format!("{what} goes through too many symlinks (at {at:?})"),
+        ),
+        E::ZfsControlDir { .. } => refuse(
+            name,
+            format!("{what} enters .zfs, the control directory of ZFS datasets"),
+        ),
+        E::NotADirectory { at, .. } => {
+            entry_err(name, format!("opening directory {at:?}"), Errno::NOTDIR)
+        }
+        E::Io { at, source, .. } => entry_err(name, format!("opening directory {at:?}"), source),
+        other => entry_err(name, "opening its directory", other),
+    }
+}
+
 impl Extractor {
-    fn new(root: OwnedFd) -> Self {
-        Extractor {
-            root: Rc::new(root),
+    fn new(root: RootDir) -> Result<Self, ArchiveError> {
+        let root_fd = root
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| ArchiveError::Io {
+                context: format!("opening the destination {}", root.path().display()),
+                source: e,
+            })?;
+        Ok(Extractor {
+            root,
+            root_fd: Rc::new(root_fd),
             privileged: rustix::process::geteuid().is_root(),
             stats: ExtractStats::default(),
             reported: ExtractStats::default(),
@@ -630,7 +672,7 @@ impl Extractor {
             dirs: Vec::new(),
             xattrs_skipped: 0,
             devices_skipped: 0,
-        }
+        })
     }
 
     fn tick(&mut self, progress: &mut dyn FnMut(&ExtractStats)) {
@@ -772,120 +814,6 @@ impl Extractor {
         Ok(())
     }
 
-    /// Opens the directory at `comps` (normal components), from the root, one component
-    /// at a time, never letting the kernel follow a symlink. Symlinks met on the way are
-    /// resolved here, inside the root (see the module's documentation). Missing
-    /// directories are created (0755) when `create` is set. Returns the directory and its
-    /// real path from the root.
-    fn walk(&self, comps: &[&[u8]], create: bool) -> Result<Dir, WalkError> {
-        let mut queue: VecDeque<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        let mut hops = 0u32;
-        while let Some(c) = queue.pop_front() {
-            if c.is_empty() || c == b"." {
-                continue;
-            }
-            if fds.is_empty() && c == ZFS_CONTROL_DIR {
-                return Err(WalkError::Unsafe(ZFS_CONTROL_REASON.to_string()));
-            }
-            if c == b".." {
-                // Only a symlink's target brings `..` here.
-                if fds.pop().is_none() {
-                    return Err(WalkError::Unsafe(
-                        "goes through a symlink that leads outside the root".to_string(),
-                    ));
-                }
-                names.pop();
-                continue;
-            }
-            let cur: BorrowedFd<'_> = fds.last().map_or(self.root.as_fd(), |fd| fd.as_fd());
-            let here = |names: &[Vec<u8>], c: &[u8]| {
-                let mut p = names.to_vec();
-                p.push(c.to_vec());
-                join(&p)
-            };
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let opened = match rfs::openat(cur, c.as_slice(), flags, Mode::empty()) {
-                Err(Errno::NOENT) if create => {
-                    match rfs::mkdirat(cur, c.as_slice(), Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {
-                            rfs::openat(cur, c.as_slice(), flags, Mode::empty())
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                other => other,
-            };
-            match opened {
-                Ok(fd) => {
-                    fds.push(fd);
-                    names.push(c);
-                }
-                Err(Errno::LOOP | Errno::NOTDIR | Errno::MLINK) => {
-                    let st =
-                        rfs::statat(cur, c.as_slice(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
-                            WalkError::Io {
-                                at: here(&names, &c),
-                                source: e,
-                            }
-                        })?;
-                    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
-                        return Err(WalkError::NotDir(here(&names, &c)));
-                    }
-                    let target = rfs::readlinkat(cur, c.as_slice(), Vec::new())
-                        .map_err(|e| WalkError::Io {
-                            at: here(&names, &c),
-                            source: e,
-                        })?
-                        .into_bytes();
-                    let link = here(&names, &c);
-                    if target.starts_with(b"/") {
-                        return Err(WalkError::Unsafe(format!(
-                            "goes through symlink {link:?} -> {:?}, which points outside the root",
-                            lossy(&target)
-                        )));
-                    }
-                    hops += 1;
-                    if hops > MAX_SYMLINK_HOPS {
-                        return Err(WalkError::Unsafe(format!(
-                            "goes through too many symlinks (at {link:?})"
-                        )));
-                    }
-                    // Check the escape now to name the symlink responsible.
-                    let mut depth = names.len();
-                    for part in target.split(|&b| b == b'/') {
-                        match part {
-                            b"" | b"." => {}
-                            b".." if depth == 0 => {
-                                return Err(WalkError::Unsafe(format!(
-                                    "goes through symlink {link:?} -> {:?}, which leads outside the root",
-                                    lossy(&target)
-                                )));
-                            }
-                            b".." => depth -= 1,
-                            _ => depth += 1,
-                        }
-                    }
-                    for part in target.split(|&b| b == b'/').rev() {
-                        queue.push_front(part.to_vec());
-                    }
-                }
-                Err(e) => {
-                    return Err(WalkError::Io {
-                        at: here(&names, &c),
-                        source: e,
-                    })
-                }
-            }
-        }
-        let fd = match fds.pop() {
-            Some(fd) => Rc::new(fd),
-            None => Rc::clone(&self.root),
-        };
-        Ok(Dir { fd, real: names })
-    }
-
     /// The parent directory of an entry (created as needed) and the entry's last name.
     /// `comps` must not be empty.
     fn parent<'c>(
@@ -903,29 +831,27 @@ impl Extractor {
                 return Ok((cache.dir.clone(), last));
             }
         }
-        let dir = self
-            .walk(dir, true)
-            .map_err(|e| self.walk_error(name, what, e))?;
-        if dir.real.is_empty() && *last == ZFS_CONTROL_DIR {
-            return Err(refuse(name, format!("{what} {ZFS_CONTROL_REASON}")));
+        let (parent, _) = self
+            .root
+            .parent_and_name(
+                path_of(comps),
+                Symlinks::FollowBeneath,
+                Some(Mkdir::default()),
+            )
+            .map_err(|e| walk_error(name, what, e))?;
+        let dir = Dir {
+            fd: Rc::new(parent.fd),
+            real: parent.path,
+        };
+        // The root is never cached: `parent_and_name` checks each of its children for
+        // `.zfs`.
+        if !dir.real.as_os_str().is_empty() {
+            self.cache = Some(ParentCache {
+                key,
+                dir: dir.clone(),
+            });
         }
-        self.cache = Some(ParentCache {
-            key,
-            dir: dir.clone(),
-        });
         Ok((dir, last))
-    }
-
-    fn walk_error(&self, name: &str, what: &str, e: WalkError) -> ArchiveError {
-        match e {
-            WalkError::Unsafe(reason) => refuse(name, format!("{what} {reason}")),
-            WalkError::Io { at, source } => {
-                entry_err(name, format!("opening directory {at:?}"), source)
-            }
-            WalkError::NotDir(at) => {
-                entry_err(name, format!("opening directory {at:?}"), Errno::NOTDIR)
-            }
-        }
     }
 
     /// Removes what is in the way of a new entry (tar semantics: later entries win).
@@ -1109,15 +1035,9 @@ impl Extractor {
 
     fn directory(&mut self, comps: &[&[u8]], name: &str, meta: &Meta) -> Result<(), ArchiveError> {
         let (fd, real) = if comps.is_empty() {
-            (Rc::clone(&self.root), Vec::new())
+            (Rc::clone(&self.root_fd), PathBuf::new())
         } else {
-            let (
-                Dir {
-                    fd: parent,
-                    mut real,
-                },
-                last,
-            ) = self.parent(comps, name, "its path")?;
+            let (Dir { fd: parent, real }, last) = self.parent(comps, name, "its path")?;
             match rfs::mkdirat(parent.as_fd(), last, Mode::from_bits_truncate(0o700)) {
                 Ok(()) => {}
                 Err(Errno::EXIST) => {
@@ -1138,8 +1058,7 @@ impl Extractor {
                 Mode::empty(),
             )
             .map_err(|e| entry_err(name, "opening the directory", e))?;
-            real.push(last.to_vec());
-            (Rc::new(fd), real)
+            (Rc::new(fd), real.join(OsStr::from_bytes(last)))
         };
         let (uid, gid) = Self::owner(meta);
         self.chown(rfs::fchown(&*fd, uid, gid), name, meta)?;
@@ -1204,16 +1123,14 @@ impl Extractor {
                 ),
             )
         })?;
-        let Some((tlast, tdir)) = tcomps.split_last() else {
+        let Some((tlast, _)) = tcomps.split_last() else {
             return Err(refuse(name, "its hardlink target is the root itself"));
         };
         let what = format!("its hardlink target {shown:?}");
-        let src = self
-            .walk(tdir, false)
-            .map_err(|e| self.walk_error(name, &what, e))?;
-        if src.real.is_empty() && *tlast == ZFS_CONTROL_DIR {
-            return Err(refuse(name, format!("{what} {ZFS_CONTROL_REASON}")));
-        }
+        let (src, _) = self
+            .root
+            .parent_and_name(path_of(&tcomps), Symlinks::FollowBeneath, None)
+            .map_err(|e| walk_error(name, &what, e))?;
         let src = src.fd;
         let (Dir { fd: parent, .. }, last) = self.parent(comps, name, "its path")?;
         let link = || rfs::linkat(src.as_fd(), *tlast, parent.as_fd(), last, AtFlags::empty());
@@ -1301,27 +1218,18 @@ impl Extractor {
         let mut dirs = std::mem::take(&mut self.dirs);
         // Stable: of two records of one directory, the later (the archive's last word)
         // is applied last.
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.real.len()));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.real.components().count()));
         for d in &dirs {
-            let name = join(&d.real);
-            let fd = match d.real.split_last() {
-                None => Rc::clone(&self.root),
-                Some((last, dir)) => {
-                    let comps: Vec<&[u8]> = dir.iter().map(|c| c.as_slice()).collect();
-                    let opened = self.plain_walk(&comps).and_then(|parent| {
-                        rfs::openat(
-                            parent.as_fd(),
-                            last.as_slice(),
-                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        )
-                    });
-                    match opened {
-                        Ok(fd) => Rc::new(fd),
-                        Err(e) => {
-                            log::debug!("archive: directory {name:?} was replaced, not setting its mode and times: {e}");
-                            continue;
-                        }
+            let name = lossy(d.real.as_os_str().as_bytes());
+            let fd = if d.real.as_os_str().is_empty() {
+                Rc::clone(&self.root_fd)
+            } else {
+                // A real path: a symlink on it now means a later entry replaced it.
+                match self.root.open_dir(&d.real, Symlinks::Refuse, false) {
+                    Ok(fd) => Rc::new(fd),
+                    Err(e) => {
+                        log::debug!("archive: directory {name:?} was replaced, not setting its mode and times: {e}");
+                        continue;
                     }
                 }
             };
@@ -1343,21 +1251,6 @@ impl Extractor {
             );
         }
         Ok(())
-    }
-
-    /// Opens a real path (no symlink in it) from the root, following nothing.
-    fn plain_walk(&self, comps: &[&[u8]]) -> rustix::io::Result<Rc<OwnedFd>> {
-        let mut fd = Rc::clone(&self.root);
-        for c in comps {
-            let next = rfs::openat(
-                fd.as_fd(),
-                *c,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            fd = Rc::new(next);
-        }
-        Ok(fd)
     }
 }
 

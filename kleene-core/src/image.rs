@@ -510,11 +510,13 @@ impl Inner {
             let conf = std::fs::read(&self.config.resolv_conf).map_err(|e| {
                 CoreError::io(format!("reading {}", self.config.resolv_conf.display()), e)
             })?;
-            rootfs::write_file(root, "etc/resolv.conf", &conf, 0o644)?;
+            let dir = rootfs::RootDir::open(root)?;
+            dir.write_file("etc/resolv.conf", rootfs::Symlinks::Refuse, &conf, 0o644)?;
         }
         if req.localtime {
             if let Ok(tz) = std::fs::read(&self.config.localtime) {
-                rootfs::write_file(root, "etc/localtime", &tz, 0o644)?;
+                let dir = rootfs::RootDir::open(root)?;
+                dir.write_file("etc/localtime", rootfs::Symlinks::Refuse, &tz, 0o644)?;
             }
         }
         Ok(())

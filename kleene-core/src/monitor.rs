@@ -39,8 +39,9 @@ use crate::engine::{Engine, Inner};
 use crate::error::{CoreError, Result};
 use crate::meta::now;
 use crate::model::{Container, MountSource, Network, RunState, Runtime};
+use crate::rootfs::{RootDir, Symlinks};
 use crate::tree::{self, TreeCopy};
-use crate::{rootfs, Config};
+use crate::Config;
 
 /// The first argument of a process started as a container monitor.
 const MONITOR_ARG: &str = "kleene-monitor";
@@ -632,20 +633,23 @@ fn jail_config(
     if !c.config.user.is_empty() {
         cfg = cfg.user(c.config.user.as_str());
     }
+    // WORKDIR and mount points are made and found inside the root as the jail sees it.
+    let root_dir = RootDir::open(&root)?;
     if !c.config.workdir.is_empty() {
         // WORKDIR is made if missing, as docker does.
-        drop(rootfs::open_dir(&root, &c.config.workdir, true)?);
+        drop(root_dir.open_dir(&c.config.workdir, Symlinks::FollowInRoot, true)?);
         cfg = cfg.workdir(c.config.workdir.as_str());
     }
     for m in &c.config.mounts {
-        // The mount point is made inside the root without following its symlinks.
-        drop(rootfs::open_dir(&root, &m.destination, true)?);
+        // The mount point is made inside the root, its symlinks followed there.
+        drop(root_dir.open_dir(&m.destination, Symlinks::FollowInRoot, true)?);
         let source = match &m.source {
             MountSource::HostPath(p) => std::path::PathBuf::from(p),
             MountSource::Volume(v) => {
                 let volume = inner.volume(v)?;
                 if inner.store().mark_volume_filled(v)? {
-                    fill_volume(&root, &m.destination, &volume.mountpoint)?;
+                    let real = root_dir.resolve(&m.destination, Symlinks::FollowInRoot)?;
+                    fill_volume(&root.join(real), &volume.mountpoint)?;
                 }
                 volume.mountpoint
             }
@@ -681,7 +685,7 @@ fn jail_config(
 }
 
 /// An empty volume takes the image's content at its mount point, on its first mount.
-fn fill_volume(root: &Path, destination: &str, volume: &Path) -> Result<()> {
+fn fill_volume(source: &Path, volume: &Path) -> Result<()> {
     let empty = std::fs::read_dir(volume)
         .map_err(|e| CoreError::io(format!("reading {}", volume.display()), e))?
         .next()
@@ -689,15 +693,14 @@ fn fill_volume(root: &Path, destination: &str, volume: &Path) -> Result<()> {
     if !empty {
         return Ok(());
     }
-    // open_dir refused every symlink on the way, so this path stays inside the root.
-    let source = root.join(destination.trim_start_matches('/'));
-    // Owners and modes as they are in the image.
+    // `source` was resolved inside the root: no symlink on its way. Owners and modes
+    // as they are in the image.
     let copy = TreeCopy {
         owner: None,
         chmod: None,
         exclude: None,
     };
-    copy.contents(&source, "", &tree::open_dir(volume)?)
+    copy.contents(source, "", &tree::open_dir(volume)?)
 }
 
 #[cfg(test)]

@@ -150,28 +150,24 @@ fn times(meta: &Metadata) -> Timestamps {
     }
 }
 
-/// Removes what is at `name` unless it is a directory (refused: a directory is in the way).
-fn clear(dir: &OwnedFd, name: &str, shown: &str) -> Result<()> {
-    match rfs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(rustix::io::Errno::ISDIR) | Err(rustix::io::Errno::PERM) => Err(
-            CoreError::InvalidInput(format!("cannot copy to {shown}: a directory is in the way")),
-        ),
-        Err(e) => Err(CoreError::io(format!("replacing {shown}"), e.into())),
+/// An error of replacing `shown`: a directory in the way is said plainly.
+fn in_the_way(shown: &str, e: std::io::Error, what: &str) -> CoreError {
+    if e.kind() == std::io::ErrorKind::IsADirectory {
+        CoreError::InvalidInput(format!("cannot copy to {shown}: a directory is in the way"))
+    } else {
+        CoreError::io(format!("{what} {shown}"), e)
     }
 }
 
+/// Removes what is at `name` unless it is a directory (refused: a directory is in the way).
+fn clear(dir: &OwnedFd, name: &str, shown: &str) -> Result<()> {
+    crate::rootfs::remove_at(dir, name).map_err(|e| in_the_way(shown, e, "replacing"))
+}
+
 /// Creates file `name` in `dir` (mode 0600 until [`finish_fd`]), replacing a file or
-/// symlink there.
+/// symlink there (never written through).
 pub(crate) fn create_file(dir: &OwnedFd, name: &str, shown: &str) -> Result<OwnedFd> {
-    clear(dir, name, shown)?;
-    rfs::openat(
-        dir,
-        name,
-        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| CoreError::io(format!("creating {shown}"), e.into()))
+    crate::rootfs::replace_file_at(dir, name).map_err(|e| in_the_way(shown, e, "creating"))
 }
 
 /// Gives a copied file or directory its owner, then its mode (after chown, which clears
@@ -183,9 +179,15 @@ pub(crate) fn finish_fd(fd: &impl AsFd, owner: (u32, u32), mode: u32, shown: &st
         Some(rfs::Gid::from_raw(owner.1)),
     )
     .map_err(|e| CoreError::io(format!("chown {shown}"), e.into()))?;
-    rfs::fchmod(fd, crate::rootfs::raw_mode(mode))
+    rfs::fchmod(fd, raw_mode(mode))
         .map_err(|e| CoreError::io(format!("chmod {shown}"), e.into()))?;
     Ok(())
+}
+
+/// A permission mode for rustix, whose raw mode is `u32` on Linux and `u16` on FreeBSD.
+#[allow(clippy::unnecessary_cast)]
+fn raw_mode(mode: u32) -> Mode {
+    Mode::from_raw_mode((mode & 0o7777) as rustix::fs::RawMode)
 }
 
 /// Opens a host directory for [`TreeCopy::contents`].

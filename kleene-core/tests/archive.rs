@@ -448,6 +448,19 @@ fn refuses_the_zfs_control_directory() {
         "z/snapshot/x/",
     );
     refused(&Tar::new().hardlink("h", ".zfs").bytes(), "h");
+    // After other entries at the top (whose parent, the root, is not taken from a cache).
+    refused(
+        &Tar::new().file("a", b"x").file(".zfs", b"y").bytes(),
+        ".zfs",
+    );
+    refused(
+        &Tar::new()
+            .dir("up/")
+            .symlink("up/l", "..")
+            .file("up/l/.zfs", b"y")
+            .bytes(),
+        "up/l/.zfs",
+    );
     // Deeper down it is an ordinary name.
     let s = sandbox();
     run(&Tar::new().file("home/.zfs", b"x").bytes(), &s.root).unwrap();

@@ -12,8 +12,8 @@ use std::time::Duration;
 use kleene_core::kleene_jail::Stdio;
 use kleene_core::kleene_zfs::{DatasetName, Zfs};
 use kleene_core::{
-    Attach, BaseSource, CoreError, CreateContainer, CreateImage, Engine, Events, ExecSpec,
-    JailParamText, MountSpec, Network, RunState,
+    Attach, BaseSource, BuildRequest, CoreError, CreateContainer, CreateImage, Engine, Events,
+    ExecSpec, JailParamText, MountSpec, Network, RunState,
 };
 use tokio::io::AsyncReadExt;
 
@@ -428,6 +428,60 @@ async fn volumes_and_host_paths() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/dir"), "{err}");
+}
+
+#[tokio::test]
+async fn workdir_and_mount_points_through_symlinks() {
+    let Some((s, engine)) = setup("links").await else {
+        return;
+    };
+    // An image whose paths go through symlinks, absolute and relative.
+    let ctx = s.dir.path().join("links-context");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb\nRUN ln -s /srv /data && ln -s home/app /app && ln -s ../../../../../.. /up\n",
+    )
+    .unwrap();
+    let req = BuildRequest::new(&ctx).tag("links");
+    engine.build(req, Events::none()).await.unwrap();
+    let linked = |name: &str, workdir: &str, mount: &str, cmd: &str| {
+        CreateContainer::new("links")
+            .name(name)
+            .workdir(workdir)
+            .mount(MountSpec::parse(mount).unwrap())
+            .cmd(["/bin/sh", "-c", cmd])
+    };
+    // WORKDIR and the volume's mount point are found as the container sees them: the
+    // new volume is filled from /srv, where /data leads.
+    engine
+        .create_container(linked(
+            "linked",
+            "/app/work",
+            "filled:/data",
+            "pwd -P; cat /data/seed.txt; echo; ls /srv",
+        ))
+        .await
+        .unwrap();
+    let (out, err, code) = run_piped(&engine, "linked").await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        &lines[..2],
+        ["/home/app/work", "seeded from the image"],
+        "{out}"
+    );
+    // A mount point through a link climbing above the root is refused.
+    engine
+        .create_container(linked("up", "/", "other:/up/kleene-escape", "true"))
+        .await
+        .unwrap();
+    let err = engine
+        .start_container("up", Attach::Piped)
+        .await
+        .expect_err("a mount point out of the root");
+    assert!(err.to_string().contains("leads out of the root"), "{err}");
+    assert!(!std::path::Path::new("/kleene-escape").exists());
 }
 
 #[tokio::test]

@@ -5,6 +5,8 @@ mod config;
 mod error;
 mod freebsd_plan;
 mod jail;
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+mod mountpoint;
 mod orphans;
 mod params;
 mod passwd;

@@ -1,10 +1,10 @@
 //! Users and groups of the *container*: its `/etc/passwd` and `/etc/group`, parsed here
 //! (never the host's NSS), read without following symlinks out of the container root.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::io;
 use std::path::Path;
+
+use kleene_rootfs::{RootDir, Symlinks};
 
 use crate::error::{Error, Result};
 
@@ -196,8 +196,9 @@ pub fn resolve_user(
 /// The largest passwd/group file read (a guard against a hostile image).
 const MAX_FILE: u64 = 16 << 20;
 
-/// Reads `etc/<file>` under `root_dir` safely; a missing file reads as empty.
-pub(crate) fn read_container_file(root_dir: BorrowedFd<'_>, file: &'static str) -> Result<String> {
+/// Reads `/etc/<file>` of the container as it sees it: symlinks are followed inside its
+/// root, never out of it (see kleene-rootfs). A missing file reads as empty.
+pub(crate) fn read_container_file(root: &RootDir, file: &'static str) -> Result<String> {
     let err = |source| Error::ContainerFile {
         file: match file {
             "passwd" => "/etc/passwd",
@@ -206,95 +207,29 @@ pub(crate) fn read_container_file(root_dir: BorrowedFd<'_>, file: &'static str) 
         },
         source,
     };
-    let fd = match open_beneath(root_dir, &["etc", file]) {
-        Ok(fd) => fd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => return Err(err(e)),
+    let data = match root.read_file(
+        Path::new("etc").join(file),
+        Symlinks::FollowInRoot,
+        MAX_FILE,
+    ) {
+        Ok(data) => data,
+        Err(e) if e.is_not_found() => return Ok(String::new()),
+        Err(e) => return Err(err(e.into())),
     };
-    let mut f = File::from(fd);
-    let meta = f.metadata().map_err(err)?;
-    if !meta.is_file() {
-        return Err(err(io::Error::other("not a regular file")));
-    }
-    let mut text = String::new();
-    f.by_ref()
-        .take(MAX_FILE)
-        .read_to_string(&mut text)
-        .map_err(err)?;
-    Ok(text)
-}
-
-/// Opens `root/<components...>` for reading without leaving `root`.
-///
-/// On Linux, `openat2(RESOLVE_IN_ROOT)` resolves symlinks as if `root` were `/` (so an
-/// absolute symlink in an image points into the image, and `..` stops at its root). Elsewhere
-/// every component is opened with `O_NOFOLLOW`: a symlink is refused rather than followed.
-pub(crate) fn open_beneath(root: BorrowedFd<'_>, components: &[&str]) -> io::Result<OwnedFd> {
-    #[cfg(target_os = "linux")]
-    {
-        let path = std::ffi::CString::new(components.join("/"))
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        match crate::linux::sys::openat2_in_root(
-            root,
-            &path,
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        ) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
-            other => return other,
-        }
-    }
-    open_nofollow_walk(root, components)
-}
-
-pub(crate) fn open_nofollow_walk(root: BorrowedFd<'_>, components: &[&str]) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    let mut dir: Option<OwnedFd> = None;
-    for (i, comp) in components.iter().enumerate() {
-        if comp.is_empty() || *comp == "." || *comp == ".." || comp.contains('/') {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
-        let last = i + 1 == components.len();
-        let name = std::ffi::CString::new(*comp)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let flags = libc::O_NOFOLLOW
-            | libc::O_CLOEXEC
-            | if last {
-                libc::O_RDONLY | libc::O_NONBLOCK
-            } else {
-                libc::O_RDONLY | libc::O_DIRECTORY
-            };
-        let at = dir
-            .as_ref()
-            .map_or(root.as_raw_fd(), |d| d.as_fd().as_raw_fd());
-        // SAFETY: `at` is an open directory fd owned by this function or borrowed from the
-        // caller, `name` is a NUL-terminated string that outlives the call.
-        let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: openat returned a new descriptor that nothing else owns.
-        dir = Some(unsafe { OwnedFd::from_raw_fd(fd) });
-    }
-    dir.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+    String::from_utf8(data).map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
 /// Opens the root directory for [`read_container_file`].
-pub(crate) fn open_root(root: &Path) -> Result<OwnedFd> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(root)
-        .map_err(|_| Error::RootNotFound {
-            path: root.to_owned(),
-        })?;
-    Ok(OwnedFd::from(f))
+pub(crate) fn open_root(root: &Path) -> Result<RootDir> {
+    RootDir::open(root).map_err(|_| Error::RootNotFound {
+        path: root.to_owned(),
+    })
 }
 
-/// Resolves a user spec against the container whose root directory is `root_dir`.
-pub(crate) fn resolve_in_root(root_dir: BorrowedFd<'_>, spec: &str) -> Result<ResolvedUser> {
-    let passwd = parse_passwd(&read_container_file(root_dir, "passwd")?);
-    let group = parse_group(&read_container_file(root_dir, "group")?);
+/// Resolves a user spec against the container whose root directory is `root`.
+pub(crate) fn resolve_in_root(root: &RootDir, spec: &str) -> Result<ResolvedUser> {
+    let passwd = parse_passwd(&read_container_file(root, "passwd")?);
+    let group = parse_group(&read_container_file(root, "group")?);
     resolve_user(spec, &passwd, &group)
 }
 
@@ -397,25 +332,35 @@ mod tests {
         // An absolute symlink to a file outside the root.
         std::os::unix::fs::symlink(dir.path().join("outside"), root.join("etc/passwd")).unwrap();
         let fd = open_root(&root).unwrap();
-        // Linux resolves the link inside the root (where it does not exist: empty file);
-        // the portable walk refuses the link. Neither reads the host's file.
-        match read_container_file(fd.as_fd(), "passwd") {
+        // The link is resolved inside the root (where it does not exist: empty file), on
+        // every platform. Neither reads the host's file.
+        match read_container_file(&fd, "passwd") {
             Ok(text) => assert!(text.is_empty()),
             Err(e) => assert!(matches!(e, Error::ContainerFile { .. })),
         }
-        assert!(open_nofollow_walk(fd.as_fd(), &["etc", "passwd"]).is_err());
-        assert!(open_nofollow_walk(fd.as_fd(), &["..", "outside"]).is_err());
-        assert_eq!(read_container_file(fd.as_fd(), "group").unwrap(), GROUP);
-        // A relative link climbing out is clamped on Linux, refused elsewhere.
+        let rdonly = kleene_rootfs::OFlags::RDONLY;
+        assert!(fd
+            .open_file("etc/passwd", Symlinks::Refuse, rdonly, 0)
+            .is_err());
+        assert!(fd
+            .open_file("../outside", Symlinks::Refuse, rdonly, 0)
+            .is_err());
+        assert_eq!(read_container_file(&fd, "group").unwrap(), GROUP);
+        // A relative link climbing out is refused.
         std::fs::remove_file(root.join("etc/passwd")).unwrap();
         std::os::unix::fs::symlink("../../outside", root.join("etc/passwd")).unwrap();
-        match read_container_file(fd.as_fd(), "passwd") {
+        match read_container_file(&fd, "passwd") {
             Ok(text) => assert!(!text.contains("evil")),
             Err(e) => assert!(matches!(e, Error::ContainerFile { .. })),
         }
         std::fs::remove_file(root.join("etc/passwd")).unwrap();
         std::fs::write(root.join("etc/passwd"), PASSWD).unwrap();
-        let u = resolve_in_root(fd.as_fd(), "alice").unwrap();
+        let u = resolve_in_root(&fd, "alice").unwrap();
         assert_eq!(u.uid, 1234);
+        // A passwd reached through a symlink inside the root is followed.
+        std::fs::create_dir(root.join("lib")).unwrap();
+        std::fs::rename(root.join("etc/passwd"), root.join("lib/passwd")).unwrap();
+        std::os::unix::fs::symlink("/lib/passwd", root.join("etc/passwd")).unwrap();
+        assert_eq!(resolve_in_root(&fd, "alice").unwrap().uid, 1234);
     }
 }

@@ -393,6 +393,31 @@ async fn bind_mounts() {
         assert!(st.success(), "{err}");
         assert!(src.join("new").exists());
         assert!(t.root.join("tmp/rw").is_dir());
+        // A file target that is a dangling symlink in the image: its target is made
+        // inside the root and mounted on, as a chrooted open(O_CREAT) would find it.
+        let conf = t.dir.path().join("resolv.conf");
+        std::fs::write(&conf, "nameserver 192.0.2.1\n").unwrap();
+        std::fs::create_dir_all(t.root.join("run")).unwrap();
+        std::os::unix::fs::symlink("/run/resolv.conf", t.root.join("etc/resolv.conf")).unwrap();
+        let cfg = t
+            .config()
+            .mount(Mount::bind(&conf, "/etc/resolv.conf").read_only());
+        let (st, out, err) = run(cfg.command(["cat", "/run/resolv.conf"])).await;
+        assert!(st.success(), "{err}");
+        assert_eq!(out, "nameserver 192.0.2.1\n");
+        assert!(t.root.join("run/resolv.conf").is_file());
+        // A target through a symlink climbing above the root is refused before the jail
+        // starts, and nothing is made outside.
+        std::os::unix::fs::symlink("../../../../../../../../..", t.root.join("up")).unwrap();
+        let err = t
+            .config()
+            .mount(Mount::bind(&src, "/up/kleene-escape"))
+            .command(["true"])
+            .start()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("leads out of the root"), "{err}");
+        assert!(!Path::new("/kleene-escape").exists());
         t
     })
     .await;

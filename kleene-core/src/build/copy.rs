@@ -1,18 +1,17 @@
 //! COPY and ADD: a [`CopyRequest`] (the instruction, its words expanded), its sources found
 //! in the build context (never outside it) or a `--from` stage or image, written into the
 //! stage's root with `*at` calls from directory fds (never through a symlink out of the
-//! root). The build step itself (expansion, cache, snapshot) is in [`step`].
+//! root). Paths in either are resolved by [`kleene_rootfs`]: see its policy table. The
+//! build step itself (expansion, cache, snapshot) is in [`step`].
 
 mod step;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, Mode, OFlags};
-
 use super::glob::{has_meta, match_component, Ignore};
 use crate::error::{CoreError, Result};
-use crate::rootfs;
+use crate::rootfs::{self, Mkdir, RootDir, Symlinks};
 use crate::tree::{self, Exclude, TreeCopy};
 
 /// One source of a COPY: its path relative to the context (or stage root), and where it
@@ -31,55 +30,20 @@ fn io_err(what: &str, p: &Path, e: impl Into<std::io::Error>) -> CoreError {
     CoreError::io(format!("{what} {}", p.display()), e.into())
 }
 
-/// Resolves `rel` below `base` as a process chrooted to `base` would: symlinks are
-/// followed inside it; a path or symlink leading out of it is refused. Returns the
-/// resolved components (the last may not exist).
-fn resolve_in_base(base: &Path, rel: &str, what: &str) -> Result<Vec<String>> {
-    let mut queue: std::collections::VecDeque<String> = rel
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .map(str::to_string)
-        .collect();
-    let mut out: Vec<String> = Vec::new();
-    let mut links = 0;
-    while let Some(c) = queue.pop_front() {
-        if c == "." || c.is_empty() {
-            continue;
-        }
-        if c == ".." {
-            if out.pop().is_none() {
-                return Err(invalid(format!("forbidden path outside the {what}: {rel}")));
-            }
-            continue;
-        }
-        let mut p = base.to_path_buf();
-        p.extend(&out);
-        p.push(&c);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 40 {
-                    return Err(invalid(format!("too many symlinks in {rel}")));
-                }
-                let target = std::fs::read_link(&p).map_err(|e| io_err("reading", &p, e))?;
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    // An absolute link in the context points at the host: not the context.
-                    if what == "build context" {
-                        return Err(invalid(format!(
-                            "forbidden path outside the {what}: {rel} (links to {target})"
-                        )));
-                    }
-                    out.clear();
-                }
-                for part in target.split('/').rev() {
-                    queue.push_front(part.to_string());
-                }
-            }
-            _ => out.push(c),
-        }
+/// How sources are found in `base`: the build context is a host directory, where an
+/// absolute symlink points at the host, so only relative ones are followed; a stage's
+/// root is a container root, where it points into that root.
+fn source_policy(what: &str) -> Symlinks {
+    if what == "build context" {
+        Symlinks::FollowBeneath
+    } else {
+        Symlinks::FollowInRoot
     }
-    Ok(out)
+}
+
+/// A source path refused for leading out of `base` (or into `.zfs`), said as Docker does.
+fn outside(what: &str, rel: &str, e: &rootfs::Error) -> CoreError {
+    invalid(format!("forbidden path outside the {what}: {rel} ({e})"))
 }
 
 /// Expands COPY sources (wildcards included) against `base` (the context, or a stage's
@@ -92,11 +56,13 @@ pub(crate) fn find_sources(
     what: &str,
 ) -> Result<Vec<Source>> {
     let excluded = |rel: &str| ignore.is_some_and(|i| i.excluded(rel));
+    let base_dir = RootDir::open(base)?;
+    let policy = source_policy(what);
     let mut out = Vec::new();
     for pat in patterns {
         check_inside(pat, what)?;
         let rels: Vec<String> = if has_meta(pat) {
-            let found: Vec<String> = expand_wildcards(base, pat, what)?
+            let found: Vec<String> = expand_wildcards(base, &base_dir, policy, pat, what)?
                 .into_iter()
                 .filter(|r| !excluded(r))
                 .collect();
@@ -114,15 +80,16 @@ pub(crate) fn find_sources(
             vec![rel]
         };
         for rel in rels {
-            let resolved = resolve_in_base(base, &rel, what)?;
-            let mut host = base.to_path_buf();
-            host.extend(&resolved);
-            if std::fs::symlink_metadata(&host).is_err() {
-                return Err(invalid(format!(
-                    "{} not found in the {what}",
-                    if rel.is_empty() { "." } else { rel.as_str() }
-                )));
-            }
+            let host = match base_dir.resolve(&rel, policy) {
+                Ok(resolved) => base.join(resolved),
+                Err(e) if e.is_refusal() => return Err(outside(what, &rel, &e)),
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "{} not found in the {what}",
+                        if rel.is_empty() { "." } else { rel.as_str() }
+                    )))
+                }
+            };
             out.push(Source { rel, host });
         }
     }
@@ -146,8 +113,15 @@ fn check_inside(pat: &str, what: &str) -> Result<()> {
 }
 
 /// The paths (relative to `base`) a wildcard pattern matches, component by component,
-/// each level's names in order.
-fn expand_wildcards(base: &Path, pat: &str, what: &str) -> Result<Vec<String>> {
+/// each level's names in order; the directories on the way are resolved in `base_dir`
+/// with `policy`.
+fn expand_wildcards(
+    base: &Path,
+    base_dir: &RootDir,
+    policy: Symlinks,
+    pat: &str,
+    what: &str,
+) -> Result<Vec<String>> {
     let mut matches = vec![Vec::<String>::new()];
     for comp in pat.split('/').filter(|c| !c.is_empty() && *c != ".") {
         let mut next = Vec::new();
@@ -162,10 +136,13 @@ fn expand_wildcards(base: &Path, pat: &str, what: &str) -> Result<Vec<String>> {
                 next.push(m);
                 continue;
             }
-            let dir = resolve_in_base(base, &m.join("/"), what)?;
-            let mut host = base.to_path_buf();
-            host.extend(&dir);
-            let Ok(entries) = std::fs::read_dir(&host) else {
+            let rel = m.join("/");
+            let dir = match base_dir.resolve(&rel, policy) {
+                Ok(dir) => dir,
+                Err(e) if e.is_refusal() => return Err(outside(what, &rel, &e)),
+                Err(_) => continue,
+            };
+            let Ok(entries) = std::fs::read_dir(base.join(dir)) else {
                 continue;
             };
             let mut names: Vec<String> = entries
@@ -218,8 +195,8 @@ pub(crate) fn parse_chmod(s: &str) -> Result<u32> {
 /// Resolves `--chown=user[:group]` against the root's `/etc/passwd` and `/etc/group`
 /// (read without leaving the root). Without a group the gid is the uid, as Docker does.
 pub(crate) fn parse_chown(root: &Path, spec: &str) -> Result<(u32, u32)> {
-    let passwd = kleene_jail::parse_passwd(&read_in_root(root, "etc", "passwd")?);
-    let groups = kleene_jail::parse_group(&read_in_root(root, "etc", "group")?);
+    let passwd = kleene_jail::parse_passwd(&read_in_root(root, "passwd")?);
+    let groups = kleene_jail::parse_group(&read_in_root(root, "group")?);
     let bad = |e: kleene_jail::Error| invalid(format!("invalid --chown {spec:?}: {e}"));
     let u = kleene_jail::resolve_user(spec, &passwd, &groups).map_err(bad)?;
     if spec.contains(':') {
@@ -229,31 +206,55 @@ pub(crate) fn parse_chown(root: &Path, spec: &str) -> Result<(u32, u32)> {
     }
 }
 
-fn read_in_root(root: &Path, dir: &str, name: &str) -> Result<String> {
-    let Ok(d) = rootfs::open_dir_in_root(root, dir, false, None) else {
-        return Ok(String::new());
-    };
-    match rfs::openat(
-        &d,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => {
-            let mut s = String::new();
-            std::fs::File::from(fd)
-                .read_to_string(&mut s)
-                .map_err(|e| CoreError::io(format!("reading /{dir}/{name}"), e))?;
-            Ok(s)
-        }
-        Err(_) => Ok(String::new()),
+/// The largest passwd/group file read (a guard against a hostile image).
+const MAX_USER_FILE: u64 = 16 << 20;
+
+/// Reads `/etc/<name>` of the root as the container would; a missing file reads as empty.
+fn read_in_root(root: &Path, name: &str) -> Result<String> {
+    let path = format!("etc/{name}");
+    match RootDir::open(root)?.read_file(&path, Symlinks::FollowInRoot, MAX_USER_FILE) {
+        Ok(data) => String::from_utf8(data).map_err(|e| {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+            CoreError::io(format!("reading /{path}"), e)
+        }),
+        Err(e) if e.is_not_found() => Ok(String::new()),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// A destination cleaned lexically first, as Docker does (`/a/../b` is `/b` whatever `a`
+/// is), then resolved in the root.
+fn lexical(dest: &str) -> String {
+    rootfs::clean(dest).join("/")
 }
 
 /// Whether `dest` (a path in the root) is an existing directory, symlinks followed
 /// inside the root.
 pub(crate) fn is_dir_in_root(root: &Path, dest: &str) -> bool {
-    rootfs::open_dir_in_root(root, dest, false, None).is_ok()
+    RootDir::open(root).is_ok_and(|r| {
+        r.open_dir(lexical(dest), Symlinks::FollowInRoot, false)
+            .is_ok()
+    })
+}
+
+/// Makes directory `dir` (a path in the root) as `mkdir -p` in the container would
+/// (WORKDIR).
+pub(crate) fn make_dir(root: &Path, dir: &str) -> Result<()> {
+    drop(RootDir::open(root)?.open_dir(lexical(dir), Symlinks::FollowInRoot, true)?);
+    Ok(())
+}
+
+/// ADD of a local archive: extracts `archive` into directory `dest` (a path in the root,
+/// made owned by `owner` when missing).
+pub(crate) fn unpack(root: &Path, dest: &str, owner: (u32, u32), archive: &Source) -> Result<()> {
+    let mkdir = Mkdir::owned(owner.0, owner.1);
+    let dest =
+        RootDir::open(root)?.open_subdir(lexical(dest), Symlinks::FollowInRoot, Some(mkdir))?;
+    let file = std::fs::File::open(&archive.host)
+        .map_err(|e| CoreError::io(format!("reading {}", archive.rel), e))?;
+    let (_, decoded) = crate::archive::decompress(file)?;
+    crate::archive::extract_into(decoded, &dest, &mut |_| {})?;
+    Ok(())
 }
 
 /// Copies one source into the root: a directory's contents into directory `dest`, a
@@ -267,25 +268,30 @@ pub(crate) fn place(
     ignore: Option<&Ignore>,
 ) -> Result<()> {
     let meta = std::fs::symlink_metadata(&src.host).map_err(|e| io_err("reading", &src.host, e))?;
+    let root = RootDir::open(root)?;
+    let mkdir = Some(Mkdir::owned(perms.owner.0, perms.owner.1));
+    let dest = lexical(dest);
     if meta.is_dir() {
-        let fd = rootfs::open_dir_in_root(root, dest, true, Some(perms.owner))?;
+        let fd = root.resolve_dir(&dest, Symlinks::FollowInRoot, mkdir)?.fd;
         return perms.tree(ignore).contents(&src.host, &src.rel, &fd);
     }
-    let comps = rootfs::clean(dest);
-    let (parent, name) = if dest_is_dir {
+    let (fd, name) = if dest_is_dir {
         let name = src
             .host
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| invalid(format!("source {} has no name", src.rel)))?;
-        (comps.join("/"), name)
+        (
+            root.resolve_dir(&dest, Symlinks::FollowInRoot, mkdir)?.fd,
+            name,
+        )
     } else {
-        match comps.split_last() {
-            Some((n, p)) => (p.join("/"), n.clone()),
-            None => return Err(invalid("cannot copy a file onto /".to_string())),
+        if dest.is_empty() {
+            return Err(invalid("cannot copy a file onto /".to_string()));
         }
+        let (parent, name) = root.parent_and_name(&dest, Symlinks::FollowInRoot, mkdir)?;
+        (parent.fd, name.to_string_lossy().into_owned())
     };
-    let fd = rootfs::open_dir_in_root(root, &parent, true, Some(perms.owner))?;
     perms
         .tree(ignore)
         .entry(&src.host, &meta, &fd, &name, &src.rel)
@@ -299,12 +305,14 @@ pub(crate) fn write_data(
     mode: u32,
     perms: Perms,
 ) -> Result<()> {
-    let comps = rootfs::clean(dest);
-    let Some((name, parent)) = comps.split_last() else {
+    let clean = lexical(dest);
+    if clean.is_empty() {
         return Err(invalid("cannot write a file onto /".to_string()));
-    };
-    let dir = rootfs::open_dir_in_root(root, &parent.join("/"), true, Some(perms.owner))?;
-    let f = tree::create_file(&dir, name, dest)?;
+    }
+    let mkdir = Some(Mkdir::owned(perms.owner.0, perms.owner.1));
+    let root = RootDir::open(root)?;
+    let (dir, name) = root.parent_and_name(&clean, Symlinks::FollowInRoot, mkdir)?;
+    let f = tree::create_file(&dir.fd, &name.to_string_lossy(), dest)?;
     let mut file = std::fs::File::from(f);
     std::io::copy(data, &mut file).map_err(|e| CoreError::io(format!("writing {dest}"), e))?;
     tree::finish_fd(&file, perms.owner, perms.chmod.unwrap_or(mode), dest)
@@ -420,7 +428,7 @@ impl CopyRequest {
         let into_dir = self.dest_names_dir() || count > 1 || is_dir_in_root(root, &dest);
         for s in sources {
             if self.unpack && is_archive(&s.host) {
-                unpack(root, s, &dest, owner)?;
+                unpack(root, &dest, owner, s)?;
                 continue;
             }
             place(root, s, &dest, into_dir, perms, self.from.ignore.as_ref())?;
@@ -456,16 +464,4 @@ fn is_archive(p: &Path) -> bool {
         return false;
     }
     crate::archive::Compression::detect(&head).is_some()
-}
-
-/// Unpacks archive `src` into directory `dest` of the root (made, owned by `owner`, if
-/// missing).
-fn unpack(root: &Path, src: &Source, dest: &str, owner: (u32, u32)) -> Result<()> {
-    let (fd, resolved) = rootfs::resolve_dir_in_root(root, dest, true, Some(owner))?;
-    drop(fd);
-    let file = std::fs::File::open(&src.host)
-        .map_err(|e| CoreError::io(format!("reading {}", src.rel), e))?;
-    let (_, decoded) = crate::archive::decompress(file)?;
-    crate::archive::extract(decoded, &root.join(resolved), &mut |_| {})?;
-    Ok(())
 }

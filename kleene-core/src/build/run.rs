@@ -97,10 +97,7 @@ impl Builder {
         if let Some(w) = jail.workdir.clone() {
             let r = root.clone();
             self.engine
-                .blocking(move |_| {
-                    drop(crate::rootfs::open_dir_in_root(&r, &w, true, None)?);
-                    Ok(())
-                })
+                .blocking(move |_| super::copy::make_dir(&r, &w))
                 .await?;
         }
         jail.root = root;

@@ -128,7 +128,7 @@ impl Builder {
                 crate::failpoint("build-after-clone");
                 let root = inner.mountpoint(&dataset)?;
                 for d in &dirs {
-                    drop(crate::rootfs::open_dir_in_root(&root, d, true, None)?);
+                    super::copy::make_dir(&root, d)?;
                 }
                 Ok(root)
             })
@@ -145,10 +145,7 @@ impl Builder {
             return Ok(());
         };
         self.engine
-            .blocking(move |_| {
-                drop(crate::rootfs::open_dir_in_root(&root, &dir, true, None)?);
-                Ok(())
-            })
+            .blocking(move |_| super::copy::make_dir(&root, &dir))
             .await
     }
 

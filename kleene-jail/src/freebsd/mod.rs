@@ -7,9 +7,9 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -18,6 +18,7 @@ use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig};
 use crate::error::{Error, Result};
 use crate::freebsd_plan::{jail_params, split_params, Iovecs};
 use crate::jail::{JailHandle, JailId};
+use crate::mountpoint::make_mount_point;
 use crate::params::{kernel_params, KernelParam};
 use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
 use crate::process::{cloexec_pipe, prepare_stdio, ExitStatus, Process};
@@ -97,33 +98,11 @@ fn nmount(options: &[KernelParam], flags: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// `root/rel` for a mount point, refusing symlinks on the way (they could lead out of the
-/// root), creating what is missing.
+/// `root/rel` for a mount point, made as the jail will see it: symlinks on the way are
+/// followed inside the root (one leading out is refused), so the path has none left.
 fn mount_point(root: &Path, target: &Path, file: bool) -> Result<PathBuf> {
-    let mut path = root.to_path_buf();
-    let comps: Vec<_> = target
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    for (i, c) in comps.iter().enumerate() {
-        path.push(c);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::InvalidConfig(format!(
-                    "mount target {} passes through a symlink in the jail",
-                    target.display()
-                )))
-            }
-            Ok(_) => {}
-            Err(_) if i + 1 == comps.len() && file => {
-                std::fs::File::create(&path)
-                    .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-            }
-            Err(_) => std::fs::create_dir(&path)
-                .map_err(|e| Error::io(format!("create {}", path.display()), e))?,
-        }
-    }
-    Ok(path)
+    let real = make_mount_point(&open_root(root)?, target, file)?;
+    Ok(root.join(real))
 }
 
 fn unmount_all(mounts: &mut Vec<CString>) -> Result<()> {
@@ -356,7 +335,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     let clean = pseudo.clean.or(cfg.process.clean_env).unwrap_or(true);
     let root_fd = open_root(&cfg.root)?;
     let user = resolve_in_root(
-        root_fd.as_fd(),
+        &root_fd,
         pseudo
             .user
             .as_deref()
@@ -443,7 +422,7 @@ pub(crate) async fn exec(
 ) -> Result<Process> {
     cfg.validate()?;
     let root_fd = open_root(&handle.root)?;
-    let user = resolve_in_root(root_fd.as_fd(), cfg.user.as_deref().unwrap_or("0"))?;
+    let user = resolve_in_root(&root_fd, cfg.user.as_deref().unwrap_or("0"))?;
     drop(root_fd);
     spawn_in_jail(handle.id.0, cfg, &user, cfg.clean_env.unwrap_or(true)).await
 }

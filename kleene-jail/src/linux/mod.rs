@@ -19,6 +19,7 @@ pub(crate) use sys::Waiter;
 use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig, NetworkMode};
 use crate::error::{Error, Result};
 use crate::jail::{JailHandle, JailId};
+use crate::mountpoint::make_mount_point;
 use crate::params::linux_params;
 use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
 use crate::process::{cloexec_pipe, prepare_stdio, set_nonblocking, Process};
@@ -41,69 +42,6 @@ fn last_cap() -> u32 {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(40)
     })
-}
-
-/// Creates `rel` (relative to the root) and its missing parents inside the root, never
-/// leaving it; the last component is an empty file when `file` is set.
-fn create_beneath(root: BorrowedFd<'_>, rel: &Path, file: bool) -> Result<()> {
-    let comps: Vec<&std::ffi::OsStr> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    let err = |e| Error::io(format!("create {} in the jail root", rel.display()), e);
-    let mut prefix = std::path::PathBuf::new();
-    for (i, comp) in comps.iter().enumerate() {
-        let parent = prefix.clone();
-        prefix.push(comp);
-        let path = cstr(prefix.as_os_str().as_bytes(), "a mount target")?;
-        match sys::openat2_in_root(root, &path, libc::O_PATH) {
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e)),
-        }
-        let parent_fd = if parent.as_os_str().is_empty() {
-            None
-        } else {
-            let p = cstr(parent.as_os_str().as_bytes(), "a mount target")?;
-            Some(sys::openat2_in_root(root, &p, libc::O_PATH | libc::O_DIRECTORY).map_err(err)?)
-        };
-        let dir = parent_fd
-            .as_ref()
-            .map_or(root.as_raw_fd(), |f| f.as_raw_fd());
-        let name = cstr(comp.as_bytes(), "a mount target")?;
-        let last = i + 1 == comps.len();
-        // SAFETY: `dir` is an open directory and `name` a NUL-terminated single component.
-        let r = unsafe {
-            if last && file {
-                let fd = libc::openat(
-                    dir,
-                    name.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_WRONLY
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o644,
-                );
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-                fd
-            } else {
-                libc::mkdirat(dir, name.as_ptr(), 0o755)
-            }
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::AlreadyExists {
-                return Err(err(e));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The flags of the mount holding `path` that a read-only bind remount of it must repeat.
@@ -259,15 +197,16 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     let share_ipc = lp.sysvipc.unwrap_or(false);
 
     let root_fd = open_root(&cfg.root)?;
-    let user = resolve_in_root(root_fd.as_fd(), user_spec.as_deref().unwrap_or("0"))?;
-    create_beneath(root_fd.as_fd(), Path::new("proc"), false)?;
+    let user = resolve_in_root(&root_fd, user_spec.as_deref().unwrap_or("0"))?;
+    make_mount_point(&root_fd, Path::new("proc"), false)?;
     if devfs {
-        create_beneath(root_fd.as_fd(), Path::new("dev"), false)?;
+        make_mount_point(&root_fd, Path::new("dev"), false)?;
     }
     let mut binds = Vec::with_capacity(cfg.mounts.len());
     for m in &cfg.mounts {
         let rel = relative(&m.target);
-        create_beneath(root_fd.as_fd(), &rel, !m.source.is_dir())?;
+        // The child opens the target with openat2(RESOLVE_IN_ROOT), which finds it there.
+        make_mount_point(&root_fd, &rel, !m.source.is_dir())?;
         binds.push(BindPlan {
             source: cstr(m.source.as_os_str().as_bytes(), "a mount source")?,
             target_rel: cstr(rel.as_os_str().as_bytes(), "a mount target")?,
@@ -413,7 +352,7 @@ pub(crate) async fn exec(
     }
     let root_fd = open_root(Path::new(&format!("/proc/{}/root", handle.pid)))
         .map_err(|_| Error::NotRunning)?;
-    let user = resolve_in_root(root_fd.as_fd(), cfg.user.as_deref().unwrap_or("0"))?;
+    let user = resolve_in_root(&root_fd, cfg.user.as_deref().unwrap_or("0"))?;
     drop(root_fd);
     let clean = cfg.clean_env.unwrap_or(true);
     let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;

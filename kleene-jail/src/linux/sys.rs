@@ -1,6 +1,5 @@
 //! Thin wrappers of the Linux system calls the backend uses in the calling process.
 
-use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -16,28 +15,6 @@ fn check(r: libc::c_long) -> io::Result<libc::c_long> {
     } else {
         Ok(r)
     }
-}
-
-/// `openat2(dir, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: `path` resolved as if
-/// `dir` were the root directory.
-pub(crate) fn openat2_in_root(dir: BorrowedFd<'_>, path: &CStr, flags: i32) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is a plain C struct for which all-zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: `path` is NUL-terminated and `how` is a valid open_how of the size passed; both
-    // outlive the call.
-    let fd = check(unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    })?;
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// A pidfd for `pid` (which must be our unreaped child, or the caller accepts pid reuse).
