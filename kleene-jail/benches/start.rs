@@ -1,5 +1,6 @@
 //! Start + wait of `/bin/true` in a jail, and what the parts cost: a network namespace
-//! (Disabled vs Inherit), the minimal /dev, and an exec into a running jail.
+//! (Disabled vs Inherit), the minimal /dev, dying with the owner (the default) or not, and
+//! an exec into a running jail.
 //! Needs root and /bin/busybox (busybox-static); prints why and does nothing otherwise.
 
 use std::path::Path;
@@ -40,6 +41,7 @@ fn bench(c: &mut Criterion) {
         ("inherit", base.clone()),
         ("disabled_net", base.clone().network(NetworkMode::Disabled)),
         ("inherit_no_devfs", base.clone().devfs(false)),
+        ("inherit_unowned", base.clone().kill_with_owner(false)),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -60,6 +62,15 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 let mut p = jail.exec(&exec).await.expect("exec");
+                assert!(p.wait().await.expect("wait").success());
+            })
+        })
+    });
+    let unowned = exec.clone().kill_with_owner(false);
+    c.bench_function("exec_true_unowned", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut p = jail.exec(&unowned).await.expect("exec");
                 assert!(p.wait().await.expect("wait").success());
             })
         })

@@ -210,8 +210,9 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 
 /// A process started in a jail: the jail's command or one started by `exec`.
 ///
-/// Dropping it does not kill the process (a jail outlives its handle, as the daemonless
-/// mode needs); on Linux a background task of the current tokio runtime reaps it then.
+/// Dropping it does not kill the process (a jail outlives its handle); on Linux a background
+/// task of the current tokio runtime reaps it then. Whether it outlives the calling process
+/// is [`ExecConfig::kill_with_owner`] (by default it does not).
 #[derive(Debug)]
 pub struct Process {
     pid: i32,
