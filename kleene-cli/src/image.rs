@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use kleene_core::kleene_zfs::DatasetName;
 use kleene_core::{BaseSource, CreateImage, Events};
 
 use crate::cli::{ImageCreateArgs, ImagePruneArgs, InspectArgs, ListArgs, ListFormat};
@@ -40,8 +41,16 @@ pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
                     url: src.clone(),
                     sha256: a.sha256.clone(),
                 },
-                Method::ZfsCopy => BaseSource::ZfsCopy(src.clone()),
-                _ => BaseSource::ZfsClone(src.clone()),
+                _ => {
+                    let dataset = DatasetName::new(src.as_str()).map_err(|e| {
+                        Failure::usage(format!("invalid source dataset {src:?}: {e}"))
+                    })?;
+                    if m == Method::ZfsCopy {
+                        BaseSource::ZfsCopy(dataset)
+                    } else {
+                        BaseSource::ZfsClone(dataset)
+                    }
+                }
             }
         }
     };

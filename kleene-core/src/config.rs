@@ -12,7 +12,6 @@ pub const FREEBSD_RELEASE_TEMPLATE: &str =
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     /// The root dataset; `image`, `container` and `volumes` are made below it.
-    #[serde(with = "dataset_name")]
     pub root: DatasetName,
     /// The URL template of `fetch-auto`.
     pub fetch_template: String,
@@ -51,20 +50,5 @@ impl Default for Config {
     /// `zroot/kleene`, as kleened has it.
     fn default() -> Self {
         Self::new(DatasetName::new("zroot/kleene").expect("zroot/kleene is a valid dataset name"))
-    }
-}
-
-/// A dataset name as its string, checked when read back.
-mod dataset_name {
-    use kleene_zfs::DatasetName;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(name: &DatasetName, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(name.as_str())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DatasetName, D::Error> {
-        let text = String::deserialize(d)?;
-        DatasetName::new(text).map_err(serde::de::Error::custom)
     }
 }

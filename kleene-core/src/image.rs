@@ -31,9 +31,9 @@ pub enum BaseSource {
     /// The host's FreeBSD release from the mirror template of the config.
     FetchAuto,
     /// A clone of a snapshot of an existing dataset (the image depends on it).
-    ZfsClone(String),
+    ZfsClone(DatasetName),
     /// A copy of an existing dataset by send | receive (independent of it).
-    ZfsCopy(String),
+    ZfsCopy(DatasetName),
 }
 
 /// A request for a base image; build it with [`CreateImage::new`] and its setters.
@@ -479,12 +479,11 @@ impl Inner {
     fn fill_from_dataset(
         &self,
         job: &NewBase,
-        src: &str,
+        src: &DatasetName,
         temp_snapshot: &mut Option<SnapshotName>,
     ) -> Result<()> {
         let props = Properties::new().with(PROP_ID, job.id.as_str())?;
-        let src = DatasetName::new(src)?;
-        if !self.zfs.exists(&src)? {
+        if !self.zfs.exists(src)? {
             return Err(CoreError::NotFound {
                 kind: Object::Dataset,
                 reference: src.to_string(),

@@ -90,37 +90,30 @@ pub trait Jails: Send + Sync + fmt::Debug {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HostJails;
 
-impl HostJails {
-    fn config(run: &JailRun) -> JailConfig {
-        let out = || {
-            if run.quiet {
-                kleene_jail::Stdio::Null
-            } else {
-                kleene_jail::Stdio::Piped
-            }
-        };
-        let mut cfg = JailConfig::new(&run.root)
-            .name(run.name.as_str())
-            .hostname(run.hostname.as_str())
-            .network(match run.network {
+impl JailRun {
+    /// The jail's configuration, its standard streams left to the caller: the one place
+    /// where the engine's words (network, parameters, user, workdir) become kleene-jail's,
+    /// for build steps and containers alike.
+    pub(crate) fn jail_config(&self) -> JailConfig {
+        let mut cfg = JailConfig::new(&self.root)
+            .name(self.name.as_str())
+            .hostname(self.hostname.as_str())
+            .network(match self.network {
                 Network::Host => NetworkMode::Inherit,
                 Network::Disabled => NetworkMode::Disabled,
             })
-            .command(&run.argv)
-            .clean_env(true)
-            .stdin(kleene_jail::Stdio::Null)
-            .stdout(out())
-            .stderr(out());
-        for p in &run.params {
+            .command(&self.argv)
+            .clean_env(true);
+        for p in &self.params {
             cfg = cfg.param(p.param().clone());
         }
-        for (k, v) in &run.env {
+        for (k, v) in &self.env {
             cfg = cfg.env(k, v);
         }
-        if let Some(u) = &run.user {
+        if let Some(u) = &self.user {
             cfg = cfg.user(u.as_str());
         }
-        if let Some(w) = &run.workdir {
+        if let Some(w) = &self.workdir {
             cfg = cfg.workdir(w.as_str());
         }
         cfg
@@ -135,7 +128,20 @@ impl Jails for HostJails {
         mut cancel: watch::Receiver<()>,
     ) -> RunFuture<'a> {
         Box::pin(async move {
-            let mut jail = Self::config(&run).start().await?;
+            let out = || {
+                if run.quiet {
+                    kleene_jail::Stdio::Null
+                } else {
+                    kleene_jail::Stdio::Piped
+                }
+            };
+            let mut jail = run
+                .jail_config()
+                .stdin(kleene_jail::Stdio::Null)
+                .stdout(out())
+                .stderr(out())
+                .start()
+                .await?;
             let killer = jail.handle().clone();
             let stdout = jail.process_mut().stdout.take();
             let stderr = jail.process_mut().stderr.take();

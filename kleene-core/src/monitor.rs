@@ -29,16 +29,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kleene_jail::{Jail, JailConfig, Mount, NetworkMode};
-use kleene_zfs::DatasetName;
+use kleene_jail::{Jail, JailConfig, Mount};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::container::{jail_name, Attach};
 use crate::engine::{Engine, Inner};
 use crate::error::{CoreError, Result};
+use crate::jails::JailRun;
 use crate::meta::now;
-use crate::model::{Container, MountSource, Network, RunState, Runtime};
+use crate::model::{Container, MountSource, RunState, Runtime};
 use crate::rootfs::{RootDir, Symlinks};
 use crate::tree::{self, TreeCopy};
 use crate::Config;
@@ -612,33 +612,26 @@ fn jail_config(
     detached: bool,
     stdin: Option<OwnedFd>,
 ) -> Result<JailConfig> {
-    let root = inner.mountpoint(&DatasetName::new(c.dataset.as_str())?)?;
-    let mut cfg = JailConfig::new(&root)
-        .name(jail_name(&c.id))
-        .hostname(c.id.as_str())
-        .network(match c.config.network {
-            Network::Host => NetworkMode::Inherit,
-            Network::Disabled => NetworkMode::Disabled,
-        })
-        .command(&c.config.cmd)
-        .clean_env(true);
-    for p in &c.config.jail_params {
-        cfg = cfg.param(p.param().clone());
-    }
-    for kv in &c.config.env {
-        if let Some((k, v)) = kv.split_once('=') {
-            cfg = cfg.env(k, v);
-        }
-    }
-    if !c.config.user.is_empty() {
-        cfg = cfg.user(c.config.user.as_str());
-    }
+    let root = inner.mountpoint(&c.dataset)?;
+    let mut run = JailRun::new(&root, jail_name(&c.id), c.config.cmd.clone());
+    run.hostname = c.id.to_string();
+    run.network = c.config.network;
+    run.params = c.config.jail_params.clone();
+    run.env = c
+        .config
+        .env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    run.user = (!c.config.user.is_empty()).then(|| c.config.user.clone());
+    run.workdir = (!c.config.workdir.is_empty()).then(|| c.config.workdir.clone());
+    let mut cfg = run.jail_config();
     // WORKDIR and mount points are made and found inside the root as the jail sees it.
     let root_dir = RootDir::open(&root)?;
-    if !c.config.workdir.is_empty() {
+    if let Some(w) = &run.workdir {
         // WORKDIR is made if missing, as docker does.
-        drop(root_dir.open_dir(&c.config.workdir, Symlinks::FollowInRoot, true)?);
-        cfg = cfg.workdir(c.config.workdir.as_str());
+        drop(root_dir.open_dir(w, Symlinks::FollowInRoot, true)?);
     }
     for m in &c.config.mounts {
         // The mount point is made inside the root, its symlinks followed there.
@@ -724,7 +717,7 @@ mod tests {
 
     #[test]
     fn a_request_carries_the_whole_config() {
-        let mut config = Config::new(DatasetName::new("tank/k").unwrap());
+        let mut config = Config::new(kleene_zfs::DatasetName::new("tank/k").unwrap());
         config.release = Some("14.1-RELEASE".into());
         config.monitor = Some("/usr/libexec/kleene-monitor".into());
         let sent = Request {

@@ -155,7 +155,7 @@ impl TestEngine {
         );
         write(&root, "etc/group", "root:x:0:\napp:x:1000:\n");
         write(&root, "bin/.keep", "");
-        let mut req = CreateImage::new(BaseSource::ZfsClone(src.to_string())).tag(tag);
+        let mut req = CreateImage::new(BaseSource::ZfsClone(src.clone())).tag(tag);
         req.dns = false;
         req.localtime = false;
         self.engine

@@ -221,14 +221,14 @@ async fn zfs_clone_and_zfs_copy() {
 
     let cloned = engine
         .create_base_image(
-            CreateImage::new(BaseSource::ZfsClone(src.to_string())).tag("cloned"),
+            CreateImage::new(BaseSource::ZfsClone(src.clone())).tag("cloned"),
             Events::none(),
         )
         .await
         .unwrap();
     let copied = engine
         .create_base_image(
-            CreateImage::new(BaseSource::ZfsCopy(src.to_string())).tag("copied"),
+            CreateImage::new(BaseSource::ZfsCopy(src.clone())).tag("copied"),
             Events::none(),
         )
         .await
@@ -262,7 +262,7 @@ async fn zfs_clone_and_zfs_copy() {
 
     let err = engine
         .create_base_image(
-            CreateImage::new(BaseSource::ZfsCopy(format!("{}/nope", s.config.root))),
+            CreateImage::new(BaseSource::ZfsCopy(s.config.root.child("nope").unwrap())),
             Events::none(),
         )
         .await

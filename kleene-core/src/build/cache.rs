@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use kleene_zfs::{DatasetName, Properties};
+use kleene_zfs::Properties;
 use sha2::{Digest, Sha256};
 
 use super::copy::{CopyRequest, Source};
@@ -184,7 +184,7 @@ impl Builder {
                 let image = inner.store().image(&image_id)?;
                 let alive = match image {
                     Some(image) => {
-                        let s = DatasetName::new(image.dataset.as_str())?.snapshot(&snap)?;
+                        let s = image.dataset.snapshot(&snap)?;
                         inner.zfs.exists(&s)?.then_some(s)
                     }
                     None => None,
