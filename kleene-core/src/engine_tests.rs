@@ -224,3 +224,99 @@ async fn open_on_an_empty_pool_makes_the_root_and_needs_no_repair() {
     assert!(engine.root_mountpoint().join("metadata.sqlite").is_file());
     assert!(engine.images().await.unwrap().is_empty());
 }
+
+/// A loopback HTTP server that trickles a tar archive of many files (a chunk every 20 ms,
+/// for at most 20 s), like a slow download; its URL.
+fn trickle_tar() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut tar = tar::Builder::new(Vec::new());
+    for n in 0..400 {
+        let data = vec![b'x'; 2048];
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("f{n}"), data.as_slice())
+            .unwrap();
+    }
+    let body = tar.into_inner().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Some(Ok(mut stream)) = listener.incoming().next() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+            line.clear();
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        for part in body.chunks(4096) {
+            if stream.write_all(part).is_err() || std::time::Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    format!("http://127.0.0.1:{port}/base.tar")
+}
+
+#[tokio::test]
+async fn an_interrupted_image_create_removes_its_partial_image() {
+    let t = TestEngine::new().await;
+    let before = t.engine.images().await.unwrap();
+    let interrupt = crate::Interrupt::new();
+    let log = Log::default();
+    let req = crate::CreateImage::new(crate::BaseSource::Fetch {
+        url: trickle_tar(),
+        sha256: None,
+    })
+    .tag("partial")
+    .interrupt(interrupt.clone());
+    let engine = t.engine.clone();
+    let events = log.events();
+    let create = tokio::spawn(async move { engine.create_base_image(req, events).await });
+    // Once some of it arrived, Ctrl-C.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.count(|e| matches!(e, Event::Download { bytes, .. } if *bytes > 0)) == 0 {
+        assert!(
+            !create.is_finished(),
+            "the create ended early: {:?}",
+            create.await
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing downloaded: {:?}",
+            log.all()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    interrupt.interrupt();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), create)
+        .await
+        .expect("the create stops within 10 s of the interrupt")
+        .unwrap();
+    assert!(matches!(result, Err(CoreError::Cancelled)), "{result:?}");
+    // Nothing of it is left: no image, no row, no dataset.
+    assert_eq!(t.engine.images().await.unwrap(), before);
+    assert!(t.engine.inner.store().pending().unwrap().is_empty());
+    let images = t
+        .engine
+        .zfs()
+        .list_datasets(
+            &root().child("image").unwrap(),
+            kleene_zfs::Depth::Children,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(images.len(), before.len() + 1, "{images:?}"); // + the image root itself
+}
