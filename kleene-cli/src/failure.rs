@@ -19,7 +19,7 @@ impl Failure {
     pub fn failed(message: impl Into<String>) -> Self {
         Self {
             code: FAILED,
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
@@ -27,7 +27,7 @@ impl Failure {
     pub fn usage(message: impl Into<String>) -> Self {
         Self {
             code: USAGE,
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
@@ -59,3 +59,34 @@ impl From<std::io::Error> for Failure {
 
 /// A command's result: the exit code to leave with.
 pub type Outcome = Result<i32, Failure>;
+
+/// A message of several lines (zfs(8)'s own stderr inside an error, for instance) as one:
+/// its lines joined with "; ".
+fn one_line(message: String) -> String {
+    if !message.contains('\n') {
+        return message;
+    }
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_one_line() {
+        let f = Failure::failed(
+            "zfs get failed (exit code 1): connect: Connection refused\nPlease make sure that the zfs-fuse daemon is running.\n\n",
+        );
+        assert_eq!(
+            f.message,
+            "zfs get failed (exit code 1): connect: Connection refused; Please make sure that the zfs-fuse daemon is running."
+        );
+        assert_eq!(Failure::usage("one line").message, "one line");
+    }
+}
