@@ -204,8 +204,13 @@ impl Started {
         drop(self.stdin.take());
         let _ = self.monitor.wait().await;
         let c = self.engine.container(self.container.id.as_str()).await?;
-        c.runtime.exit_code.ok_or_else(|| {
-            CoreError::Internal(format!("container {} ended without an exit code", c.name))
+        c.runtime.exit_code.ok_or_else(|| CoreError::MonitorFailed {
+            container: c.name.clone(),
+            reason: c
+                .runtime
+                .error
+                .clone()
+                .unwrap_or_else(|| "it ended without recording the container's exit".into()),
         })
     }
 }
@@ -241,9 +246,31 @@ pub fn check_container_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `pid` is a live process. A zombie is not: a killed monitor and its container
+/// stay zombies until their parents reap them, and `kill(pid, 0)` still reaches them.
 fn process_alive(pid: Option<i32>) -> bool {
-    pid.and_then(rustix::process::Pid::from_raw)
-        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+    let Some(p) = pid.and_then(rustix::process::Pid::from_raw) else {
+        return false;
+    };
+    if rustix::process::test_kill_process(p).is_err() {
+        return false;
+    }
+    !is_zombie(p.as_raw_nonzero().get())
+}
+
+/// Whether `pid` has ended and waits to be reaped (Linux: state Z or X in
+/// `/proc/PID/stat`; elsewhere it cannot be told cheaply, and is taken as alive).
+fn is_zombie(pid: i32) -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| matches!(state, "Z" | "X" | "x"))
 }
 
 impl Engine {
@@ -696,6 +723,22 @@ mod tests {
         let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
         let over = vec!["A=2".to_string(), "B=3".to_string()];
         assert_eq!(merge_env(&base, &over), ["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped yet: a zombie once it has ended.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !is_zombie(pid) {
+            assert!(std::time::Instant::now() < deadline, "true never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!process_alive(Some(pid)));
+        assert!(process_alive(Some(std::process::id() as i32)));
+        child.wait().unwrap();
+        assert!(!process_alive(Some(pid)));
     }
 
     #[test]

@@ -76,11 +76,17 @@ pub(crate) struct OpLock {
 impl OpLock {
     pub fn begin(ops_dir: &Path) -> Result<Self> {
         let token = Id::generate()?.to_string();
+        // Made under a temporary name and renamed once locked, so that a `<token>.lock`
+        // is always locked by its owner while it lives: one that can be locked is a dead
+        // operation's, whatever it was doing (see `sweep_locks`).
+        let new = ops_dir.join(format!(".{token}{NEW_LOCK}"));
         let path = ops_dir.join(format!("{token}.lock"));
-        let file = File::create(&path)
-            .map_err(|e| CoreError::io(format!("creating {}", path.display()), e))?;
+        let file = File::create(&new)
+            .map_err(|e| CoreError::io(format!("creating {}", new.display()), e))?;
         file.lock()
-            .map_err(|e| CoreError::io(format!("locking {}", path.display()), e))?;
+            .map_err(|e| CoreError::io(format!("locking {}", new.display()), e))?;
+        std::fs::rename(&new, &path)
+            .map_err(|e| CoreError::io(format!("renaming {}", new.display()), e))?;
         Ok(Self {
             token,
             path,
@@ -92,6 +98,41 @@ impl OpLock {
 impl Drop for OpLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The suffix of an operation lock file not yet locked and renamed into place.
+const NEW_LOCK: &str = ".new";
+
+/// How old an unrenamed lock file must be to be taken for a dead process's (its owner
+/// renames it microseconds after making it).
+const NEW_LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes the lock files of operations whose owners died outside a pending row (killed
+/// before its row was written or after it was removed): every `<token>.lock` that can be
+/// locked, and unrenamed ones older than [`NEW_LOCK_STALE`]. Best effort.
+fn sweep_locks(ops_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(ops_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let path = e.path();
+        if name.starts_with('.') && name.ends_with(NEW_LOCK) {
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > NEW_LOCK_STALE);
+            if stale {
+                let _ = std::fs::remove_file(&path);
+            }
+        } else if let Some(token) = name.strip_suffix(".lock") {
+            // op_alive removes the file when nobody holds it.
+            let _ = op_alive(ops_dir, token);
+        }
     }
 }
 
@@ -418,6 +459,8 @@ impl Inner {
                 repairs.dropped_rows.push(ds);
             }
         }
+        // 4. Lock files of operations that died with no pending row.
+        sweep_locks(&self.ops_dir);
         Ok(repairs)
     }
 

@@ -320,3 +320,34 @@ async fn an_interrupted_image_create_removes_its_partial_image() {
         .unwrap();
     assert_eq!(images.len(), before.len() + 1, "{images:?}"); // + the image root itself
 }
+
+#[tokio::test]
+async fn open_removes_the_lock_files_of_dead_operations_only() {
+    let left = left_behind();
+    // A dead operation's lock (killed after its row was removed, or before it was
+    // written): nobody holds it.
+    std::fs::write(left.ops.join("dead00000002.lock"), "").unwrap();
+    // A live operation's, held.
+    let live = OpLock::begin(&left.ops).unwrap();
+    // One being made right now (not yet locked and renamed): too young to be dead.
+    std::fs::write(left.ops.join(".beef00000003.new"), "").unwrap();
+    let Left { zfs, ops, _dir, .. } = left;
+    let (_engine, _) = Engine::builder(config())
+        .zfs(zfs)
+        .jails(Arc::new(FakeJails::default()) as Arc<dyn Jails>)
+        .open_with(crate::Events::none())
+        .await
+        .unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&ops)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".beef00000003.new".to_string(),
+            format!("{}.lock", live.token)
+        ]
+    );
+}
