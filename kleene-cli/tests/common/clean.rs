@@ -557,7 +557,7 @@ fn unfinished_rows(metadata: PathBuf) -> Result<Vec<String>, String> {
 
 /// Lock files in `<root mountpoint>/ops` that no process holds: operations that ended
 /// without removing theirs (each operation holds one while it runs).
-fn stale_locks(ops: PathBuf) -> Result<Vec<String>, String> {
+pub fn stale_locks(ops: PathBuf) -> Result<Vec<String>, String> {
     let entries = std::fs::read_dir(&ops).map_err(|e| format!("reading {}: {e}", ops.display()))?;
     let mut stale = Vec::new();
     for e in entries.flatten() {
