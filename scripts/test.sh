@@ -46,7 +46,8 @@ step() {
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
-step "cargo clippy (lzc)" cargo clippy -p kleene-zfs --all-targets --features lzc -- -D warnings
+step "cargo clippy (kleene-zfs features)" cargo clippy -p kleene-zfs --all-targets --features lzc,testing,serde -- -D warnings
+step "cargo clippy (zfs-daemon tests)" cargo clippy -p kleene-cli --all-targets --features zfs-daemon-tests -- -D warnings
 step "cargo test" cargo test --workspace --no-fail-fast
 step "examples" "$here/examples.sh" "$pool"
 step "cargo test (lzc)" cargo test -p kleene-zfs --features lzc --lib

@@ -234,6 +234,34 @@ fn assert_clear_failure(out: &Output, what: &str) {
     );
 }
 
+/// The busybox rootfs with 4000 small files more, so that its extraction takes a while.
+fn padded_rootfs(s: &common::Scratch) -> std::path::PathBuf {
+    let plain = s.busybox_rootfs();
+    let padded = s.dir.path().join("padded.tar");
+    let mut out = tar::Builder::new(std::fs::File::create(&padded).unwrap());
+    let mut archive = tar::Archive::new(std::fs::File::open(&plain).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let path = entry.path().unwrap().into_owned();
+        out.append_data(&mut header, path, &mut entry).unwrap();
+    }
+    let data = vec![b'k'; 1024];
+    for n in 0..4000 {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        out.append_data(&mut h, format!("padding/f{n}"), data.as_slice())
+            .unwrap();
+    }
+    out.finish().unwrap();
+    padded
+}
+
 /// When to kill the daemon: a time into the operation, or a time after a line of its
 /// stderr appeared.
 enum When<'a> {
@@ -331,9 +359,10 @@ fn klee_survives_the_zfs_daemon_killed_mid_operation() {
         root: s.root.clone(),
         logs: logs.clone(),
     };
-    let url = format!("file://{}", s.busybox_rootfs().display());
+    let url = format!("file://{}", padded_rootfs(&s).display());
     let create = ["image", "create", "-t", "base", "fetch", url.as_str()];
-    // Timed once; the kill comes a third of the way in (extraction).
+    // Timed once; the kill comes a third of the way in (extraction, which the padding
+    // makes long enough that a warm second run cannot finish first).
     let first = k.run(&create);
     assert!(first.success(), "{first}");
     kill_daemon_during(&k, &mut daemon, &create, When::After(first.took / 3));

@@ -225,13 +225,8 @@ impl Builder {
         if let Err(ke) = self.keep_failed(&mut st, nametag).await {
             log::warn!("could not keep the failed build {}: {ke}", st.id);
             let _ = self.discard(&st).await;
-            // Told like any failure, with why nothing could be kept.
+            // No BuildFailed event: nothing was kept to resume from. The error says why.
             let reason = format!("{reason} (and its state could not be kept: {ke})");
-            self.events.emit(Event::BuildFailed {
-                image: st.id.clone(),
-                snapshot: None,
-                reason: reason.clone(),
-            });
             return CoreError::BuildFailed {
                 image_id: st.id,
                 snapshot: None,
