@@ -225,10 +225,9 @@ async fn open_on_an_empty_pool_makes_the_root_and_needs_no_repair() {
     assert!(engine.images().await.unwrap().is_empty());
 }
 
-/// A loopback HTTP server that trickles a tar archive of many files (a chunk every 20 ms,
-/// for at most 20 s), like a slow download; its URL.
+/// A tar archive of many files trickled by a loopback HTTP server (4 KiB every 20 ms), like
+/// a slow download; its URL.
 fn trickle_tar() -> String {
-    use std::io::{BufRead, BufReader, Write};
     let mut tar = tar::Builder::new(Vec::new());
     for n in 0..400 {
         let data = vec![b'x'; 2048];
@@ -243,31 +242,7 @@ fn trickle_tar() -> String {
             .unwrap();
     }
     let body = tar.into_inner().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let Some(Ok(mut stream)) = listener.incoming().next() else {
-            return;
-        };
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-            line.clear();
-        }
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = stream.write_all(head.as_bytes());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        for part in body.chunks(4096) {
-            if stream.write_all(part).is_err() || std::time::Instant::now() > deadline {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    });
-    format!("http://127.0.0.1:{port}/base.tar")
+    crate::testkit::serve_paced(body, 4096, std::time::Duration::from_millis(20))
 }
 
 #[tokio::test]

@@ -246,6 +246,16 @@ pub(crate) fn serve(body: &'static [u8]) -> String {
 
 /// [`serve`], writing the body in `chunks` pieces.
 pub(crate) fn serve_chunks(body: &'static [u8], chunks: usize) -> String {
+    serve_paced(
+        body.to_vec(),
+        body.len().div_ceil(chunks),
+        std::time::Duration::ZERO,
+    )
+}
+
+/// A loopback HTTP server answering `body` to every request, `chunk` bytes at a time with
+/// `pause` between them (a slow download; it gives up after 20 s); its URL (`/payload`).
+pub(crate) fn serve_paced(body: Vec<u8>, chunk: usize, pause: std::time::Duration) -> String {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -262,9 +272,13 @@ pub(crate) fn serve_chunks(body: &'static [u8], chunks: usize) -> String {
                 body.len()
             );
             let _ = stream.write_all(head.as_bytes());
-            for part in body.chunks(body.len().div_ceil(chunks).max(1)) {
-                let _ = stream.write_all(part);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            for part in body.chunks(chunk.max(1)) {
+                if stream.write_all(part).is_err() || std::time::Instant::now() > deadline {
+                    break;
+                }
                 let _ = stream.flush();
+                std::thread::sleep(pause);
             }
         }
     });
