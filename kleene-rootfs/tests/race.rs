@@ -4,30 +4,15 @@
 
 #![cfg(target_os = "linux")]
 
-use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kleene_rootfs::{Mkdir, OFlags, RootDir, Symlinks};
-use rustix::fs::{renameat_with, RenameFlags, CWD};
 
-fn inodes(dir: &Path) -> BTreeSet<(u64, u64)> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = std::fs::symlink_metadata(&p).expect("lstat");
-        out.insert((m.dev(), m.ino()));
-        if m.is_dir() {
-            for e in std::fs::read_dir(&p).expect("listing") {
-                stack.push(e.expect("an entry").path());
-            }
-        }
-    }
-    out
-}
+mod harness;
+use rustix::fs::{renameat_with, RenameFlags, CWD};
 
 fn listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -61,7 +46,7 @@ fn swapping_a_directory_for_a_symlink_never_leads_outside() {
     std::os::unix::fs::symlink("../outside", root.join("rel")).expect("a symlink");
     std::os::unix::fs::symlink("../../outside", root.join("deep")).expect("a symlink");
     let before = listing(&outside);
-    let outside_inodes = inodes(&outside);
+    let outside_inodes = harness::Sandbox::inodes(&outside);
 
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = {

@@ -665,6 +665,25 @@ impl Inner {
             && self.mount_target(name).is_some()
     }
 
+    /// The end of every receive: the stream's snapshot taken on `target`, which is then
+    /// mounted as a received filesystem is.
+    fn finish_receive(
+        &mut self,
+        target: &str,
+        snap_name: &SnapshotName,
+        header: &tree::StreamHeader,
+    ) -> Result<()> {
+        let txg = self.next_txg();
+        self.take_snapshot(
+            target,
+            snap_name.snapshot(),
+            BTreeMap::new(),
+            txg,
+            Some(header.guid),
+        )?;
+        self.mount_if_wanted(target)
+    }
+
     fn mount_if_wanted(&mut self, name: &str) -> Result<()> {
         let mounted = self.fs(name)?.mounted.is_some();
         if !mounted && self.wants_mount(name) {
@@ -1271,15 +1290,7 @@ impl Inner {
             let _ = tree::remove(&staging);
             result?;
         }
-        let txg = self.next_txg();
-        self.take_snapshot(
-            t,
-            snap_name.snapshot(),
-            BTreeMap::new(),
-            txg,
-            Some(header.guid),
-        )?;
-        self.mount_if_wanted(t)
+        self.finish_receive(t, snap_name, header)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1344,15 +1355,7 @@ impl Inner {
             self.remove_snapshot_files(i)?;
         }
         self.replace_content(t, Content::Stream(tree_bytes))?;
-        let txg = self.next_txg();
-        self.take_snapshot(
-            t,
-            snap_name.snapshot(),
-            BTreeMap::new(),
-            txg,
-            Some(header.guid),
-        )?;
-        self.mount_if_wanted(t)
+        self.finish_receive(t, snap_name, header)
     }
 
     fn list(
