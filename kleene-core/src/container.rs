@@ -2,6 +2,7 @@
 //! detached container outlives the process that started it (no daemon).
 
 use std::path::PathBuf;
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use kleene_jail::{ExecConfig, JailHandle, JailId, Signal};
@@ -202,15 +203,27 @@ impl Started {
     /// Waits for the container to end; its exit code (128 + signal when killed).
     pub async fn wait(mut self) -> Result<i32> {
         drop(self.stdin.take());
-        let _ = self.monitor.wait().await;
+        let status = self.monitor.wait().await;
         let c = self.engine.container(self.container.id.as_str()).await?;
-        c.runtime.exit_code.ok_or_else(|| CoreError::MonitorFailed {
-            container: c.name.clone(),
-            reason: c
+        c.runtime.exit_code.ok_or_else(|| {
+            let reason = c
                 .runtime
                 .error
                 .clone()
-                .unwrap_or_else(|| "it ended without recording the container's exit".into()),
+                .unwrap_or_else(|| "it ended without recording the container's exit".into());
+            // How the monitor itself ended says why it recorded nothing.
+            let how = match status {
+                Ok(s) => match (s.code(), s.signal()) {
+                    (Some(code), _) => format!("it exited with status {code}"),
+                    (None, Some(sig)) => format!("it was killed by signal {sig}"),
+                    _ => format!("{s}"),
+                },
+                Err(e) => format!("waiting for it failed: {e}"),
+            };
+            CoreError::MonitorFailed {
+                container: c.name.clone(),
+                reason: format!("{reason} ({how})"),
+            }
         })
     }
 }

@@ -96,7 +96,10 @@ async fn run_in(engine: &Engine, image: &str, cmd: &[&str]) -> String {
     let (a, b) = tokio::join!(so.read_to_string(&mut out), se.read_to_string(&mut err));
     a.unwrap();
     b.unwrap();
-    let code = started.wait().await.unwrap();
+    let code = started
+        .wait()
+        .await
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}; its stdout {out:?}, its stderr {err:?}"));
     assert_eq!(code, 0, "{cmd:?}: {out} {err}");
     out
 }

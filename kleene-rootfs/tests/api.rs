@@ -52,8 +52,12 @@ fn follows_symlinks_inside_and_refuses_escapes() -> Result<(), Error> {
 /// /etc/resolv.conf).
 #[test]
 fn writes_inside_and_refuses_symlinks_out() -> Result<(), Error> {
-    let (root, outside, dir) = dirs();
-    let r = root.path();
+    // The root's parent is the test's own, so that nothing else can put an `x` there.
+    let base = tempfile::tempdir().expect("a base");
+    let outside = tempfile::tempdir().expect("an outside");
+    let r = &base.path().join("root");
+    std::fs::create_dir(r).expect("mkdir");
+    let dir = RootDir::open(r)?;
     dir.write_file(
         "/etc/resolv.conf",
         Symlinks::Refuse,
@@ -81,7 +85,7 @@ fn writes_inside_and_refuses_symlinks_out() -> Result<(), Error> {
     assert!(dir
         .write_file("../x", Symlinks::Refuse, b"x", 0o644)
         .is_err());
-    assert!(!root.path().parent().expect("a parent").join("x").exists());
+    assert!(!base.path().join("x").exists());
     Ok(())
 }
 
