@@ -51,7 +51,7 @@ step "cargo clippy (zfs-daemon tests)" cargo clippy -p kleene-cli --all-targets 
 step "cargo test" cargo test --workspace --no-fail-fast
 step "examples" "$here/examples.sh" "$pool"
 step "cargo test (lzc)" cargo test -p kleene-zfs --features lzc --lib
-step "zfs-fuse killed mid-operation (alone: it kills the daemon)" cargo test -p kleene-cli --features zfs-daemon-tests --test zfs_daemon
+step "zfs-fuse killed mid-operation (alone: it kills the daemon)" cargo test -p kleene-cli --features zfs-daemon-tests --test zfs_daemon -- --test-threads=1
 # The FreeBSD type-check uses Debian's rustc, which ships the std sources; its own target
 # dir keeps its artifacts apart from the host toolchain's.
 step "FreeBSD type-check" env RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \

@@ -7,7 +7,8 @@
 //! This kills the daemon every test on the host uses, so it is a test target of its own
 //! behind the `zfs-daemon-tests` feature: `cargo test --workspace` never builds it, and
 //! scripts/test.sh runs it alone, after the other tests:
-//! `cargo test -p kleene-cli --features zfs-daemon-tests --test zfs_daemon`.
+//! `cargo test -p kleene-cli --features zfs-daemon-tests --test zfs_daemon -- --test-threads=1`
+//! (one test at a time: they share the daemon).
 //!
 //! The daemon is started again as it was (its own program and arguments), the way
 //! scripts/lib.sh's `start_zfs` and Debian's init script do: its dead FUSE mounts are
@@ -120,6 +121,16 @@ impl Daemon {
         kill(Pid::from_raw(self.pid), Signal::SIGKILL).expect("SIGKILL of zfs-fuse");
     }
 
+    /// Wedges it: alive, its FUSE mounts and its socket there, nothing answered.
+    fn stop(&self) {
+        kill(Pid::from_raw(self.pid), Signal::SIGSTOP).expect("SIGSTOP of zfs-fuse");
+    }
+
+    /// Lets a stopped daemon go on (harmless when it runs).
+    fn go_on(&self) {
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGCONT);
+    }
+
     /// Starts the daemon again after it died, and brings its pools back.
     fn restart(&self, logs: &Path) {
         let gone = Instant::now() + Duration::from_secs(30);
@@ -201,7 +212,8 @@ impl Daemon {
     }
 }
 
-/// Starts the daemon again if the test ends (fails) while it is away.
+/// Starts the daemon again (or lets a stopped one go on) if the test ends (fails) while
+/// it is away.
 struct Restore<'a> {
     daemon: &'a Daemon,
     logs: &'a Path,
@@ -209,6 +221,7 @@ struct Restore<'a> {
 
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
+        self.daemon.go_on();
         if !tool("zpool", &["list", "-H", "-o", "name"], self.logs).success() {
             eprintln!("the test ended with zfs-fuse away: starting it again");
             let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -269,10 +282,19 @@ enum When<'a> {
     AfterLine(&'a str, Duration),
 }
 
-/// Runs `args`, kills the daemon in the middle of it, checks that klee fails clearly (also
-/// a klee started while the daemon is away), starts the daemon again, and checks the
-/// repair and that `args` then succeeds.
-fn kill_daemon_during(k: &Klee, daemon: &mut Daemon, args: &[&str], when: When) {
+/// What happens to the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL: its mounts answer "not connected" at once; it is started again.
+    Kill,
+    /// SIGSTOP: it stays, answering nothing (a wedge); SIGCONT lets it go on.
+    Stop,
+}
+
+/// Runs `args`, kills (or stops) the daemon in the middle of it, checks that klee fails
+/// clearly (also a klee started while the daemon is away), starts the daemon again (or
+/// lets it go on), and checks the repair and that `args` then succeeds.
+fn fault_during(k: &Klee, daemon: &mut Daemon, fault: Fault, args: &[&str], when: When) {
     let what = args[..2].join(" ");
     let restore = Restore {
         daemon: &*daemon,
@@ -292,11 +314,14 @@ fn kill_daemon_during(k: &Klee, daemon: &mut Daemon, args: &[&str], when: When) 
     }
     assert!(!op.exited(), "{what} ended before the daemon was killed");
     let doing = op.stderr_so_far();
-    daemon.kill();
+    match fault {
+        Fault::Kill => daemon.kill(),
+        Fault::Stop => daemon.stop(),
+    }
     let killed_at = op.elapsed();
     let out = op.wait(BOUND);
     println!(
-        "zfs-fuse killed {:.3} s into {what} (at {:?}); klee ended {:.3} s later: {:?}",
+        "zfs-fuse {fault:?} {:.3} s into {what} (at {:?}); klee ended {:.3} s later: {:?}",
         killed_at.as_secs_f64(),
         doing.lines().last().unwrap_or(""),
         (out.took - killed_at).as_secs_f64(),
@@ -315,7 +340,10 @@ fn kill_daemon_during(k: &Klee, daemon: &mut Daemon, args: &[&str], when: When) 
         assert_clear_failure(&out, &format!("klee {a:?} with no ZFS daemon"));
     }
     let started = Instant::now();
-    daemon.restart(&k.logs);
+    match fault {
+        Fault::Kill => daemon.restart(&k.logs),
+        Fault::Stop => daemon.go_on(),
+    }
     drop(restore);
     daemon.pid = daemon_pid().expect("zfs-fuse runs again");
     println!(
@@ -365,7 +393,13 @@ fn klee_survives_the_zfs_daemon_killed_mid_operation() {
     // makes long enough that a warm second run cannot finish first).
     let first = k.run(&create);
     assert!(first.success(), "{first}");
-    kill_daemon_during(&k, &mut daemon, &create, When::After(first.took / 3));
+    fault_during(
+        &k,
+        &mut daemon,
+        Fault::Kill,
+        &create,
+        When::After(first.took / 3),
+    );
 
     // A build step running in a jail on the file system the daemon served.
     let ctx = s.dir.path().join("ctx");
@@ -376,10 +410,43 @@ fn klee_survives_the_zfs_daemon_killed_mid_operation() {
     )
     .unwrap();
     let ctx = ctx.display().to_string();
-    kill_daemon_during(
+    fault_during(
         &k,
         &mut daemon,
+        Fault::Kill,
         &["build", "-t", "cb", &ctx],
         When::AfterLine("RUN sleep 2", Duration::from_millis(500)),
+    );
+}
+
+/// The daemon wedged (stopped, not dead) half-way through a base image's extraction and
+/// through a COPY: the walk below the pool does not answer, and the engine's watch ends
+/// klee's wait with a clear error instead of a hang; once the daemon goes on, the next klee
+/// repairs.
+#[test]
+fn klee_survives_the_zfs_daemon_wedged_mid_operation() {
+    let Some(s) = common::scratch_for_containers() else {
+        return;
+    };
+    let logs = s.dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let Some(mut daemon) = Daemon::find(&logs) else {
+        eprintln!("skipped: no zfs-fuse daemon here (ZFS in the kernel has none to stop)");
+        return;
+    };
+    let k = Klee {
+        root: s.root.clone(),
+        logs: logs.clone(),
+    };
+    let url = format!("file://{}", padded_rootfs(&s).display());
+    let create = ["image", "create", "-t", "base", "fetch", url.as_str()];
+    let first = k.run(&create);
+    assert!(first.success(), "{first}");
+    fault_during(
+        &k,
+        &mut daemon,
+        Fault::Stop,
+        &create,
+        When::After(first.took / 3),
     );
 }

@@ -29,6 +29,16 @@ pub struct Config {
     /// it is started as `PROGRAM kleene-monitor CONTAINER_ID` and must be built from the
     /// same kleene-core version.
     pub monitor: Option<std::path::PathBuf>,
+    /// How long the filesystem below the pool gets to answer a probe, and how often
+    /// engine work that is still running asks it: a daemon that stops answering (a
+    /// wedged zfs-fuse) ends the work with [`crate::CoreError::NotAnswering`] instead of
+    /// a hang. Slow work on a filesystem that answers is never cut short.
+    #[serde(default = "fs_deadline")]
+    pub fs_deadline: std::time::Duration,
+}
+
+fn fs_deadline() -> std::time::Duration {
+    crate::watch::FS_DEADLINE
 }
 
 impl Config {
@@ -42,6 +52,7 @@ impl Config {
             resolv_conf: "/etc/resolv.conf".into(),
             localtime: "/etc/localtime".into(),
             monitor: None,
+            fs_deadline: fs_deadline(),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Containers: clones of image snapshots, run by a small monitor process each, so that a
 //! detached container outlives the process that started it (no daemon).
 
-use std::path::PathBuf;
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kleene_jail::{ExecConfig, JailHandle, JailId, Signal};
@@ -380,7 +380,14 @@ impl Engine {
             .await?;
         }
         // The monitor says started, or why not, on its socket.
-        let mut spawned = match crate::monitor::spawn(&self.inner.config, &c, attach).await {
+        // A monitor stuck below a wedged filesystem never answers: the watch ends the wait.
+        let spawned = crate::watch::until(
+            &self.inner.probe,
+            self.inner.config.fs_deadline,
+            crate::monitor::spawn(&self.inner.config, &c, attach),
+        )
+        .await;
+        let mut spawned = match spawned {
             Ok(s) => s,
             Err(e) => {
                 // A monitor that failed before recording anything leaves no container

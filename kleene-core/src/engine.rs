@@ -13,6 +13,7 @@ use crate::event::{Event, Events};
 use crate::id::Id;
 use crate::jails::{HostJails, Jails};
 use crate::meta::Store;
+use crate::watch::{answers, ProbeAt};
 
 /// The user property that marks a dataset as the engine's.
 pub(crate) const PROP_ID: &str = "kleene:id";
@@ -37,6 +38,8 @@ pub(crate) struct Inner {
     pub container_root: DatasetName,
     pub volume_root: DatasetName,
     pub ops_dir: PathBuf,
+    /// Where blocking work checks that the filesystem still answers (the root's mount).
+    pub probe: ProbeAt,
 }
 
 /// What `Engine::open` found and repaired.
@@ -199,9 +202,10 @@ impl EngineBuilder {
         if self.config.monitor.is_none() && !crate::monitor::init_called() {
             return Err(CoreError::NoMonitor);
         }
-        tokio::task::spawn_blocking(move || self.open_blocking(events))
-            .await
-            .map_err(|e| CoreError::Internal(format!("open task failed: {e}")))?
+        let probe = ProbeAt::default();
+        let deadline = self.config.fs_deadline;
+        let at = Arc::clone(&probe);
+        crate::watch::watched(&probe, deadline, move || self.open_blocking(events, at)).await
     }
 
     /// Opens without repairing anything: for the container monitor, which must not race
@@ -211,7 +215,7 @@ impl EngineBuilder {
         self
     }
 
-    fn open_blocking(self, events: Events) -> Result<(Engine, Repairs)> {
+    fn open_blocking(self, events: Events, probe: ProbeAt) -> Result<(Engine, Repairs)> {
         let EngineBuilder {
             config,
             zfs,
@@ -263,7 +267,9 @@ impl EngineBuilder {
         };
         // A wedged FUSE daemon makes every access below its mounts hang for good: ask
         // the root once, on a thread of its own, before anything else touches it.
-        answers(&root_mount, FS_DEADLINE)?;
+        answers(&root_mount, config.fs_deadline)?;
+        // From here on, work that takes long asks the root whether it still answers.
+        let _ = probe.set(root_mount.clone());
         let ops_dir = root_mount.join("ops");
         std::fs::create_dir_all(&ops_dir)
             .map_err(|e| CoreError::io(format!("creating {}", ops_dir.display()), e))?;
@@ -278,6 +284,7 @@ impl EngineBuilder {
             container_root,
             volume_root,
             ops_dir,
+            probe,
         };
         let repairs = if repair {
             inner.reconcile(listed)?
@@ -367,9 +374,12 @@ impl Engine {
         f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| CoreError::Internal(format!("engine task failed: {e}")))?
+        crate::watch::watched(
+            &self.inner.probe,
+            self.inner.config.fs_deadline,
+            move || f(&inner),
+        )
+        .await
     }
 }
 
@@ -488,31 +498,6 @@ impl Inner {
         }
         self.destroy_dataset(dataset)
             .map_err(|e| format!("could not remove {dataset}: {e}"))
-    }
-}
-
-/// How long the root's file system gets to answer when the engine opens.
-const FS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Checks that `path` answers a `stat` within `limit`. The `stat` runs on a thread of
-/// its own: a thread stuck in a hung file system cannot be stopped, so it is left behind
-/// and the caller gets an error instead of hanging with it.
-fn answers(path: &Path, limit: std::time::Duration) -> Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = path.to_path_buf();
-    std::thread::Builder::new()
-        .name("kleene-fs-probe".into())
-        .spawn(move || {
-            let _ = tx.send(std::fs::symlink_metadata(&p));
-        })
-        .map_err(|e| CoreError::io("starting a thread", e))?;
-    match rx.recv_timeout(limit) {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(CoreError::io(format!("reading {}", path.display()), e)),
-        Err(_) => Err(CoreError::NotAnswering {
-            path: path.to_path_buf(),
-            after: limit,
-        }),
     }
 }
 

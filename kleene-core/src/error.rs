@@ -82,7 +82,9 @@ pub enum CoreError {
     NotMounted { dataset: String },
 
     /// A file system below the pool does not answer: the ZFS daemon may be wedged or
-    /// stopped. Nothing was changed.
+    /// stopped. From `Engine::open`, nothing was changed; from an operation, what it left
+    /// half-done is repaired by the next open once the file system answers again (the
+    /// thread stuck in it is left behind; it does not keep the program from exiting).
     #[error("{} does not answer after {} s: is the ZFS daemon wedged?", path.display(), after.as_secs())]
     NotAnswering {
         path: std::path::PathBuf,

@@ -25,6 +25,7 @@ mod testkit;
 mod tree;
 mod vars;
 mod volume;
+mod watch;
 
 pub use build::{BuildOutcome, BuildRequest};
 pub use config::{Config, FREEBSD_RELEASE_TEMPLATE};
