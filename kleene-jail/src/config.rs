@@ -2,7 +2,7 @@
 //! process started in a running one.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use crate::passwd::ResolvedUser;
 pub const DEFAULT_PATH: &str = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin";
 
 /// The network a jail sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum NetworkMode {
     /// The host's network stack (FreeBSD `ip4=inherit ip6=inherit`; Linux: no network
     /// namespace).
@@ -24,7 +25,40 @@ pub enum NetworkMode {
     /// An own stack with only the loopback interface, up (FreeBSD `ip4=disable ip6=disable`,
     /// which leaves no IP at all; Linux: a new network namespace with `lo` up).
     Disabled,
+    /// Linux: the network namespace given, which the caller has set up (interfaces,
+    /// addresses, routes; kleene-net does it). The jail's first process joins it before
+    /// anything else. Refused on FreeBSD.
+    Namespace(NetNs),
+    /// FreeBSD: the network jail parameters given in place of `ip4`/`ip6` (`ip4.addr`,
+    /// `ip6.addr`, `vnet`, `vnet.interface`; kleene-net makes them). Refused on Linux.
+    JailParams(Vec<(String, String)>),
 }
+
+/// A network namespace, held open by a descriptor (so that it lives at least as long as
+/// this value, and then as long as a process is in it).
+#[derive(Debug, Clone)]
+pub struct NetNs(Arc<OwnedFd>);
+
+impl NetNs {
+    /// The namespace `fd` refers to (an open `/proc/PID/ns/net`, or one kept from
+    /// `unshare`).
+    pub fn new(fd: OwnedFd) -> Self {
+        Self(Arc::new(fd))
+    }
+
+    /// Its descriptor.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl PartialEq for NetNs {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for NetNs {}
 
 /// A directory or file of the host made visible in the jail (a bind mount on Linux, nullfs
 /// on FreeBSD).

@@ -42,9 +42,17 @@ pub(crate) fn split_params(params: &[JailParam]) -> Result<(Pseudo, Vec<JailPara
 /// The kernel parameters of a new jail: the defaults from the config, replaced by any `-J`
 /// parameter of the same name.
 pub(crate) fn jail_params(cfg: &JailConfig, user_params: Vec<JailParam>) -> Vec<JailParam> {
-    let inherit = match cfg.network {
-        NetworkMode::Inherit => "inherit",
-        NetworkMode::Disabled => "disable",
+    let network: Vec<JailParam> = match &cfg.network {
+        NetworkMode::Inherit | NetworkMode::Namespace(_) => ["ip4", "ip6"]
+            .map(|p| JailParam::with_value(p, "inherit"))
+            .into(),
+        NetworkMode::Disabled => ["ip4", "ip6"]
+            .map(|p| JailParam::with_value(p, "disable"))
+            .into(),
+        NetworkMode::JailParams(ps) => ps
+            .iter()
+            .map(|(k, v)| JailParam::with_value(k.clone(), v.clone()))
+            .collect(),
     };
     let mut out = vec![
         JailParam::with_value("path", cfg.root.to_string_lossy()),
@@ -55,11 +63,10 @@ pub(crate) fn jail_params(cfg: &JailConfig, user_params: Vec<JailParam>) -> Vec<
                 .or_else(|| cfg.name.clone())
                 .unwrap_or_else(|| "kleene".into()),
         ),
-        JailParam::with_value("ip4", inherit),
-        JailParam::with_value("ip6", inherit),
-        // Kept until teardown so the jail (and its jid) outlives its processes.
-        JailParam::with_bool("persist", true),
     ];
+    out.extend(network);
+    // Kept until teardown so the jail (and its jid) outlives its processes.
+    out.push(JailParam::with_bool("persist", true));
     if let Some(name) = &cfg.name {
         out.push(JailParam::with_value("name", name.clone()));
     }
@@ -201,6 +208,27 @@ mod tests {
                 "ip4=inherit",
                 "ip6=inherit",
                 "persist"
+            ]
+        );
+        // A network's parameters replace ip4/ip6; a user's -J still wins.
+        let cfg = JailConfig::new("/r")
+            .hostname("h")
+            .network(NetworkMode::JailParams(vec![
+                ("ip4.addr".into(), "kleene0|10.13.0.2/24".into()),
+                ("ip6".into(), "disable".into()),
+            ]));
+        let text: Vec<String> = jail_params(&cfg, ps(&["ip6=new"]))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            text,
+            vec![
+                "path=/r",
+                "host.hostname=h",
+                "ip4.addr=kleene0|10.13.0.2/24",
+                "persist",
+                "ip6=new"
             ]
         );
     }

@@ -36,12 +36,13 @@ pub(crate) enum Stage {
     Fork,
     Signals,
     OwnerDeath,
+    JoinNetwork,
 }
 
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 25] = [
+        const ALL: [Stage; 26] = [
             MountPrivate,
             BindRoot,
             OpenRoot,
@@ -67,6 +68,7 @@ impl Stage {
             Fork,
             Signals,
             OwnerDeath,
+            JoinNetwork,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -99,6 +101,7 @@ impl Stage {
             Fork => "forking",
             Signals => "resetting signals",
             OwnerDeath => "tying the process to its owner",
+            JoinNetwork => "joining the container's network namespace",
         }
     }
 }
@@ -178,12 +181,12 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=25 {
+        for v in 1..=26 {
             let s = Stage::from_u32(v).expect("every code names a stage");
             assert_eq!(s as u32, v);
         }
         assert!(Stage::from_u32(0).is_none());
-        assert!(Stage::from_u32(26).is_none());
+        assert!(Stage::from_u32(27).is_none());
     }
 
     #[test]

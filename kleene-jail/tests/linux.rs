@@ -450,6 +450,34 @@ async fn disabled_network_has_only_lo() {
     .await;
 }
 
+/// A jail joins the network namespace it is given (held by a descriptor only).
+#[tokio::test(flavor = "multi_thread")]
+async fn joins_a_given_network_namespace() {
+    if !can_run() {
+        return;
+    }
+    use std::os::fd::AsFd;
+    // Made on a thread of its own: unshare moves only the calling thread.
+    let fd = std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+        std::fs::File::open("/proc/thread-self/ns/net").expect("the new namespace")
+    })
+    .join()
+    .expect("the thread");
+    let ino = nix::sys::stat::fstat(fd.as_fd()).expect("fstat").st_ino;
+    let ns = kleene_jail::NetNs::new(fd.into());
+    with_root(|t| async move {
+        let cfg = t.config().network(NetworkMode::Namespace(ns.clone()));
+        let (st, out, err) = run(cfg.command(["readlink", "/proc/self/ns/net"])).await;
+        assert!(st.success(), "{err}");
+        assert_eq!(out.trim(), format!("net:[{ino}]"));
+        let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+        assert_ne!(out.trim(), host.to_string_lossy());
+        t
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn devfs() {
     if !can_run() {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig};
+use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig, NetworkMode};
 use crate::error::{Error, Result};
 use crate::freebsd_plan::{jail_params, split_params, Iovecs};
 use crate::jail::{JailHandle, JailId};
@@ -329,6 +329,12 @@ async fn spawn_in_jail(
 
 pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, BackendState)> {
     cfg.validate()?;
+    if matches!(cfg.network, NetworkMode::Namespace(_)) {
+        return Err(Error::InvalidConfig(
+            "network namespaces are Linux's: on FreeBSD a container's network is jail parameters"
+                .into(),
+        ));
+    }
     let (pseudo, user_params) = split_params(&cfg.params)?;
     let params = jail_params(cfg, user_params);
     let devfs = pseudo.devfs.unwrap_or(cfg.devfs);

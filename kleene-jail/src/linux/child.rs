@@ -63,6 +63,8 @@ pub(crate) struct StartPlan {
     pub devfs: bool,
     pub hostname: CString,
     pub loopback: bool,
+    /// The network namespace to join, first thing (it has its own `lo`).
+    pub netns: Option<RawFd>,
     /// Init mode: the write end of the pipe the init reports the command's status on.
     pub init_status_fd: Option<RawFd>,
     /// Die with the owner, armed first thing in pid 1.
@@ -572,6 +574,12 @@ pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
     let err = plan.proc.err_fd;
     if let Some(link) = &plan.owner {
         die_with_owner(link, err);
+    }
+    if let Some(fd) = plan.netns {
+        // SAFETY: setns on a descriptor the parent keeps open until the clone is done.
+        try_sys!(err, Stage::JoinNetwork, 0, unsafe {
+            libc::setns(fd, libc::CLONE_NEWNET)
+        });
     }
     // SAFETY: umask only sets the process' mask (device nodes get exactly 0666 below).
     unsafe { libc::umask(0) };

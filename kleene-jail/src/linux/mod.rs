@@ -221,6 +221,14 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     }
     drop(root_fd);
 
+    let netns = match &cfg.network {
+        NetworkMode::Namespace(n) => Some(n.clone()),
+        NetworkMode::JailParams(_) => return Err(Error::InvalidConfig(
+            "network jail parameters are FreeBSD's: on Linux a container joins a network namespace"
+                .into(),
+        )),
+        _ => None,
+    };
     let (child_stdio, parent_stdio) = prepare_stdio(&cfg.process)?;
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
     let status_pipe = if cfg.init {
@@ -234,6 +242,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         devfs,
         hostname: cstr(hostname.as_bytes(), "the host name")?,
         loopback: cfg.network == NetworkMode::Disabled,
+        netns: netns.as_ref().map(|n| n.as_fd().as_raw_fd()),
         init_status_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
         owner: None,
         proc: proc_plan(
@@ -252,10 +261,12 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     if cfg.network == NetworkMode::Disabled {
         flags |= libc::CLONE_NEWNET;
     }
+    // Kept open until the clone is done (the child joins it by descriptor).
+    let child_netns = netns;
     let with_owner = cfg.process.dies_with_owner();
     let (status_r, status_w) = status_pipe.unzip();
     // The job owns the child's descriptors, so they stay open until the clone is done.
-    let child_fds = (err_w, child_stdio, status_w);
+    let child_fds = (err_w, child_stdio, status_w, child_netns);
     let (pid, pidfd) = spawner::run(
         move |link| {
             if with_owner {
