@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use kleene_core::{BuildRequest, CoreError, Event, Events};
+use kleene_core::{BuildRequest, CoreError, Driver, Event, Events};
 
 use crate::cli::BuildArgs;
 use crate::failure::{Failure, Outcome};
@@ -13,8 +13,10 @@ use crate::Ctx;
 /// not take yet.
 fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
     let c = a.container;
-    if c.network.is_some() || c.ip.is_some() || c.ip6.is_some() {
-        return Err(Failure::no_networks());
+    if c.network.is_some() || matches!(c.driver, Some(Driver::Ipnet | Driver::Vnet)) {
+        return Err(Failure::usage(
+            "builds on networks are not supported yet: build steps use the host's network (--driver host) or none (--driver disabled)",
+        ));
     }
     let mut unsupported = Vec::new();
     if c.user.is_some() {
@@ -54,7 +56,7 @@ fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
         .no_cache(a.no_cache)
         .rm(a.rm)
         .quiet(a.quiet)
-        .network(c.driver);
+        .network(c.driver.unwrap_or(Driver::Host));
     if let Some(tag) = a.tag {
         req = req.tag(tag);
     }

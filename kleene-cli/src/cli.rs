@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kleene_core::{JailParamText, Network};
+use kleene_core::{Driver, JailParamText, NetworkType, PublishedPort};
 
 /// klee: images, containers and volumes on ZFS, without a daemon.
 #[derive(Debug, Parser)]
@@ -58,8 +58,9 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
-    /// Manage networks (not supported yet)
-    Network(NetworkArgs),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCmd),
@@ -85,8 +86,8 @@ pub enum Command {
     Isc(InspectArgs),
     /// Inspect an image (shortcut for `image inspect`)
     Isi(InspectArgs),
-    /// Inspect a network (not supported yet)
-    Isn(NetworkArgs),
+    /// Inspect a network (shortcut for `network inspect`)
+    Isn(InspectArgs),
     /// Inspect a volume (shortcut for `volume inspect`)
     Isv(InspectArgs),
 
@@ -94,8 +95,8 @@ pub enum Command {
     Lsc(ContainerLsArgs),
     /// List images (shortcut for `image ls`)
     Lsi(ListArgs),
-    /// List networks (not supported yet)
-    Lsn(NetworkArgs),
+    /// List networks (shortcut for `network ls`)
+    Lsn(ListArgs),
     /// List volumes (shortcut for `volume ls`)
     Lsv(ListArgs),
 
@@ -103,8 +104,8 @@ pub enum Command {
     Rmc(ContainerRmArgs),
     /// Remove images (shortcut for `image rm`)
     Rmi(RmArgs),
-    /// Remove networks (not supported yet)
-    Rmn(NetworkArgs),
+    /// Remove networks (shortcut for `network rm`)
+    Rmn(RmArgs),
     /// Remove volumes (shortcut for `volume rm`)
     Rmv(RmArgs),
 }
@@ -175,12 +176,84 @@ pub enum VolumeCmd {
     Prune(PruneArgs),
 }
 
-/// Anything after `network`: refused, networks are not supported yet.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// Create a new network
+    Create(NetworkCreateArgs),
+    /// List networks
+    Ls(ListArgs),
+    /// Display detailed information on a network
+    Inspect(InspectArgs),
+    /// Remove one or more networks
+    Rm(RmArgs),
+    /// Remove all networks no container is connected to
+    Prune(PruneArgs),
+    /// Connect a container to a network
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(DisconnectArgs),
+}
+
 #[derive(Debug, Args)]
-#[command(disable_help_flag = true)]
-pub struct NetworkArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
+pub struct NetworkCreateArgs {
+    /// What kind of network should be created: 'bridge', 'loopback' or 'custom'
+    #[arg(short = 't', long = "type", default_value = "loopback")]
+    pub kind: NetworkType,
+    /// Name of the interface used on the host for the network [default: 'kleene' and a number]
+    #[arg(short, long)]
+    pub interface: Option<String>,
+    /// Subnet in CIDR format for the network
+    #[arg(long)]
+    pub subnet: Option<ipnet::Ipv4Net>,
+    /// IPv6 subnet in CIDR format for the network
+    #[arg(long)]
+    pub subnet6: Option<ipnet::Ipv6Net>,
+    /// Bridge networks: the default IPv4 router of containers ('auto': the subnet's
+    /// first address; "": none)
+    #[arg(long = "gw", default_value = "auto")]
+    pub gw: String,
+    /// Bridge networks: the default IPv6 router of containers (see --gw)
+    #[arg(long = "gw6", default_value = "auto")]
+    pub gw6: String,
+    /// NAT the network's outgoing traffic [default]
+    #[arg(long, overrides_with = "no_nat")]
+    pub nat: bool,
+    /// Do not NAT the network's outgoing traffic
+    #[arg(long, overrides_with = "nat")]
+    pub no_nat: bool,
+    /// The interface to NAT to [default: the host's gateway interface]
+    #[arg(long = "nat-if")]
+    pub nat_if: Option<String>,
+    /// Connectivity between containers within the network [default: true]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub icc: bool,
+    /// Do not let traffic leave the network
+    #[arg(long)]
+    pub internal: bool,
+    /// The network's name
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// IPv4 address of the container [default: a free one]
+    #[arg(long)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// IPv6 address of the container [default: a free one]
+    #[arg(long)]
+    pub ip6: Option<std::net::Ipv6Addr>,
+    /// The network
+    pub network: String,
+    /// The container
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {
+    /// The network
+    pub network: String,
+    /// The container
+    pub container: String,
 }
 
 /// How lists are printed.
@@ -333,18 +406,19 @@ pub struct ContainerOpts {
     /// Set jail parameters
     #[arg(short = 'J', long = "jailparam")]
     pub jailparam: Vec<JailParamText>,
-    /// Network driver of the container: 'host' (default) or 'disabled'
-    #[arg(short = 'l', long, default_value = "host")]
-    pub driver: Network,
-    /// Connect the container to a network (not supported yet)
+    /// Network driver of the container: 'ipnet', 'vnet', 'host' or 'disabled' [default:
+    /// 'ipnet' with --network, else 'host']
+    #[arg(short = 'l', long)]
+    pub driver: Option<Driver>,
+    /// Connect the container to a network
     #[arg(short = 'n', long)]
     pub network: Option<String>,
-    /// IPv4 address of the container (not supported yet)
-    #[arg(long)]
-    pub ip: Option<String>,
-    /// IPv6 address of the container (not supported yet)
-    #[arg(long)]
-    pub ip6: Option<String>,
+    /// IPv4 address of the container on --network [default: a free one]
+    #[arg(long, requires = "network")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// IPv6 address of the container on --network [default: a free one]
+    #[arg(long, requires = "network")]
+    pub ip6: Option<std::net::Ipv6Addr>,
 }
 
 /// Container options `create` and `run` have beyond those of the build container.
@@ -361,9 +435,10 @@ pub struct CreateOpts {
     /// Restart policy: 'no' or 'on-startup' (not supported yet)
     #[arg(long, default_value = "no")]
     pub restart: String,
-    /// Publish ports (not supported yet)
-    #[arg(short, long)]
-    pub publish: Vec<String>,
+    /// Publish a container's port on the host: [INTERFACE:]HOST_PORT[:CONTAINER_PORT][/tcp|/udp],
+    /// ports or ranges N-M
+    #[arg(short, long, value_name = "[IF:]HOST[:CONTAINER][/PROTO]")]
+    pub publish: Vec<PublishedPort>,
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,

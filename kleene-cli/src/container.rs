@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use kleene_core::kleene_jail::{ExitStatus, Process, Stdio, WinSize};
-use kleene_core::{Attach, CreateContainer, Engine, ExecSpec, Id, MountSpec, RunState};
+use kleene_core::{Addresses, Attach, CreateContainer, Engine, ExecSpec, Id, MountSpec, RunState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cli::{AttachArgs, ContainerLsArgs, ContainerRmArgs, CreateArgs, CreateOpts, ExecArgs};
@@ -25,14 +25,6 @@ fn request(
     command: Vec<String>,
 ) -> Result<CreateContainer, Failure> {
     let c = opts.container;
-    if c.network.is_some() || c.ip.is_some() || c.ip6.is_some() {
-        return Err(Failure::no_networks());
-    }
-    if !opts.publish.is_empty() {
-        return Err(Failure::usage(
-            "--publish is not supported yet: publishing ports needs networks",
-        ));
-    }
     if opts.persist {
         return Err(Failure::usage(
             "--persist is not supported yet: prune removes every stopped container",
@@ -57,7 +49,16 @@ fn request(
         .map(|m| MountSpec::parse(m))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let mut req = CreateContainer::new(image).cmd(command).network(c.driver);
+    let mut req = CreateContainer::new(image).cmd(command);
+    if let Some(d) = c.driver {
+        req = req.driver(d);
+    }
+    if let Some(n) = c.network {
+        req = req.network(n, Addresses::new(c.ip, c.ip6));
+    }
+    for p in opts.publish {
+        req = req.publish(p);
+    }
     if let Some(name) = opts.name {
         req = req.name(name);
     }

@@ -38,11 +38,6 @@ impl Failure {
             message: String::new(),
         }
     }
-
-    /// Networks are not supported yet (exit 2).
-    pub fn no_networks() -> Self {
-        Self::usage("networks are not supported yet: containers use the host's network (--driver host) or none (--driver disabled)")
-    }
 }
 
 impl From<CoreError> for Failure {

@@ -5,6 +5,7 @@ mod cli;
 mod container;
 mod failure;
 mod image;
+mod network;
 mod output;
 mod settings;
 mod signals;
@@ -14,7 +15,7 @@ use clap::Parser;
 use kleene_core::kleene_zfs::DatasetName;
 use kleene_core::{Config, Engine, Events};
 
-use cli::{Cli, Command, ContainerCmd, ImageCmd, Theme, VolumeCmd};
+use cli::{Cli, Command, ContainerCmd, ImageCmd, NetworkCmd, Theme, VolumeCmd};
 use failure::{Failure, Outcome};
 
 fn main() {
@@ -80,9 +81,10 @@ async fn run(cli: Cli) -> Outcome {
         Command::Image(cmd) => image_cmd(&ctx, cmd).await,
         Command::Container(cmd) => container_cmd(&ctx, cmd).await,
         Command::Volume(cmd) => volume_cmd(&ctx, cmd).await,
-        Command::Network(_) | Command::Isn(_) | Command::Lsn(_) | Command::Rmn(_) => {
-            Err(Failure::no_networks())
-        }
+        Command::Network(cmd) => network_cmd(&ctx, cmd).await,
+        Command::Isn(a) => network::inspect(&ctx, a).await,
+        Command::Lsn(a) => network::ls(&ctx, a).await,
+        Command::Rmn(a) => network::rm(&ctx, a).await,
         Command::Build(a) => build::build(&ctx, a).await,
         Command::Create(a) => container::create(&ctx, a).await,
         Command::Exec(a) => container::exec(&ctx, a).await,
@@ -140,6 +142,18 @@ async fn volume_cmd(ctx: &Ctx, cmd: VolumeCmd) -> Outcome {
         VolumeCmd::Inspect(a) => volume::inspect(ctx, a).await,
         VolumeCmd::Rm(a) => volume::rm(ctx, a).await,
         VolumeCmd::Prune(a) => volume::prune(ctx, a).await,
+    }
+}
+
+async fn network_cmd(ctx: &Ctx, cmd: NetworkCmd) -> Outcome {
+    match cmd {
+        NetworkCmd::Create(a) => network::create(ctx, a).await,
+        NetworkCmd::Ls(a) => network::ls(ctx, a).await,
+        NetworkCmd::Inspect(a) => network::inspect(ctx, a).await,
+        NetworkCmd::Rm(a) => network::rm(ctx, a).await,
+        NetworkCmd::Prune(a) => network::prune(ctx, a).await,
+        NetworkCmd::Connect(a) => network::connect(ctx, a).await,
+        NetworkCmd::Disconnect(a) => network::disconnect(ctx, a).await,
     }
 }
 

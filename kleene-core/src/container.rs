@@ -14,8 +14,10 @@ use crate::error::{CoreError, Object, Result};
 use crate::id::Id;
 use crate::meta::{now, Table};
 use crate::model::{
-    Container, ContainerConfig, JailParamText, MountSource, MountSpec, Network, RunState, Runtime,
+    Container, ContainerConfig, Driver, JailParamText, MountSource, MountSpec, PublishedPort,
+    RunState, Runtime,
 };
+use crate::network::Addresses;
 use crate::vars::merge_env;
 
 /// A request for a container (`klee container create`); build it with
@@ -37,8 +39,12 @@ pub struct CreateContainer {
     pub workdir: Option<String>,
     /// Mounts (`-v`).
     pub mounts: Vec<MountSpec>,
-    /// The network.
-    pub network: Network,
+    /// The network driver; `ipnet` when networks are given, else `host`.
+    pub driver: Option<Driver>,
+    /// The networks it is connected to, with the addresses asked for.
+    pub networks: Vec<(String, Addresses)>,
+    /// Ports published on the host (`-p`).
+    pub publish: Vec<PublishedPort>,
     /// Jail parameters (`-J`).
     pub jail_params: Vec<JailParamText>,
 }
@@ -89,9 +95,21 @@ impl CreateContainer {
         self
     }
 
-    /// Sets the network.
-    pub fn network(mut self, network: Network) -> Self {
-        self.network = network;
+    /// Sets the network driver (`host`, `disabled`, `ipnet`, `vnet`).
+    pub fn driver(mut self, driver: Driver) -> Self {
+        self.driver = Some(driver);
+        self
+    }
+
+    /// Connects it to a network, with the addresses asked for (free ones otherwise).
+    pub fn network(mut self, network: impl Into<String>, addresses: Addresses) -> Self {
+        self.networks.push((network.into(), addresses));
+        self
+    }
+
+    /// Publishes a port on the host.
+    pub fn publish(mut self, port: PublishedPort) -> Self {
+        self.publish.push(port);
         self
     }
 
@@ -294,6 +312,33 @@ impl Engine {
             check_container_name(name)?;
         }
         let (image, snapshot) = self.resolve_image(&req.image).await?;
+        let driver = req.driver.unwrap_or(if req.networks.is_empty() {
+            Driver::Host
+        } else {
+            Driver::Ipnet
+        });
+        let mut networks = Vec::new();
+        for (reference, addrs) in &req.networks {
+            let n = self.network(reference).await?;
+            if !driver.can_connect(n.spec.kind) {
+                return Err(CoreError::InvalidInput(format!(
+                    "the {driver} network driver cannot connect to {} network {}{}",
+                    n.spec.kind,
+                    n.name,
+                    if driver == Driver::Vnet {
+                        ": vnet is for bridge networks"
+                    } else {
+                        ": use ipnet or vnet"
+                    }
+                )));
+            }
+            networks.push((n, *addrs));
+        }
+        if !req.publish.is_empty() && matches!(driver, Driver::Host | Driver::Disabled) {
+            return Err(CoreError::InvalidInput(format!(
+                "ports cannot be published with the {driver} network driver: connect the container to a network"
+            )));
+        }
         self.blocking(move |inner| {
             let name = match req.name {
                 Some(n) => n,
@@ -326,14 +371,15 @@ impl Engine {
                     user: req.user.unwrap_or_else(|| cfg.user.clone()),
                     workdir: req.workdir.unwrap_or_else(|| cfg.workdir.clone()),
                     mounts: req.mounts,
-                    network: req.network,
+                    network: driver,
+                    publish: req.publish,
                     jail_params: req.jail_params,
                     stop_signal: cfg.stop_signal,
                 },
                 created: now(),
                 runtime: Runtime::default(),
             };
-            inner.create_container(container, &snapshot)
+            inner.create_container(container, &snapshot, &networks)
         })
         .await
     }
@@ -596,6 +642,7 @@ impl Inner {
         &self,
         container: Container,
         snapshot: &kleene_zfs::SnapshotName,
+        networks: &[(crate::model::Network, Addresses)],
     ) -> Result<Container> {
         let op = OpLock::begin(&self.ops_dir)?;
         // Named volumes are made on first use, as docker does.
@@ -620,6 +667,11 @@ impl Inner {
         crate::failpoint("container-after-row");
         let dataset = container.dataset.clone();
         let made = (|| {
+            // Its addresses, taken with the pending row: a failure or a crash before the
+            // row is finished releases them with it.
+            for (n, addrs) in networks {
+                self.allocate_endpoint(&container.id, n, *addrs)?;
+            }
             self.zfs.clone_snapshot(
                 snapshot,
                 &dataset,
@@ -674,7 +726,7 @@ impl Inner {
 
     /// A container whose monitor died (a crash, a kill -9, a reboot) is not running any
     /// more, whatever its row says: the row is corrected.
-    fn refresh(&self, mut c: Container) -> Result<Container> {
+    pub(crate) fn refresh(&self, mut c: Container) -> Result<Container> {
         let rt = &c.runtime;
         let stale = match rt.state {
             RunState::Running => !process_alive(rt.monitor_pid) && !process_alive(rt.pid),

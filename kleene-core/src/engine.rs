@@ -205,7 +205,15 @@ impl EngineBuilder {
         let probe = ProbeAt::default();
         let deadline = self.config.fs_deadline;
         let at = Arc::clone(&probe);
-        crate::watch::watched(&probe, deadline, move || self.open_blocking(events, at)).await
+        let repair = self.repair;
+        let (engine, repairs) =
+            crate::watch::watched(&probe, deadline, move || self.open_blocking(events, at)).await?;
+        if repair {
+            // Rules of containers that died unrecorded (a killed monitor) go; those of
+            // running ones are loaded again (after a reboot, say).
+            engine.apply_firewall().await?;
+        }
+        Ok((engine, repairs))
     }
 
     /// Opens without repairing anything: for the container monitor, which must not race

@@ -19,6 +19,8 @@ pub enum Object {
     Dataset,
     /// A snapshot of an image or build.
     Snapshot,
+    /// A network.
+    Network,
 }
 
 impl fmt::Display for Object {
@@ -29,6 +31,7 @@ impl fmt::Display for Object {
             Object::Volume => "volume",
             Object::Dataset => "dataset",
             Object::Snapshot => "snapshot",
+            Object::Network => "network",
         })
     }
 }
@@ -90,6 +93,11 @@ pub enum CoreError {
         path: std::path::PathBuf,
         after: std::time::Duration,
     },
+
+    /// Setting up a network failed on the host (an interface, a link, the firewall); the
+    /// message names the interface or rule and the operation.
+    #[error("network: {0}")]
+    Network(String),
 
     /// A Dockerfile was rejected; the error keeps its file, line and column.
     #[error(transparent)]

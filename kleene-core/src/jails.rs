@@ -12,7 +12,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
 use crate::event::{Event, Events, OutputStream};
-use crate::model::{JailParamText, Network};
+use crate::model::JailParamText;
 
 /// A command to run to its end in a jail on a root directory: a build's RUN step.
 #[derive(Debug, Clone)]
@@ -32,8 +32,9 @@ pub struct JailRun {
     pub user: Option<String>,
     /// Its working directory; `/` when `None`.
     pub workdir: Option<String>,
-    /// Its network.
-    pub network: Network,
+    /// Its network: the host's, none, or (for a container on networks) the namespace or
+    /// jail parameters kleene-net set up.
+    pub network: NetworkMode,
     /// Jail parameters.
     pub params: Vec<JailParamText>,
     /// Discard its output instead of sending it as [`Event::Output`].
@@ -52,7 +53,7 @@ impl JailRun {
             env: Vec::new(),
             user: None,
             workdir: None,
-            network: Network::Host,
+            network: NetworkMode::Inherit,
             params: Vec::new(),
             quiet: false,
         }
@@ -98,10 +99,7 @@ impl JailRun {
         let mut cfg = JailConfig::new(&self.root)
             .name(self.name.as_str())
             .hostname(self.hostname.as_str())
-            .network(match self.network {
-                Network::Host => NetworkMode::Inherit,
-                Network::Disabled => NetworkMode::Disabled,
-            })
+            .network(self.network.clone())
             .command(&self.argv)
             .clean_env(true);
         for p in &self.params {

@@ -19,6 +19,7 @@ mod jails;
 mod meta;
 mod model;
 mod monitor;
+mod network;
 mod rootfs;
 #[cfg(test)]
 mod testkit;
@@ -38,15 +39,18 @@ pub use image::{fetch_auto_url, parse_nametag, BaseSource, CreateImage, IMAGE_SN
 pub use interrupt::Interrupt;
 pub use jails::{HostJails, JailRun, Jails, RunEnd, RunFuture};
 pub use model::{
-    Container, ContainerConfig, Image, ImageConfig, ImageSnapshot, Instruction, JailParamText,
-    MountSource, MountSpec, Network, RunState, Runtime, StopSignal, Volume,
+    Container, ContainerConfig, Driver, Endpoint, Gateway, Image, ImageConfig, ImageSnapshot,
+    Instruction, JailParamText, MountSource, MountSpec, Nat, Network, NetworkSpec, NetworkType,
+    PortRange, Protocol, PublishedPort, RunState, Runtime, StopSignal, Volume,
 };
 pub use monitor::init;
+pub use network::Addresses;
 pub use volume::check_volume_name;
 
 /// Re-exported so that callers name datasets with the same types.
 pub use kleene_dockerfile;
 pub use kleene_jail;
+pub use kleene_net;
 pub use kleene_zfs;
 
 /// Crash testing, built only with the `failpoints` feature: when `KLEENE_FAILPOINT` names

@@ -16,7 +16,8 @@ use kleene_zfs::{DatasetName, SnapshotName};
 use crate::error::{CoreError, MetadataError, Object, Result};
 use crate::id::Id;
 use crate::model::{
-    Container, ContainerConfig, Image, ImageConfig, ImageSnapshot, MountSource, Runtime, Volume,
+    Container, ContainerConfig, Endpoint, Image, ImageConfig, ImageSnapshot, MountSource, Network,
+    NetworkSpec, Runtime, Volume,
 };
 
 /// The tables whose rows own a dataset, each with its key column.
@@ -57,6 +58,21 @@ fn dataset_of(table: Table, key: &str, text: &str) -> Result<DatasetName> {
             table.name()
         )))
     })
+}
+
+/// An endpoint's address read from a row.
+fn parse_addr<A: std::str::FromStr>(network: &str, text: Option<String>) -> Result<Option<A>>
+where
+    A::Err: std::fmt::Display,
+{
+    text.map(|t| {
+        t.parse().map_err(|e| {
+            CoreError::Metadata(MetadataError::msg(format!(
+                "an endpoint on network {network} has an invalid address {t:?}: {e}"
+            )))
+        })
+    })
+    .transpose()
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is how many ran.
@@ -112,6 +128,26 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL
     );
     CREATE INDEX build_cache_image ON build_cache(image_id);",
+    // 3: networks and the containers' endpoints on them; an address is unique per network,
+    // so two processes can never hand out the same one.
+    "CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        interface TEXT NOT NULL UNIQUE,
+        spec TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE endpoints (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        network_id TEXT NOT NULL REFERENCES networks(id),
+        slot INTEGER NOT NULL,
+        ipv4 TEXT,
+        ipv6 TEXT,
+        PRIMARY KEY (container_id, network_id),
+        UNIQUE (container_id, slot)
+    );
+    CREATE UNIQUE INDEX endpoints_ipv4 ON endpoints(network_id, ipv4) WHERE ipv4 IS NOT NULL;
+    CREATE UNIQUE INDEX endpoints_ipv6 ON endpoints(network_id, ipv6) WHERE ipv6 IS NOT NULL;",
 ];
 
 /// The store of one engine root.
@@ -735,6 +771,150 @@ impl Store {
                 other => other.into(),
             })?;
         Ok(())
+    }
+
+    /// Adds a network; its name and interface must be free.
+    pub fn insert_network(&self, n: &Network) -> Result<()> {
+        let spec = serde_json::to_string(&n.spec)
+            .map_err(|e| CoreError::Internal(format!("network {}: {e}", n.name)))?;
+        self.conn
+            .execute(
+                "INSERT INTO networks (id, name, interface, spec, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![n.id.as_str(), n.name, n.interface(), spec, n.created],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, Some(msg))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    if msg.contains("interface") {
+                        CoreError::InvalidInput(format!(
+                            "interface {} is used by another network",
+                            n.interface()
+                        ))
+                    } else {
+                        CoreError::AlreadyExists {
+                            kind: Object::Network,
+                            name: n.name.clone(),
+                        }
+                    }
+                }
+                other => other.into(),
+            })?;
+        Ok(())
+    }
+
+    /// Every network, oldest first.
+    pub fn networks(&self) -> Result<Vec<Network>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, spec, created FROM networks ORDER BY created, rowid")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (id, name, spec, created) = r?;
+            let spec: NetworkSpec = serde_json::from_str(&spec).map_err(|e| {
+                CoreError::Metadata(MetadataError::msg(format!(
+                    "network {name} has unreadable metadata: {e}"
+                )))
+            })?;
+            Ok(Network {
+                id: Id::parse(&id)?,
+                name,
+                spec,
+                created,
+            })
+        })
+        .collect()
+    }
+
+    /// Removes a network's row (its endpoints must be gone).
+    pub fn delete_network(&self, id: &Id) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM networks WHERE id = ?1", [id.as_str()])?;
+        Ok(())
+    }
+
+    /// Every endpoint, of one container or network when given.
+    pub fn endpoints(&self, container: Option<&Id>, network: Option<&Id>) -> Result<Vec<Endpoint>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT e.container_id, e.network_id, n.name, e.ipv4, e.ipv6, e.slot
+             FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE (?1 IS NULL OR e.container_id = ?1) AND (?2 IS NULL OR e.network_id = ?2)
+             ORDER BY e.container_id, e.slot",
+        )?;
+        let rows = stmt.query_map(
+            params![container.map(Id::as_str), network.map(Id::as_str)],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, u8>(5)?,
+                ))
+            },
+        )?;
+        rows.map(|r| {
+            let (c, n, name, v4, v6, slot) = r?;
+            Ok(Endpoint {
+                slot,
+                container: Id::parse(&c)?,
+                network: Id::parse(&n)?,
+                ipv4: parse_addr(&name, v4)?,
+                ipv6: parse_addr(&name, v6)?,
+                network_name: name,
+            })
+        })
+        .collect()
+    }
+
+    /// Adds an endpoint. `Ok(false)`: one of its addresses was taken meanwhile (by another
+    /// process); the caller picks again.
+    pub fn insert_endpoint(&self, e: &Endpoint) -> Result<bool> {
+        let r = self.conn.execute(
+            "INSERT INTO endpoints (container_id, network_id, slot, ipv4, ipv6) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                e.container.as_str(),
+                e.network.as_str(),
+                e.slot,
+                e.ipv4.map(|a| a.to_string()),
+                e.ipv6.map(|a| a.to_string()),
+            ],
+        );
+        match r {
+            Ok(_) => Ok(true),
+            Err(rusqlite::Error::SqliteFailure(f, Some(msg)))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation
+                    && (msg.contains("endpoints.ipv") || msg.contains("endpoints.slot")) =>
+            {
+                Ok(false)
+            }
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(CoreError::InvalidInput(format!(
+                    "container {} is already connected to network {}",
+                    e.container, e.network_name
+                )))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Removes an endpoint; whether there was one.
+    pub fn delete_endpoint(&self, container: &Id, network: &Id) -> Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM endpoints WHERE container_id = ?1 AND network_id = ?2",
+            [container.as_str(), network.as_str()],
+        )?;
+        Ok(n == 1)
     }
 
     /// Marks volume `name` filled from an image (done once, on its first mount).

@@ -286,38 +286,55 @@ impl MountSpec {
     }
 }
 
-/// How a container reaches the network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum Network {
-    /// The host's stack.
-    #[default]
-    Host,
-    /// Loopback only.
-    Disabled,
+pub use kleene_net::model::{Driver, Gateway, Nat, NetworkSpec, NetworkType};
+pub use kleene_net::ports::{PortRange, Protocol, PublishedPort};
+
+/// A network (`klee network create`): a host interface (a bridge, a loopback or an
+/// existing one) with subnets that containers get addresses from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// Its id.
+    pub id: Id,
+    /// Its name (unique).
+    pub name: String,
+    /// What it was made with; `interface` is always set (the generated `kleene<N>` when
+    /// none was asked for).
+    pub spec: NetworkSpec,
+    /// Unix time of creation.
+    pub created: i64,
 }
 
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Network::Host => "host",
-            Network::Disabled => "disabled",
-        })
+impl Network {
+    /// Its host interface.
+    pub fn interface(&self) -> &str {
+        self.spec.interface.as_deref().unwrap_or_default()
     }
 }
 
-impl FromStr for Network {
-    type Err = CoreError;
-    /// The driver names `klee --driver` takes: `host` and `disabled`.
-    fn from_str(s: &str) -> Result<Self, CoreError> {
-        match s {
-            "host" => Ok(Network::Host),
-            "disabled" => Ok(Network::Disabled),
-            other => Err(CoreError::Unsupported(format!(
-                "network driver {other:?} is not supported yet: use \"host\" or \"disabled\""
-            ))),
-        }
-    }
+/// A container's connection to a network, with the addresses it keeps across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The container.
+    pub container: Id,
+    /// The network.
+    pub network: Id,
+    /// The network's name.
+    pub network_name: String,
+    /// Its IPv4 address there.
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    /// Its IPv6 address there.
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// Which of the container's links it is: `eth<slot>` inside (Linux), and the host
+    /// end's name is made from the container's id and it.
+    pub slot: u8,
+}
+
+/// Reads a driver as written now (`"host"`) or by earlier versions (`"Host"`).
+fn driver_compat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Driver, D::Error> {
+    let text = String::deserialize(d)?;
+    text.to_ascii_lowercase()
+        .parse()
+        .map_err(serde::de::Error::custom)
 }
 
 /// What a container runs and how.
@@ -333,8 +350,12 @@ pub struct ContainerConfig {
     pub workdir: String,
     /// Mounts.
     pub mounts: Vec<MountSpec>,
-    /// The network.
-    pub network: Network,
+    /// How it reaches the network (`host`, `disabled`, `ipnet`, `vnet`).
+    #[serde(deserialize_with = "driver_compat")]
+    pub network: Driver,
+    /// Ports published on the host (`-p`).
+    #[serde(default)]
+    pub publish: Vec<PublishedPort>,
     /// Jail parameters as `klee -J` takes them.
     pub jail_params: Vec<JailParamText>,
     /// The signal that stops it (`SIGTERM` when `None`).

@@ -539,8 +539,17 @@ async fn start(
     )
     .await
     .map_err(other)?;
-    let jail = match jail_config(&engine.inner, &c, req.detached, stdin) {
-        Ok(cfg) => cfg.start().await.map_err(|e| e.to_string()),
+    // Its network (links in a namespace of its own, held here until the jail runs in it)
+    // and the firewall with its ports, before the jail starts.
+    let net = match crate::network::container_network(&engine, &c).await {
+        Ok(net) => engine.apply_firewall().await.map(|()| net),
+        Err(e) => Err(e),
+    };
+    let jail = match net {
+        Ok(net) => match jail_config(&engine.inner, &c, req.detached, stdin, net.mode.clone()) {
+            Ok(cfg) => cfg.start().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
         Err(e) => Err(e.to_string()),
     };
     let jail = match jail {
@@ -591,6 +600,12 @@ async fn finish(engine: &Engine, c: &Container, jail: &mut Jail, started: i64) -
         },
     )
     .await?;
+    // Its published ports and rules go with it.
+    if c.config.network != crate::model::Driver::Host {
+        if let Err(e) = engine.apply_firewall().await {
+            eprintln!("kleene-monitor: container {}: {e}", c.name);
+        }
+    }
     teardown.map_err(|e| CoreError::jail(format!("tearing down container {}", c.name), e))
 }
 
@@ -611,11 +626,12 @@ fn jail_config(
     c: &Container,
     detached: bool,
     stdin: Option<OwnedFd>,
+    network: kleene_jail::NetworkMode,
 ) -> Result<JailConfig> {
     let root = inner.mountpoint(&c.dataset)?;
     let mut run = JailRun::new(&root, jail_name(&c.id), c.config.cmd.clone());
     run.hostname = c.id.to_string();
-    run.network = c.config.network;
+    run.network = network;
     run.params = c.config.jail_params.clone();
     run.env = c
         .config

@@ -12,8 +12,8 @@ use std::time::Duration;
 use kleene_core::kleene_jail::Stdio;
 use kleene_core::kleene_zfs::{DatasetName, Zfs};
 use kleene_core::{
-    Attach, BaseSource, BuildRequest, CoreError, CreateContainer, CreateImage, Engine, Events,
-    ExecSpec, JailParamText, MountSpec, Network, RunState,
+    Attach, BaseSource, BuildRequest, CoreError, CreateContainer, CreateImage, Driver, Engine,
+    Events, ExecSpec, JailParamText, MountSpec, Object, RunState,
 };
 use tokio::io::AsyncReadExt;
 
@@ -497,7 +497,7 @@ async fn networks_and_refusals() {
                 "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '",
             ])
             .name("nonet")
-            .network(Network::Disabled),
+            .driver(Driver::Disabled),
         )
         .await
         .unwrap();
@@ -505,8 +505,23 @@ async fn networks_and_refusals() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "lo");
     // Networks are parsed at the edge now: an unknown driver never reaches create_container.
-    let err = "bridge0".parse::<Network>().unwrap_err();
-    assert!(matches!(err, CoreError::Unsupported(_)), "{err}");
+    let err = "bridge0".parse::<Driver>().unwrap_err();
+    assert!(err.to_string().contains("bridge0"), "{err}");
+    // A network that does not exist is named.
+    let err = engine
+        .create_container(create(&["/bin/true"]).network("nowhere", Default::default()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CoreError::NotFound {
+                kind: Object::Network,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = engine.create_container(create(&[])).await.unwrap_err();
     assert!(err.to_string().contains("no command"), "{err}");
     let err = engine

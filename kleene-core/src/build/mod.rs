@@ -30,7 +30,7 @@ use crate::error::{CoreError, Object, Result};
 use crate::event::{Event, Events};
 use crate::id::Id;
 use crate::interrupt::Interrupt;
-use crate::model::{Image, JailParamText, Network};
+use crate::model::{Driver, Image, JailParamText};
 
 /// A build request (`klee build`); build it with [`BuildRequest::new`] and its setters.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +59,7 @@ pub struct BuildRequest {
     /// Run every step, using and feeding no cache.
     pub no_cache: bool,
     /// The network of RUN (`RUN --network` overrides it per step).
-    pub network: Network,
+    pub network: Driver,
     /// Stops the build from outside (Ctrl-C): the running step is killed and the build
     /// fails, its state kept as `<name>:failed` (unless `rm`), as for any failure.
     pub interrupt: Option<Interrupt>,
@@ -129,7 +129,7 @@ impl BuildRequest {
     }
 
     /// Sets the network of RUN.
-    pub fn network(mut self, network: Network) -> Self {
+    pub fn network(mut self, network: Driver) -> Self {
         self.network = network;
         self
     }

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use kleene_dockerfile::{Run, RunFlags, ShellOrExec};
+use kleene_jail::NetworkMode;
 
 use super::cache;
 use super::state::StageState;
 use super::Builder;
 use crate::error::{CoreError, Result};
 use crate::jails::{JailRun, RunEnd};
-use crate::model::Network;
+use crate::model::Driver;
 
 /// Refuses the RUN flags kleene does not support.
 fn check_flags(flags: &RunFlags) -> Result<()> {
@@ -25,14 +26,14 @@ fn check_flags(flags: &RunFlags) -> Result<()> {
 
 /// The network of a RUN: `--network` (BuildKit's words `default` and `none` too), or the
 /// build's.
-fn network(flags: &RunFlags, default: Network) -> Result<Network> {
+fn network(flags: &RunFlags, default: Driver) -> Result<Driver> {
     match flags.network.as_deref() {
         None => Ok(default),
-        Some("default") => Ok(Network::Host),
-        Some("none") => Ok(Network::Disabled),
-        Some(other) => other.parse().map_err(|_| {
-            CoreError::Unsupported(format!("network {other:?} is not supported in RUN"))
-        }),
+        Some("default" | "host") => Ok(Driver::Host),
+        Some("none" | "disabled") => Ok(Driver::Disabled),
+        Some(other) => Err(CoreError::Unsupported(format!(
+            "network {other:?} is not supported in RUN: use default, host or none"
+        ))),
     }
 }
 
@@ -67,11 +68,14 @@ impl Builder {
     /// The jail run of a RUN step in stage `st` (its root is set once the dataset exists):
     /// the environment with ENV over ARG, the stage's user and workdir, the build's jail
     /// parameters.
-    fn jail_run(&self, st: &StageState, argv: Vec<String>, network: Network) -> JailRun {
+    fn jail_run(&self, st: &StageState, argv: Vec<String>, network: Driver) -> JailRun {
         let mut run = JailRun::new("", format!("kleene-build-{}", st.id), argv);
         run.hostname = st.id.to_string();
         run.env = st.run_env();
-        run.network = network;
+        run.network = match network {
+            Driver::Disabled => NetworkMode::Disabled,
+            _ => NetworkMode::Inherit,
+        };
         run.params = self.req.jail_params.clone();
         run.quiet = self.req.quiet;
         run.user = (!st.config.user.is_empty()).then(|| st.config.user.clone());
@@ -163,17 +167,19 @@ mod tests {
     #[test]
     fn networks_and_refused_flags() {
         let flags = |l: &str| run_of(l).flags;
-        let n = |l: &str| network(&flags(l), Network::Host);
-        assert_eq!(n("RUN true").ok(), Some(Network::Host));
-        assert_eq!(n("RUN --network=none true").ok(), Some(Network::Disabled));
-        assert_eq!(n("RUN --network=default true").ok(), Some(Network::Host));
+        let n = |l: &str| network(&flags(l), Driver::Host);
+        assert_eq!(n("RUN true").ok(), Some(Driver::Host));
+        assert_eq!(n("RUN --network=none true").ok(), Some(Driver::Disabled));
+        assert_eq!(n("RUN --network=default true").ok(), Some(Driver::Host));
         assert_eq!(
-            network(&flags("RUN true"), Network::Disabled).ok(),
-            Some(Network::Disabled)
+            network(&flags("RUN true"), Driver::Disabled).ok(),
+            Some(Driver::Disabled)
         );
         assert_eq!(
             n("RUN --network=bridge true").map_err(|e| e.to_string()),
-            Err("network \"bridge\" is not supported in RUN".to_string())
+            Err(
+                "network \"bridge\" is not supported in RUN: use default, host or none".to_string()
+            )
         );
         assert!(check_flags(&flags("RUN --mount=type=cache,target=/x true")).is_err());
         assert!(check_flags(&flags("RUN true")).is_ok());

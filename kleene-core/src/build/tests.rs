@@ -10,7 +10,7 @@ use kleene_dockerfile::Dockerfile;
 use super::plan::{needed_stages, stage_ref, BuildArgs, Plan};
 use super::BuildRequest;
 use crate::testkit::{FakeJails, TestEngine};
-use crate::{CoreError, Event, Network};
+use crate::{CoreError, Event};
 
 /// `--chown` of the user running the tests: COPY chowns, and only root may give files away.
 fn me() -> String {
@@ -169,8 +169,8 @@ RUN --network=none echo two
     assert_eq!(runs[0].argv, ["/bin/sh", "-c", "echo one"]);
     assert_eq!(runs[0].user.as_deref(), Some("app"));
     assert_eq!(runs[0].workdir.as_deref(), Some("/srv"));
-    assert_eq!(runs[0].network, Network::Host);
-    assert_eq!(runs[1].network, Network::Disabled);
+    assert_eq!(runs[0].network, kleene_jail::NetworkMode::Inherit);
+    assert_eq!(runs[1].network, kleene_jail::NetworkMode::Disabled);
     assert_eq!(runs[0].name, format!("kleene-build-{}", out.image.id));
     assert_eq!(runs[0].hostname, out.image.id.as_str());
     // ARGs are not kept in the image; ENV is.

@@ -1,0 +1,735 @@
+//! Networks: objects in the metadata, addresses handed out by kleene-net's IPAM (made
+//! race-free across processes by a unique index per network), host interfaces and the
+//! firewall through kleene-net's platform backend.
+//!
+//! What lives where, so that a crash anywhere leaks nothing:
+//! - a network's row is written before its host interface is made, and removed after it
+//!   is gone: a crash between leaves a row whose interface is made again on first use;
+//! - a container's links live in its own network namespace (Linux), held by the monitor
+//!   until the jail runs and then by the jail's processes: when they end, the kernel frees
+//!   the namespace and both ends of every veth;
+//! - the firewall is one table of the engine's own, rendered whole from the metadata and
+//!   loaded in one transaction, after every change and by `Engine::open`'s repair; the
+//!   last ruleset loaded is kept in the root (`firewall.rules`) so that an unchanged
+//!   state loads nothing.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use kleene_net::model::{EndpointRules, FirewallInput, PublishRules};
+
+use crate::engine::{Engine, Inner};
+use crate::error::{CoreError, Object, Result};
+use crate::id::Id;
+use crate::meta::now;
+use crate::model::{
+    Container, Driver, Endpoint, Gateway, Network, NetworkSpec, NetworkType, RunState,
+};
+
+/// Addresses asked for on a connection (`--ip`, `--ip6`); free ones are picked otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Addresses {
+    /// The IPv4 address.
+    pub ipv4: Option<Ipv4Addr>,
+    /// The IPv6 address.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl Addresses {
+    /// These addresses.
+    pub fn new(ipv4: Option<Ipv4Addr>, ipv6: Option<Ipv6Addr>) -> Self {
+        Self { ipv4, ipv6 }
+    }
+}
+
+/// The ruleset loaded last, in the root.
+const LAST_RULES: &str = "firewall.rules";
+
+/// The prefix of generated interface names (`kleene0`, `kleene1`, ...), as Kleene's.
+const INTERFACE_PREFIX: &str = "kleene";
+
+impl Engine {
+    /// Creates a network (`klee network create`): its row, then its host interface (a
+    /// bridge; on Linux a loopback network is a bridge with no uplink), then the firewall.
+    pub async fn create_network(&self, mut spec: NetworkSpec) -> Result<Network> {
+        spec.validate().map_err(net_err)?;
+        let taken = platform::interfaces().await?;
+        let network = self
+            .blocking(move |inner| {
+                let store = inner.store();
+                if store.networks()?.iter().any(|n| n.name == spec.name) {
+                    return Err(CoreError::AlreadyExists {
+                        kind: Object::Network,
+                        name: spec.name.clone(),
+                    });
+                }
+                let used: BTreeSet<String> = store
+                    .networks()?
+                    .iter()
+                    .map(|n| n.interface().to_string())
+                    .chain(taken)
+                    .collect();
+                match &spec.interface {
+                    None => {
+                        let free = (0..)
+                            .map(|n| format!("{INTERFACE_PREFIX}{n}"))
+                            .find(|i| !used.contains(i))
+                            .expect("an unbounded range has a free name");
+                        spec.interface = Some(free);
+                    }
+                    Some(i) if spec.kind != NetworkType::Custom && used.contains(i) => {
+                        return Err(CoreError::InvalidInput(format!(
+                            "interface {i} exists already: choose another name for network {}",
+                            spec.name
+                        )))
+                    }
+                    Some(i) if spec.kind == NetworkType::Custom && !used.contains(i) => {
+                        return Err(CoreError::InvalidInput(format!(
+                            "custom network {}: interface {i} does not exist on the host",
+                            spec.name
+                        )))
+                    }
+                    Some(_) => {}
+                }
+                let n = Network {
+                    id: Id::generate()?,
+                    name: spec.name.clone(),
+                    spec,
+                    created: now(),
+                };
+                store.insert_network(&n)?;
+                Ok(n)
+            })
+            .await?;
+        if let Err(e) = platform::ensure_interface(&network).await {
+            let id = network.id.clone();
+            let _ = self
+                .blocking(move |inner| inner.store().delete_network(&id))
+                .await;
+            return Err(e);
+        }
+        self.apply_firewall().await?;
+        Ok(network)
+    }
+
+    /// Every network, oldest first.
+    pub async fn networks(&self) -> Result<Vec<Network>> {
+        self.blocking(|inner| inner.store().networks()).await
+    }
+
+    /// One network by id, unique id prefix or name.
+    pub async fn network(&self, reference: &str) -> Result<Network> {
+        let reference = reference.to_string();
+        self.blocking(move |inner| inner.resolve_network(&reference))
+            .await
+    }
+
+    /// The endpoints of a network, or of a container.
+    pub async fn endpoints(
+        &self,
+        network: Option<&Id>,
+        container: Option<&Id>,
+    ) -> Result<Vec<Endpoint>> {
+        let (n, c) = (network.cloned(), container.cloned());
+        self.blocking(move |inner| inner.store().endpoints(c.as_ref(), n.as_ref()))
+            .await
+    }
+
+    /// Removes a network: every container is disconnected first (running ones at once),
+    /// their addresses released, then the host interface (not a custom network's) and the
+    /// row go.
+    pub async fn remove_network(&self, reference: &str) -> Result<Id> {
+        let n = self.network(reference).await?;
+        for e in self.endpoints(Some(&n.id), None).await? {
+            self.disconnect_endpoint(&e).await?;
+        }
+        platform::remove_interface(&n).await?;
+        let id = n.id.clone();
+        self.blocking(move |inner| inner.store().delete_network(&id))
+            .await?;
+        self.apply_firewall().await?;
+        Ok(n.id)
+    }
+
+    /// Removes every network no container is connected to; their ids.
+    pub async fn prune_networks(&self) -> Result<Vec<Id>> {
+        let mut removed = Vec::new();
+        for n in self.networks().await? {
+            if self.endpoints(Some(&n.id), None).await?.is_empty() {
+                removed.push(self.remove_network(n.id.as_str()).await?);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Connects a container to a network (`klee network connect`), with the addresses
+    /// asked for or free ones. A running container gets its link at once.
+    pub async fn connect(
+        &self,
+        container: &str,
+        network: &str,
+        want: Addresses,
+    ) -> Result<Endpoint> {
+        let c = self.container(container).await?;
+        let n = self.network(network).await?;
+        match c.config.network {
+            Driver::Host | Driver::Disabled => {
+                return Err(CoreError::InvalidInput(format!(
+                    "container {} uses the {} network driver: it cannot connect to networks",
+                    c.name, c.config.network
+                )))
+            }
+            Driver::Vnet if n.spec.kind != NetworkType::Bridge => {
+                return Err(CoreError::InvalidInput(format!(
+                    "container {} uses the vnet driver, which connects to bridge networks only, not to {} network {}",
+                    c.name, n.spec.kind, n.name
+                )))
+            }
+            _ => {}
+        }
+        let (cid, net) = (c.id.clone(), n.clone());
+        let e = self
+            .blocking(move |inner| inner.allocate_endpoint(&cid, &net, want))
+            .await?;
+        if matches!(c.runtime.state, RunState::Running) {
+            if let Err(err) = platform::attach_running(&c, &n, &e).await {
+                let (cid, nid) = (e.container.clone(), e.network.clone());
+                let _ = self
+                    .blocking(move |inner| inner.store().delete_endpoint(&cid, &nid))
+                    .await;
+                return Err(err);
+            }
+            self.apply_firewall().await?;
+        }
+        Ok(e)
+    }
+
+    /// Disconnects a container from a network; a running container loses the link at once
+    /// and the firewall is reloaded.
+    pub async fn disconnect(&self, container: &str, network: &str) -> Result<()> {
+        let c = self.container(container).await?;
+        let n = self.network(network).await?;
+        let e = self
+            .endpoints(Some(&n.id), Some(&c.id))
+            .await?
+            .pop()
+            .ok_or_else(|| {
+                CoreError::InvalidInput(format!(
+                    "container {} is not connected to network {}",
+                    c.name, n.name
+                ))
+            })?;
+        self.disconnect_endpoint(&e).await?;
+        self.apply_firewall().await
+    }
+
+    async fn disconnect_endpoint(&self, e: &Endpoint) -> Result<()> {
+        let c = self.container(e.container.as_str()).await?;
+        if matches!(c.runtime.state, RunState::Running) {
+            platform::detach_running(&c, e).await?;
+        }
+        let (cid, nid) = (e.container.clone(), e.network.clone());
+        self.blocking(move |inner| inner.store().delete_endpoint(&cid, &nid).map(drop))
+            .await
+    }
+
+    /// Renders the firewall from the metadata and loads it, unless it is what was loaded
+    /// last. Serialized by a lock in the root, so that two processes cannot load in the
+    /// wrong order.
+    pub(crate) async fn apply_firewall(&self) -> Result<()> {
+        let needed = self
+            .blocking(|inner| {
+                Ok(!inner.store().networks()?.is_empty()
+                    || inner.root_mount.join(LAST_RULES).exists())
+            })
+            .await?;
+        if !needed {
+            return Ok(());
+        }
+        let host_gateway = platform::default_route_interface().await?;
+        self.blocking(move |inner| inner.apply_firewall(host_gateway))
+            .await
+    }
+}
+
+/// A starting container's network: what its jail is given, and what must live until
+/// the jail runs (Linux: the namespace its links are in).
+pub(crate) struct ContainerNet {
+    pub mode: kleene_jail::NetworkMode,
+    #[cfg(target_os = "linux")]
+    _sandbox: Option<kleene_net::linux::Sandbox>,
+}
+
+/// Sets up a starting container's network (see [`ContainerNet`]).
+pub(crate) async fn container_network(engine: &Engine, c: &Container) -> Result<ContainerNet> {
+    use kleene_jail::NetworkMode;
+    let plain = |mode| ContainerNet {
+        mode,
+        #[cfg(target_os = "linux")]
+        _sandbox: None,
+    };
+    match c.config.network {
+        Driver::Host => return Ok(plain(NetworkMode::Inherit)),
+        Driver::Disabled => return Ok(plain(NetworkMode::Disabled)),
+        _ => {}
+    }
+    let endpoints = engine.endpoints(None, Some(&c.id)).await?;
+    let networks = engine.networks().await?;
+    let links: Vec<(Network, Endpoint)> = endpoints
+        .into_iter()
+        .filter_map(|e| {
+            let n = networks.iter().find(|n| n.id == e.network)?.clone();
+            Some((n, e))
+        })
+        .collect();
+    #[cfg(target_os = "linux")]
+    {
+        let sandbox = platform::sandbox(c, &links).await?;
+        let fd = sandbox.fd().try_clone_to_owned().map_err(|e| {
+            CoreError::io(
+                format!("keeping the network namespace of container {}", c.name),
+                e,
+            )
+        })?;
+        Ok(ContainerNet {
+            mode: NetworkMode::Namespace(kleene_jail::NetNs::new(fd)),
+            _sandbox: Some(sandbox),
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = links;
+        Err(CoreError::Unsupported(
+            "networks are set up on Linux only in this version".into(),
+        ))
+    }
+}
+
+impl Inner {
+    pub(crate) fn resolve_network(&self, reference: &str) -> Result<Network> {
+        let all = self.store().networks()?;
+        if let Some(n) = all
+            .iter()
+            .find(|n| n.id.as_str() == reference || n.name == reference)
+        {
+            return Ok(n.clone());
+        }
+        let found: Vec<&Network> = if Id::is_prefix(reference) {
+            all.iter()
+                .filter(|n| n.id.as_str().starts_with(reference))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(CoreError::NotFound {
+                kind: Object::Network,
+                reference: reference.to_string(),
+            }),
+            many => Err(CoreError::Ambiguous {
+                kind: Object::Network,
+                reference: reference.to_string(),
+                candidates: many
+                    .iter()
+                    .map(|n| format!("{} ({})", n.id, n.name))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// A new endpoint of `container` on `network`, its addresses from IPAM; retried when
+    /// another process took an address meanwhile.
+    pub(crate) fn allocate_endpoint(
+        &self,
+        container: &Id,
+        network: &Network,
+        want: Addresses,
+    ) -> Result<Endpoint> {
+        let spec = &network.spec;
+        if want.ipv4.is_some() && spec.subnet.is_none() {
+            return Err(CoreError::InvalidInput(format!(
+                "network {} has no IPv4 subnet: --ip cannot be given",
+                network.name
+            )));
+        }
+        if want.ipv6.is_some() && spec.subnet6.is_none() {
+            return Err(CoreError::InvalidInput(format!(
+                "network {} has no IPv6 subnet: --ip6 cannot be given",
+                network.name
+            )));
+        }
+        let (host4, host6) = host_addresses(spec);
+        for _ in 0..16 {
+            let (taken, slots) = {
+                let store = self.store();
+                let on_net = store.endpoints(None, Some(&network.id))?;
+                if on_net.iter().any(|e| &e.container == container) {
+                    return Err(CoreError::InvalidInput(format!(
+                        "container {container} is already connected to network {}",
+                        network.name
+                    )));
+                }
+                let slots: BTreeSet<u8> = store
+                    .endpoints(Some(container), None)?
+                    .iter()
+                    .map(|e| e.slot)
+                    .collect();
+                (on_net, slots)
+            };
+            let used4: BTreeSet<Ipv4Addr> = taken.iter().filter_map(|e| e.ipv4).collect();
+            let used6: BTreeSet<Ipv6Addr> = taken.iter().filter_map(|e| e.ipv6).collect();
+            let ipv4 = spec
+                .subnet
+                .map(|s| kleene_net::ipam::allocate_v4(s, host4, &used4, want.ipv4))
+                .transpose()
+                .map_err(net_err)?;
+            let ipv6 = spec
+                .subnet6
+                .map(|s| kleene_net::ipam::allocate_v6(s, host6, &used6, want.ipv6))
+                .transpose()
+                .map_err(net_err)?;
+            let slot = (0..=u8::MAX).find(|s| !slots.contains(s)).ok_or_else(|| {
+                CoreError::InvalidInput(format!("container {container} has 256 networks"))
+            })?;
+            let e = Endpoint {
+                container: container.clone(),
+                network: network.id.clone(),
+                network_name: network.name.clone(),
+                ipv4,
+                ipv6,
+                slot,
+            };
+            if self.store().insert_endpoint(&e)? {
+                return Ok(e);
+            }
+        }
+        Err(CoreError::Internal(format!(
+            "no address could be taken on network {}: others took each one first",
+            network.name
+        )))
+    }
+
+    /// What the firewall is rendered from: every network, the endpoints and published
+    /// ports of the containers that run.
+    fn firewall_input(&self, host_gateway: Option<String>) -> Result<FirewallInput> {
+        let all = self.store().containers()?;
+        // A container whose monitor died is not running, whatever its row said.
+        let mut running = Vec::new();
+        for c in all {
+            let c = self.refresh(c)?;
+            if matches!(c.runtime.state, RunState::Running | RunState::Starting) {
+                running.push(c);
+            }
+        }
+        let store = self.store();
+        let networks = store.networks()?;
+        let mut input = FirewallInput {
+            networks: networks
+                .iter()
+                .map(|n| n.spec.to_rules(n.interface(), host_gateway.as_deref()))
+                .collect(),
+            host_gateway: host_gateway.clone(),
+            ..FirewallInput::default()
+        };
+        for c in &running {
+            let endpoints = store.endpoints(Some(&c.id), None)?;
+            for e in &endpoints {
+                input.endpoints.push(EndpointRules {
+                    container: c.id.to_string(),
+                    network: e.network_name.clone(),
+                    ipv4: e.ipv4,
+                    ipv6: e.ipv6,
+                    host_interface: Some(platform::host_link(&c.id, e.slot)),
+                });
+            }
+            // Published ports go to the container's first network.
+            let Some(first) = endpoints.first() else {
+                continue;
+            };
+            for p in &c.config.publish {
+                let Some(interface) = p.interface.clone().or_else(|| host_gateway.clone()) else {
+                    continue;
+                };
+                input.published.push(PublishRules {
+                    container: c.id.to_string(),
+                    network: first.network_name.clone(),
+                    ipv4: first.ipv4,
+                    ipv6: first.ipv6,
+                    port: p.clone(),
+                    interface,
+                });
+            }
+        }
+        Ok(input)
+    }
+
+    /// Loads the firewall (see [`Engine::apply_firewall`]); blocking.
+    pub(crate) fn apply_firewall(&self, host_gateway: Option<String>) -> Result<()> {
+        let lock_path = self.root_mount.join("firewall.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| CoreError::io(format!("opening {}", lock_path.display()), e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| CoreError::io(format!("locking {}", lock_path.display()), e.into()))?;
+        let input = self.firewall_input(host_gateway)?;
+        let last_path = self.root_mount.join(LAST_RULES);
+        let last = std::fs::read_to_string(&last_path).ok();
+        let rules = platform::render(&input)?;
+        if last.as_deref() == Some(rules.as_str()) {
+            return Ok(());
+        }
+        if input.networks.is_empty() && last.is_none() {
+            // Never had networks: nothing to load, nothing to clear.
+            return Ok(());
+        }
+        platform::load(&rules)?;
+        let new = last_path.with_extension("new");
+        std::fs::write(&new, &rules)
+            .and_then(|()| std::fs::rename(&new, &last_path))
+            .map_err(|e| CoreError::io(format!("writing {}", last_path.display()), e))?;
+        Ok(())
+    }
+}
+
+/// The addresses the host itself takes on a network's interface (the containers'
+/// gateway): a bridge network's gateways; on Linux a loopback network's bridge takes the
+/// subnet's first addresses likewise (containers there have their own stacks and reach
+/// the host, and beyond, through it); none on a custom network.
+pub(crate) fn host_addresses(spec: &NetworkSpec) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+    match spec.kind {
+        NetworkType::Bridge => (spec.gateway_v4(), spec.gateway_v6()),
+        NetworkType::Loopback if cfg!(target_os = "linux") => (
+            spec.subnet
+                .filter(|_| spec.gateway != Gateway::None)
+                .and_then(kleene_net::ipam::auto_gateway_v4),
+            spec.subnet6
+                .filter(|_| spec.gateway6 != Gateway::None)
+                .and_then(kleene_net::ipam::auto_gateway_v6),
+        ),
+        _ => (None, None),
+    }
+}
+
+fn net_err(e: kleene_net::Error) -> CoreError {
+    CoreError::InvalidInput(e.to_string())
+}
+
+#[cfg(target_os = "linux")]
+pub(crate) mod platform {
+    //! Linux: bridges, veths into per-container namespaces, nftables.
+
+    use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+    use kleene_net::linux::{self, Netlink, Sandbox, VethSpec};
+    use kleene_net::model::FirewallInput;
+
+    use super::host_addresses;
+    use crate::error::{CoreError, Result};
+    use crate::id::Id;
+    use crate::model::{Container, Endpoint, Network, NetworkType};
+
+    fn err(e: linux::Error) -> CoreError {
+        CoreError::Network(e.to_string())
+    }
+
+    /// The host's interface names.
+    pub async fn interfaces() -> Result<Vec<String>> {
+        Netlink::current()
+            .await
+            .map_err(err)?
+            .links_with_prefix("")
+            .await
+            .map_err(err)
+    }
+
+    pub async fn default_route_interface() -> Result<Option<String>> {
+        Netlink::current()
+            .await
+            .map_err(err)?
+            .default_route_interface()
+            .await
+            .map_err(err)
+    }
+
+    /// The host addresses of a network's bridge, with their prefixes.
+    fn bridge_addrs(n: &Network) -> Vec<IpNet> {
+        let (v4, v6) = host_addresses(&n.spec);
+        let mut out = Vec::new();
+        if let (Some(a), Some(s)) = (v4, n.spec.subnet) {
+            if let Ok(net) = Ipv4Net::new(a, s.prefix_len()) {
+                out.push(IpNet::V4(net));
+            }
+        }
+        if let (Some(a), Some(s)) = (v6, n.spec.subnet6) {
+            if let Ok(net) = Ipv6Net::new(a, s.prefix_len()) {
+                out.push(IpNet::V6(net));
+            }
+        }
+        out
+    }
+
+    /// Makes (or finds) a network's host interface and forwarding.
+    pub async fn ensure_interface(n: &Network) -> Result<()> {
+        let nl = Netlink::current().await.map_err(err)?;
+        if n.spec.kind == NetworkType::Custom {
+            if !nl.link_exists(n.interface()).await.map_err(err)? {
+                return Err(CoreError::Network(format!(
+                    "custom network {}: interface {} does not exist",
+                    n.name,
+                    n.interface()
+                )));
+            }
+        } else {
+            nl.ensure_bridge(n.interface(), &bridge_addrs(n))
+                .await
+                .map_err(err)?;
+        }
+        linux::enable_forwarding(None).map_err(err)
+    }
+
+    /// Removes a network's host interface (a custom one is the user's and stays).
+    pub async fn remove_interface(n: &Network) -> Result<()> {
+        if n.spec.kind == NetworkType::Custom {
+            return Ok(());
+        }
+        let nl = Netlink::current().await.map_err(err)?;
+        nl.remove_link(n.interface()).await.map_err(err)?;
+        Ok(())
+    }
+
+    /// The host end of a container's link in `slot`.
+    pub fn host_link(container: &Id, slot: u8) -> String {
+        linux::veth_name(container.as_str(), usize::from(slot))
+    }
+
+    fn veth(c: &Id, n: &Network, e: &Endpoint, default_route: bool) -> VethSpec {
+        let (gw4, gw6) = host_addresses(&n.spec);
+        let mut addrs = Vec::new();
+        if let (Some(a), Some(s)) = (e.ipv4, n.spec.subnet) {
+            if let Ok(net) = Ipv4Net::new(a, s.prefix_len()) {
+                addrs.push(IpNet::V4(net));
+            }
+        }
+        if let (Some(a), Some(s)) = (e.ipv6, n.spec.subnet6) {
+            if let Ok(net) = Ipv6Net::new(a, s.prefix_len()) {
+                addrs.push(IpNet::V6(net));
+            }
+        }
+        VethSpec {
+            host_name: host_link(c, e.slot),
+            bridge: n.interface().to_string(),
+            inner_name: format!("eth{}", e.slot),
+            addrs,
+            gateway4: gw4.filter(|_| default_route),
+            gateway6: gw6.filter(|_| default_route),
+            mtu: None,
+        }
+    }
+
+    /// A new network namespace for a starting container, linked to each of its networks
+    /// (the first that has a gateway gives the default route).
+    pub async fn sandbox(c: &Container, links: &[(Network, Endpoint)]) -> Result<Sandbox> {
+        let sandbox = Sandbox::new().map_err(err)?;
+        let host = Netlink::current().await.map_err(err)?;
+        let mut routed = false;
+        for (n, e) in links {
+            ensure_interface(n).await?;
+            let (g4, g6) = host_addresses(&n.spec);
+            let route = !routed && (g4.is_some() || g6.is_some());
+            routed |= route;
+            linux::attach(&host, &sandbox, &veth(&c.id, n, e, route))
+                .await
+                .map_err(err)?;
+        }
+        Ok(sandbox)
+    }
+
+    /// Links a running container to one more network.
+    pub async fn attach_running(c: &Container, n: &Network, e: &Endpoint) -> Result<()> {
+        let pid = c.runtime.pid.ok_or_else(|| CoreError::NotRunning {
+            name: c.name.clone(),
+        })?;
+        let sandbox = Sandbox::of_process(pid as u32).map_err(err)?;
+        ensure_interface(n).await?;
+        let host = Netlink::current().await.map_err(err)?;
+        linux::attach(&host, &sandbox, &veth(&c.id, n, e, false))
+            .await
+            .map_err(err)
+    }
+
+    /// Cuts a running container's link to a network.
+    pub async fn detach_running(c: &Container, e: &Endpoint) -> Result<()> {
+        let host = Netlink::current().await.map_err(err)?;
+        linux::detach(&host, &host_link(&c.id, e.slot))
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    pub fn render(input: &FirewallInput) -> Result<String> {
+        kleene_net::nft::try_render_nft(input).map_err(|e| CoreError::Network(e.to_string()))
+    }
+
+    pub fn load(rules: &str) -> Result<()> {
+        linux::apply_nft(rules).map_err(err)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) mod platform {
+    //! FreeBSD (and other systems, for now): networks are not set up here yet; every
+    //! operation says so.
+
+    use kleene_net::model::FirewallInput;
+
+    use crate::error::{CoreError, Result};
+    use crate::id::Id;
+    use crate::model::{Container, Endpoint, Network};
+
+    fn unsupported<T>() -> Result<T> {
+        Err(CoreError::Unsupported(
+            "networks are set up on Linux only in this version".into(),
+        ))
+    }
+
+    pub async fn interfaces() -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    pub async fn default_route_interface() -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    pub async fn ensure_interface(_: &Network) -> Result<()> {
+        unsupported()
+    }
+
+    pub async fn remove_interface(_: &Network) -> Result<()> {
+        Ok(())
+    }
+
+    pub fn host_link(container: &Id, slot: u8) -> String {
+        format!("epair{}{slot}", &container.as_str()[..6])
+    }
+
+    pub async fn attach_running(_: &Container, _: &Network, _: &Endpoint) -> Result<()> {
+        unsupported()
+    }
+
+    pub async fn detach_running(_: &Container, _: &Endpoint) -> Result<()> {
+        unsupported()
+    }
+
+    pub fn render(input: &FirewallInput) -> Result<String> {
+        kleene_net::pf::render_pf(input, kleene_net::pf::DEFAULT_PF_TEMPLATE)
+            .map_err(|e| CoreError::Network(e.to_string()))
+    }
+
+    pub fn load(_: &str) -> Result<()> {
+        unsupported()
+    }
+}
