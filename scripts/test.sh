@@ -15,7 +15,7 @@ command -v cargo >/dev/null || die "cargo is not installed: install Rust (https:
 
 enable_contrib
 apt_install zfs-fuse pkg-config libzfslinux-dev rustc-web rust-web-src busybox-static fonts-dejavu-core \
-	iproute2 ca-certificates xz-utils
+	iproute2 ca-certificates xz-utils nftables util-linux
 
 start_zfs
 pool="kt$(date +%s)x$$"

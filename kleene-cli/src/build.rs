@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use kleene_core::{BuildRequest, CoreError, Driver, Event, Events};
+use kleene_core::{Addresses, BuildRequest, CoreError, Driver, Event, Events};
 
 use crate::cli::BuildArgs;
 use crate::failure::{Failure, Outcome};
@@ -13,10 +13,11 @@ use crate::Ctx;
 /// not take yet.
 fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
     let c = a.container;
-    if c.network.is_some() || matches!(c.driver, Some(Driver::Ipnet | Driver::Vnet)) {
-        return Err(Failure::usage(
-            "builds on networks are not supported yet: build steps use the host's network (--driver host) or none (--driver disabled)",
-        ));
+    if c.network.is_none() && matches!(c.driver, Some(Driver::Ipnet | Driver::Vnet)) {
+        return Err(Failure::usage(format!(
+            "--driver {} needs a network: give one with --network",
+            c.driver.unwrap_or_default()
+        )));
     }
     let mut unsupported = Vec::new();
     if c.user.is_some() {
@@ -56,7 +57,13 @@ fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
         .no_cache(a.no_cache)
         .rm(a.rm)
         .quiet(a.quiet)
-        .network(c.driver.unwrap_or(Driver::Host));
+        .driver(match c.driver {
+            Some(Driver::Disabled) => Driver::Disabled,
+            _ => Driver::Host,
+        });
+    if let Some(n) = c.network {
+        req = req.network(n, Addresses::new(c.ip, c.ip6));
+    }
     if let Some(tag) = a.tag {
         req = req.tag(tag);
     }

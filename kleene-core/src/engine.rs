@@ -443,6 +443,14 @@ impl Inner {
                 Err(why) => repairs.held_back.push(why),
             }
         }
+        // 1b. Addresses of builds whose process died (a build's network endpoints).
+        for (owner, op) in self.store().build_endpoints()? {
+            if !op_alive(&self.ops_dir, &op) {
+                if let Ok(id) = Id::parse(&owner) {
+                    self.store().delete_endpoints_of(&id)?;
+                }
+            }
+        }
         // 2. Datasets listed before rows are read: a row is always written before its
         // dataset and removed after it, so a dataset without a row here is an orphan.
         let parents = [&self.container_root, &self.image_root, &self.volume_root];

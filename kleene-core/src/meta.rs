@@ -128,8 +128,10 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL
     );
     CREATE INDEX build_cache_image ON build_cache(image_id);",
-    // 3: networks and the containers' endpoints on them; an address is unique per network,
-    // so two processes can never hand out the same one.
+    // 3: networks and the endpoints on them; an address is unique per network, so two
+    // processes can never hand out the same one. An endpoint belongs to a container (and
+    // goes with its row) or to a build, whose operation token it keeps (and goes with the
+    // build, or with the repair once the build's process is dead).
     "CREATE TABLE networks (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -138,14 +140,17 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL
     );
     CREATE TABLE endpoints (
-        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        container_id TEXT NOT NULL,
         network_id TEXT NOT NULL REFERENCES networks(id),
         slot INTEGER NOT NULL,
         ipv4 TEXT,
         ipv6 TEXT,
+        op TEXT,
         PRIMARY KEY (container_id, network_id),
         UNIQUE (container_id, slot)
     );
+    CREATE TRIGGER endpoints_of_removed_containers AFTER DELETE ON containers
+    BEGIN DELETE FROM endpoints WHERE container_id = OLD.id; END;
     CREATE UNIQUE INDEX endpoints_ipv4 ON endpoints(network_id, ipv4) WHERE ipv4 IS NOT NULL;
     CREATE UNIQUE INDEX endpoints_ipv6 ON endpoints(network_id, ipv6) WHERE ipv6 IS NOT NULL;",
 ];
@@ -877,15 +882,16 @@ impl Store {
 
     /// Adds an endpoint. `Ok(false)`: one of its addresses was taken meanwhile (by another
     /// process); the caller picks again.
-    pub fn insert_endpoint(&self, e: &Endpoint) -> Result<bool> {
+    pub fn insert_endpoint(&self, e: &Endpoint, op: Option<&str>) -> Result<bool> {
         let r = self.conn.execute(
-            "INSERT INTO endpoints (container_id, network_id, slot, ipv4, ipv6) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO endpoints (container_id, network_id, slot, ipv4, ipv6, op) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 e.container.as_str(),
                 e.network.as_str(),
                 e.slot,
                 e.ipv4.map(|a| a.to_string()),
                 e.ipv6.map(|a| a.to_string()),
+                op,
             ],
         );
         match r {
@@ -906,6 +912,23 @@ impl Store {
             }
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Removes every endpoint of `owner` (a build's); how many there were.
+    pub fn delete_endpoints_of(&self, owner: &Id) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM endpoints WHERE container_id = ?1",
+            [owner.as_str()],
+        )?)
+    }
+
+    /// The builds' endpoints: owner and operation token.
+    pub fn build_endpoints(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT container_id, op FROM endpoints WHERE op IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Removes an endpoint; whether there was one.

@@ -12,6 +12,11 @@
 //! - `base-image`: `klee image create fetch file://TARBALL` against the floor,
 //!   `xz -dc | tar -x` into a fresh dataset of the same pool, and `podman import`.
 //! - `run`: `klee run --rm IMAGE /bin/true` against `podman run --rm IMAGE /bin/true`.
+//! - `run-net`: `klee run --rm -n NET IMAGE /bin/true` (a bridge network) against
+//!   `podman run --rm --network bridge IMAGE /bin/true`, and the set-up cost of a
+//!   container's network (its median less `run`'s). benches/compare runs the whole
+//!   comparison inside a network namespace of its own, so neither tool touches the host's
+//!   interfaces or firewall.
 //! - `build`: `klee build --no-cache` of a ten-instruction Dockerfile that copies 200 files
 //!   against `buildah bud --layers=false` of the same Dockerfile and context.
 //! - `rebuild`: an unchanged rebuild, `klee build` with its snapshot cache against
@@ -26,7 +31,7 @@ use anyhow::{bail, Context, Result};
 use kleene_benches::chart;
 use kleene_core::kleene_zfs::{DatasetName, Properties, Zfs};
 
-const WHAT: [&str; 4] = ["base-image", "run", "build", "rebuild"];
+const WHAT: [&str; 5] = ["base-image", "run", "run-net", "build", "rebuild"];
 /// The image tag both tools give the base image; the bench Dockerfile builds FROM it.
 const BASE: &str = "bench-base";
 const APP: &str = "bench-app";
@@ -330,6 +335,69 @@ fn main() -> Result<()> {
             peer_name: "podman run --rm".into(),
             peer: median(peer),
             target: 0.2,
+        });
+    }
+
+    if wants("run-net") {
+        let net = "kleene-bench-net";
+        let _ = run_ok(&mut bench.klee(["network", "rm", net]));
+        run_ok(&mut bench.klee([
+            "network",
+            "create",
+            "--type",
+            "bridge",
+            "--subnet",
+            "10.123.0.0/24",
+            net,
+        ]))?;
+        let (mut ours, mut plain, mut peer, mut peer_plain) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 0..runs {
+            ours.push(timed(&mut bench.klee([
+                "run",
+                "--rm",
+                "-n",
+                net,
+                BASE,
+                "/bin/true",
+            ]))?);
+            plain.push(timed(&mut bench.klee(["run", "--rm", BASE, "/bin/true"]))?);
+            peer.push(timed(&mut podman([
+                "run",
+                "--rm",
+                "--network=bridge",
+                BASE,
+                "/bin/true",
+            ]))?);
+            peer_plain.push(timed(&mut podman([
+                "run",
+                "--rm",
+                "--network=host",
+                BASE,
+                "/bin/true",
+            ]))?);
+            eprintln!("run-net {}/{runs}", i + 1);
+        }
+        run_ok(&mut bench.klee(["network", "rm", net]))?;
+        let (ours, plain, peer, peer_plain) = (
+            median(ours),
+            median(plain),
+            median(peer),
+            median(peer_plain),
+        );
+        rows.push(Row {
+            what: "run --rm -n NET IMAGE /bin/true".into(),
+            ours,
+            peer_name: "podman run --rm --network bridge".into(),
+            peer,
+            target: 0.5,
+        });
+        rows.push(Row {
+            what: "network set-up per container".into(),
+            ours: ours.saturating_sub(plain),
+            peer_name: "podman bridge less host".into(),
+            peer: peer.saturating_sub(peer_plain),
+            target: 0.5,
         });
     }
 

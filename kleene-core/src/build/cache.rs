@@ -64,7 +64,15 @@ pub(super) fn run_key(chain: &Chain, run: &JailRun) -> String {
     let mut key = chain.clone();
     let env = vars::to_env(&run.env);
     let params: Vec<String> = run.params.iter().map(|p| p.to_string()).collect();
-    let network = format!("{:?}", run.network);
+    // Stable words (the names the key had before networks), not the namespace's
+    // descriptor, which differs each build: as for docker, which network a step ran on
+    // is not part of its key, only whether it had one.
+    let network = match &run.network {
+        kleene_jail::NetworkMode::Inherit => "Host".to_string(),
+        kleene_jail::NetworkMode::Disabled => "Disabled".to_string(),
+        kleene_jail::NetworkMode::Namespace(_) => "Network".to_string(),
+        other => format!("{other:?}"),
+    };
     let tail = [
         run.user.as_deref().unwrap_or(""),
         run.workdir.as_deref().unwrap_or(""),

@@ -31,6 +31,7 @@ use crate::event::{Event, Events};
 use crate::id::Id;
 use crate::interrupt::Interrupt;
 use crate::model::{Driver, Image, JailParamText};
+use crate::network::Addresses;
 
 /// A build request (`klee build`); build it with [`BuildRequest::new`] and its setters.
 #[derive(Debug, Clone, Default)]
@@ -58,8 +59,12 @@ pub struct BuildRequest {
     pub quiet: bool,
     /// Run every step, using and feeding no cache.
     pub no_cache: bool,
-    /// The network of RUN (`RUN --network` overrides it per step).
+    /// The network driver of RUN: `host` (the default) or `disabled`; with networks,
+    /// their namespace unless `disabled` (`RUN --network` overrides it per step).
     pub network: Driver,
+    /// Networks the RUN steps are connected to (`build -n`), with the addresses asked
+    /// for: the steps share one network namespace with a link into each, for the build.
+    pub networks: Vec<(String, Addresses)>,
     /// Stops the build from outside (Ctrl-C): the running step is killed and the build
     /// fails, its state kept as `<name>:failed` (unless `rm`), as for any failure.
     pub interrupt: Option<Interrupt>,
@@ -128,9 +133,15 @@ impl BuildRequest {
         self
     }
 
-    /// Sets the network of RUN.
-    pub fn network(mut self, network: Driver) -> Self {
-        self.network = network;
+    /// Sets the network driver of RUN (`host` or `disabled`).
+    pub fn driver(mut self, driver: Driver) -> Self {
+        self.network = driver;
+        self
+    }
+
+    /// Connects the RUN steps to a network (`build -n`), with the addresses asked for.
+    pub fn network(mut self, network: impl Into<String>, addresses: Addresses) -> Self {
+        self.networks.push((network.into(), addresses));
         self
     }
 
@@ -188,6 +199,7 @@ impl Engine {
             n: 0,
             cached: 0,
             runs: 0,
+            net: None,
         };
         let task = tokio::spawn(builder.run());
         let result = task
@@ -222,6 +234,8 @@ struct Builder {
     n: usize,
     cached: usize,
     runs: usize,
+    /// The namespace of the build's networks, which RUN steps join (`build -n`).
+    net: Option<kleene_jail::NetworkMode>,
 }
 
 /// Failure of a stage: the error, and the stage's state if it has a row.
@@ -267,6 +281,26 @@ impl Builder {
         let plan = Plan::load(&self.req, &mut self.args)?;
         let op = OpLock::begin(&self.engine.inner.ops_dir)?;
         let final_id = Id::generate()?;
+        let networks = self.req.networks.clone();
+        if !networks.is_empty() {
+            let engine = self.engine.clone();
+            let net = crate::network::build_network(&engine, &final_id, &op.token, &networks).await;
+            match net {
+                Ok(mode) => self.net = mode,
+                Err(e) => {
+                    let _ = crate::network::release_build_network(&engine, &final_id).await;
+                    return Err(e);
+                }
+            }
+            let result = self.build_all(plan, op, final_id.clone()).await;
+            // The endpoints go with the build (the namespace with the last step).
+            crate::network::release_build_network(&engine, &final_id).await?;
+            return result;
+        }
+        self.build_all(plan, op, final_id).await
+    }
+
+    async fn build_all(mut self, plan: Plan, op: OpLock, final_id: Id) -> Result<BuildOutcome> {
         self.events.emit(Event::BuildStarted {
             id: final_id.clone(),
         });

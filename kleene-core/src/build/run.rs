@@ -74,7 +74,8 @@ impl Builder {
         run.env = st.run_env();
         run.network = match network {
             Driver::Disabled => NetworkMode::Disabled,
-            _ => NetworkMode::Inherit,
+            // The build's networks, when it has some.
+            _ => self.net.clone().unwrap_or(NetworkMode::Inherit),
         };
         run.params = self.req.jail_params.clone();
         run.quiet = self.req.quiet;

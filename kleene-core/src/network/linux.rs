@@ -113,20 +113,22 @@ pub type Hold = Sandbox;
 
 /// A starting container's network: a namespace of its own with its links, which the
 /// jail joins.
-pub async fn prepare(c: &Container, links: &[(Network, Endpoint)]) -> Result<(NetworkMode, Hold)> {
-    let sandbox = sandbox(c, links).await?;
-    let fd = sandbox.fd().try_clone_to_owned().map_err(|e| {
-        CoreError::io(
-            format!("keeping the network namespace of container {}", c.name),
-            e,
-        )
-    })?;
+pub async fn prepare(
+    owner: &Id,
+    what: &str,
+    links: &[(Network, Endpoint)],
+) -> Result<(NetworkMode, Hold)> {
+    let sandbox = sandbox(owner, links).await?;
+    let fd = sandbox
+        .fd()
+        .try_clone_to_owned()
+        .map_err(|e| CoreError::io(format!("keeping the network namespace of {what}"), e))?;
     Ok((NetworkMode::Namespace(NetNs::new(fd)), sandbox))
 }
 
 /// A new network namespace for a starting container, linked to each of its networks
 /// (the first that has a gateway gives the default route).
-async fn sandbox(c: &Container, links: &[(Network, Endpoint)]) -> Result<Sandbox> {
+async fn sandbox(owner: &Id, links: &[(Network, Endpoint)]) -> Result<Sandbox> {
     let sandbox = Sandbox::new().map_err(err)?;
     let host = Netlink::current().await.map_err(err)?;
     let mut routed = false;
@@ -135,7 +137,7 @@ async fn sandbox(c: &Container, links: &[(Network, Endpoint)]) -> Result<Sandbox
         let (g4, g6) = host_addresses(&n.spec);
         let route = !routed && (g4.is_some() || g6.is_some());
         routed |= route;
-        linux::attach(&host, &sandbox, &veth(&c.id, n, e, route))
+        linux::attach(&host, &sandbox, &veth(owner, n, e, route))
             .await
             .map_err(err)?;
     }

@@ -278,11 +278,45 @@ pub(crate) async fn container_network(engine: &Engine, c: &Container) -> Result<
             Some((n, e))
         })
         .collect();
-    let (mode, hold) = platform::prepare(c, &links).await?;
+    let (mode, hold) = platform::prepare(&c.id, &c.name, &links).await?;
     Ok(ContainerNet {
         mode,
         _hold: Some(hold),
     })
+}
+
+/// A build's network: its endpoints on `networks` (kept with the build's operation token,
+/// so that a crash leaves nothing the repair does not remove), and the namespace its RUN
+/// steps join. `Ok(None)` without networks.
+pub(crate) async fn build_network(
+    engine: &Engine,
+    build: &Id,
+    op: &str,
+    networks: &[(String, Addresses)],
+) -> Result<Option<kleene_jail::NetworkMode>> {
+    if networks.is_empty() {
+        return Ok(None);
+    }
+    let mut links = Vec::new();
+    for (reference, want) in networks {
+        let n = engine.network(reference).await?;
+        let (b, net, token, want) = (build.clone(), n.clone(), op.to_string(), *want);
+        let e = engine
+            .blocking(move |inner| inner.allocate_endpoint_for(&b, &net, want, Some(&token)))
+            .await?;
+        links.push((n, e));
+    }
+    // The namespace lives as long as the mode's descriptor: the build's RUN steps.
+    let (mode, _hold) = platform::prepare(build, &format!("build {build}"), &links).await?;
+    Ok(Some(mode))
+}
+
+/// Releases a build's endpoints (its namespace goes with the last descriptor).
+pub(crate) async fn release_build_network(engine: &Engine, build: &Id) -> Result<()> {
+    let b = build.clone();
+    engine
+        .blocking(move |inner| inner.store().delete_endpoints_of(&b).map(drop))
+        .await
 }
 
 impl Inner {
@@ -325,6 +359,17 @@ impl Inner {
         container: &Id,
         network: &Network,
         want: Addresses,
+    ) -> Result<Endpoint> {
+        self.allocate_endpoint_for(container, network, want, None)
+    }
+
+    /// [`Inner::allocate_endpoint`] for a container or, with `op`, for a build.
+    pub(crate) fn allocate_endpoint_for(
+        &self,
+        container: &Id,
+        network: &Network,
+        want: Addresses,
+        op: Option<&str>,
     ) -> Result<Endpoint> {
         let spec = &network.spec;
         if want.ipv4.is_some() && spec.subnet.is_none() {
@@ -380,7 +425,7 @@ impl Inner {
                 ipv6,
                 slot,
             };
-            if self.store().insert_endpoint(&e)? {
+            if self.store().insert_endpoint(&e, op)? {
                 return Ok(e);
             }
         }
@@ -497,6 +542,8 @@ pub(crate) fn host_addresses(spec: &NetworkSpec) -> (Option<Ipv4Addr>, Option<Ip
 fn net_err(e: kleene_net::Error) -> CoreError {
     CoreError::InvalidInput(e.to_string())
 }
+
+mod freebsd_plan;
 
 #[cfg(target_os = "linux")]
 #[path = "linux.rs"]
