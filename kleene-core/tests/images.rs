@@ -51,9 +51,10 @@ async fn open_makes_the_root_and_is_idempotent() {
     }
     assert!(engine.root_mountpoint().join("metadata.sqlite").exists());
     // The schema version is the number of migrations that ran: `MIGRATIONS` in
-    // kleene-core/src/meta.rs has two (1: images, volumes, containers and their mounts;
-    // 2: the build cache). Bump this with every migration added there.
-    assert_eq!(engine.schema_version().await.unwrap(), 2);
+    // kleene-core/src/meta.rs has three (1: images, volumes, containers and their mounts;
+    // 2: the build cache; 3: networks and endpoints). Bump this with every migration
+    // added there.
+    assert_eq!(engine.schema_version().await.unwrap(), 3);
     drop(engine);
     let (_, repairs) = Engine::open_with(s.config.clone(), Events::none())
         .await
