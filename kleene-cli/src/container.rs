@@ -437,7 +437,21 @@ pub async fn ls(ctx: &Ctx, a: ContainerLsArgs) -> Outcome {
 /// `klee container inspect CONTAINER`.
 pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
     let engine = ctx.engine().await?;
-    print_json(&engine.container(&a.target).await?)
+    let container = engine.container(&a.target).await?;
+    let endpoints = engine.endpoints(None, Some(&container.id)).await?;
+    print_json(&ContainerInspect {
+        container,
+        endpoints,
+    })
+}
+
+/// A container as `inspect` shows it: its fields (the published ports in `config`), and
+/// its endpoints on networks with their addresses.
+#[derive(Debug, serde::Serialize)]
+struct ContainerInspect {
+    #[serde(flatten)]
+    container: kleene_core::Container,
+    endpoints: Vec<kleene_core::Endpoint>,
 }
 
 /// `klee container rm [-f] CONTAINERS...`.
