@@ -734,14 +734,22 @@ impl Inner {
             _ => false,
         };
         if stale {
-            c.runtime = Runtime {
+            let exited = Runtime {
                 state: RunState::Exited,
                 finished: Some(now()),
                 started: c.runtime.started,
                 error: Some("its monitor ended without recording an exit".into()),
                 ..Runtime::default()
             };
-            self.store().set_runtime(&c.id, &c.runtime)?;
+            // Unless the monitor recorded the exit meanwhile: then its record stands.
+            if !self.store().replace_runtime(&c.id, &c.runtime, &exited)? {
+                let id = c.id.clone();
+                return self.store().container(&id)?.ok_or(CoreError::NotFound {
+                    kind: Object::Container,
+                    reference: id.to_string(),
+                });
+            }
+            c.runtime = exited;
         }
         Ok(c)
     }

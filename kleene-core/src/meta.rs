@@ -757,6 +757,16 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a container's runtime state only if it is still `seen`: whether it was.
+    /// (A monitor may record the exit between a check and this write.)
+    pub fn replace_runtime(&self, id: &Id, seen: &Runtime, runtime: &Runtime) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE containers SET runtime = ?3 WHERE id = ?1 AND runtime = ?2",
+            params![id.as_str(), json(seen)?, json(runtime)?],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Renames a container.
     pub fn rename_container(&self, id: &Id, name: &str) -> Result<()> {
         self.conn
