@@ -278,6 +278,10 @@ pub(crate) async fn container_network(engine: &Engine, c: &Container) -> Result<
             Some((n, e))
         })
         .collect();
+    if cfg!(not(target_os = "linux")) && c.config.network == Driver::Vnet && !links.is_empty() {
+        let names: Vec<&str> = links.iter().map(|(n, _)| n.name.as_str()).collect();
+        return Err(freebsd_plan::vnet_unsupported(&c.name, &names));
+    }
     let (mode, hold) = platform::prepare(&c.id, &c.name, &links).await?;
     Ok(ContainerNet {
         mode,
