@@ -61,12 +61,12 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// Sixteen attempts over about ten seconds: zfs-fuse's "busy" after a clone, a
+    /// Thirty-six attempts over about thirty seconds: zfs-fuse's "busy" after a clone, a
     /// rename or an unmount usually lasts well under a second, but on a loaded machine
-    /// (two cores running a test suite) it has lasted over three.
+    /// (two cores running a test suite beside other pools' work) it has lasted over ten.
     fn default() -> Self {
         Self {
-            attempts: 16,
+            attempts: 36,
             first_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(1000),
         }
