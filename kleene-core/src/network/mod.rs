@@ -64,12 +64,16 @@ impl Engine {
                         name: spec.name.clone(),
                     });
                 }
-                let used: BTreeSet<String> = store
-                    .networks()?
+                let existing = store.networks()?;
+                if let Some(clash) = overlap(&spec, &existing) {
+                    return Err(CoreError::InvalidInput(clash));
+                }
+                let used: BTreeSet<String> = existing
                     .iter()
                     .map(|n| n.interface().to_string())
                     .chain(taken)
                     .collect();
+                let generated = spec.interface.is_none();
                 match &spec.interface {
                     None => {
                         let free = (0..)
@@ -92,14 +96,25 @@ impl Engine {
                     }
                     Some(_) => {}
                 }
-                let n = Network {
+                let mut n = Network {
                     id: Id::generate()?,
                     name: spec.name.clone(),
                     spec,
                     created: now(),
                 };
-                store.insert_network(&n)?;
-                Ok(n)
+                // Another process may take a generated name first: the next one is tried.
+                let mut next = used.len();
+                loop {
+                    match store.insert_network(&n) {
+                        Err(CoreError::InvalidInput(_)) if generated && next < used.len() + 64 => {
+                            next += 1;
+                            n.spec.interface = (next..)
+                                .map(|k| format!("{INTERFACE_PREFIX}{k}"))
+                                .find(|i| !used.contains(i));
+                        }
+                        other => return other.map(|()| n),
+                    }
+                }
             })
             .await?;
         if let Err(e) = platform::ensure_interface(&network).await {
@@ -524,6 +539,30 @@ impl Inner {
     }
 }
 
+/// Why `spec`'s subnets cannot be used beside `existing` networks' (overlapping subnets
+/// would make the host's routes ambiguous), if they cannot.
+fn overlap(spec: &NetworkSpec, existing: &[Network]) -> Option<String> {
+    for n in existing {
+        if let (Some(a), Some(b)) = (spec.subnet, n.spec.subnet) {
+            if a.contains(&b.network()) || b.contains(&a.network()) {
+                return Some(format!(
+                    "subnet {a} of network {} overlaps subnet {b} of network {}",
+                    spec.name, n.name
+                ));
+            }
+        }
+        if let (Some(a), Some(b)) = (spec.subnet6, n.spec.subnet6) {
+            if a.contains(&b.network()) || b.contains(&a.network()) {
+                return Some(format!(
+                    "subnet {a} of network {} overlaps subnet {b} of network {}",
+                    spec.name, n.name
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// The addresses the host itself takes on a network's interface (the containers'
 /// gateway): a bridge network's gateways; on Linux a loopback network's bridge takes the
 /// subnet's first addresses likewise (containers there have their own stacks and reach
@@ -556,3 +595,150 @@ pub(crate) mod platform;
 #[cfg(not(target_os = "linux"))]
 #[path = "freebsd.rs"]
 pub(crate) mod platform;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn net(name: &str, kind: NetworkType, subnet: &str) -> Network {
+        let mut spec = NetworkSpec::new(name, kind);
+        spec.subnet = Some(subnet.parse().unwrap());
+        spec.interface = Some(format!("if-{name}"));
+        Network {
+            id: Id::generate().unwrap(),
+            name: name.into(),
+            spec,
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn overlapping_subnets_are_named() {
+        let a = net("a", NetworkType::Bridge, "10.1.0.0/16");
+        let inside = net("b", NetworkType::Bridge, "10.1.2.0/24");
+        let msg = overlap(&inside.spec, std::slice::from_ref(&a)).unwrap();
+        assert_eq!(
+            msg,
+            "subnet 10.1.2.0/24 of network b overlaps subnet 10.1.0.0/16 of network a"
+        );
+        let around = net("c", NetworkType::Loopback, "10.0.0.0/8");
+        assert!(overlap(&around.spec, std::slice::from_ref(&a)).is_some());
+        let apart = net("d", NetworkType::Bridge, "10.2.0.0/16");
+        assert_eq!(overlap(&apart.spec, &[a]), None);
+    }
+
+    #[test]
+    fn the_host_takes_the_gateway_of_bridges_and_linux_loopbacks() {
+        let b = net("b", NetworkType::Bridge, "10.3.0.0/24");
+        assert_eq!(host_addresses(&b.spec).0, Some("10.3.0.1".parse().unwrap()));
+        let mut none = b.spec.clone();
+        none.gateway = Gateway::None;
+        assert_eq!(host_addresses(&none).0, None);
+        let l = net("l", NetworkType::Loopback, "10.4.0.0/24");
+        let want = cfg!(target_os = "linux").then(|| "10.4.0.1".parse().unwrap());
+        assert_eq!(host_addresses(&l.spec).0, want);
+        let c = net("c", NetworkType::Custom, "10.5.0.0/24");
+        assert_eq!(host_addresses(&c.spec), (None, None));
+    }
+}
+
+#[cfg(test)]
+mod ipam_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::testkit::TestEngine;
+
+    /// Addresses come from the metadata: first free, never the gateway, an asked-for one
+    /// checked, released with the endpoint, and a container connects once.
+    #[tokio::test]
+    async fn endpoints_take_free_addresses_and_give_them_back() {
+        let t = TestEngine::new().await;
+        let inner = &t.engine.inner;
+        let mut spec = NetworkSpec::new("web", NetworkType::Bridge);
+        spec.subnet = Some("10.9.0.0/29".parse().unwrap());
+        spec.subnet6 = Some("fd00:9::/64".parse().unwrap());
+        spec.interface = Some("kleene9".into());
+        let n = Network {
+            id: Id::generate().unwrap(),
+            name: "web".into(),
+            spec,
+            created: 0,
+        };
+        inner.store().insert_network(&n).unwrap();
+        let ids: Vec<Id> = (0..6).map(|_| Id::generate().unwrap()).collect();
+        let e = inner
+            .allocate_endpoint(&ids[0], &n, Addresses::default())
+            .unwrap();
+        assert_eq!(e.ipv4, Some("10.9.0.2".parse().unwrap()));
+        assert_eq!(e.ipv6, Some("fd00:9::2".parse().unwrap()));
+        assert_eq!(e.slot, 0);
+        let err = inner
+            .allocate_endpoint(&ids[0], &n, Addresses::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("already connected"), "{err}");
+        let err = inner
+            .allocate_endpoint(
+                &ids[1],
+                &n,
+                Addresses::new(Some("10.9.0.2".parse().unwrap()), None),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("10.9.0.2"), "{err}");
+        let err = inner
+            .allocate_endpoint(
+                &ids[1],
+                &n,
+                Addresses::new(Some("10.9.1.2".parse().unwrap()), None),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("10.9.1.2"), "{err}");
+        let e = inner
+            .allocate_endpoint(
+                &ids[1],
+                &n,
+                Addresses::new(Some("10.9.0.6".parse().unwrap()), None),
+            )
+            .unwrap();
+        assert_eq!(e.ipv4, Some("10.9.0.6".parse().unwrap()));
+        // /29: .1 is the gateway, .7 the broadcast: .3, .4, .5 are left.
+        for (id, want) in ids[2..5].iter().zip(["10.9.0.3", "10.9.0.4", "10.9.0.5"]) {
+            let e = inner
+                .allocate_endpoint(id, &n, Addresses::default())
+                .unwrap();
+            assert_eq!(e.ipv4, Some(want.parse().unwrap()));
+        }
+        let err = inner
+            .allocate_endpoint(&ids[5], &n, Addresses::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("10.9.0.0/29"), "{err}");
+        // Released, the address is free again.
+        assert!(inner.store().delete_endpoint(&ids[3], &n.id).unwrap());
+        let e = inner
+            .allocate_endpoint(&ids[5], &n, Addresses::default())
+            .unwrap();
+        assert_eq!(e.ipv4, Some("10.9.0.4".parse().unwrap()));
+        // A build's endpoints go by their owner.
+        let b = Id::generate().unwrap();
+        let mut spec = n.spec.clone();
+        spec.name = "other".into();
+        spec.interface = Some("kleene10".into());
+        spec.subnet = Some("10.10.0.0/24".parse().unwrap());
+        spec.subnet6 = None;
+        let other = Network {
+            id: Id::generate().unwrap(),
+            name: "other".into(),
+            spec,
+            created: 0,
+        };
+        inner.store().insert_network(&other).unwrap();
+        inner
+            .allocate_endpoint_for(&b, &other, Addresses::default(), Some("token"))
+            .unwrap();
+        assert_eq!(
+            inner.store().build_endpoints().unwrap(),
+            [(b.to_string(), "token".to_string())]
+        );
+        assert_eq!(inner.store().delete_endpoints_of(&b).unwrap(), 1);
+    }
+}
