@@ -29,8 +29,8 @@ pub struct Config {
     /// it is started as `PROGRAM kleene-monitor CONTAINER_ID` and must be built from the
     /// same kleene-core version.
     pub monitor: Option<std::path::PathBuf>,
-    /// How long the filesystem below the pool gets to answer a probe, and how often
-    /// engine work that is still running asks it: a daemon that stops answering (a
+    /// How long the filesystem below the pool gets to answer a probe (engine work that is
+    /// still running asks it every 10 s, or this often when shorter): a daemon that stops answering (a
     /// wedged zfs-fuse) ends the work with [`crate::CoreError::NotAnswering`] instead of
     /// a hang. Slow work on a filesystem that answers is never cut short.
     #[serde(default = "fs_deadline")]

@@ -17,14 +17,21 @@ use std::time::Duration;
 
 use crate::error::{CoreError, Result};
 
-/// How long the pool's root gets to answer one probe, and how often a running task
-/// probes it (by default; [`crate::Config::fs_deadline`]).
-pub const FS_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the pool's root gets to answer one probe (by default;
+/// [`crate::Config::fs_deadline`]). A healthy zfs-fuse on a loaded machine has taken over
+/// ten seconds to answer a directory read; a wedged one never does.
+pub const FS_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often a running task probes: every ten seconds, or every `deadline` when that is
+/// shorter.
+fn interval(deadline: Duration) -> Duration {
+    deadline.min(Duration::from_secs(10))
+}
 
 /// Where a watch probes: set once the pool's root is known (open learns it half-way).
 pub(crate) type ProbeAt = Arc<OnceLock<PathBuf>>;
 
-/// Runs `f` on a thread of its own; every `deadline` that it has not finished, probes
+/// Runs `f` on a thread of its own; every [`interval`] that it has not finished, probes
 /// the filesystem at `probe` (when known) and gives up with `NotAnswering` when that does
 /// not answer within `deadline`.
 pub(crate) async fn watched<T: Send + 'static>(
@@ -47,7 +54,7 @@ pub(crate) async fn until<T>(
 ) -> Result<T> {
     tokio::pin!(work);
     loop {
-        match tokio::time::timeout(deadline, &mut work).await {
+        match tokio::time::timeout(interval(deadline), &mut work).await {
             Ok(result) => return result,
             Err(_) => {
                 if let Some(path) = probe.get() {
@@ -75,7 +82,7 @@ async fn watch_with<T: Send + 'static>(
         })
         .map_err(|e| CoreError::io("starting an engine thread", e))?;
     loop {
-        match tokio::time::timeout(deadline, &mut rx).await {
+        match tokio::time::timeout(interval(deadline), &mut rx).await {
             Ok(Ok(result)) => return result,
             Ok(Err(_)) => return Err(CoreError::Internal("an engine task panicked".into())),
             Err(_) => {
