@@ -104,7 +104,12 @@ pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
     let network = engine.network(&a.target).await?;
     let mut endpoints = Vec::new();
     for e in engine.endpoints(Some(&network.id), None).await? {
-        let c = engine.container(e.container.as_str()).await?;
+        // A container being made (or a build) has an endpoint but no ready row yet.
+        let c = match engine.container(e.container.as_str()).await {
+            Ok(c) => c,
+            Err(kleene_core::CoreError::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
         endpoints.push(EndpointView {
             container_id: c.id.to_string(),
             container_name: c.name.clone(),

@@ -412,6 +412,17 @@ impl Engine {
                 force_helps: false,
             });
         }
+        if !c.config.publish.is_empty() {
+            let running: Vec<Container> = self
+                .containers()
+                .await?
+                .into_iter()
+                .filter(|o| matches!(o.runtime.state, RunState::Running | RunState::Starting))
+                .collect();
+            if let Some(why) = crate::network::port_conflict(&c, &running) {
+                return Err(CoreError::InvalidInput(why));
+            }
+        }
         {
             let id = c.id.clone();
             self.blocking(move |inner| {

@@ -284,3 +284,18 @@ pub(crate) fn serve_paced(body: Vec<u8>, chunk: usize, pause: std::time::Duratio
     });
     format!("http://127.0.0.1:{port}/payload")
 }
+
+/// A container row as the metadata holds it, for pure tests (nothing is made).
+pub(crate) fn container(name: &str) -> crate::Container {
+    let id = crate::Id::generate().unwrap();
+    crate::Container {
+        name: name.into(),
+        image_id: id.clone(),
+        snapshot: kleene_zfs::SnapshotName::new(format!("pool/kleene/image/{id}@s")).unwrap(),
+        dataset: kleene_zfs::DatasetName::new(format!("pool/kleene/container/{id}")).unwrap(),
+        config: crate::ContainerConfig::default(),
+        created: 0,
+        runtime: crate::Runtime::default(),
+        id,
+    }
+}

@@ -240,9 +240,13 @@ impl Engine {
     }
 
     async fn disconnect_endpoint(&self, e: &Endpoint) -> Result<()> {
-        let c = self.container(e.container.as_str()).await?;
-        if matches!(c.runtime.state, RunState::Running) {
-            platform::detach_running(&c, e).await?;
+        // A build's endpoint (or a container's still being made) has no container to cut.
+        match self.container(e.container.as_str()).await {
+            Ok(c) if matches!(c.runtime.state, RunState::Running) => {
+                platform::detach_running(&c, e).await?;
+            }
+            Ok(_) | Err(CoreError::NotFound { .. }) => {}
+            Err(err) => return Err(err),
         }
         let (cid, nid) = (e.container.clone(), e.network.clone());
         self.blocking(move |inner| inner.store().delete_endpoint(&cid, &nid).map(drop))
@@ -539,6 +543,28 @@ impl Inner {
     }
 }
 
+/// Why `c` cannot start beside the `running` containers: a host port it publishes is
+/// published by one of them already (same protocol, the same or an unnamed interface,
+/// overlapping ranges), as docker's "port is already allocated".
+pub(crate) fn port_conflict(c: &Container, running: &[Container]) -> Option<String> {
+    for p in &c.config.publish {
+        for other in running.iter().filter(|o| o.id != c.id) {
+            for q in &other.config.publish {
+                let same_if =
+                    p.interface.is_none() || q.interface.is_none() || p.interface == q.interface;
+                let overlap = p.host.start() <= q.host.end() && q.host.start() <= p.host.end();
+                if p.protocol == q.protocol && same_if && overlap {
+                    return Some(format!(
+                        "container {}: host port {} is already published by container {} ({})",
+                        c.name, p, other.name, q
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Why `spec`'s subnets cannot be used beside `existing` networks' (overlapping subnets
 /// would make the host's routes ambiguous), if they cannot.
 fn overlap(spec: &NetworkSpec, existing: &[Network]) -> Option<String> {
@@ -626,6 +652,27 @@ mod tests {
         assert!(overlap(&around.spec, std::slice::from_ref(&a)).is_some());
         let apart = net("d", NetworkType::Bridge, "10.2.0.0/16");
         assert_eq!(overlap(&apart.spec, &[a]), None);
+    }
+
+    #[test]
+    fn a_host_port_is_published_once() {
+        let with = |name: &str, ports: &[&str]| {
+            let mut c = crate::testkit::container(name);
+            c.config.publish = ports.iter().map(|p| p.parse().unwrap()).collect();
+            c
+        };
+        let web = with("web", &["8080:80", "5353:53/udp"]);
+        let dup = with("dup", &["8080:8080"]);
+        let msg = port_conflict(&dup, std::slice::from_ref(&web)).unwrap();
+        assert!(msg.contains("8080") && msg.contains("web"), "{msg}");
+        // Another protocol, another interface or another range is no conflict.
+        for ok in [&["8080/udp"][..], &["eth9:8080:80"], &["8081-8090:81"]] {
+            let c = with("ok", ok);
+            let other_if = with("web2", &["eth8:8080:80"]);
+            assert_eq!(port_conflict(&c, &[other_if]), None, "{ok:?}");
+        }
+        assert!(port_conflict(&with("r", &["8070-8080:80"]), std::slice::from_ref(&web)).is_some());
+        assert!(port_conflict(&with("u", &["5353/udp"]), &[web]).is_some());
     }
 
     #[test]
