@@ -660,3 +660,52 @@ fn network_inspect_works_while_a_container_is_being_created() {
         failures
     );
 }
+
+// ---- Kleene's get-started guide, on a loopback network ----
+
+/// `klee network create --subnet ... testnet` makes a loopback network (Kleene's default
+/// type); the guide then runs its database at the subnet's first address
+/// (`--ip 10.13.37.1`), which Kleene hands to containers on loopback networks. On Linux
+/// the bridge takes the last address for the host instead, so the guide works as written:
+/// the first address is a container's, others reach it, and it reaches the outside.
+#[test]
+fn the_get_started_guide_on_a_loopback_network() {
+    let Some(mut lab) = Lab::new("guide") else {
+        return;
+    };
+    lab.busybox_image();
+    let log = lab.outside_httpd("guide-outside-ok");
+    lab.ok(&["network", "create", "--subnet", "10.113.37.0/24", "testnet"]);
+    let ls = lab.ok(&["lsn"]);
+    assert!(ls.contains("testnet") && ls.contains("loopback"), "{ls}");
+    let addr = lab.httpd("db", "testnet", &["--ip", "10.113.37.1"], "guide-db-ok");
+    assert_eq!(addr, "10.113.37.1");
+    // The next container gets the next free address, and reaches the first.
+    let got = lab.until_served("guide-db-ok", || {
+        lab.fetch_from_container("testnet", "http://10.113.37.1/")
+    });
+    assert_served(&got, "guide-db-ok", "a container to the guide's database");
+    // The host's address on the bridge is the last one, never handed out.
+    let out = lab.klee(&[
+        "create",
+        "-n",
+        "testnet",
+        "--ip",
+        "10.113.37.254",
+        "bb",
+        "true",
+    ]);
+    assert!(
+        !out.success() && out.stderr.contains("10.113.37.254"),
+        "the bridge's own address must be refused: {out}"
+    );
+    // And out through NAT, as the host.
+    let got = lab.fetch_from_container("testnet", &format!("http://{OUT_ADDR}/"));
+    assert_served(
+        &got,
+        "guide-outside-ok",
+        "a loopback network's container to the outside",
+    );
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(seen.contains(&format!("{HOST_ADDR}:")), "{seen}");
+}

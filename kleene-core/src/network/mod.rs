@@ -590,19 +590,22 @@ fn overlap(spec: &NetworkSpec, existing: &[Network]) -> Option<String> {
 }
 
 /// The addresses the host itself takes on a network's interface (the containers'
-/// gateway): a bridge network's gateways; on Linux a loopback network's bridge takes the
-/// subnet's first addresses likewise (containers there have their own stacks and reach
-/// the host, and beyond, through it); none on a custom network.
+/// gateway): a bridge network's gateways (the subnet's first addresses by default). On
+/// Linux a loopback network's bridge takes the subnet's *last* usable addresses instead:
+/// its containers have their own stacks and need a way to the host and beyond, while
+/// Kleene hands a loopback network's first address to the first container (its
+/// get-started guide runs a database at `--ip 10.13.37.1`). `--gw ""` leaves a loopback
+/// network's bridge without an address. None on a custom network.
 pub(crate) fn host_addresses(spec: &NetworkSpec) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
     match spec.kind {
         NetworkType::Bridge => (spec.gateway_v4(), spec.gateway_v6()),
         NetworkType::Loopback if cfg!(target_os = "linux") => (
             spec.subnet
-                .filter(|_| spec.gateway != Gateway::None)
-                .and_then(kleene_net::ipam::auto_gateway_v4),
+                .filter(|s| spec.gateway != Gateway::None && s.prefix_len() <= 30)
+                .map(|s| Ipv4Addr::from(u32::from(s.broadcast()) - 1)),
             spec.subnet6
-                .filter(|_| spec.gateway6 != Gateway::None)
-                .and_then(kleene_net::ipam::auto_gateway_v6),
+                .filter(|s| spec.gateway6 != Gateway::None && s.prefix_len() <= 126)
+                .map(|s| s.broadcast()),
         ),
         _ => (None, None),
     }
@@ -683,7 +686,7 @@ mod tests {
         none.gateway = Gateway::None;
         assert_eq!(host_addresses(&none).0, None);
         let l = net("l", NetworkType::Loopback, "10.4.0.0/24");
-        let want = cfg!(target_os = "linux").then(|| "10.4.0.1".parse().unwrap());
+        let want = cfg!(target_os = "linux").then(|| "10.4.0.254".parse().unwrap());
         assert_eq!(host_addresses(&l.spec).0, want);
         let c = net("c", NetworkType::Custom, "10.5.0.0/24");
         assert_eq!(host_addresses(&c.spec), (None, None));
