@@ -665,10 +665,16 @@ impl Inner {
                         Err(e) => return Err(e),
                     }
                 }
-                MountSource::HostPath(p) if !std::path::Path::new(p).is_dir() => {
-                    return Err(CoreError::InvalidInput(format!(
-                        "mount source {p} is not a directory on the host"
-                    )))
+                MountSource::HostPath(p) => {
+                    // A directory or a single file, as docker takes them.
+                    let meta = std::fs::metadata(p).map_err(|e| {
+                        CoreError::InvalidInput(format!("mount source {p} on the host: {e}"))
+                    })?;
+                    if !meta.is_dir() && !meta.is_file() {
+                        return Err(CoreError::InvalidInput(format!(
+                            "mount source {p} is neither a directory nor a file on the host"
+                        )));
+                    }
                 }
                 _ => {}
             }

@@ -650,8 +650,17 @@ fn jail_config(
         drop(root_dir.open_dir(w, Symlinks::FollowInRoot, true)?);
     }
     for m in &c.config.mounts {
-        // The mount point is made inside the root, its symlinks followed there.
-        drop(root_dir.open_dir(&m.destination, Symlinks::FollowInRoot, true)?);
+        // The mount point is made inside the root, its symlinks followed there: a
+        // directory, or for a host file its directory (kleene-jail makes the file).
+        let file = matches!(&m.source, MountSource::HostPath(p) if !Path::new(p).is_dir());
+        let dir = if file {
+            Path::new(&m.destination)
+                .parent()
+                .map_or_else(|| "/".to_string(), |p| p.to_string_lossy().into_owned())
+        } else {
+            m.destination.clone()
+        };
+        drop(root_dir.open_dir(&dir, Symlinks::FollowInRoot, true)?);
         let source = match &m.source {
             MountSource::HostPath(p) => std::path::PathBuf::from(p),
             MountSource::Volume(v) => {

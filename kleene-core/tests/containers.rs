@@ -428,6 +428,27 @@ async fn volumes_and_host_paths() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/dir"), "{err}");
+    // A single host file, at a path the image lacks and over one it has.
+    let file = s.dir.path().join("one.conf");
+    std::fs::write(&file, "one file\n").unwrap();
+    engine
+        .create_container(
+            create(&[
+                "/bin/sh",
+                "-c",
+                "cat /etc/one.conf /etc/passwd | head -1; echo x > /etc/one.conf",
+            ])
+            .name("onefile")
+            .mount(MountSpec::parse(&format!("{}:/etc/one.conf", file.display())).unwrap())
+            .mount(MountSpec::parse(&format!("{}:/etc/passwd:ro", file.display())).unwrap()),
+        )
+        .await
+        .unwrap();
+    let (out, err, code) = run_piped(&engine, "onefile").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "one file\n");
+    // Written through the mount: the host file is the container's.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x\n");
 }
 
 #[tokio::test]
