@@ -167,6 +167,7 @@ pub enum VolumeCmd {
     /// Create a new volume
     Create(VolumeCreateArgs),
     /// List volumes
+    #[command(visible_alias = "lsv")]
     Ls(ListArgs),
     /// Display detailed information on a volume
     Inspect(InspectArgs),
@@ -181,6 +182,7 @@ pub enum NetworkCmd {
     /// Create a new network
     Create(NetworkCreateArgs),
     /// List networks
+    #[command(visible_alias = "lsn")]
     Ls(ListArgs),
     /// Display detailed information on a network
     Inspect(InspectArgs),
@@ -655,10 +657,20 @@ mod tests {
     }
 
     #[test]
-    fn network_takes_anything() {
+    fn network_and_volume_commands_and_their_aliases() {
         let cli =
             Cli::try_parse_from(["klee", "network", "create", "--subnet", "10.0.0.0/24", "n"])
                 .unwrap();
-        assert!(matches!(cli.command, Command::Network(_)));
+        assert!(matches!(
+            cli.command,
+            Command::Network(NetworkCmd::Create(_))
+        ));
+        let cli = Cli::try_parse_from(["klee", "network", "lsn"]).unwrap();
+        assert!(matches!(cli.command, Command::Network(NetworkCmd::Ls(_))));
+        let cli = Cli::try_parse_from(["klee", "volume", "lsv"]).unwrap();
+        assert!(matches!(cli.command, Command::Volume(VolumeCmd::Ls(_))));
+        // --help is clap's own again.
+        let err = Cli::try_parse_from(["klee", "network", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 }

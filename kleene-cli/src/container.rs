@@ -211,8 +211,15 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Outcome {
 pub async fn start(ctx: &Ctx, a: StartArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let mode = Mode::of(a.attach);
-    if let ([one], false) = (a.containers.as_slice(), mode == Mode::Detached) {
-        return start_one(&engine, one, mode).await;
+    match (a.containers.as_slice(), mode == Mode::Detached) {
+        ([one], false) => return start_one(&engine, one, mode).await,
+        // As klee: only one container's I/O can be attached to.
+        (_, false) => {
+            return Err(Failure::usage(
+                "only one container can be started when attaching to container I/O: use --detach",
+            ))
+        }
+        _ => {}
     }
     each(&a.containers, |t| {
         let engine = engine.clone();

@@ -492,7 +492,14 @@ fn create_then_start_attached_or_several_detached() {
     );
     let c2 = s.ok(&["container", "create", "--name", "c2", "bb", "sleep", "30"]);
     let c3 = s.ok(&["create", "--name", "c3", "bb", "sleep", "30"]);
-    s.klee(["start", "c2", "c3", "nope"])
+    // As klee: several containers cannot all be attached to.
+    s.klee(["start", "c2", "c3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "only one container can be started when attaching to container I/O",
+        ));
+    s.klee(["start", "-d", "c2", "c3", "nope"])
         .assert()
         .code(1)
         .stdout(format!("{}{}", c2, c3))
