@@ -39,56 +39,52 @@ pub(crate) async fn watched<T: Send + 'static>(
     deadline: Duration,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    watch_with(deadline, f, || {
-        probe.get().map(|p| (p.clone(), probe_thread(p, ask)))
-    })
-    .await
+    until(probe, deadline, on_a_thread(f)).await
 }
 
-/// Awaits `work` (which waits on another process, such as a container's monitor) under
-/// the same watch as [`watched`].
+/// Awaits `work` (engine work on a thread, or a wait on another process such as a
+/// container's monitor) under the watch of [`watched`].
 pub(crate) async fn until<T>(
     probe: &ProbeAt,
     deadline: Duration,
     work: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    tokio::pin!(work);
-    loop {
-        match tokio::time::timeout(interval(deadline), &mut work).await {
-            Ok(result) => return result,
-            Err(_) => {
-                if let Some(path) = probe.get() {
-                    let answer = probe_thread(path, ask)?;
-                    if !matches!(tokio::time::timeout(deadline, answer).await, Ok(Ok(_))) {
-                        return Err(not_answering(path, deadline));
-                    }
-                }
-            }
-        }
-    }
+    watch_with(deadline, work, || {
+        probe.get().map(|p| (p.clone(), probe_thread(p, ask)))
+    })
+    .await
 }
 
-/// The watch, its probe given: `probe` names the path and starts one asking of it.
-async fn watch_with<T: Send + 'static>(
-    deadline: Duration,
+/// `f` on a thread of its own (not tokio's blocking pool: a thread stuck in the kernel
+/// must not keep the runtime, or the program, from ending).
+async fn on_a_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
-    probe: impl Fn() -> Option<(PathBuf, Result<Answer>)>,
 ) -> Result<T> {
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("kleene-engine".into())
         .spawn(move || {
             let _ = tx.send(f());
         })
         .map_err(|e| CoreError::io("starting an engine thread", e))?;
+    rx.await
+        .map_err(|_| CoreError::Internal("an engine task panicked".into()))?
+}
+
+/// The watch, its probe given: `probe` names the path and starts one asking of it.
+async fn watch_with<T>(
+    deadline: Duration,
+    work: impl std::future::Future<Output = Result<T>>,
+    probe: impl Fn() -> Option<(PathBuf, Result<Answer>)>,
+) -> Result<T> {
+    tokio::pin!(work);
     loop {
-        match tokio::time::timeout(interval(deadline), &mut rx).await {
-            Ok(Ok(result)) => return result,
-            Ok(Err(_)) => return Err(CoreError::Internal("an engine task panicked".into())),
+        match tokio::time::timeout(interval(deadline), &mut work).await {
+            Ok(result) => return result,
             Err(_) => {
                 if let Some((path, answer)) = probe() {
                     match tokio::time::timeout(deadline, answer?).await {
-                        // A filesystem that errors answers: the task will see the error.
+                        // A filesystem that errors answers: the work will see the error.
                         Ok(Ok(_)) => {}
                         Ok(Err(_)) | Err(_) => return Err(not_answering(&path, deadline)),
                     }
@@ -187,10 +183,10 @@ mod tests {
         let err = watch_with(
             Duration::from_millis(200),
             // Stuck, as a walk below a wedged mount is.
-            move || {
+            on_a_thread(move || {
                 let _ = std::fs::File::open(&f);
                 Ok(())
-            },
+            }),
             || Some((fifo.clone(), probe_thread(&fifo, open))),
         )
         .await

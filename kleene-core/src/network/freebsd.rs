@@ -207,7 +207,7 @@ fn ensure_interface_now(n: &Network) -> Result<()> {
                 "creating bridge {name} of network {}",
                 n.name
             )))?;
-            for addr in plan::interface_addresses(n) {
+            for addr in super::interface_addresses(n) {
                 add_alias(&name, &addr)?;
             }
         }

@@ -12,7 +12,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use kleene_net::freebsd::jail::{self, IpnetAddress, JailParam};
 use kleene_net::freebsd::{Epair, IfName};
 
-use super::host_addresses;
+#[cfg(test)]
+use super::interface_addresses;
 use crate::error::{CoreError, Result};
 use crate::id::Id;
 use crate::model::{Driver, Endpoint, Network, NetworkType};
@@ -30,24 +31,6 @@ pub(crate) fn interface_name(n: &Network) -> Result<IfName> {
             n.interface()
         ))
     })
-}
-
-/// The addresses the host takes on a network's interface, with their subnet's prefix:
-/// a bridge network's gateways (none on loopback and custom networks on FreeBSD).
-pub(crate) fn interface_addresses(n: &Network) -> Vec<IpNet> {
-    let (v4, v6) = host_addresses(&n.spec);
-    let mut out = Vec::new();
-    if let (Some(a), Some(s)) = (v4, n.spec.subnet) {
-        if let Ok(net) = Ipv4Net::new(a, s.prefix_len()) {
-            out.push(IpNet::V4(net));
-        }
-    }
-    if let (Some(a), Some(s)) = (v6, n.spec.subnet6) {
-        if let Ok(net) = Ipv6Net::new(a, s.prefix_len()) {
-            out.push(IpNet::V6(net));
-        }
-    }
-    out
 }
 
 /// The aliases an `ipnet` container's endpoint puts on its network's interface: a host

@@ -1,11 +1,10 @@
 //! Linux: bridges, veths into per-container namespaces, nftables.
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use kleene_jail::{NetNs, NetworkMode};
 use kleene_net::linux::{self, Netlink, Sandbox, VethSpec};
 use kleene_net::model::FirewallInput;
 
-use super::host_addresses;
+use super::{host_addresses, interface_addresses, with_prefixes};
 use crate::error::{CoreError, Result};
 use crate::id::Id;
 use crate::model::{Container, Endpoint, Network, NetworkType};
@@ -33,23 +32,6 @@ pub async fn default_route_interface() -> Result<Option<String>> {
         .map_err(err)
 }
 
-/// The host addresses of a network's bridge, with their prefixes.
-fn bridge_addrs(n: &Network) -> Vec<IpNet> {
-    let (v4, v6) = host_addresses(&n.spec);
-    let mut out = Vec::new();
-    if let (Some(a), Some(s)) = (v4, n.spec.subnet) {
-        if let Ok(net) = Ipv4Net::new(a, s.prefix_len()) {
-            out.push(IpNet::V4(net));
-        }
-    }
-    if let (Some(a), Some(s)) = (v6, n.spec.subnet6) {
-        if let Ok(net) = Ipv6Net::new(a, s.prefix_len()) {
-            out.push(IpNet::V6(net));
-        }
-    }
-    out
-}
-
 /// Makes (or finds) a network's host interface and forwarding.
 pub async fn ensure_interface(n: &Network) -> Result<()> {
     let nl = Netlink::current().await.map_err(err)?;
@@ -62,7 +44,7 @@ pub async fn ensure_interface(n: &Network) -> Result<()> {
             )));
         }
     } else {
-        nl.ensure_bridge(n.interface(), &bridge_addrs(n))
+        nl.ensure_bridge(n.interface(), &interface_addresses(n))
             .await
             .map_err(err)?;
     }
@@ -86,17 +68,7 @@ pub fn host_link(container: &Id, slot: u8) -> String {
 
 fn veth(c: &Id, n: &Network, e: &Endpoint, default_route: bool) -> VethSpec {
     let (gw4, gw6) = host_addresses(&n.spec);
-    let mut addrs = Vec::new();
-    if let (Some(a), Some(s)) = (e.ipv4, n.spec.subnet) {
-        if let Ok(net) = Ipv4Net::new(a, s.prefix_len()) {
-            addrs.push(IpNet::V4(net));
-        }
-    }
-    if let (Some(a), Some(s)) = (e.ipv6, n.spec.subnet6) {
-        if let Ok(net) = Ipv6Net::new(a, s.prefix_len()) {
-            addrs.push(IpNet::V6(net));
-        }
-    }
+    let addrs = with_prefixes(&n.spec, e.ipv4, e.ipv6);
     VethSpec {
         host_name: host_link(c, e.slot),
         bridge: n.interface().to_string(),

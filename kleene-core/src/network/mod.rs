@@ -611,6 +611,30 @@ pub(crate) fn host_addresses(spec: &NetworkSpec) -> (Option<Ipv4Addr>, Option<Ip
     }
 }
 
+/// `v4` and `v6` with their network's prefixes (an address whose family the network has
+/// no subnet for is left out).
+pub(crate) fn with_prefixes(
+    spec: &NetworkSpec,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+) -> Vec<ipnet::IpNet> {
+    let v4 = v4
+        .zip(spec.subnet)
+        .and_then(|(a, s)| ipnet::Ipv4Net::new(a, s.prefix_len()).ok())
+        .map(ipnet::IpNet::V4);
+    let v6 = v6
+        .zip(spec.subnet6)
+        .and_then(|(a, s)| ipnet::Ipv6Net::new(a, s.prefix_len()).ok())
+        .map(ipnet::IpNet::V6);
+    v4.into_iter().chain(v6).collect()
+}
+
+/// The host's own addresses on a network's interface, with their prefixes.
+pub(crate) fn interface_addresses(n: &Network) -> Vec<ipnet::IpNet> {
+    let (v4, v6) = host_addresses(&n.spec);
+    with_prefixes(&n.spec, v4, v6)
+}
+
 fn net_err(e: kleene_net::Error) -> CoreError {
     CoreError::InvalidInput(e.to_string())
 }
