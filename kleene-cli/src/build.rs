@@ -19,21 +19,13 @@ fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
             c.driver.unwrap_or_default()
         )));
     }
-    let mut unsupported = Vec::new();
-    if c.user.is_some() {
-        unsupported.push("--user");
-    }
-    if !c.env.is_empty() {
-        unsupported.push("--env");
-    }
     if !c.mount.is_empty() {
-        unsupported.push("--mount");
+        return Err(Failure::usage(
+            "--mount is not supported by builds yet: COPY what a step needs",
+        ));
     }
-    if !unsupported.is_empty() {
-        return Err(Failure::usage(format!(
-            "{} not supported by builds yet: use USER, ENV and ARG in the Dockerfile",
-            unsupported.join(", ")
-        )));
+    if let Some(kv) = c.env.iter().find(|kv| !kv.contains('=')) {
+        return Err(Failure::usage(format!("invalid --env {kv:?}: VAR=VALUE")));
     }
     let mut build_args = Vec::new();
     for kv in a.build_arg {
@@ -63,6 +55,12 @@ fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
         });
     if let Some(n) = c.network {
         req = req.network(n, Addresses::new(c.ip, c.ip6));
+    }
+    if let Some(u) = c.user {
+        req = req.user(u);
+    }
+    for kv in c.env {
+        req = req.env(kv);
     }
     if let Some(tag) = a.tag {
         req = req.tag(tag);

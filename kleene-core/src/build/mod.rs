@@ -62,6 +62,11 @@ pub struct BuildRequest {
     /// The network driver of RUN: `host` (the default) or `disabled`; with networks,
     /// their namespace unless `disabled` (`RUN --network` overrides it per step).
     pub network: Driver,
+    /// The user of RUN steps before (and unless) a USER instruction (`build -u`).
+    pub user: Option<String>,
+    /// `KEY=value` pairs in the environment of RUN steps, under the Dockerfile's ENV and
+    /// ARG (`build -e`).
+    pub env: Vec<String>,
     /// Networks the RUN steps are connected to (`build -n`), with the addresses asked
     /// for: the steps share one network namespace with a link into each, for the build.
     pub networks: Vec<(String, Addresses)>,
@@ -130,6 +135,18 @@ impl BuildRequest {
     /// Runs every step, using and feeding no cache.
     pub fn no_cache(mut self, no_cache: bool) -> Self {
         self.no_cache = no_cache;
+        self
+    }
+
+    /// Runs RUN steps as this user until a USER instruction (`build -u`).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Adds `KEY=value` to the environment of RUN steps, under ENV and ARG (`build -e`).
+    pub fn env(mut self, kv: impl Into<String>) -> Self {
+        self.env.push(kv.into());
         self
     }
 

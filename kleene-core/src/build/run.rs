@@ -71,7 +71,19 @@ impl Builder {
     fn jail_run(&self, st: &StageState, argv: Vec<String>, network: Driver) -> JailRun {
         let mut run = JailRun::new("", format!("kleene-build-{}", st.id), argv);
         run.hostname = st.id.to_string();
-        run.env = st.run_env();
+        // The build's own environment (`-e`) first; ENV and ARG override it.
+        let mut env: Vec<(String, String)> = self
+            .req
+            .env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in st.run_env() {
+            env.retain(|(old, _)| *old != k);
+            env.push((k, v));
+        }
+        run.env = env;
         run.network = match network {
             Driver::Disabled => NetworkMode::Disabled,
             // The build's networks, when it has some.
@@ -79,7 +91,11 @@ impl Builder {
         };
         run.params = self.req.jail_params.clone();
         run.quiet = self.req.quiet;
-        run.user = (!st.config.user.is_empty()).then(|| st.config.user.clone());
+        run.user = if st.config.user.is_empty() {
+            self.req.user.clone()
+        } else {
+            Some(st.config.user.clone())
+        };
         run.workdir = (!st.config.workdir.is_empty()).then(|| st.config.workdir.clone());
         run
     }

@@ -184,6 +184,48 @@ RUN --network=none echo two
     );
 }
 
+/// `build -u` and `-e`: the user of RUN steps until USER, and an environment under ENV
+/// and ARG; both are part of a step's cache key.
+#[tokio::test]
+async fn build_user_and_env_reach_run_steps_under_user_env_and_arg() {
+    let t = TestEngine::new().await;
+    let ctx = t.context(
+        "user-env",
+        "FROM base\nRUN echo one\nENV A=from-env\nUSER app\nRUN echo two\n",
+        &[],
+    );
+    let req = BuildRequest::new(&ctx)
+        .tag("ue")
+        .user("builder")
+        .env("A=from-build")
+        .env("B=only-build");
+    let (r, _) = t.build(req).await;
+    r.unwrap();
+    let runs = t.jails.runs();
+    let env = |i: usize| -> Vec<String> {
+        runs[i]
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
+    };
+    assert_eq!(runs[0].user.as_deref(), Some("builder"));
+    assert_eq!(env(0), ["A=from-build", "B=only-build"]);
+    assert_eq!(runs[1].user.as_deref(), Some("app"));
+    assert_eq!(env(1), ["B=only-build", "A=from-env"]);
+    // The same again is all cached; another -u misses from the first RUN on.
+    let same = || {
+        BuildRequest::new(&ctx)
+            .tag("ue")
+            .env("A=from-build")
+            .env("B=only-build")
+    };
+    let (r, _) = t.build(same().user("builder")).await;
+    assert_eq!(r.unwrap().runs, 0);
+    let (r, _) = t.build(same().user("other")).await;
+    assert_eq!(r.unwrap().runs, 2);
+}
+
 #[tokio::test]
 async fn multi_stage_builds_only_what_the_target_needs() {
     let t = TestEngine::new().await;
