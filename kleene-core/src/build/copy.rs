@@ -14,12 +14,40 @@ use crate::error::{CoreError, Result};
 use crate::rootfs::{self, Mkdir, RootDir, Symlinks};
 use crate::tree::{self, Exclude, TreeCopy};
 
-/// One source of a COPY: its path relative to the context (or stage root), and where it
-/// is on the host, with every symlink on the way resolved inside its base.
+/// One source of a COPY: its path relative to the context (or stage root) as named (by
+/// the instruction or a wildcard's match), and where it is, with every symlink on the way,
+/// the last component's included, resolved inside its base.
+///
+/// As BuildKit does (fsutil's `copy.Copy`: the source is followed with `fs.RootPath`, the
+/// destination named after `filepath.Base` of the source as given), a symlink named as a
+/// source is followed but what it leads to is written under the link's name; symlinks in a
+/// copied directory stay symlinks.
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
+    /// The path as named: what the destination's name comes from.
     pub rel: String,
+    /// Where it is on the host: `base` joined with `real`.
     pub host: PathBuf,
+    /// Its real path in the base (no symlink in it): what `.dockerignore` is checked
+    /// against inside it, as BuildKit's context holds only what is not excluded.
+    pub real: String,
+}
+
+impl Source {
+    /// The name it is written under in a destination directory: the last component of
+    /// the path as named, never its symlink's target's.
+    fn name(&self) -> Result<String> {
+        self.rel
+            .rsplit('/')
+            .find(|c| !c.is_empty())
+            .map(str::to_string)
+            .or_else(|| {
+                self.host
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .ok_or_else(|| invalid(format!("source {} has no name", self.rel)))
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> CoreError {
@@ -80,8 +108,8 @@ pub(crate) fn find_sources(
             vec![rel]
         };
         for rel in rels {
-            let host = match base_dir.resolve(&rel, policy) {
-                Ok(resolved) => base.join(resolved),
+            let real = match base_dir.resolve(&rel, policy) {
+                Ok(resolved) => resolved,
                 Err(e) if e.is_refusal() => return Err(outside(what, &rel, &e)),
                 Err(_) => {
                     return Err(invalid(format!(
@@ -90,7 +118,14 @@ pub(crate) fn find_sources(
                     )))
                 }
             };
-            out.push(Source { rel, host });
+            let host = base.join(&real);
+            let real = real.to_string_lossy().into_owned();
+            if real != rel && excluded(&real) {
+                return Err(invalid(format!(
+                    "{rel} leads to {real}, which is excluded by .dockerignore"
+                )));
+            }
+            out.push(Source { rel, host, real });
         }
     }
     Ok(out)
@@ -258,7 +293,9 @@ pub(crate) fn unpack(root: &Path, dest: &str, owner: (u32, u32), archive: &Sourc
 }
 
 /// Copies one source into the root: a directory's contents into directory `dest`, a
-/// file or symlink to `dest` itself (`dest_is_dir`: into it, keeping its name).
+/// file to `dest` itself (`dest_is_dir`: into it, under the name the source was given,
+/// a symlink's and not its target's). A source is always what its symlink leads to;
+/// symlinks inside a directory are copied as symlinks.
 pub(crate) fn place(
     root: &Path,
     src: &Source,
@@ -273,14 +310,10 @@ pub(crate) fn place(
     let dest = lexical(dest);
     if meta.is_dir() {
         let fd = root.resolve_dir(&dest, Symlinks::FollowInRoot, mkdir)?.fd;
-        return perms.tree(ignore).contents(&src.host, &src.rel, &fd);
+        return perms.tree(ignore).contents(&src.host, &src.real, &fd);
     }
     let (fd, name) = if dest_is_dir {
-        let name = src
-            .host
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| invalid(format!("source {} has no name", src.rel)))?;
+        let name = src.name()?;
         (
             root.resolve_dir(&dest, Symlinks::FollowInRoot, mkdir)?.fd,
             name,
@@ -464,4 +497,90 @@ fn is_archive(p: &Path) -> bool {
         return false;
     }
     crate::archive::Compression::detect(&head).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// A context with links to a file and a directory, and a root to copy into.
+    fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let ctx = t.path().join("ctx");
+        std::fs::create_dir_all(ctx.join("dir")).unwrap();
+        std::fs::write(ctx.join("greet.txt"), "hello\n").unwrap();
+        std::fs::write(ctx.join("dir/d.txt"), "D\n").unwrap();
+        symlink("greet.txt", ctx.join("link")).unwrap();
+        symlink("dir", ctx.join("dlink")).unwrap();
+        symlink("../greet.txt", ctx.join("dir/inlink")).unwrap();
+        symlink("/etc/passwd", ctx.join("abs")).unwrap();
+        symlink("../outside", ctx.join("up")).unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        (t, ctx, root)
+    }
+
+    fn perms() -> Perms {
+        let me = (rustix::process::getuid(), rustix::process::getgid());
+        Perms {
+            owner: (me.0.as_raw(), me.1.as_raw()),
+            chmod: None,
+        }
+    }
+
+    #[test]
+    fn a_named_link_keeps_its_name_and_is_followed() {
+        let (_t, ctx, root) = dirs();
+        let pats = ["link".to_string(), "dl*".to_string()];
+        let found = find_sources(&ctx, &pats, None, "build context").unwrap();
+        let named: Vec<_> = found.iter().map(|s| (&*s.rel, &*s.real)).collect();
+        assert_eq!(named, [("link", "greet.txt"), ("dlink", "dir")]);
+        for s in &found {
+            place(&root, s, "/out/", true, perms(), None).unwrap();
+        }
+        let file = std::fs::symlink_metadata(root.join("out/link")).unwrap();
+        assert!(file.is_file());
+        assert_eq!(
+            std::fs::read_to_string(root.join("out/link")).unwrap(),
+            "hello\n"
+        );
+        assert!(!root.join("out/greet.txt").exists());
+        // A directory's contents, its own links kept.
+        assert_eq!(
+            std::fs::read_to_string(root.join("out/d.txt")).unwrap(),
+            "D\n"
+        );
+        assert_eq!(
+            std::fs::read_link(root.join("out/inlink")).unwrap(),
+            Path::new("../greet.txt")
+        );
+    }
+
+    #[test]
+    fn a_link_out_of_the_context_is_refused() {
+        let (_t, ctx, _root) = dirs();
+        for p in ["abs", "up", "u*"] {
+            let err = find_sources(&ctx, &[p.to_string()], None, "build context").unwrap_err();
+            assert!(
+                err.to_string().contains("outside the build context"),
+                "{p}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn ignore_applies_to_what_a_link_leads_to() {
+        let (_t, ctx, _root) = dirs();
+        let ignore = Ignore::parse("greet.txt\n");
+        let err =
+            find_sources(&ctx, &["link".to_string()], Some(&ignore), "build context").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "link leads to greet.txt, which is excluded by .dockerignore"
+        );
+    }
 }

@@ -4,7 +4,10 @@
 
 use kleene_dockerfile::{Add, Copy, Dockerfile};
 
-use super::{parse_chmod, CopyRequest, InlineData, InlineFile, SourceBase};
+use sha2::{Digest, Sha256};
+
+use super::{parse_chmod, CopyRequest, InlineData, InlineFile, Source, SourceBase};
+use crate::build::glob::Ignore;
 use crate::build::plan::Plan;
 use crate::build::state::StageState;
 use crate::build::{cache, expand_err, Builder};
@@ -81,6 +84,30 @@ fn heredoc_files(df: &Dockerfile, c: &Copy, vars: &[(String, String)]) -> Result
             })
         })
         .collect()
+}
+
+/// The digest of the sources for the cache key: their contents as found at their real
+/// paths (what a symlink named as a source leads to, `.dockerignore` checked there), and,
+/// when a name differs from its real path, the names they are written under.
+fn sources_digest(sources: &[Source], ignore: Option<&Ignore>) -> Result<String> {
+    let real: Vec<Source> = sources
+        .iter()
+        .map(|s| Source {
+            rel: s.real.clone(),
+            ..s.clone()
+        })
+        .collect();
+    let digest = cache::hash_sources(&real, ignore)?;
+    if sources.iter().all(|s| s.rel == s.real) {
+        return Ok(digest);
+    }
+    let mut h = Sha256::new();
+    h.update(digest.as_bytes());
+    for s in sources {
+        h.update([0]);
+        h.update(s.rel.as_bytes());
+    }
+    Ok(format!("{:x}", h.finalize()))
 }
 
 fn is_url(s: &str) -> bool {
@@ -232,7 +259,7 @@ impl Builder {
             .blocking(move |_| {
                 let sources = req.find_sources()?;
                 req.check_dest(sources.len())?;
-                let digest = cache::hash_sources(&sources, req.from.ignore.as_ref())?;
+                let digest = sources_digest(&sources, req.from.ignore.as_ref())?;
                 Ok((req, sources, digest))
             })
             .await?;
