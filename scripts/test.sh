@@ -1,7 +1,7 @@
 #!/bin/sh
 # scripts/test.sh: every check of the project, on a fresh Debian machine as root.
-# Installs what it needs, starts zfs-fuse, makes its own pool (destroyed on exit, success
-# or not), then: rustfmt, clippy (also with the lzc feature), the whole test suite with
+# Installs what it needs (zfs-fuse, nftables, buildah as a peer...), starts zfs-fuse,
+# makes its own pool (destroyed on exit, success or not), then: rustfmt, clippy (also with the lzc feature), the whole test suite with
 # KLEENE_REQUIRE_ZFS=1 (tests that need ZFS or root fail rather than skip), the embedding
 # examples (scripts/examples.sh), and the FreeBSD type-check.
 set -eu
@@ -15,7 +15,10 @@ command -v cargo >/dev/null || die "cargo is not installed: install Rust (https:
 
 enable_contrib
 apt_install zfs-fuse pkg-config libzfslinux-dev rustc-web rust-web-src busybox-static fonts-dejavu-core \
-	iproute2 ca-certificates xz-utils nftables util-linux
+	iproute2 ca-certificates xz-utils nftables util-linux podman buildah runc
+# buildah is a peer in the COPY tests: runc, cgroupfs, explicit ulimits on this kind of
+# machine (benches/scripts/podman-setup.sh writes /etc/containers/containers.conf).
+"$top/benches/scripts/podman-setup.sh" >/dev/null
 
 start_zfs
 pool="kt$(date +%s)x$$"
