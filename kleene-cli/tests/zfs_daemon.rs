@@ -368,16 +368,15 @@ fn fault_during(k: &Klee, daemon: &mut Daemon, fault: Fault, args: &[&str], when
     );
 }
 
-#[test]
-fn klee_survives_the_zfs_daemon_killed_mid_operation() {
-    let Some(s) = common::scratch_for_containers() else {
-        return;
-    };
+/// A scratch root for containers, the daemon as it runs, and klee on the root; `None`
+/// (skip) without either.
+fn lab() -> Option<(common::Scratch, Daemon, Klee)> {
+    let s = common::scratch_for_containers()?;
     let logs = s.dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let Some(mut daemon) = Daemon::find(&logs) else {
-        eprintln!("skipped: no zfs-fuse daemon here (ZFS in the kernel has none to kill)");
-        return;
+    let Some(daemon) = Daemon::find(&logs) else {
+        eprintln!("skipped: no zfs-fuse daemon here (ZFS in the kernel has none to kill or stop)");
+        return None;
     };
     println!(
         "zfs-fuse: pid {}, {:?}, pools {:?}",
@@ -385,21 +384,33 @@ fn klee_survives_the_zfs_daemon_killed_mid_operation() {
     );
     let k = Klee {
         root: s.root.clone(),
-        logs: logs.clone(),
+        logs,
     };
-    let url = format!("file://{}", padded_rootfs(&s).display());
-    let create = ["image", "create", "-t", "base", "fetch", url.as_str()];
-    // Timed once; the kill comes a third of the way in (extraction, which the padding
-    // makes long enough that a warm second run cannot finish first).
-    let first = k.run(&create);
+    Some((s, daemon, k))
+}
+
+/// `image create` of the padded rootfs, timed once: its arguments and how long it took
+/// (a fault comes a third of the way in: extraction, which the padding makes long enough
+/// that a warm second run cannot finish first).
+fn timed_create(s: &common::Scratch, k: &Klee) -> (Vec<String>, Duration) {
+    let url = format!("file://{}", padded_rootfs(s).display());
+    let create: Vec<String> = ["image", "create", "-t", "base", "fetch", url.as_str()]
+        .map(String::from)
+        .into();
+    let args: Vec<&str> = create.iter().map(String::as_str).collect();
+    let first = k.run(&args);
     assert!(first.success(), "{first}");
-    fault_during(
-        &k,
-        &mut daemon,
-        Fault::Kill,
-        &create,
-        When::After(first.took / 3),
-    );
+    (create, first.took)
+}
+
+#[test]
+fn klee_survives_the_zfs_daemon_killed_mid_operation() {
+    let Some((s, mut daemon, k)) = lab() else {
+        return;
+    };
+    let (create, took) = timed_create(&s, &k);
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    fault_during(&k, &mut daemon, Fault::Kill, &create, When::After(took / 3));
 
     // A build step running in a jail on the file system the daemon served.
     let ctx = s.dir.path().join("ctx");
@@ -419,34 +430,15 @@ fn klee_survives_the_zfs_daemon_killed_mid_operation() {
     );
 }
 
-/// The daemon wedged (stopped, not dead) half-way through a base image's extraction and
-/// through a COPY: the walk below the pool does not answer, and the engine's watch ends
-/// klee's wait with a clear error instead of a hang; once the daemon goes on, the next klee
-/// repairs.
+/// The daemon wedged (stopped, not dead) half-way through a base image's extraction: the
+/// walk below the pool does not answer, and the engine's watch ends klee's wait with a
+/// clear error instead of a hang; once the daemon goes on, the next klee repairs.
 #[test]
 fn klee_survives_the_zfs_daemon_wedged_mid_operation() {
-    let Some(s) = common::scratch_for_containers() else {
+    let Some((s, mut daemon, k)) = lab() else {
         return;
     };
-    let logs = s.dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let Some(mut daemon) = Daemon::find(&logs) else {
-        eprintln!("skipped: no zfs-fuse daemon here (ZFS in the kernel has none to stop)");
-        return;
-    };
-    let k = Klee {
-        root: s.root.clone(),
-        logs: logs.clone(),
-    };
-    let url = format!("file://{}", padded_rootfs(&s).display());
-    let create = ["image", "create", "-t", "base", "fetch", url.as_str()];
-    let first = k.run(&create);
-    assert!(first.success(), "{first}");
-    fault_during(
-        &k,
-        &mut daemon,
-        Fault::Stop,
-        &create,
-        When::After(first.took / 3),
-    );
+    let (create, took) = timed_create(&s, &k);
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    fault_during(&k, &mut daemon, Fault::Stop, &create, When::After(took / 3));
 }
