@@ -132,12 +132,27 @@ impl Bounded {
 
     /// Waits until it ends; panics (after killing it, with what it was doing) when that
     /// takes longer than `limit` in all.
-    pub fn wait(mut self, limit: Duration) -> Output {
+    pub fn wait(self, limit: Duration) -> Output {
+        let deadline = self.started + limit;
+        self.wait_until(deadline, limit)
+    }
+
+    /// [`Bounded::wait`], with `limit` counted from now.
+    pub fn wait_more(self, limit: Duration) -> Output {
+        self.wait_until(Instant::now() + limit, limit)
+    }
+
+    fn wait_until(mut self, deadline: Instant, limit: Duration) -> Output {
         while !self.exited() {
-            if self.started.elapsed() > limit {
+            if Instant::now() > deadline {
                 let doing = describe_tree(self.pid());
                 let _ = self.child.kill();
-                let _ = self.child.wait();
+                // Reaped if it can be: a process whose thread waits on a wedged FUSE
+                // daemon cannot finish exiting, and waiting for it would hang the test.
+                let reaped = Instant::now() + Duration::from_secs(5);
+                while !self.exited() && Instant::now() < reaped {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 let partial = self.output_with(self.status.unwrap_or_default());
                 panic!(
                     "HANG: `{}` did not return within {} s (killed).\nIts processes: {doing}\nWhat it printed: {partial}",
