@@ -293,19 +293,6 @@ pub async fn prepare(
     Ok((NetworkMode::JailParams(plan.params), ()))
 }
 
-/// Removes the aliases [`prepare`] added for these links. Meant for the monitor once a
-/// container's jail is torn down, and for a build's end; nothing calls it in this version
-/// (the platform has no stop hook), so the aliases stay until the next start takes them
-/// again or the network's interface goes.
-#[allow(dead_code)]
-pub async fn release(links: &[(Network, Endpoint)]) -> Result<()> {
-    let mut aliases = Vec::new();
-    for (n, e) in links {
-        aliases.extend(plan::ipnet_aliases(n, e)?);
-    }
-    blocking(move || remove_aliases(&aliases)).await
-}
-
 /// Links a running container to one more network: not supported on FreeBSD in this
 /// version (see the module docs); the engine then forgets the new endpoint.
 pub async fn attach_running(c: &Container, n: &Network, _: &Endpoint) -> Result<()> {
