@@ -78,6 +78,26 @@ pub(crate) struct OpLock {
 
 impl OpLock {
     pub fn begin(ops_dir: &Path) -> Result<Self> {
+        // A sweeper may take an unrenamed file for a dead operation's and remove it while
+        // this one waits for its lock (see `sweep_locks`): the rename then finds nothing,
+        // and a fresh token is tried.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::try_begin(ops_dir)? {
+                Some(lock) => return Ok(lock),
+                None if attempts < 5 => continue,
+                None => {
+                    return Err(CoreError::io(
+                        format!("making an operation lock in {}", ops_dir.display()),
+                        std::io::Error::from(std::io::ErrorKind::NotFound),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn try_begin(ops_dir: &Path) -> Result<Option<Self>> {
         let token = Id::generate()?.to_string();
         // Made under a temporary name and renamed once locked, so that a `<token>.lock`
         // is always locked by its owner while it lives: one that can be locked is a dead
@@ -88,13 +108,15 @@ impl OpLock {
             .map_err(|e| CoreError::io(format!("creating {}", new.display()), e))?;
         file.lock()
             .map_err(|e| CoreError::io(format!("locking {}", new.display()), e))?;
-        std::fs::rename(&new, &path)
-            .map_err(|e| CoreError::io(format!("renaming {}", new.display()), e))?;
-        Ok(Self {
-            token,
-            path,
-            _file: file,
-        })
+        match std::fs::rename(&new, &path) {
+            Ok(()) => Ok(Some(Self {
+                token,
+                path,
+                _file: file,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CoreError::io(format!("renaming {}", new.display()), e)),
+        }
     }
 }
 
@@ -107,14 +129,13 @@ impl Drop for OpLock {
 /// The suffix of an operation lock file not yet locked and renamed into place.
 const NEW_LOCK: &str = ".new";
 
-/// How old an unrenamed lock file must be to be taken for a dead process's (its owner
-/// renames it microseconds after making it).
-const NEW_LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Removes the lock files of operations whose owners died outside a pending row (killed
 /// before its row was written or after it was removed): every `<token>.lock` that can be
-/// locked, and unrenamed ones older than [`NEW_LOCK_STALE`]. Best effort.
-fn sweep_locks(ops_dir: &Path) {
+/// locked, and every unrenamed one that can be. An unrenamed file that can be locked is a
+/// dead process's or one that has not locked it yet; the sweeper removes it while holding
+/// its lock, so a live owner's rename finds nothing and it starts again
+/// ([`OpLock::begin`]). Best effort.
+pub(crate) fn sweep_locks(ops_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(ops_dir) else {
         return;
     };
@@ -123,13 +144,10 @@ fn sweep_locks(ops_dir: &Path) {
         let name = name.to_string_lossy();
         let path = e.path();
         if name.starts_with('.') && name.ends_with(NEW_LOCK) {
-            let stale = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > NEW_LOCK_STALE);
-            if stale {
+            let Ok(file) = File::options().read(true).write(true).open(&path) else {
+                continue; // renamed or removed meanwhile
+            };
+            if file.try_lock().is_ok() {
                 let _ = std::fs::remove_file(&path);
             }
         } else if let Some(token) = name.strip_suffix(".lock") {

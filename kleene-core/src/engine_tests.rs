@@ -304,8 +304,11 @@ async fn open_removes_the_lock_files_of_dead_operations_only() {
     std::fs::write(left.ops.join("dead00000002.lock"), "").unwrap();
     // A live operation's, held.
     let live = OpLock::begin(&left.ops).unwrap();
-    // One being made right now (not yet locked and renamed): too young to be dead.
-    std::fs::write(left.ops.join(".beef00000003.new"), "").unwrap();
+    // One being made right now, locked and not yet renamed: kept.
+    let making = std::fs::File::create(left.ops.join(".beef00000003.new")).unwrap();
+    making.lock().unwrap();
+    // One whose maker died before locking it: removed.
+    std::fs::write(left.ops.join(".dead00000004.new"), "").unwrap();
     let Left { zfs, ops, _dir, .. } = left;
     let (_engine, _) = Engine::builder(config())
         .zfs(zfs)
@@ -325,4 +328,28 @@ async fn open_removes_the_lock_files_of_dead_operations_only() {
             format!("{}.lock", live.token)
         ]
     );
+    drop(making);
+}
+
+#[test]
+fn operation_locks_survive_a_sweeper_racing_their_making() {
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().to_path_buf();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sweeper = {
+        let (ops, stop) = (ops.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut sweeps = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sweeps < 1_000_000 {
+                crate::engine::sweep_locks(&ops);
+                sweeps += 1;
+            }
+        })
+    };
+    for _ in 0..300 {
+        let lock = OpLock::begin(&ops).unwrap();
+        assert!(ops.join(format!("{}.lock", lock.token)).exists());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sweeper.join().unwrap();
 }
