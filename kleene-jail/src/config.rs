@@ -258,7 +258,23 @@ pub struct JailConfig {
     pub(crate) devfs: bool,
     pub(crate) mounts: Vec<Mount>,
     pub(crate) init: bool,
+    pub(crate) lifetime: Lifetime,
     pub(crate) process: ExecConfig,
+}
+
+/// When a jail ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Lifetime {
+    /// With its command, as a Docker container does (the default).
+    #[default]
+    Command,
+    /// With its last process, as a FreeBSD jail without `persist` does (Kleene's model):
+    /// processes the command leaves behind (daemons started by `/etc/rc`) and processes
+    /// started with `exec` keep it running after the command ends. With the jail parameter
+    /// `persist` it runs with no process at all until it is stopped. On Linux the jail's
+    /// pid 1 is then a reaping init that waits for all of them ([`JailConfig::init`] is
+    /// implied).
+    Processes,
 }
 
 impl JailConfig {
@@ -273,6 +289,7 @@ impl JailConfig {
             devfs: true,
             mounts: Vec::new(),
             init: false,
+            lifetime: Lifetime::Command,
             process: ExecConfig::default(),
         }
     }
@@ -324,6 +341,13 @@ impl JailConfig {
     /// command itself is pid 1. FreeBSD jails have no pid 1; the setting has no effect there.
     pub fn init(mut self, on: bool) -> Self {
         self.init = on;
+        self
+    }
+
+    /// When the jail ends (default [`Lifetime::Command`]). See [`crate::Jail::wait_command`]
+    /// and [`crate::Jail::wait`].
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.lifetime = lifetime;
         self
     }
 

@@ -3,7 +3,7 @@
 //! jail.
 #![cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
 
-use crate::config::{JailConfig, NetworkMode};
+use crate::config::{JailConfig, Lifetime, NetworkMode};
 use crate::error::{Error, Result};
 use crate::params::{is_pseudo_param, JailParam, KernelParam};
 
@@ -75,6 +75,45 @@ pub(crate) fn jail_params(cfg: &JailConfig, user_params: Vec<JailParam>) -> Vec<
     out
 }
 
+/// A jail is made persistent, so that it outlives the instant between its creation and
+/// its command's attach. A jail of [`Lifetime::Processes`] then drops `persist` (the kernel
+/// removes it with its last process), unless the caller's parameters ask for it: the
+/// `jail_set(2)` update that does so, or `None`.
+pub(crate) fn persist_update(
+    lifetime: Lifetime,
+    params: &[JailParam],
+    jid: i32,
+) -> Result<Option<Vec<KernelParam>>> {
+    if lifetime != Lifetime::Processes {
+        return Ok(None);
+    }
+    let mut persist = false;
+    for p in params.iter().filter(|p| p.name() == "persist") {
+        persist = p.as_bool()?;
+    }
+    if persist {
+        return Ok(None);
+    }
+    Ok(Some(vec![
+        KernelParam {
+            name: c"jid".to_owned(),
+            value: jid.to_ne_bytes().to_vec(),
+        },
+        KernelParam {
+            name: c"nopersist".to_owned(),
+            value: Vec::new(),
+        },
+    ]))
+}
+
+/// The `jail_get(2)` parameters that find jail `jid` (a dying one is not found).
+pub(crate) fn find_jid(jid: i32) -> Vec<KernelParam> {
+    vec![KernelParam {
+        name: c"jid".to_owned(),
+        value: jid.to_ne_bytes().to_vec(),
+    }]
+}
+
 /// An iovec list of name/value pairs for jail_set(2) and nmount(2). The strings it points
 /// into must outlive it.
 pub(crate) struct Iovecs {
@@ -123,6 +162,32 @@ mod tests {
 
     fn ps(list: &[&str]) -> Vec<JailParam> {
         list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_jail_of_its_processes_drops_persist_unless_asked() {
+        let none = persist_update(Lifetime::Command, &[], 7).unwrap();
+        assert_eq!(none, None);
+        let update = persist_update(Lifetime::Processes, &ps(&["allow.raw_sockets"]), 7)
+            .unwrap()
+            .unwrap();
+        assert_eq!(update.len(), 2);
+        assert_eq!(update[0].name.to_bytes(), b"jid");
+        assert_eq!(update[0].value, 7i32.to_ne_bytes());
+        assert_eq!(update[1].name.to_bytes(), b"nopersist");
+        assert!(update[1].value.is_empty());
+        // Asked for: kept; the last one given wins.
+        assert_eq!(
+            persist_update(Lifetime::Processes, &ps(&["persist"]), 7).unwrap(),
+            None
+        );
+        assert!(
+            persist_update(Lifetime::Processes, &ps(&["persist", "nopersist"]), 7)
+                .unwrap()
+                .is_some()
+        );
+        assert!(persist_update(Lifetime::Processes, &ps(&["persist=maybe"]), 7).is_err());
+        assert_eq!(find_jid(3)[0].value, 3i32.to_ne_bytes());
     }
 
     #[test]

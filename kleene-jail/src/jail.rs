@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::config::{ExecConfig, JailConfig};
+use crate::config::{ExecConfig, JailConfig, Lifetime};
 use crate::error::{Error, Result};
 use crate::process::{ExitStatus, Output, Process};
 use crate::sys;
@@ -58,10 +58,35 @@ impl JailHandle {
         sys::signal_handle(self, signal)
     }
 
-    /// Whether the jail's first process is still alive.
+    /// Sends a signal to every process of a jail of [`Lifetime::Processes`]: on Linux to
+    /// its init, which passes it to all the others (and stops with them when it is
+    /// SIGTERM, SIGINT, SIGQUIT or SIGHUP); on FreeBSD to each process in the jail. For a
+    /// jail of [`Lifetime::Command`] on Linux it reaches the command (or its init).
+    pub fn signal_all(&self, signal: Signal) -> Result<()> {
+        sys::signal_all(self, signal)
+    }
+
+    /// Kills every process of the jail at once (Linux: SIGKILL to its pid 1, which takes
+    /// the pid namespace with it; FreeBSD: `jail_remove(2)`).
+    pub fn kill_all(&self) -> Result<()> {
+        sys::kill_all(self)
+    }
+
+    /// Whether the jail is still running (Linux: its pid 1 lives; FreeBSD: the jail exists
+    /// and is not dying).
     pub fn is_running(&self) -> bool {
         sys::is_running(self)
     }
+}
+
+/// How a jail's command ended, from [`Jail::wait_command`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandEnd {
+    /// The command's status.
+    pub status: ExitStatus,
+    /// Whether the jail ended with it (always, with [`Lifetime::Command`]; with
+    /// [`Lifetime::Processes`], when no other process remained and `persist` is off).
+    pub jail_ended: bool,
 }
 
 /// A running jail, as [`JailConfig::start`] returns it: its first process (whose standard
@@ -72,6 +97,8 @@ pub struct Jail {
     process: Process,
     state: sys::BackendState,
     stop_command: Option<String>,
+    lifetime: Lifetime,
+    command: Option<CommandEnd>,
     torn_down: bool,
 }
 
@@ -87,6 +114,8 @@ impl JailConfig {
             process,
             state,
             stop_command,
+            lifetime: self.lifetime,
+            command: None,
             torn_down: false,
         })
     }
@@ -128,10 +157,24 @@ impl Jail {
         &mut self.process
     }
 
-    /// Waits for the command to end. The jail's mounts go with it on Linux; call
-    /// [`Jail::stop`] (or [`Jail::teardown`]) to remove a FreeBSD jail and its mounts.
+    /// Waits for the jail to end: with [`Lifetime::Command`] that is its command's end;
+    /// with [`Lifetime::Processes`] the end of its last process. Returns the command's
+    /// status. The jail's mounts go with it on Linux; call [`Jail::stop`] (or
+    /// [`Jail::teardown`]) to remove a FreeBSD jail and its mounts.
     pub async fn wait(&mut self) -> Result<ExitStatus> {
-        self.process.wait().await
+        let known = self.command.map(|c| c.status);
+        sys::wait_jail(&mut self.process, &self.handle, self.lifetime, known).await
+    }
+
+    /// Waits for the jail's command (its first process) to end; with
+    /// [`Lifetime::Processes`] the jail may run on (see [`CommandEnd::jail_ended`]).
+    pub async fn wait_command(&mut self) -> Result<CommandEnd> {
+        if let Some(c) = self.command {
+            return Ok(c);
+        }
+        let end = sys::wait_command(&mut self.process, &self.handle, self.lifetime).await?;
+        self.command = Some(end);
+        Ok(end)
     }
 
     /// Waits for the command and collects what it wrote to piped stdout and stderr.
@@ -153,36 +196,38 @@ impl Jail {
     }
 
     /// Stops the jail: runs the `exec.stop` command in it if one was given (as root, with
-    /// `/bin/sh -c`, for at most `timeout`), then SIGTERM, up to `timeout` for it to end, then
-    /// SIGKILL; then tears down what was mounted for it. Returns how the first process ended.
+    /// `/bin/sh -c`, for at most `timeout`), then SIGTERM (to every process of a jail of
+    /// [`Lifetime::Processes`]), up to `timeout` for it to end, then SIGKILL; then tears
+    /// down what was mounted for it. Returns how the command ended.
     ///
     /// On Linux, a command that is pid 1 and has no SIGTERM handler ignores SIGTERM (the
     /// kernel's rule for namespace inits), so it is killed after the timeout, as `docker
     /// stop` does; with [`JailConfig::init`] the init forwards SIGTERM to it.
     pub async fn stop(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        if let (Some(cmd), None) = (self.stop_command.clone(), self.process.try_wait()?) {
-            let cfg = ExecConfig::new(["/bin/sh", "-c", cmd.as_str()])
-                .stdin(crate::Stdio::Null)
-                .stdout(crate::Stdio::Null)
-                .stderr(crate::Stdio::Null);
-            if let Ok(mut p) = self.exec(&cfg).await {
-                if tokio::time::timeout(timeout, p.wait()).await.is_err() {
-                    let _ = p.signal(Signal::SIGKILL);
-                    let _ = p.wait().await;
-                }
-            }
-        }
-        let status = match self.process.try_wait()? {
-            Some(s) => s,
-            None => {
-                let _ = self.process.signal(Signal::SIGTERM);
-                match tokio::time::timeout(timeout, self.process.wait()).await {
-                    Ok(s) => s?,
-                    Err(_) => {
-                        let _ = self.process.signal(Signal::SIGKILL);
-                        self.process.wait().await?
+        if !self.torn_down && self.handle.is_running() {
+            if let Some(cmd) = self.stop_command.clone() {
+                let cfg = ExecConfig::new(["/bin/sh", "-c", cmd.as_str()])
+                    .stdin(crate::Stdio::Null)
+                    .stdout(crate::Stdio::Null)
+                    .stderr(crate::Stdio::Null);
+                if let Ok(mut p) = self.exec(&cfg).await {
+                    if tokio::time::timeout(timeout, p.wait()).await.is_err() {
+                        let _ = p.signal(Signal::SIGKILL);
+                        let _ = p.wait().await;
                     }
                 }
+            }
+            let _ = match self.lifetime {
+                Lifetime::Command => self.process.signal(Signal::SIGTERM),
+                Lifetime::Processes => self.handle.signal_all(Signal::SIGTERM),
+            };
+        }
+        let status = match tokio::time::timeout(timeout, self.wait()).await {
+            Ok(s) => s?,
+            Err(_) => {
+                let _ = self.handle.kill_all();
+                let _ = self.process.signal(Signal::SIGKILL);
+                self.wait().await?
             }
         };
         self.teardown().await?;

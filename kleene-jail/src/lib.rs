@@ -30,9 +30,11 @@ use unsupported as sys;
 pub use caps::{
     capabilities_to_drop, default_mask as default_capability_mask, DEFAULT_CAPABILITIES,
 };
-pub use config::{ExecConfig, JailConfig, Mount, NetNs, NetworkMode, Stdio, WinSize, DEFAULT_PATH};
+pub use config::{
+    ExecConfig, JailConfig, Lifetime, Mount, NetNs, NetworkMode, Stdio, WinSize, DEFAULT_PATH,
+};
 pub use error::{Error, Result};
-pub use jail::{Jail, JailHandle, JailId};
+pub use jail::{CommandEnd, Jail, JailHandle, JailId};
 pub use nix::sys::signal::Signal;
 pub use orphans::{processes_under, stop_processes_under, KILL_TIMEOUT};
 pub use params::{JailParam, ParamValue, LINUX_PARAMS};

@@ -171,6 +171,8 @@ pub(crate) struct LinuxParams {
     pub user: Option<String>,
     /// `allow.sysvipc`: true shares the host's System V IPC (no IPC namespace).
     pub sysvipc: Option<bool>,
+    /// `persist`: with [`crate::Lifetime::Processes`], the jail runs on with no process.
+    pub persist: Option<bool>,
 }
 
 /// The parameters with a meaning on Linux, in the order of the platform table of the README.
@@ -181,6 +183,7 @@ pub const LINUX_PARAMS: &[&str] = &[
     "exec.jail_user",
     "allow.sysvipc",
     "exec.stop",
+    "persist",
 ];
 
 /// `exec.stop`: the command `stop` runs in the jail (with `/bin/sh -c`, as jail(8) does)
@@ -213,6 +216,7 @@ pub(crate) fn linux_params(params: &[JailParam]) -> Result<LinuxParams> {
             "exec.clean" => out.clean = Some(p.as_bool()?),
             "exec.jail_user" => out.user = Some(p.as_str()?.to_owned()),
             "allow.sysvipc" => out.sysvipc = Some(p.as_bool()?),
+            "persist" => out.persist = Some(p.as_bool()?),
             "exec.stop" => {
                 stop_command(std::slice::from_ref(p))?;
             }
@@ -460,11 +464,13 @@ mod tests {
             "exec.clean=false",
             "exec.jail_user=alice",
             "allow.sysvipc",
+            "persist",
         ]
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
         let l = linux_params(&ps).unwrap();
+        assert_eq!(l.persist, Some(true));
         assert_eq!(l.hostname.as_deref(), Some("box"));
         assert_eq!(l.devfs, Some(false));
         assert_eq!(l.clean, Some(false));

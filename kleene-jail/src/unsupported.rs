@@ -4,9 +4,9 @@ use std::os::fd::BorrowedFd;
 
 use nix::sys::signal::Signal;
 
-use crate::config::{ExecConfig, JailConfig};
+use crate::config::{ExecConfig, JailConfig, Lifetime};
 use crate::error::{Error, Result};
-use crate::jail::JailHandle;
+use crate::jail::{CommandEnd, JailHandle};
 use crate::process::{ExitStatus, Process};
 
 pub(crate) const PLATFORM: &str = "this platform";
@@ -55,6 +55,31 @@ pub(crate) fn signal_handle(_handle: &JailHandle, _signal: Signal) -> Result<()>
 
 pub(crate) fn is_running(_handle: &JailHandle) -> bool {
     false
+}
+
+pub(crate) fn signal_all(_handle: &JailHandle, _signal: Signal) -> Result<()> {
+    Err(Error::UnsupportedPlatform)
+}
+
+pub(crate) fn kill_all(_handle: &JailHandle) -> Result<()> {
+    Err(Error::UnsupportedPlatform)
+}
+
+pub(crate) async fn wait_command(
+    _process: &mut Process,
+    _handle: &JailHandle,
+    _lifetime: Lifetime,
+) -> Result<CommandEnd> {
+    Err(Error::UnsupportedPlatform)
+}
+
+pub(crate) async fn wait_jail(
+    _process: &mut Process,
+    _handle: &JailHandle,
+    _lifetime: Lifetime,
+    _command: Option<ExitStatus>,
+) -> Result<ExitStatus> {
+    Err(Error::UnsupportedPlatform)
 }
 
 #[derive(Debug)]

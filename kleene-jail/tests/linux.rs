@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use kleene_jail::{
     processes_under, stop_processes_under, Error, ExecConfig, ExitStatus, JailConfig, JailHandle,
-    JailParam, Mount, NetworkMode, Signal, Stdio, WinSize,
+    JailParam, Lifetime, Mount, NetworkMode, Signal, Stdio, WinSize,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -739,6 +739,151 @@ async fn stop_runs_exec_stop_first() {
         assert_eq!(st, ExitStatus::Signaled(9));
         let text = std::fs::read_to_string(t.root.join("tmp/stopped")).unwrap();
         assert_eq!(text, "stopped by jailhost\n");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jail_of_its_processes_outlives_its_command() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let quiet = |cfg: JailConfig| {
+            cfg.lifetime(Lifetime::Processes)
+                .stdin(Stdio::Null)
+                .stdout(Stdio::Null)
+                .stderr(Stdio::Null)
+        };
+        // A command alone: the jail ends with it, and says so.
+        let mut jail = quiet(sh(&t, "exit 4")).start().await.unwrap();
+        let end = jail.wait_command().await.unwrap();
+        assert_eq!(end.status, ExitStatus::Exited(4));
+        assert!(end.jail_ended);
+        assert_eq!(jail.wait().await.unwrap(), ExitStatus::Exited(4));
+
+        // A daemon it leaves behind (an orphan: the init's child) keeps the jail running.
+        let started = Instant::now();
+        let mut jail = quiet(sh(&t, "sleep 1 & exit 3")).start().await.unwrap();
+        let end = jail.wait_command().await.unwrap();
+        assert_eq!(end.status, ExitStatus::Exited(3));
+        assert!(!end.jail_ended, "the jail ended with its command");
+        assert!(jail.handle().is_running());
+        let st = jail.wait().await.unwrap();
+        assert_eq!(st, ExitStatus::Exited(3), "the command's status");
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!jail.handle().is_running());
+
+        // A process exec started (not the init's child) keeps it running too.
+        let mut jail = quiet(t.config().command(["sleep", "0.3"]))
+            .start()
+            .await
+            .unwrap();
+        let mut execd = jail
+            .exec(
+                &ExecConfig::new(["sleep", "1.2"])
+                    .stdout(Stdio::Null)
+                    .stderr(Stdio::Null),
+            )
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let end = jail.wait_command().await.unwrap();
+        assert_eq!(end.status, ExitStatus::Exited(0));
+        assert!(!end.jail_ended, "the exec'd process did not count");
+        let (st, exec_st) = tokio::join!(jail.wait(), execd.wait());
+        assert_eq!(st.unwrap(), ExitStatus::Exited(0));
+        assert_eq!(exec_st.unwrap(), ExitStatus::Exited(0));
+        assert!(
+            started.elapsed() >= Duration::from_millis(700),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // stop: exec.stop, then SIGTERM to every process, and the jail ends at once.
+        let mut jail = quiet(sh(&t, "sleep 100 & exit 0"))
+            .param(param("exec.stop=touch /tmp/stopped"))
+            .start()
+            .await
+            .unwrap();
+        assert!(!jail.wait_command().await.unwrap().jail_ended);
+        let started = Instant::now();
+        let st = jail.stop(Duration::from_secs(20)).await.unwrap();
+        assert_eq!(st, ExitStatus::Exited(0));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(t.root.join("tmp/stopped").exists(), "exec.stop did not run");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_persistent_jail_runs_with_no_process_until_stopped() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let mut jail = t
+            .config()
+            .command(["true"])
+            .lifetime(Lifetime::Processes)
+            .param(param("persist"))
+            .stdout(Stdio::Null)
+            .start()
+            .await
+            .unwrap();
+        let end = jail.wait_command().await.unwrap();
+        assert_eq!(
+            end,
+            kleene_jail::CommandEnd {
+                status: ExitStatus::Exited(0),
+                jail_ended: false
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            jail.handle().is_running(),
+            "a persistent jail ended with no process"
+        );
+        // Still a jail: exec works, and its end does not end the jail.
+        let o = jail
+            .exec(&ExecConfig::new(["hostname"]).stdout(Stdio::Piped))
+            .await
+            .unwrap()
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "jailhost\n");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(jail.handle().is_running());
+        // A signal from another process (a handle) stops it.
+        let handle = jail.handle().clone();
+        handle.signal_all(Signal::SIGTERM).unwrap();
+        let st = tokio::time::timeout(Duration::from_secs(5), jail.wait())
+            .await
+            .expect("SIGTERM stopped the persistent jail")
+            .unwrap();
+        assert_eq!(st, ExitStatus::Exited(0));
+        // Without `persist` (the last one given wins) it ends with its command.
+        let mut jail = t
+            .config()
+            .command(["true"])
+            .lifetime(Lifetime::Processes)
+            .param(param("persist"))
+            .param(param("nopersist"))
+            .start()
+            .await
+            .unwrap();
+        assert!(jail.wait_command().await.unwrap().jail_ended);
         t
     })
     .await;

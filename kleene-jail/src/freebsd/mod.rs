@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig, NetworkMode};
+use crate::config::{
+    build_env, cstr, exec_candidates, ExecConfig, JailConfig, Lifetime, NetworkMode,
+};
 use crate::error::{Error, Result};
-use crate::freebsd_plan::{jail_params, split_params, Iovecs};
-use crate::jail::{JailHandle, JailId};
+use crate::freebsd_plan::{find_jid, jail_params, persist_update, split_params, Iovecs};
+use crate::jail::{CommandEnd, JailHandle, JailId};
 use crate::mountpoint::make_mount_point;
 use crate::params::{kernel_params, KernelParam};
 use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
@@ -50,6 +52,39 @@ fn str_param(name: &str, value: &[u8]) -> KernelParam {
         name: CString::new(name).expect("static option names have no NUL"),
         value: v,
     }
+}
+
+/// jail_set(2) with JAIL_UPDATE of an existing jail.
+fn jail_update(kernel: &[KernelParam]) -> Result<()> {
+    let mut errmsg = [0u8; 256];
+    let mut iov = Iovecs::new(kernel, Some(&mut errmsg));
+    // SAFETY: the iovecs point into `kernel` and `errmsg`, which outlive the call.
+    let r = unsafe {
+        libc::jail_set(
+            iov.iov.as_mut_ptr(),
+            iov.iov.len() as libc::c_uint,
+            libc::JAIL_UPDATE,
+        )
+    };
+    drop(iov);
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        let msg = errmsg_text(&errmsg);
+        return Err(Error::Setup {
+            step: format!("jail_set update ({msg})"),
+            source: e,
+        });
+    }
+    Ok(())
+}
+
+/// Whether jail `jid` exists and is not dying.
+fn jail_exists(jid: i32) -> bool {
+    let kernel = find_jid(jid);
+    let mut iov = Iovecs::new(&kernel, None);
+    // SAFETY: the iovecs point into `kernel`, which outlives the call.
+    let r = unsafe { libc::jail_get(iov.iov.as_mut_ptr(), iov.iov.len() as libc::c_uint, 0) };
+    r >= 0
 }
 
 /// jail_set(2) with JAIL_CREATE. Synchronous, so that the iovecs (raw pointers, not Send)
@@ -400,6 +435,9 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         let jid = jail_create(&kernel)?;
         state.jid = Some(jid);
         let process = spawn_in_jail(jid, &cfg.process, &user, clean).await?;
+        if let Some(update) = persist_update(cfg.lifetime, &cfg.params, jid)? {
+            jail_update(&update)?;
+        }
         Ok((jid, process))
     }
     .await;
@@ -451,7 +489,66 @@ pub(crate) fn signal_handle(handle: &JailHandle, signal: Signal) -> Result<()> {
 }
 
 pub(crate) fn is_running(handle: &JailHandle) -> bool {
-    nix::sys::signal::kill(Pid::from_raw(handle.pid), None).is_ok()
+    jail_exists(handle.id.0)
+}
+
+pub(crate) fn signal_all(handle: &JailHandle, signal: Signal) -> Result<()> {
+    let mut any = false;
+    for p in all_processes()?
+        .iter()
+        .filter(|p| p.ki_jid == handle.id.0 && p.ki_stat != libc::SZOMB)
+    {
+        any |= nix::sys::signal::kill(Pid::from_raw(p.ki_pid), signal).is_ok();
+    }
+    if any || jail_exists(handle.id.0) {
+        Ok(())
+    } else {
+        Err(Error::NotRunning)
+    }
+}
+
+pub(crate) fn kill_all(handle: &JailHandle) -> Result<()> {
+    // SAFETY: jail_remove takes a jid; it kills what still runs in the jail.
+    if unsafe { libc::jail_remove(handle.id.0) } < 0 {
+        return Err(Error::NotRunning);
+    }
+    Ok(())
+}
+
+/// The command is the jail's first process; the jail ends with it unless processes remain
+/// (or it persists, with [`Lifetime::Command`] until teardown).
+pub(crate) async fn wait_command(
+    process: &mut Process,
+    handle: &JailHandle,
+    lifetime: Lifetime,
+) -> Result<CommandEnd> {
+    let status = process.wait().await?;
+    Ok(CommandEnd {
+        status,
+        jail_ended: lifetime == Lifetime::Command || !jail_exists(handle.id.0),
+    })
+}
+
+/// How often the end of a jail of [`Lifetime::Processes`] is looked for (no event tells
+/// it).
+const JAIL_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+pub(crate) async fn wait_jail(
+    process: &mut Process,
+    handle: &JailHandle,
+    lifetime: Lifetime,
+    command: Option<ExitStatus>,
+) -> Result<ExitStatus> {
+    let status = match command {
+        Some(s) => s,
+        None => process.wait().await?,
+    };
+    if lifetime == Lifetime::Processes {
+        while jail_exists(handle.id.0) {
+            tokio::time::sleep(JAIL_POLL).await;
+        }
+    }
+    Ok(status)
 }
 
 /// Waits for a child by pid (FreeBSD has no pidfd here; a blocking waitpid runs on tokio's

@@ -67,10 +67,25 @@ pub(crate) struct StartPlan {
     pub netns: Option<RawFd>,
     /// Init mode: the write end of the pipe the init reports the command's status on.
     pub init_status_fd: Option<RawFd>,
+    /// Init mode: the init outlives the command while any process of the jail remains
+    /// ([`crate::Lifetime::Processes`]), and with `persist` while none does, until a
+    /// signal stops it.
+    pub init_jail: Option<InitJail>,
     /// Die with the owner, armed first thing in pid 1.
     pub owner: Option<OwnerLink>,
     pub proc: ProcPlan,
 }
+
+/// How a jail-mode init lives on after the command.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InitJail {
+    /// Runs on with no process left, until a signal stops it (the `persist` parameter).
+    pub persist: bool,
+}
+
+/// What a jail-mode init writes on its status pipe when the command ends: the raw wait
+/// status, then whether the init ends with it (no other process of the jail remains).
+pub(crate) const INIT_REPORT: usize = 5;
 
 /// Pointer arrays for execve, built before the clone (they point into a `ProcPlan`).
 pub(crate) struct ExecArrays {
@@ -684,10 +699,26 @@ pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
 }
 
 /// Init mode: fork the command, then reap every child and forward signals until the
-/// command ends; report its raw status on `status_fd` and exit with its code.
+/// command ends; report its raw status on `status_fd` and exit with its code. In jail mode
+/// ([`StartPlan::init_jail`]) the init goes on after the command while other processes of
+/// the jail remain (its orphans, which become the init's children, and processes `exec`
+/// started, which are not), passes every signal to all of them, and with `persist` runs on
+/// with none until a signal stops it.
 fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
     let err = plan.proc.err_fd;
     mask_all_signals(true);
+    // The jail's /proc (mounted above): how the init sees processes that are not its
+    // children. Kept open, so a command that unmounts /proc does not blind it.
+    let proc_fd = match plan.init_jail {
+        // SAFETY: open with a NUL-terminated path.
+        Some(_) => unsafe {
+            libc::open(
+                c"/proc".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        },
+        None => -1,
+    };
     // SAFETY: a fork-like clone (no new stack: the child continues here on a copy).
     let pid = unsafe {
         libc::syscall(
@@ -706,9 +737,9 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         finish_and_exec(&plan.proc, arrays);
     }
     let cmd = pid as libc::pid_t;
-    // The init keeps no descriptor but its status pipe: not the streams (the command's end
-    // of them is what the caller reads), not the owner's /proc, and not what other threads
-    // of the caller had open at the clone (their pipes would never see EOF).
+    // The init keeps no descriptor but its status pipe and /proc: not the streams (the
+    // command's end of them is what the caller reads), not the owner's /proc, and not what
+    // other threads of the caller had open at the clone (their pipes would never see EOF).
     // SAFETY: closing descriptors this process owns; close_range takes integers.
     unsafe {
         libc::close(err);
@@ -720,49 +751,195 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         for fd in 0..3 {
             libc::close(fd);
         }
-        let status = status_fd as libc::c_uint;
-        if status > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, status - 1, 0u32);
+        let mut keep = [status_fd, proc_fd];
+        keep.sort_unstable();
+        let mut from = 3 as libc::c_int;
+        for k in keep {
+            if k >= from {
+                if k > from {
+                    libc::syscall(libc::SYS_close_range, from as u32, (k - 1) as u32, 0u32);
+                }
+                from = k + 1;
+            }
         }
-        libc::syscall(libc::SYS_close_range, status + 1, u32::MAX, 0u32);
+        libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, 0u32);
     }
     // SAFETY: sigset_t is plain data, filled by sigfillset.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: fills the set.
     unsafe { libc::sigfillset(&mut set) };
+    let mut code: Option<libc::c_int> = None;
+    let mut stopping = false;
+    // While only processes that are not its children remain, the init looks again at
+    // this pace (no signal tells it they ended).
+    let poll = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    let mut polling = false;
     loop {
-        // SAFETY: waits for one of the blocked signals; `set` is valid.
-        let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
-        if sig < 0 {
+        let timeout = if polling {
+            &poll as *const libc::timespec
+        } else {
+            std::ptr::null()
+        };
+        // SAFETY: waits for one of the blocked signals; `set` and `timeout` are valid.
+        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), timeout) };
+        if sig < 0 && errno() != libc::EAGAIN {
             continue;
         }
-        if sig != libc::SIGCHLD {
-            // SAFETY: forwards the signal to the command.
-            unsafe { libc::kill(cmd, sig) };
-            continue;
+        if sig > 0 && sig != libc::SIGCHLD {
+            match plan.init_jail {
+                None => {
+                    // SAFETY: forwards the signal to the command.
+                    unsafe { libc::kill(cmd, sig) };
+                }
+                Some(_) => {
+                    // A signal to the jail is one to all of it; one that ends processes by
+                    // default stops it, whatever `persist` says.
+                    // SAFETY: kill(-1) in a pid namespace reaches every process of the
+                    // namespace but its init.
+                    unsafe { libc::kill(-1, sig) };
+                    if matches!(
+                        sig,
+                        libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
+                    ) {
+                        stopping = true;
+                    }
+                }
+            }
         }
+        // Reap whatever ended (also on a timeout, and after a forwarded signal).
+        let mut children_left = true;
+        let mut cmd_status = None;
         loop {
             let mut status = 0;
             // SAFETY: reaps any child; `status` is valid.
             let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if r <= 0 {
+            if r == 0 {
+                break;
+            }
+            if r < 0 {
+                children_left = errno() != libc::ECHILD;
                 break;
             }
             if r == cmd {
+                cmd_status = Some(status);
+            }
+        }
+        let Some(jail) = plan.init_jail else {
+            if let Some(status) = cmd_status {
                 let raw = status.to_ne_bytes();
                 // SAFETY: writes 4 bytes; then exits without atexit handlers.
                 unsafe {
                     libc::write(status_fd, raw.as_ptr().cast(), raw.len());
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else {
-                        128 + libc::WTERMSIG(status)
-                    };
-                    libc::_exit(code)
+                    libc::_exit(exit_code(status))
                 }
             }
+            continue;
+        };
+        let empty = !children_left && !others_alive(proc_fd);
+        let ends = empty && (!jail.persist || stopping);
+        if let Some(status) = cmd_status {
+            code = Some(exit_code(status));
+            let mut report = [0u8; INIT_REPORT];
+            report[..4].copy_from_slice(&status.to_ne_bytes());
+            report[4] = u8::from(ends);
+            // SAFETY: writes INIT_REPORT bytes from the stack.
+            unsafe { libc::write(status_fd, report.as_ptr().cast(), report.len()) };
+        }
+        if code.is_some() && ends {
+            // SAFETY: exits without atexit handlers.
+            unsafe { libc::_exit(code.unwrap_or(0)) }
+        }
+        // Other processes than children: looked for again shortly.
+        polling = code.is_some() && !children_left && !empty;
+    }
+}
+
+/// The shell's convention for a wait status: the code, or 128 + the signal.
+fn exit_code(status: libc::c_int) -> libc::c_int {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
+}
+
+/// Whether a process other than the init (pid 1) and zombies shows in the jail's /proc
+/// (`proc_fd`), read with getdents64 into a stack buffer (no allocation after the clone).
+/// Without /proc it answers false.
+fn others_alive(proc_fd: RawFd) -> bool {
+    if proc_fd < 0 {
+        return false;
+    }
+    // SAFETY: rewinds a directory descriptor this process owns.
+    unsafe { libc::lseek(proc_fd, 0, libc::SEEK_SET) };
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`.
+        let n =
+            unsafe { libc::syscall(libc::SYS_getdents64, proc_fd, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            return false;
+        }
+        let mut off = 0usize;
+        while off + 19 < n as usize {
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name.
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 {
+                return false;
+            }
+            let name = &buf[off + 19..(off + reclen).min(n as usize)];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if is_pid_name(name) && name != b"1" && !is_zombie(proc_fd, name) {
+                return true;
+            }
+            off += reclen;
         }
     }
+}
+
+fn is_pid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(u8::is_ascii_digit)
+}
+
+/// Whether `/proc/<pid>/stat` says the process is a zombie (or it is gone).
+fn is_zombie(proc_fd: RawFd, pid: &[u8]) -> bool {
+    let mut path = [0u8; 32];
+    if pid.len() + 6 > path.len() {
+        return false;
+    }
+    path[..pid.len()].copy_from_slice(pid);
+    path[pid.len()..pid.len() + 5].copy_from_slice(b"/stat");
+    // SAFETY: `path` is NUL-terminated (zeroed beyond what was copied).
+    let fd = unsafe {
+        libc::openat(
+            proc_fd,
+            path.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return true;
+    }
+    let mut stat = [0u8; 256];
+    // SAFETY: reads at most `stat.len()` bytes into `stat`; closes what was opened.
+    let n = unsafe {
+        let n = libc::read(fd, stat.as_mut_ptr().cast(), stat.len());
+        libc::close(fd);
+        n
+    };
+    if n <= 0 {
+        return true;
+    }
+    stat_state(&stat[..n as usize]) == Some(b'Z')
+}
+
+/// The state letter of a `/proc/<pid>/stat` line: the field after the last `)`.
+fn stat_state(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 2).copied()
 }
 
 /// The first child of an exec: enters the jail's namespaces, then forks the process that
@@ -818,6 +995,19 @@ mod tests {
         // SAFETY: as above.
         let s = unsafe { CStr::from_ptr(p) };
         assert_eq!(s.to_bytes(), b"/proc/self/fd/0");
+    }
+
+    #[test]
+    fn the_init_reads_process_states_and_pid_names() {
+        assert_eq!(stat_state(b"42 (sleep) S 7 42"), Some(b'S'));
+        assert_eq!(stat_state(b"42 (a) b) Z 1 1"), Some(b'Z'));
+        assert_eq!(stat_state(b"42 (x"), None);
+        assert!(is_pid_name(b"123"));
+        assert!(!is_pid_name(b"self"));
+        assert!(!is_pid_name(b""));
+        assert!(!is_pid_name(b"1a"));
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(9), 137);
     }
 
     #[test]

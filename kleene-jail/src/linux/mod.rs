@@ -16,15 +16,17 @@ use std::sync::OnceLock;
 pub(crate) use procs::{find_under, release_under, wait_exited, Found};
 pub(crate) use sys::Waiter;
 
-use crate::config::{build_env, cstr, exec_candidates, ExecConfig, JailConfig, NetworkMode};
+use crate::config::{
+    build_env, cstr, exec_candidates, ExecConfig, JailConfig, Lifetime, NetworkMode,
+};
 use crate::error::{Error, Result};
-use crate::jail::{JailHandle, JailId};
+use crate::jail::{CommandEnd, JailHandle, JailId};
 use crate::mountpoint::make_mount_point;
 use crate::params::linux_params;
 use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
-use crate::process::{cloexec_pipe, prepare_stdio, set_nonblocking, Process};
+use crate::process::{cloexec_pipe, prepare_stdio, set_nonblocking, ExitStatus, Process};
 use crate::report::{failure_error, RECORD};
-use child::{BindPlan, ExecArrays, ProcPlan, StartPlan};
+use child::{BindPlan, ExecArrays, InitJail, ProcPlan, StartPlan};
 
 /// The name of the platform in messages.
 pub(crate) const PLATFORM: &str = "Linux";
@@ -231,7 +233,10 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     };
     let (child_stdio, parent_stdio) = prepare_stdio(&cfg.process)?;
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
-    let status_pipe = if cfg.init {
+    let init_jail = (cfg.lifetime == Lifetime::Processes).then_some(InitJail {
+        persist: lp.persist.unwrap_or(false),
+    });
+    let status_pipe = if cfg.init || init_jail.is_some() {
         Some(cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?)
     } else {
         None
@@ -244,6 +249,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         loopback: cfg.network == NetworkMode::Disabled,
         netns: netns.as_ref().map(|n| n.as_fd().as_raw_fd()),
         init_status_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
+        init_jail,
         owner: None,
         proc: proc_plan(
             &cfg.process,
@@ -487,6 +493,34 @@ pub(crate) async fn teardown(_state: &mut BackendState, _handle: &JailHandle) ->
 pub(crate) fn signal_handle(handle: &JailHandle, signal: nix::sys::signal::Signal) -> Result<()> {
     let fd = sys::pidfd_open(handle.pid).map_err(|_| Error::NotRunning)?;
     sys::pidfd_send_signal(fd.as_fd(), signal).map_err(|_| Error::NotRunning)
+}
+
+pub(crate) fn signal_all(handle: &JailHandle, signal: nix::sys::signal::Signal) -> Result<()> {
+    // A jail-mode init passes it to every process of its namespace.
+    signal_handle(handle, signal)
+}
+
+pub(crate) fn kill_all(handle: &JailHandle) -> Result<()> {
+    // The kernel kills a pid namespace with its init.
+    signal_handle(handle, nix::sys::signal::Signal::SIGKILL)
+}
+
+pub(crate) async fn wait_command(
+    process: &mut Process,
+    _handle: &JailHandle,
+    _lifetime: Lifetime,
+) -> Result<CommandEnd> {
+    process.waiter.wait_command().await
+}
+
+/// The jail ends with its pid 1 (the command, or the init that outlives it).
+pub(crate) async fn wait_jail(
+    process: &mut Process,
+    _handle: &JailHandle,
+    _lifetime: Lifetime,
+    _command: Option<ExitStatus>,
+) -> Result<ExitStatus> {
+    process.wait().await
 }
 
 pub(crate) fn is_running(handle: &JailHandle) -> bool {

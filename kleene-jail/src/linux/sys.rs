@@ -7,6 +7,7 @@ use nix::sys::signal::Signal;
 use tokio::io::unix::AsyncFd;
 
 use crate::error::{Error, Result};
+use crate::jail::CommandEnd;
 use crate::process::ExitStatus;
 
 fn check(r: libc::c_long) -> io::Result<libc::c_long> {
@@ -81,17 +82,24 @@ pub(crate) struct Waiter {
     pid: i32,
     fd: Option<AsyncFd<OwnedFd>>,
     /// The init's report of the command's raw wait status (init mode).
-    status_pipe: Option<OwnedFd>,
+    status_pipe: Option<AsyncFd<OwnedFd>>,
+    /// The command's end, once the init reported it.
+    command: Option<CommandEnd>,
 }
 
 impl Waiter {
     pub fn new(pid: i32, pidfd: OwnedFd, status_pipe: Option<OwnedFd>) -> Result<Self> {
         let fd = crate::process::register(pidfd, tokio::io::Interest::READABLE)
             .map_err(|e| Error::io("register the process with tokio", e))?;
+        let status_pipe = status_pipe
+            .map(|p| crate::process::register(p, tokio::io::Interest::READABLE))
+            .transpose()
+            .map_err(|e| Error::io("register the status pipe with tokio", e))?;
         Ok(Waiter {
             pid,
             fd: Some(fd),
             status_pipe,
+            command: None,
         })
     }
 
@@ -104,15 +112,52 @@ impl Waiter {
 
     fn finish(&mut self, status: ExitStatus) -> ExitStatus {
         self.fd = None;
+        if let Some(c) = self.command {
+            return c.status;
+        }
         if let Some(p) = self.status_pipe.take() {
-            let mut raw = [0u8; 4];
-            // SAFETY: reads at most 4 bytes into `raw`; the pipe is non-blocking.
-            let n = unsafe { libc::read(p.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len()) };
-            if n == 4 {
-                return ExitStatus::from_raw(i32::from_ne_bytes(raw));
+            if let Some(end) = read_init_report(p.get_ref()).ok().flatten() {
+                return end.status;
             }
         }
         status
+    }
+
+    /// Waits for the command of an init (the init's report on its status pipe); without
+    /// an init the process is the command, and its end the jail's.
+    pub async fn wait_command(&mut self) -> Result<CommandEnd> {
+        if let Some(c) = self.command {
+            return Ok(c);
+        }
+        loop {
+            let Some(pipe) = &self.status_pipe else {
+                // No init, or one that ended without a report (killed): the first process's
+                // end is all there is.
+                let status = self.wait().await?;
+                return Ok(CommandEnd {
+                    status,
+                    jail_ended: true,
+                });
+            };
+            let mut guard = pipe
+                .readable()
+                .await
+                .map_err(|e| Error::io("wait for the command", e))?;
+            match read_init_report(guard.get_inner()) {
+                Ok(Some(end)) => {
+                    self.command = Some(end);
+                    return Ok(end);
+                }
+                // End of file: the init is gone without reporting.
+                Ok(None) => {
+                    drop(guard);
+                    self.status_pipe = None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read the init's report", e)),
+            }
+        }
     }
 
     pub async fn wait(&mut self) -> Result<ExitStatus> {
@@ -167,6 +212,24 @@ impl Waiter {
                 let _ = waitid_pidfd(fd.get_ref().as_fd_borrowed(), false);
             }
         }
+    }
+}
+
+/// Reads an init's report: 4 bytes of raw wait status, and (jail mode) a fifth saying
+/// whether the init ends with the command. `None` at end of file.
+fn read_init_report(pipe: &OwnedFd) -> io::Result<Option<CommandEnd>> {
+    let mut raw = [0u8; crate::linux::child::INIT_REPORT];
+    // SAFETY: reads at most `raw.len()` bytes into `raw`; the pipe is non-blocking, and one
+    // report is a single write of fewer than PIPE_BUF bytes, so it arrives whole.
+    let n = unsafe { libc::read(pipe.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len()) };
+    match n {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        n if n >= 4 => Ok(Some(CommandEnd {
+            status: ExitStatus::from_raw(i32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]])),
+            jail_ended: n == 4 || raw[4] != 0,
+        })),
+        _ => Err(io::Error::other("a short report from the init")),
     }
 }
 
