@@ -106,6 +106,32 @@ pub(crate) fn persist_update(
     ]))
 }
 
+/// A running jail's update (`klee container update -J` on a running container): the
+/// kernel parameters for `jail_set(2)` with `JAIL_UPDATE` (`jid` first). Parameters read
+/// when used (`exec.stop`, `exec.clean`, `exec.jail_user`) need nothing; `mount.devfs` and
+/// jail(8)'s own cannot change on a running jail and are refused by name.
+pub(crate) fn live_update(params: &[JailParam], jid: i32) -> Result<Vec<KernelParam>> {
+    let mut user = Vec::new();
+    for p in params {
+        match p.name() {
+            "exec.stop" => {
+                crate::params::stop_command(std::slice::from_ref(p))?;
+            }
+            "exec.clean" | "exec.jail_user" => {}
+            n if n == "mount.devfs" || is_pseudo_param(n) => {
+                return Err(Error::UnsupportedParameter {
+                    name: n.to_owned(),
+                    platform: "a running FreeBSD jail",
+                })
+            }
+            _ => user.push(p.clone()),
+        }
+    }
+    let mut out = find_jid(jid);
+    out.extend(crate::params::kernel_params(&user)?);
+    Ok(out)
+}
+
 /// The `jail_get(2)` parameters that find jail `jid` (a dying one is not found).
 pub(crate) fn find_jid(jid: i32) -> Vec<KernelParam> {
     vec![KernelParam {
@@ -188,6 +214,24 @@ mod tests {
         );
         assert!(persist_update(Lifetime::Processes, &ps(&["persist=maybe"]), 7).is_err());
         assert_eq!(find_jid(3)[0].value, 3i32.to_ne_bytes());
+    }
+
+    #[test]
+    fn a_running_jail_is_updated_with_its_kernel_parameters_only() {
+        let update = live_update(
+            &ps(&["allow.raw_sockets", "exec.stop=/bin/true", "securelevel=2"]),
+            9,
+        )
+        .unwrap();
+        let names: Vec<&[u8]> = update.iter().map(|k| k.name.to_bytes()).collect();
+        assert_eq!(names, [&b"jid"[..], b"allow.raw_sockets", b"securelevel"]);
+        assert_eq!(update[0].value, 9i32.to_ne_bytes());
+        let err = live_update(&ps(&["mount.devfs"]), 9).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "jail parameter mount.devfs is not supported on a running FreeBSD jail"
+        );
+        assert!(live_update(&ps(&["exec.poststart=/bin/true"]), 9).is_err());
     }
 
     #[test]

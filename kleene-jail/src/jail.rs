@@ -66,6 +66,13 @@ impl JailHandle {
         sys::signal_all(self, signal)
     }
 
+    /// Changes parameters of the running jail where the platform can: FreeBSD updates its
+    /// kernel parameters with `jail_set(2)`; Linux takes only those read when used
+    /// (`exec.stop`). Any other is refused by name ([`Error::UnsupportedParameter`]).
+    pub fn update_params(&self, params: &[crate::JailParam]) -> Result<()> {
+        sys::update_params(self, params)
+    }
+
     /// Kills every process of the jail at once (Linux: SIGKILL to its pid 1, which takes
     /// the pid namespace with it; FreeBSD: `jail_remove(2)`).
     pub fn kill_all(&self) -> Result<()> {

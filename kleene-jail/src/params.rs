@@ -206,6 +206,26 @@ pub(crate) fn stop_command(params: &[JailParam]) -> Result<Option<String>> {
     Ok(out)
 }
 
+/// The parameters a running jail takes on Linux: those read when they are used
+/// (`exec.stop`, by `stop`). Any other is refused by name.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn linux_live_update(params: &[JailParam]) -> Result<()> {
+    for p in params {
+        match p.name() {
+            "exec.stop" => {
+                stop_command(std::slice::from_ref(p))?;
+            }
+            other => {
+                return Err(Error::UnsupportedParameter {
+                    name: other.to_owned(),
+                    platform: "Linux",
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn linux_params(params: &[JailParam]) -> Result<LinuxParams> {
     let mut out = LinuxParams::default();
@@ -496,6 +516,19 @@ mod tests {
         // A boolean given a string value is an error, not a silent default.
         assert!(linux_params(&["mount.devfs=sometimes".parse().unwrap()]).is_err());
         assert!(linux_params(&["host.hostname".parse().unwrap()]).is_err());
+    }
+
+    #[test]
+    fn a_running_linux_jail_takes_only_what_is_read_when_used() {
+        assert!(linux_live_update(&["exec.stop=/bin/true".parse().unwrap()]).is_ok());
+        for s in ["host.hostname=x", "persist", "allow.raw_sockets"] {
+            let err = linux_live_update(&[s.parse().unwrap()]).unwrap_err();
+            let name = s.split('=').next().unwrap();
+            assert_eq!(
+                err.to_string(),
+                format!("jail parameter {name} is not supported on Linux")
+            );
+        }
     }
 
     #[test]

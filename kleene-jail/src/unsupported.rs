@@ -61,6 +61,10 @@ pub(crate) fn signal_all(_handle: &JailHandle, _signal: Signal) -> Result<()> {
     Err(Error::UnsupportedPlatform)
 }
 
+pub(crate) fn update_params(_handle: &JailHandle, _params: &[crate::JailParam]) -> Result<()> {
+    Err(Error::UnsupportedPlatform)
+}
+
 pub(crate) fn kill_all(_handle: &JailHandle) -> Result<()> {
     Err(Error::UnsupportedPlatform)
 }

@@ -884,6 +884,20 @@ async fn a_persistent_jail_runs_with_no_process_until_stopped() {
             .await
             .unwrap();
         assert!(jail.wait_command().await.unwrap().jail_ended);
+        // A command that cannot start is an error at once, not a persistent jail waited
+        // for forever.
+        let err = tokio::time::timeout(
+            Duration::from_secs(10),
+            t.config()
+                .command(["/bin/nosuch"])
+                .lifetime(Lifetime::Processes)
+                .param(param("persist"))
+                .start(),
+        )
+        .await
+        .expect("the failed start returned")
+        .unwrap_err();
+        assert!(err.to_string().contains("/bin/nosuch"), "{err}");
         t
     })
     .await;

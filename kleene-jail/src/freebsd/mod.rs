@@ -507,6 +507,11 @@ pub(crate) fn signal_all(handle: &JailHandle, signal: Signal) -> Result<()> {
     }
 }
 
+pub(crate) fn update_params(handle: &JailHandle, params: &[crate::JailParam]) -> Result<()> {
+    let update = crate::freebsd_plan::live_update(params, handle.id.0)?;
+    jail_update(&update)
+}
+
 pub(crate) fn kill_all(handle: &JailHandle) -> Result<()> {
     // SAFETY: jail_remove takes a jid; it kills what still runs in the jail.
     if unsafe { libc::jail_remove(handle.id.0) } < 0 {

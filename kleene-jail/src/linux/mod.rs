@@ -307,6 +307,8 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     }
     let mut waiter = KillUnlessKept(Some(Waiter::new(pid, pidfd, status_r)?));
     if let Some(rec) = read_failure(err_r).await? {
+        // An init (above all one that persists) outlives the command that failed.
+        let _ = waiter.get()?.signal(nix::sys::signal::Signal::SIGKILL);
         let _ = waiter.get()?.wait().await;
         return Err(failure_error(
             &rec,
@@ -498,6 +500,10 @@ pub(crate) fn signal_handle(handle: &JailHandle, signal: nix::sys::signal::Signa
 pub(crate) fn signal_all(handle: &JailHandle, signal: nix::sys::signal::Signal) -> Result<()> {
     // A jail-mode init passes it to every process of its namespace.
     signal_handle(handle, signal)
+}
+
+pub(crate) fn update_params(_handle: &JailHandle, params: &[crate::JailParam]) -> Result<()> {
+    crate::params::linux_live_update(params)
 }
 
 pub(crate) fn kill_all(handle: &JailHandle) -> Result<()> {

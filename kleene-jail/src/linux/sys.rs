@@ -85,6 +85,8 @@ pub(crate) struct Waiter {
     status_pipe: Option<AsyncFd<OwnedFd>>,
     /// The command's end, once the init reported it.
     command: Option<CommandEnd>,
+    /// How the process ended, once reaped.
+    ended: Option<ExitStatus>,
 }
 
 impl Waiter {
@@ -100,6 +102,7 @@ impl Waiter {
             fd: Some(fd),
             status_pipe,
             command: None,
+            ended: None,
         })
     }
 
@@ -112,14 +115,15 @@ impl Waiter {
 
     fn finish(&mut self, status: ExitStatus) -> ExitStatus {
         self.fd = None;
-        if let Some(c) = self.command {
-            return c.status;
-        }
-        if let Some(p) = self.status_pipe.take() {
-            if let Some(end) = read_init_report(p.get_ref()).ok().flatten() {
-                return end.status;
-            }
-        }
+        let status = match (self.command, self.status_pipe.take()) {
+            (Some(c), _) => c.status,
+            (None, Some(p)) => read_init_report(p.get_ref())
+                .ok()
+                .flatten()
+                .map_or(status, |end| end.status),
+            (None, None) => status,
+        };
+        self.ended = Some(status);
         status
     }
 
@@ -161,6 +165,9 @@ impl Waiter {
     }
 
     pub async fn wait(&mut self) -> Result<ExitStatus> {
+        if let Some(s) = self.ended {
+            return Ok(s);
+        }
         loop {
             let fd = self.fd.as_ref().ok_or(Error::NotRunning)?;
             let mut guard = fd
@@ -180,6 +187,9 @@ impl Waiter {
     }
 
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        if let Some(s) = self.ended {
+            return Ok(Some(s));
+        }
         let fd = self.fd.as_ref().ok_or(Error::NotRunning)?;
         match waitid_pidfd(fd.get_ref().as_fd_borrowed(), false)
             .map_err(|e| Error::io("wait for the process", e))?
