@@ -34,7 +34,8 @@ async fn main() -> anyhow::Result<()> {
         .start_container(container.id.as_str(), Attach::Inherit)
         .await?
         .wait()
-        .await?;
+        .await?
+        .code;
     engine
         .remove_container(container.id.as_str(), false)
         .await?;

@@ -74,7 +74,8 @@ async fn main() -> anyhow::Result<()> {
         .start_container(debug.id.as_str(), Attach::Inherit)
         .await?
         .wait()
-        .await?;
+        .await?
+        .code;
     engine.remove_container(debug.id.as_str(), false).await?;
     anyhow::ensure!(code == 0, "ls exited with {code}");
 

@@ -15,7 +15,7 @@ use crate::id::Id;
 use crate::meta::{now, Table};
 use crate::model::{
     Container, ContainerConfig, Driver, JailParamText, MountSource, MountSpec, PublishedPort,
-    RunState, Runtime,
+    RestartPolicy, RunState, Runtime,
 };
 use crate::network::Addresses;
 use crate::vars::merge_env;
@@ -47,6 +47,10 @@ pub struct CreateContainer {
     pub publish: Vec<PublishedPort>,
     /// Jail parameters (`-J`).
     pub jail_params: Vec<JailParamText>,
+    /// Kept by `prune` (`--persist`).
+    pub persist: bool,
+    /// When it is started without being asked (`--restart`).
+    pub restart: RestartPolicy,
 }
 
 impl CreateContainer {
@@ -116,6 +120,91 @@ impl CreateContainer {
     /// Adds a jail parameter.
     pub fn jail_param(mut self, param: JailParamText) -> Self {
         self.jail_params.push(param);
+        self
+    }
+
+    /// Keeps it from `prune` (`--persist`).
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.persist = persist;
+        self
+    }
+
+    /// Sets its restart policy (`--restart`).
+    pub fn restart(mut self, restart: RestartPolicy) -> Self {
+        self.restart = restart;
+        self
+    }
+}
+
+/// What `container update` changes of a container, as Kleene's: each field given replaces
+/// the container's (`env` and `jail_params` replace the whole list, as klee says: "using
+/// `jailparam` and `env` removes all values from the existing configuration").
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ContainerUpdate {
+    /// A new name.
+    pub name: Option<String>,
+    /// The user commands run as.
+    pub user: Option<String>,
+    /// `KEY=value` pairs over the image's environment.
+    pub env: Option<Vec<String>>,
+    /// Jail parameters. On a running container they are also applied to its jail where
+    /// the platform can (FreeBSD's `jail_set(2)` update); where it cannot, the update is
+    /// kept and the error names the parameter: it takes effect at the next start.
+    pub jail_params: Option<Vec<JailParamText>>,
+    /// Kept by `prune`.
+    pub persist: Option<bool>,
+    /// The restart policy.
+    pub restart: Option<RestartPolicy>,
+    /// The command (after the image's entrypoint).
+    pub cmd: Option<Vec<String>>,
+}
+
+impl ContainerUpdate {
+    /// Nothing changed yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Renames it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the user.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Replaces its environment (over the image's).
+    pub fn env(mut self, env: Vec<String>) -> Self {
+        self.env = Some(env);
+        self
+    }
+
+    /// Replaces its jail parameters.
+    pub fn jail_params(mut self, params: Vec<JailParamText>) -> Self {
+        self.jail_params = Some(params);
+        self
+    }
+
+    /// Sets whether `prune` keeps it.
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.persist = Some(persist);
+        self
+    }
+
+    /// Sets its restart policy.
+    pub fn restart(mut self, restart: RestartPolicy) -> Self {
+        self.restart = Some(restart);
+        self
+    }
+
+    /// Replaces its command.
+    pub fn cmd(mut self, cmd: Vec<String>) -> Self {
+        self.cmd = Some(cmd);
         self
     }
 }
@@ -214,16 +303,41 @@ pub struct Started {
     /// Its stderr, with [`Attach::Piped`].
     pub stderr: Option<ChildStderr>,
     monitor: Child,
+    reports: Option<crate::monitor::Reports>,
     engine: Engine,
 }
 
+/// How an attached container's command ended, from [`Started::wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The command's exit code (128 + signal when killed).
+    pub code: i32,
+    /// Whether the container ended with it; when not, it runs on (processes the command
+    /// left, or `exec` started, remain, or it has the jail parameter `persist`) until it
+    /// is stopped or its last process ends.
+    pub container_ended: bool,
+}
+
 impl Started {
-    /// Waits for the container to end; its exit code (128 + signal when killed).
-    pub async fn wait(mut self) -> Result<i32> {
+    /// Waits for the container's command to end: its exit code, and whether the
+    /// container ended with it (then its end is recorded when this returns).
+    pub async fn wait(mut self) -> Result<Exit> {
         drop(self.stdin.take());
+        if let Some(reports) = self.reports.as_mut() {
+            if let Some((code, container_ended)) = crate::monitor::command_end(reports).await {
+                if container_ended {
+                    // It records the end before it says so; it exits right after.
+                    let _ = self.monitor.wait().await;
+                }
+                return Ok(Exit {
+                    code,
+                    container_ended,
+                });
+            }
+        }
         let status = self.monitor.wait().await;
         let c = self.engine.container(self.container.id.as_str()).await?;
-        c.runtime.exit_code.ok_or_else(|| {
+        let code = c.runtime.exit_code.ok_or_else(|| {
             let reason = c
                 .runtime
                 .error
@@ -242,8 +356,30 @@ impl Started {
                 container: c.name.clone(),
                 reason: format!("{reason} ({how})"),
             }
+        })?;
+        Ok(Exit {
+            code,
+            container_ended: true,
         })
     }
+}
+
+/// Kleene's `exec.stop` when a container's jail parameters give none.
+pub const DEFAULT_EXEC_STOP: &str = "/bin/sh /etc/rc.shutdown";
+
+/// The command `stop` runs in a container first: the last `exec.stop` of its jail
+/// parameters (`exec.nostop` or an empty value: none), else [`DEFAULT_EXEC_STOP`].
+pub(crate) fn stop_command(params: &[JailParamText]) -> Option<String> {
+    let mut cmd = Some(DEFAULT_EXEC_STOP.to_string());
+    for p in params.iter().map(JailParamText::param) {
+        if p.name() == "exec.stop" {
+            cmd = match p.value() {
+                kleene_jail::ParamValue::Value(v) if !v.trim().is_empty() => Some(v.clone()),
+                _ => None,
+            };
+        }
+    }
+    cmd
 }
 
 const ADJECTIVES: &[&str] = &[
@@ -375,6 +511,8 @@ impl Engine {
                     publish: req.publish,
                     jail_params: req.jail_params,
                     stop_signal: cfg.stop_signal,
+                    persist: req.persist,
+                    restart: req.restart,
                 },
                 created: now(),
                 runtime: Runtime::default(),
@@ -481,21 +619,40 @@ impl Engine {
             stdout: spawned.child.stdout.take(),
             stderr: spawned.child.stderr.take(),
             monitor: spawned.child,
+            reports: spawned.reports,
             engine: self.clone(),
         })
     }
 
-    /// Stops a running container: its stop signal (SIGTERM by default), then SIGKILL after
-    /// `timeout`. Returns the container as it ended.
+    /// Stops a running container as jail(8) stops a jail: its `exec.stop` command
+    /// ([`DEFAULT_EXEC_STOP`] unless the jail parameters say otherwise; skipped with a zero
+    /// timeout), then its stop signal (SIGTERM by default) to every process, then SIGKILL
+    /// to all after `timeout`. Returns the container as it ended.
     pub async fn stop_container(&self, reference: &str, timeout: Duration) -> Result<Container> {
         let c = self.container(reference).await?;
         if c.runtime.state != RunState::Running {
             return Err(CoreError::NotRunning { name: c.name });
         }
         let handle = self.inner.handle(&c)?;
-        let sig = c.config.stop_signal.unwrap_or_default();
-        let _ = handle.signal(sig.0);
         let deadline = Instant::now() + timeout;
+        if !timeout.is_zero() {
+            if let Some(cmd) = stop_command(&c.config.jail_params) {
+                let cfg = ExecConfig::new(["/bin/sh", "-c", cmd.as_str()])
+                    .clean_env(true)
+                    .stdin(kleene_jail::Stdio::Null)
+                    .stdout(kleene_jail::Stdio::Null)
+                    .stderr(kleene_jail::Stdio::Null);
+                // A container without a shell (or the command) just goes on to the signal.
+                if let Ok(mut p) = handle.exec(&cfg).await {
+                    if tokio::time::timeout(timeout, p.wait()).await.is_err() {
+                        let _ = p.signal(Signal::SIGKILL);
+                        let _ = p.wait().await;
+                    }
+                }
+            }
+        }
+        let sig = c.config.stop_signal.unwrap_or_default();
+        let _ = handle.signal_all(sig.0);
         let mut killed = false;
         loop {
             let now_c = self.container(c.id.as_str()).await?;
@@ -503,7 +660,7 @@ impl Engine {
                 return Ok(now_c);
             }
             if !killed && Instant::now() >= deadline {
-                let _ = handle.signal(Signal::SIGKILL);
+                let _ = handle.kill_all();
                 killed = true;
             }
             if killed && Instant::now() > deadline + Duration::from_secs(30) {
@@ -598,7 +755,9 @@ impl Engine {
     pub async fn prune_containers(&self) -> Result<Vec<Id>> {
         let mut removed = Vec::new();
         for c in self.containers().await? {
-            if !matches!(c.runtime.state, RunState::Running | RunState::Starting) {
+            if !c.config.persist
+                && !matches!(c.runtime.state, RunState::Running | RunState::Starting)
+            {
                 removed.push(
                     self.blocking(move |inner| inner.remove_container(&c))
                         .await?,
@@ -606,6 +765,76 @@ impl Engine {
             }
         }
         Ok(removed)
+    }
+
+    /// Changes a container's configuration (`klee container update`); the container as it
+    /// is then. Changes take effect at its next start, except jail parameters of a running
+    /// container, which are applied to its jail where the platform allows
+    /// ([`CoreError::Unsupported`] names the one it does not; the update is kept).
+    pub async fn update_container(
+        &self,
+        reference: &str,
+        update: ContainerUpdate,
+    ) -> Result<Container> {
+        if let Some(name) = &update.name {
+            check_container_name(name)?;
+        }
+        let c = self.container(reference).await?;
+        let image = self.image(c.image_id.as_str()).await?;
+        let mut config = c.config.clone();
+        if let Some(user) = update.user {
+            config.user = user;
+        }
+        if let Some(env) = &update.env {
+            config.env = merge_env(&image.config.env, env);
+        }
+        if let Some(params) = update.jail_params.clone() {
+            config.jail_params = params;
+        }
+        if let Some(persist) = update.persist {
+            config.persist = persist;
+        }
+        if let Some(restart) = update.restart {
+            config.restart = restart;
+        }
+        if let Some(cmd) = update.cmd {
+            let mut full = image.config.entrypoint.clone();
+            full.extend(cmd);
+            config.cmd = full;
+        }
+        let id = c.id.clone();
+        let name = update.name.clone();
+        let updated = self
+            .blocking(move |inner| {
+                if let Some(name) = &name {
+                    inner.store().rename_container(&id, name)?;
+                }
+                inner.store().set_container_config(&id, &config)?;
+                inner.resolve_container(id.as_str())
+            })
+            .await?;
+        // A running container's jail takes what it can of the new parameters now.
+        if let (Some(params), RunState::Running) = (update.jail_params, c.runtime.state) {
+            let handle = self.inner.handle(&updated)?;
+            let params: Vec<kleene_jail::JailParam> =
+                params.iter().map(|p| p.param().clone()).collect();
+            handle.update_params(&params).map_err(|e| match e {
+                kleene_jail::Error::UnsupportedParameter { name, platform } => {
+                    CoreError::Unsupported(format!(
+                        "jail parameter {name} cannot be changed on a running container on {platform}: the update is kept and takes effect when container {} starts again",
+                        updated.name
+                    ))
+                }
+                other => CoreError::jail(
+                    format!(
+                        "updating the jail of running container {} (the update is kept and takes effect at its next start)",
+                        updated.name
+                    ),
+                    other,
+                ),
+            })?;
+        }
+        Ok(updated)
     }
 
     /// Renames a container.

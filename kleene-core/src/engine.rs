@@ -249,7 +249,7 @@ impl EngineBuilder {
             repair,
         } = self;
         let zfs = zfs.unwrap_or_else(Zfs::open);
-        let jails = jails.unwrap_or_else(|| Arc::new(HostJails));
+        let jails = jails.unwrap_or_else(|| Arc::new(HostJails::default()));
         let root = config.root.clone();
         let image_root = root.child("image")?;
         let container_root = root.child("container")?;

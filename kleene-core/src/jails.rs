@@ -1,6 +1,11 @@
 //! How the engine runs a command in a jail for a build step: through [`Jails`], which is
 //! kleene-jail on a real host ([`HostJails`]) and a stand-in in tests, so that builds can be
 //! planned, cached and checked without root.
+//!
+//! As in Kleene, every RUN of a stage runs in one build container: the stage's first RUN
+//! starts it (a persistent jail of [`kleene_jail::Lifetime::Processes`], so what a RUN
+//! starts in the background, a database server, is there for the next RUN), the later
+//! ones run in it, and the build ends it with the stage ([`Jails::end`]).
 
 use std::fmt;
 use std::future::Future;
@@ -73,23 +78,70 @@ pub enum RunEnd {
 pub type RunFuture<'a> =
     Pin<Box<dyn Future<Output = Result<RunEnd, kleene_jail::Error>> + Send + 'a>>;
 
+/// The future [`Jails::end`] returns.
+pub type EndFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// Runs build steps in jails.
 pub trait Jails: Send + Sync + fmt::Debug {
-    /// Runs `run` to its end, sending its output (unless quiet) to `events` line by line;
-    /// when `cancel` changes or its sender is dropped, kills it and answers
-    /// [`RunEnd::Cancelled`]. Whatever
-    /// happens, nothing of the jail is left running when the future completes.
+    /// Runs `run` to its end in the build container named `run.name` (started by this run
+    /// when there is none, or when the running one has another root or network), sending
+    /// its output (unless quiet) to `events` line by line; when `cancel` changes or its
+    /// sender is dropped, kills the command and its container and answers
+    /// [`RunEnd::Cancelled`].
     fn run<'a>(
         &'a self,
         run: JailRun,
         events: &'a Events,
         cancel: watch::Receiver<()>,
     ) -> RunFuture<'a>;
+
+    /// Stops the build container `name` and everything in it, if it runs. Nothing of it is
+    /// left running when the future completes.
+    fn end<'a>(&'a self, name: &'a str) -> EndFuture<'a>;
+}
+
+/// How long a build container's processes get to end after SIGTERM when it is ended.
+const BUILD_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A running build container. Dropped without [`Jails::end`] (a build whose future was
+/// dropped), it is killed.
+#[derive(Debug)]
+struct BuildJail {
+    jail: Option<kleene_jail::Jail>,
+    root: PathBuf,
+    network: NetworkMode,
+}
+
+impl Drop for BuildJail {
+    fn drop(&mut self) {
+        if let Some(jail) = &self.jail {
+            let _ = jail.handle().kill_all();
+        }
+    }
 }
 
 /// The host's jails: FreeBSD jails or Linux namespaces, through kleene-jail.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HostJails;
+#[derive(Debug, Default)]
+pub struct HostJails {
+    /// The build containers between two of their runs, by name.
+    running: std::sync::Mutex<std::collections::HashMap<String, BuildJail>>,
+}
+
+impl HostJails {
+    fn take(&self, name: &str) -> Option<BuildJail> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name)
+    }
+
+    fn put(&self, name: String, jail: BuildJail) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name, jail);
+    }
+}
 
 impl JailRun {
     /// The jail's configuration, its standard streams left to the caller: the one place
@@ -116,6 +168,21 @@ impl JailRun {
         }
         cfg
     }
+
+    /// The run as a process started in its running build container.
+    pub(crate) fn exec_config(&self) -> kleene_jail::ExecConfig {
+        let mut cfg = kleene_jail::ExecConfig::new(&self.argv).clean_env(true);
+        for (k, v) in &self.env {
+            cfg = cfg.env(k, v);
+        }
+        if let Some(u) = &self.user {
+            cfg = cfg.user(u.as_str());
+        }
+        if let Some(w) = &self.workdir {
+            cfg = cfg.workdir(w.as_str());
+        }
+        cfg
+    }
 }
 
 impl Jails for HostJails {
@@ -123,7 +190,7 @@ impl Jails for HostJails {
         &'a self,
         run: JailRun,
         events: &'a Events,
-        mut cancel: watch::Receiver<()>,
+        cancel: watch::Receiver<()>,
     ) -> RunFuture<'a> {
         Box::pin(async move {
             let out = || {
@@ -133,38 +200,146 @@ impl Jails for HostJails {
                     kleene_jail::Stdio::Piped
                 }
             };
-            let mut jail = run
-                .jail_config()
-                .stdin(kleene_jail::Stdio::Null)
-                .stdout(out())
-                .stderr(out())
-                .start()
-                .await?;
-            let killer = jail.handle().clone();
-            let stdout = jail.process_mut().stdout.take();
-            let stderr = jail.process_mut().stderr.take();
+            let mut running = self.take(&run.name);
+            if running
+                .as_ref()
+                .is_some_and(|b| b.root != run.root || b.network != run.network)
+            {
+                // Another network (RUN --network) or root: a container of its own.
+                if let Some(mut old) = running.take() {
+                    stop(&mut old).await;
+                }
+            }
+            let (mut build, mut process) = match running {
+                Some(b) => {
+                    let jail = b.jail.as_ref().ok_or(kleene_jail::Error::NotRunning)?;
+                    let p = jail
+                        .exec(
+                            &run.exec_config()
+                                .stdin(kleene_jail::Stdio::Null)
+                                .stdout(out())
+                                .stderr(out()),
+                        )
+                        .await;
+                    match p {
+                        Ok(p) => (b, Some(p)),
+                        Err(e) => {
+                            let mut b = b;
+                            stop(&mut b).await;
+                            return Err(e);
+                        }
+                    }
+                }
+                None => {
+                    let jail = run
+                        .jail_config()
+                        .lifetime(kleene_jail::Lifetime::Processes)
+                        .param(kleene_jail::JailParam::with_bool("persist", true))
+                        .stdin(kleene_jail::Stdio::Null)
+                        .stdout(out())
+                        .stderr(out())
+                        .start()
+                        .await?;
+                    let b = BuildJail {
+                        jail: Some(jail),
+                        root: run.root.clone(),
+                        network: run.network.clone(),
+                    };
+                    (b, None)
+                }
+            };
+            let (stdout, stderr) = match (&mut process, build.jail.as_mut()) {
+                (Some(p), _) => (p.stdout.take(), p.stderr.take()),
+                (None, Some(j)) => (j.process_mut().stdout.take(), j.process_mut().stderr.take()),
+                (None, None) => (None, None),
+            };
             let status = {
-                let io = async {
-                    tokio::join!(
-                        pump(stdout, OutputStream::Stdout, events),
-                        pump(stderr, OutputStream::Stderr, events)
-                    );
-                    jail.wait().await
+                let ended = async {
+                    match (&mut process, build.jail.as_mut()) {
+                        (Some(p), _) => p.wait().await,
+                        (None, Some(j)) => j.wait_command().await.map(|e| e.status),
+                        (None, None) => Err(kleene_jail::Error::NotRunning),
+                    }
                 };
+                let io = async {
+                    let pumps = async {
+                        tokio::join!(
+                            pump(stdout, OutputStream::Stdout, events),
+                            pump(stderr, OutputStream::Stderr, events)
+                        )
+                    };
+                    tokio::pin!(pumps);
+                    tokio::pin!(ended);
+                    // What the command left running in the background may hold its output
+                    // open: once it ended, what is already written is read, no more.
+                    let status = tokio::select! {
+                        _ = &mut pumps => (&mut ended).await,
+                        status = &mut ended => {
+                            let _ = tokio::time::timeout(OUTPUT_GRACE, &mut pumps).await;
+                            status
+                        }
+                    };
+                    status
+                };
+                let mut cancel = cancel;
                 tokio::select! {
                     s = io => Some(s),
                     _ = cancel.changed() => None,
                 }
             };
+            // A process exec started is our child, in the jail's pid namespace: it must be
+            // reaped before the jail's init can finish dying (the kernel waits for every
+            // process of the namespace to be reaped).
+            let reap = |process: Option<kleene_jail::Process>| async move {
+                if let Some(mut p) = process {
+                    let _ = p.signal(Signal::SIGKILL);
+                    let _ = p.wait().await;
+                }
+            };
             let Some(status) = status else {
-                let _ = killer.signal(Signal::SIGKILL);
-                let _ = jail.wait().await;
-                let _ = jail.teardown().await;
+                reap(process).await;
+                stop_now(&mut build).await;
                 return Ok(RunEnd::Cancelled);
             };
-            let _ = jail.teardown().await;
-            Ok(RunEnd::Exited(status?))
+            let status = match status {
+                Ok(s) => s,
+                Err(e) => {
+                    reap(process).await;
+                    stop_now(&mut build).await;
+                    return Err(e);
+                }
+            };
+            self.put(run.name.clone(), build);
+            Ok(RunEnd::Exited(status))
         })
+    }
+
+    fn end<'a>(&'a self, name: &'a str) -> EndFuture<'a> {
+        Box::pin(async move {
+            if let Some(mut b) = self.take(name) {
+                stop(&mut b).await;
+            }
+        })
+    }
+}
+
+/// How long a RUN's output is still read after it ended, while processes it started in
+/// the background keep its pipes open.
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Stops a build container: SIGTERM to all of it, SIGKILL after [`BUILD_STOP_TIMEOUT`].
+async fn stop(b: &mut BuildJail) {
+    if let Some(mut jail) = b.jail.take() {
+        let _ = jail.stop(BUILD_STOP_TIMEOUT).await;
+    }
+}
+
+/// Kills a build container at once (a cancelled or broken run).
+async fn stop_now(b: &mut BuildJail) {
+    if let Some(mut jail) = b.jail.take() {
+        let _ = jail.handle().kill_all();
+        let _ = jail.wait().await;
+        let _ = jail.teardown().await;
     }
 }
 

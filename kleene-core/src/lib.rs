@@ -30,18 +30,20 @@ mod watch;
 
 pub use build::{BuildOutcome, BuildRequest};
 pub use config::{Config, FREEBSD_RELEASE_TEMPLATE};
-pub use container::{check_container_name, Attach, CreateContainer, ExecSpec, Started};
+pub use container::{
+    check_container_name, Attach, ContainerUpdate, CreateContainer, ExecSpec, Exit, Started,
+};
 pub use engine::{Engine, EngineBuilder, Repairs};
 pub use error::{CoreError, MetadataError, Object, Result};
 pub use event::{Event, Events, OutputStream};
 pub use id::{Id, ID_LEN};
 pub use image::{fetch_auto_url, parse_nametag, BaseSource, CreateImage, IMAGE_SNAPSHOT};
 pub use interrupt::Interrupt;
-pub use jails::{HostJails, JailRun, Jails, RunEnd, RunFuture};
+pub use jails::{EndFuture, HostJails, JailRun, Jails, RunEnd, RunFuture};
 pub use model::{
     Container, ContainerConfig, Driver, Endpoint, Gateway, Image, ImageConfig, ImageSnapshot,
     Instruction, JailParamText, MountSource, MountSpec, Nat, Network, NetworkSpec, NetworkType,
-    PortRange, Protocol, PublishedPort, RunState, Runtime, StopSignal, Volume,
+    PortRange, Protocol, PublishedPort, RestartPolicy, RunState, Runtime, StopSignal, Volume,
 };
 pub use monitor::init;
 pub use network::Addresses;

@@ -788,6 +788,15 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a container's configuration.
+    pub fn set_container_config(&self, id: &Id, config: &ContainerConfig) -> Result<()> {
+        self.conn.execute(
+            "UPDATE containers SET config = ?2 WHERE id = ?1",
+            params![id.as_str(), json(config)?],
+        )?;
+        Ok(())
+    }
+
     /// Adds a network; its name and interface must be free.
     pub fn insert_network(&self, n: &Network) -> Result<()> {
         let spec = serde_json::to_string(&n.spec)

@@ -360,6 +360,45 @@ pub struct ContainerConfig {
     pub jail_params: Vec<JailParamText>,
     /// The signal that stops it (`SIGTERM` when `None`).
     pub stop_signal: Option<StopSignal>,
+    /// Kept by `prune` (`--persist`).
+    #[serde(default)]
+    pub persist: bool,
+    /// When it is started without being asked (`--restart`).
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// When a container is started without being asked, as Kleene's `--restart`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never (`no`).
+    #[default]
+    No,
+    /// Each time the engine's daemon starts (`on-startup`).
+    OnStartup,
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnStartup => "on-startup",
+        })
+    }
+}
+
+impl FromStr for RestartPolicy {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        match s {
+            "no" => Ok(RestartPolicy::No),
+            "on-startup" => Ok(RestartPolicy::OnStartup),
+            other => Err(CoreError::InvalidInput(format!(
+                "invalid restart policy {other:?}: use 'no' or 'on-startup'"
+            ))),
+        }
+    }
 }
 
 /// Where a container is in its life.
@@ -391,8 +430,13 @@ pub struct Runtime {
     pub started: Option<i64>,
     /// Unix time it last ended.
     pub finished: Option<i64>,
-    /// Its exit code (128 + signal when killed), once ended.
+    /// Its command's (the first process's) exit code (128 + signal when killed), once the
+    /// command ended. The container runs on after it while processes the command left
+    /// (daemons) or `exec` started remain, or with the jail parameter `persist`.
     pub exit_code: Option<i32>,
+    /// Unix time its command ended, while the container runs on without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_finished: Option<i64>,
     /// Why it could not start, if it could not.
     pub error: Option<String>,
 }

@@ -16,8 +16,12 @@
 //!    stdin, or a pipe the caller writes).
 //! 2. The monitor refuses a request of another version, starts the jail, and writes one
 //!    JSON line back, [`Report`] (with its own version): `started` with the pid and jail
-//!    id, or `failed` with a typed reason. Then it closes the socket. A monitor that dies
-//!    before that leaves the engine an end of file, and the engine names its exit status.
+//!    id, or `failed` with a typed reason. A monitor that dies before that leaves the
+//!    engine an end of file, and the engine names its exit status.
+//! 3. For a detached container it then closes the socket. For an attached one it writes a
+//!    second line when the container's command ends, `exited` with its exit code and
+//!    whether the container ended with it (it runs on while processes remain, as a jail
+//!    does), and closes the socket then.
 //!
 //! The container's stdout and stderr are the monitor's own: the caller's (`run -it`), pipes
 //! to the caller, or (detached) its log.
@@ -120,6 +124,11 @@ struct Versioned {
 enum Outcome {
     /// The container runs: its first process and its jail.
     Started { pid: i32, jid: i32 },
+    /// Its command ended (attached containers only); the container too, or not.
+    Exited {
+        exit_code: i32,
+        container_ended: bool,
+    },
     /// It does not.
     Failed(Failure),
 }
@@ -159,6 +168,30 @@ pub(crate) struct Spawned {
     pub child: tokio::process::Child,
     /// The container's stdin, with [`Attach::Piped`].
     pub stdin: Option<tokio::net::unix::pipe::Sender>,
+    /// Where an attached container's command end is reported ([`command_end`]).
+    pub reports: Option<Reports>,
+}
+
+/// The engine's end of an attached monitor's socket, after the start report.
+pub(crate) type Reports = tokio::io::BufReader<tokio::net::UnixStream>;
+
+/// Reads an attached monitor's second report: the command's exit code and whether the
+/// container ended with it. `None` when the monitor closed the socket without one (it
+/// died, or the container could not be waited for).
+pub(crate) async fn command_end(reports: &mut Reports) -> Option<(i32, bool)> {
+    let mut line = Vec::new();
+    let mut limited = (&mut *reports).take(MAX_LINE);
+    limited.read_until(b'\n', &mut line).await.ok()?;
+    if line.last() != Some(&b'\n') {
+        return None;
+    }
+    match read_report_outcome(&line).ok()? {
+        Outcome::Exited {
+            exit_code,
+            container_ended,
+        } => Some((exit_code, container_ended)),
+        _ => None,
+    }
 }
 
 /// Starts the monitor of container `c` and waits for its report: the monitor runs on
@@ -237,13 +270,20 @@ pub(crate) async fn spawn(config: &Config, c: &Container, attach: Attach) -> Res
     let mut socket =
         tokio::net::UnixStream::from_std(ours).map_err(|e| io("setting up a socket", e))?;
     let mut answer = Vec::new();
+    let mut reports = None;
     // A monitor that died leaves an end of file, or an error (a reset, when it did not
     // read everything): either way its exit status tells more.
     if socket.write_all(&line[sent..]).await.is_ok() {
-        let mut reader = tokio::io::BufReader::new(socket).take(MAX_LINE);
-        if reader.read_until(b'\n', &mut answer).await.is_err() {
+        let mut reader = tokio::io::BufReader::new(socket);
+        if (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut answer)
+            .await
+            .is_err()
+        {
             answer.clear();
         }
+        reports = (attach != Attach::Detached).then_some(reader);
     }
     if answer.last() != Some(&b'\n') {
         let status = child
@@ -261,7 +301,11 @@ pub(crate) async fn spawn(config: &Config, c: &Container, attach: Attach) -> Res
                 "the monitor of container {} started it: pid {pid}, jail {jid}",
                 c.name
             );
-            Ok(Spawned { child, stdin })
+            Ok(Spawned {
+                child,
+                stdin,
+                reports,
+            })
         }
         Err(failure) => {
             // It ends right after a failure: reaped here, not left a zombie.
@@ -317,6 +361,17 @@ fn send_with_fd(socket: &UnixStream, data: &[u8], fd: Option<&OwnedFd>) -> std::
 
 /// The engine's side of a report line: the pid and jail id, or why not.
 fn read_report(line: &[u8]) -> std::result::Result<(i32, i32), Failure> {
+    match read_report_outcome(line)? {
+        Outcome::Started { pid, jid } => Ok((pid, jid)),
+        Outcome::Failed(f) => Err(f),
+        Outcome::Exited { .. } => Err(Failure::Monitor(
+            "the monitor reported an exit before the start".into(),
+        )),
+    }
+}
+
+/// Any report line's outcome, once its version is checked.
+fn read_report_outcome(line: &[u8]) -> std::result::Result<Outcome, Failure> {
     let unreadable = |e: serde_json::Error| Failure::Monitor(format!("unreadable report: {e}"));
     let v: Versioned = serde_json::from_slice(line).map_err(unreadable)?;
     if v.version != VERSION {
@@ -326,10 +381,7 @@ fn read_report(line: &[u8]) -> std::result::Result<(i32, i32), Failure> {
         });
     }
     let report: Report = serde_json::from_slice(line).map_err(unreadable)?;
-    match report.outcome {
-        Outcome::Started { pid, jid } => Ok((pid, jid)),
-        Outcome::Failed(f) => Err(f),
-    }
+    Ok(report.outcome)
 }
 
 /// The monitor's side of a request line.
@@ -498,8 +550,9 @@ async fn run(req: Request, stdin: Option<OwnedFd>, socket: UnixStream) -> i32 {
             jid: jail.id().0,
         },
     );
-    drop(socket);
-    match finish(&engine, &c, &mut jail, started).await {
+    // An attached caller hears of the command's end on it too.
+    let socket = (!req.detached).then_some(socket);
+    match finish(&engine, &c, &mut jail, started, socket).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("kleene-monitor: {e}");
@@ -579,9 +632,79 @@ async fn start(
     Ok((engine, c, jail, started))
 }
 
-/// Waits for the container's end, tears the jail down and records the exit.
-async fn finish(engine: &Engine, c: &Container, jail: &mut Jail, started: i64) -> Result<()> {
-    let status = jail.wait().await;
+/// Waits for the container's command and records its exit code (telling an attached
+/// caller on `socket`), then for the container's end (its last process, as a jail's),
+/// tears the jail down and records that.
+async fn finish(
+    engine: &Engine,
+    c: &Container,
+    jail: &mut Jail,
+    started: i64,
+    socket: Option<UnixStream>,
+) -> Result<()> {
+    let end = jail.wait_command().await;
+    let exit_code = match &end {
+        Ok(e) => e.status.shell_code(),
+        Err(_) => 255,
+    };
+    let runs_on = matches!(&end, Ok(e) if !e.jail_ended);
+    if runs_on {
+        set_runtime(
+            engine,
+            c,
+            Runtime {
+                state: RunState::Running,
+                pid: Some(jail.pid()),
+                jid: Some(jail.id().0),
+                monitor_pid: Some(std::process::id() as i32),
+                started: Some(started),
+                exit_code: Some(exit_code),
+                command_finished: Some(now()),
+                ..Runtime::default()
+            },
+        )
+        .await?;
+    }
+    if let Some(socket) = socket {
+        if runs_on {
+            report(
+                &socket,
+                Outcome::Exited {
+                    exit_code,
+                    container_ended: false,
+                },
+            );
+            drop(socket);
+        } else {
+            // Told once the end is recorded (below), so the caller finds it so.
+            return finish_ended(
+                engine,
+                c,
+                jail,
+                started,
+                end.map(|e| e.status),
+                Some(socket),
+            )
+            .await;
+        }
+    }
+    let status = match end {
+        Ok(_) => jail.wait().await,
+        Err(e) => Err(e),
+    };
+    finish_ended(engine, c, jail, started, status, None).await
+}
+
+/// Tears the ended container's jail down and records its end (the command's exit code);
+/// tells an attached caller on `socket`.
+async fn finish_ended(
+    engine: &Engine,
+    c: &Container,
+    jail: &mut Jail,
+    started: i64,
+    status: kleene_jail::Result<kleene_jail::ExitStatus>,
+    socket: Option<UnixStream>,
+) -> Result<()> {
     let teardown = jail.teardown().await;
     let exit_code = match &status {
         Ok(s) => s.shell_code(),
@@ -600,6 +723,15 @@ async fn finish(engine: &Engine, c: &Container, jail: &mut Jail, started: i64) -
         },
     )
     .await?;
+    if let Some(socket) = socket {
+        report(
+            &socket,
+            Outcome::Exited {
+                exit_code,
+                container_ended: true,
+            },
+        );
+    }
     // Its published ports and rules go with it.
     if c.config.network != crate::model::Driver::Host {
         if let Err(e) = engine.apply_firewall().await {
@@ -642,7 +774,8 @@ fn jail_config(
         .collect();
     run.user = (!c.config.user.is_empty()).then(|| c.config.user.clone());
     run.workdir = (!c.config.workdir.is_empty()).then(|| c.config.workdir.clone());
-    let mut cfg = run.jail_config();
+    // Kleene's model: the container runs while its jail has processes.
+    let mut cfg = run.jail_config().lifetime(kleene_jail::Lifetime::Processes);
     // WORKDIR and mount points are made and found inside the root as the jail sees it.
     let root_dir = RootDir::open(&root)?;
     if let Some(w) = &run.workdir {

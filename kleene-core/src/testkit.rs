@@ -11,7 +11,7 @@ use kleene_jail::ExitStatus;
 use kleene_zfs::{DatasetName, Properties, Zfs};
 use tokio::sync::watch;
 
-use crate::jails::{JailRun, Jails, RunEnd, RunFuture};
+use crate::jails::{EndFuture, JailRun, Jails, RunEnd, RunFuture};
 use crate::{
     BaseSource, BuildOutcome, BuildRequest, Config, CoreError, CreateImage, Engine, Event, Events,
 };
@@ -31,6 +31,7 @@ type Behaviour = dyn Fn(&JailRun) -> i32 + Send + Sync;
 /// test's own behaviour).
 pub(crate) struct FakeJails {
     runs: Mutex<Vec<JailRun>>,
+    ended: Mutex<Vec<String>>,
     behaviour: Box<Behaviour>,
 }
 
@@ -51,6 +52,7 @@ impl FakeJails {
     pub fn new(behaviour: impl Fn(&JailRun) -> i32 + Send + Sync + 'static) -> Self {
         Self {
             runs: Mutex::new(Vec::new()),
+            ended: Mutex::new(Vec::new()),
             behaviour: Box::new(behaviour),
         }
     }
@@ -68,9 +70,15 @@ impl FakeJails {
             .collect()
     }
 
+    /// The build containers ended so far, in order.
+    pub fn ended(&self) -> Vec<String> {
+        self.ended.lock().unwrap().clone()
+    }
+
     /// Forgets the runs so far.
     pub fn clear(&self) {
         self.runs.lock().unwrap().clear();
+        self.ended.lock().unwrap().clear();
     }
 }
 
@@ -84,6 +92,11 @@ impl Jails for FakeJails {
         let code = (self.behaviour)(&run);
         self.runs.lock().unwrap().push(run);
         Box::pin(async move { Ok(RunEnd::Exited(ExitStatus::Exited(code))) })
+    }
+
+    fn end<'a>(&'a self, name: &'a str) -> EndFuture<'a> {
+        self.ended.lock().unwrap().push(name.to_string());
+        Box::pin(async {})
     }
 }
 

@@ -99,7 +99,8 @@ async fn run_in(engine: &Engine, image: &str, cmd: &[&str]) -> String {
     let code = started
         .wait()
         .await
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}; its stdout {out:?}, its stderr {err:?}"));
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}; its stdout {out:?}, its stderr {err:?}"))
+        .code;
     assert_eq!(code, 0, "{cmd:?}: {out} {err}");
     out
 }
@@ -856,4 +857,46 @@ async fn add_from_http_with_checksum() {
     let (r, _) = build(&engine, &ctx, "missing").await;
     let e = r.unwrap_err().to_string();
     assert!(e.contains("404"), "{e}");
+}
+
+#[tokio::test]
+async fn a_service_started_by_one_run_is_there_for_the_next() {
+    let Some((s, engine)) = setup("service").await else {
+        return;
+    };
+    // As in Kleene's snapshots guide (`RUN service postgresql start`, then `RUN psql`):
+    // every RUN of a stage runs in one build container, so what a RUN leaves running in
+    // the background serves the next. Docker would fail the second RUN.
+    let df = "FROM bb\n\
+RUN mkdir -p /srv && (sleep 300 & echo $! > /srv/daemon.pid) && echo service started\n\
+RUN kill -0 $(cat /srv/daemon.pid) && echo still running > /srv/seen\n\
+RUN echo last\n";
+    let ctx = context(&s, "service", df, &[]);
+    let started = std::time::Instant::now();
+    let (r, log) = build(&engine, &ctx, "service").await;
+    let out = r.unwrap_or_else(|e| panic!("{e}: {:?}", log.output()));
+    // The background process held the first RUN's output open: the step did not wait
+    // for it, and the build ended it with the stage (well before its 300 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let output = log.output();
+    assert!(
+        output.contains(&"service started".to_string()),
+        "{output:?}"
+    );
+    assert!(output.contains(&"last".to_string()), "{output:?}");
+    let seen = run_in(&engine, out.image.id.as_str(), &["/bin/cat", "/srv/seen"]).await;
+    assert_eq!(seen, "still running\n");
+    // Nothing of the build container runs on.
+    let ps = Command::new("pgrep")
+        .args(["-f", "^sleep 300$"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
+        "the build's background process outlived the build"
+    );
 }

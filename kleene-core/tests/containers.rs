@@ -35,8 +35,9 @@ async fn run_piped(engine: &Engine, reference: &str) -> (String, String, i32) {
     let (a, b) = tokio::join!(so.read_to_string(&mut out), se.read_to_string(&mut err));
     a.unwrap();
     b.unwrap();
-    let code = started.wait().await.unwrap();
-    (out, err, code)
+    let exit = started.wait().await.unwrap();
+    assert!(exit.container_ended, "the container runs on");
+    (out, err, exit.code)
 }
 
 #[tokio::test]
@@ -144,13 +145,14 @@ async fn detached_exec_logs_stop_remove() {
     assert!(matches!(err, CoreError::InUse { .. }), "{err}");
     assert!(err.to_string().contains("svc"), "{err}");
 
-    // sh as pid 1 ignores SIGTERM: the stop kills it after the timeout.
+    // The stop's SIGTERM reaches every process of the container (its pid 1 is the
+    // jail's init, not the command, which then ends of it at once).
     let stopped = other
-        .stop_container("svc", Duration::from_millis(300))
+        .stop_container("svc", Duration::from_secs(20))
         .await
         .unwrap();
     assert_eq!(stopped.runtime.state, RunState::Exited);
-    assert_eq!(stopped.runtime.exit_code, Some(137));
+    assert_eq!(stopped.runtime.exit_code, Some(143));
     assert!(matches!(
         other.stop_container("svc", Duration::ZERO).await,
         Err(CoreError::NotRunning { .. })
@@ -275,7 +277,8 @@ async fn ctrl_c_on_the_terminal_leaves_the_exit_recorded() {
             create(&[
                 "/bin/sh",
                 "-c",
-                "trap 'exit 130' INT; touch /tmp/ready; sleep 30 & wait",
+                // A background command of a shell ignores SIGINT: the trap ends it.
+                "trap 'kill $!; exit 130' INT; touch /tmp/ready; sleep 30 & wait",
             ])
             .name("tty"),
         )
@@ -356,7 +359,8 @@ async fn child_entry() {
                 .unwrap()
                 .wait()
                 .await
-                .unwrap();
+                .unwrap()
+                .code;
             println!("exit code {code}");
         }
         "image" => {
@@ -685,4 +689,221 @@ async fn two_processes_at_once() {
     assert!(repairs.is_empty(), "{repairs:?}");
     assert!(slow.wait().unwrap().success());
     assert_eq!(engine.images().await.unwrap().len(), 4);
+}
+
+/// Waits (at most `limit`) until container `name` is in `state`; the container then.
+async fn until_state(
+    engine: &Engine,
+    name: &str,
+    state: RunState,
+    limit: Duration,
+) -> kleene_core::Container {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let c = engine.container(name).await.unwrap();
+        if c.runtime.state == state {
+            return c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} is still {:?}",
+            c.runtime
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_container_runs_while_its_processes_do_as_a_jail() {
+    let Some((_s, engine)) = setup("lifetime").await else {
+        return;
+    };
+    // Kleene's `klee run FreeBSD` (/etc/rc starts daemons and exits): the command ends,
+    // the container runs on while what it started runs.
+    engine
+        .create_container(
+            create(&["/bin/sh", "-c", "sleep 1.5 & echo daemon started; exit 3"]).name("rc"),
+        )
+        .await
+        .unwrap();
+    let mut started = engine.start_container("rc", Attach::Piped).await.unwrap();
+    let mut so = started.stdout.take().unwrap();
+    let exit = started.wait().await.unwrap();
+    assert_eq!(
+        exit,
+        kleene_core::Exit {
+            code: 3,
+            container_ended: false
+        }
+    );
+    let mut line = [0u8; 15];
+    so.read_exact(&mut line).await.unwrap();
+    assert_eq!(&line, b"daemon started\n");
+    let c = engine.container("rc").await.unwrap();
+    assert_eq!(c.runtime.state, RunState::Running, "{:?}", c.runtime);
+    assert_eq!(c.runtime.exit_code, Some(3));
+    assert!(c.runtime.command_finished.is_some());
+    // exec works in it meanwhile.
+    let mut p = engine
+        .exec_container("rc", ExecSpec::new(["/bin/true"]))
+        .await
+        .unwrap();
+    assert!(p.wait().await.unwrap().success());
+    // Its end comes with its last process's, and keeps the command's code.
+    let c = until_state(&engine, "rc", RunState::Exited, Duration::from_secs(20)).await;
+    assert_eq!(c.runtime.exit_code, Some(3));
+    assert!(c.runtime.command_finished.is_none());
+
+    // `persist`: it runs with no process at all until stopped; stop runs exec.stop first.
+    engine
+        .create_container(
+            create(&["/bin/true"])
+                .name("kept")
+                .jail_param("persist".parse::<JailParamText>().unwrap())
+                .jail_param(
+                    "exec.stop=echo stopped > /stopped"
+                        .parse::<JailParamText>()
+                        .unwrap(),
+                ),
+        )
+        .await
+        .unwrap();
+    engine
+        .start_container("kept", Attach::Detached)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = engine.container("kept").await.unwrap();
+    assert_eq!(c.runtime.state, RunState::Running, "{:?}", c.runtime);
+    assert_eq!(c.runtime.exit_code, Some(0));
+    let t = std::time::Instant::now();
+    let c = engine
+        .stop_container("kept", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(c.runtime.state, RunState::Exited);
+    let out = file_in(&c, "stopped");
+    assert_eq!(out, "stopped\n");
+
+    // A daemon that ignores nothing ends with the stop's SIGTERM (sent to every process).
+    engine
+        .create_container(create(&["/bin/sh", "-c", "sleep 300 & exit 0"]).name("svc"))
+        .await
+        .unwrap();
+    engine
+        .start_container("svc", Attach::Detached)
+        .await
+        .unwrap();
+    let c = engine.container("svc").await.unwrap();
+    assert_eq!(c.runtime.state, RunState::Running);
+    let t = std::time::Instant::now();
+    engine
+        .stop_container("svc", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+/// A file of container `c`'s dataset, read from the host ("" when missing).
+fn file_in(c: &kleene_core::Container, path: &str) -> String {
+    let mnt = Zfs::open().mountpoint(&c.dataset).unwrap().unwrap();
+    std::fs::read_to_string(mnt.join(path)).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn update_changes_what_kleene_changes() {
+    let Some((_s, engine)) = setup("update").await else {
+        return;
+    };
+    let c = engine
+        .create_container(
+            create(&["/bin/sh", "-c", "echo $A $B $(id -u)"])
+                .name("u")
+                .env("A=1"),
+        )
+        .await
+        .unwrap();
+    assert!(!c.config.persist);
+    // user, environment (replaced, over the image's), command, name, persist, restart.
+    let u = engine
+        .update_container(
+            "u",
+            kleene_core::ContainerUpdate::new()
+                .name("u2")
+                .user("app")
+                .env(vec!["B=2".into()])
+                .cmd(vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "echo $A $B $(id -u)".into(),
+                ])
+                .persist(true)
+                .restart(kleene_core::RestartPolicy::OnStartup),
+        )
+        .await
+        .unwrap();
+    assert_eq!(u.id, c.id);
+    assert_eq!(u.name, "u2");
+    assert_eq!(u.config.user, "app");
+    assert!(
+        u.config.env.contains(&"B=2".to_string()),
+        "{:?}",
+        u.config.env
+    );
+    assert!(
+        !u.config.env.contains(&"A=1".to_string()),
+        "{:?}",
+        u.config.env
+    );
+    assert!(u.config.persist);
+    assert_eq!(u.config.restart, kleene_core::RestartPolicy::OnStartup);
+    let (out, _, code) = run_piped(&engine, "u2").await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["2", "4321"],
+        "{out}"
+    );
+    // prune keeps a persistent container.
+    assert!(engine.prune_containers().await.unwrap().is_empty());
+    assert!(engine.container("u2").await.is_ok());
+    let err = engine
+        .update_container("u2", kleene_core::ContainerUpdate::new().name("bad name"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("bad name"), "{err}");
+
+    // A running container: exec.stop is taken at once; a parameter Linux cannot change
+    // on a running jail is kept for the next start, and the error names it.
+    engine
+        .create_container(create(&["sleep", "60"]).name("live"))
+        .await
+        .unwrap();
+    engine
+        .start_container("live", Attach::Detached)
+        .await
+        .unwrap();
+    let p = |s: &str| s.parse::<JailParamText>().unwrap();
+    engine
+        .update_container(
+            "live",
+            kleene_core::ContainerUpdate::new().jail_params(vec![p("exec.stop=echo bye > /bye")]),
+        )
+        .await
+        .unwrap();
+    let err = engine
+        .update_container(
+            "live",
+            kleene_core::ContainerUpdate::new().jail_params(vec![p("allow.raw_sockets")]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Unsupported(m) if m.contains("allow.raw_sockets") && m.contains("starts again")),
+        "{err}"
+    );
+    let kept = engine.container("live").await.unwrap();
+    assert_eq!(kept.config.jail_params, vec![p("allow.raw_sockets")]);
+    engine.remove_container("live", true).await.unwrap();
 }

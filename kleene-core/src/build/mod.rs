@@ -227,6 +227,11 @@ impl Engine {
     }
 }
 
+/// The name of stage `id`'s build container (all its RUN steps run in it).
+pub(crate) fn jail_name(id: &Id) -> String {
+    format!("kleene-build-{id}")
+}
+
 /// Ends a helper task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -327,7 +332,12 @@ impl Builder {
             } else {
                 Id::generate()?
             };
-            let built = match self.build_stage(&plan, i, id, &op).await {
+            let jail = jail_name(&id);
+            let built = self.build_stage(&plan, i, id, &op).await;
+            // The stage's build container ends with it, before its last snapshot (or
+            // before it is kept as failed).
+            self.engine.inner.jails.end(&jail).await;
+            let built = match built {
                 Ok(st) => self.finish_stage(st, plan.nametag_of(i)).await,
                 Err(failure) => Err(failure),
             };

@@ -69,7 +69,7 @@ impl Builder {
     /// the environment with ENV over ARG, the stage's user and workdir, the build's jail
     /// parameters.
     fn jail_run(&self, st: &StageState, argv: Vec<String>, network: Driver) -> JailRun {
-        let mut run = JailRun::new("", format!("kleene-build-{}", st.id), argv);
+        let mut run = JailRun::new("", super::jail_name(&st.id), argv);
         run.hostname = st.id.to_string();
         // The build's own environment (`-e`) first; ENV and ARG override it.
         let mut env: Vec<(String, String)> = self

@@ -533,3 +533,35 @@ EOF
     let (out, _) = t.build_ok(&ctx, "copy").await;
     assert_eq!(out.cached, 3);
 }
+
+#[tokio::test]
+async fn a_stage_runs_in_one_build_container_ended_with_the_stage() {
+    let t = TestEngine::new().await;
+    let df = "\
+FROM base AS first
+RUN echo a > /a
+RUN echo b > /b
+FROM base
+COPY --from=first /a /a
+RUN echo c > /c
+";
+    let ctx = t.context("stages", df, &[]);
+    let (r, _) = t.build(BuildRequest::new(&ctx).tag("stages")).await;
+    r.unwrap();
+    let names: Vec<String> = t.jails.runs().iter().map(|r| r.name.clone()).collect();
+    assert_eq!(names.len(), 3);
+    // Both RUNs of the first stage in one container, the second stage in another.
+    assert_eq!(names[0], names[1]);
+    assert_ne!(names[1], names[2]);
+    // Each ended once, with its stage, in order.
+    assert_eq!(t.jails.ended(), [names[0].clone(), names[2].clone()]);
+
+    // A failed stage's container is ended too.
+    t.jails.clear();
+    let ctx = t.context("bad", "FROM base\nRUN echo a > /a\nRUN exit 3\n", &[]);
+    let (r, _) = t.build(BuildRequest::new(&ctx).tag("bad")).await;
+    assert!(r.is_err());
+    let runs = t.jails.runs();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(t.jails.ended(), [runs[0].name.clone()]);
+}
