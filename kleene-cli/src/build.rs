@@ -80,9 +80,8 @@ fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
     Ok(req)
 }
 
-/// A build event as klee prints it, on stderr (stdout carries only the new image's id;
-/// RUN output goes to stderr too, as with `docker build`): `None` for events that print
-/// nothing.
+/// A build event as klee prints it, on stdout with the rest of the transcript and RUN
+/// steps' output: `None` for events that print nothing.
 fn line(event: &Event) -> Option<String> {
     Some(match event {
         Event::BuildStarted { id } => format!("Started to build image with ID {id}"),
@@ -125,14 +124,18 @@ pub async fn build(ctx: &Ctx, a: BuildArgs) -> Outcome {
             return;
         }
         if let Some(text) = line(&e) {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{text}");
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
         }
     });
     match engine.build(req, events).await {
         Ok(outcome) => {
             if !quiet {
-                eprintln!("image created");
+                // klee ends the transcript with an empty line, then kleened's closing
+                // message.
+                println!();
+                println!("image created");
             }
             println!("{}", outcome.image.id);
             Ok(0)

@@ -431,10 +431,11 @@ pub struct CreateOpts {
     /// The working directory of the command [default: the image's]
     #[arg(short, long)]
     pub workdir: Option<String>,
-    /// Do not remove this container when pruning (not supported yet)
+    /// Do not remove this container when pruning
     #[arg(short = 'P', long)]
     pub persist: bool,
-    /// Restart policy: 'no' or 'on-startup' (not supported yet)
+    /// Restarting policy of the container: 'no', or 'on-startup' (start it each time the
+    /// Kleene daemon starts)
     #[arg(long, default_value = "no")]
     pub restart: String,
     /// Publish a container's port on the host: [INTERFACE:]HOST_PORT[:CONTAINER_PORT][/tcp|/udp],
@@ -539,24 +540,26 @@ pub struct UpdateArgs {
     /// Assign a new name to the container
     #[arg(long)]
     pub name: Option<String>,
-    /// Default user used when running commands in the container (not supported yet)
+    /// Default user used when running commands in the container
     #[arg(short, long)]
     pub user: Option<String>,
-    /// Set environment variables (not supported yet)
+    /// Set environment variables (e.g. --env FIRST=env --env SECOND=env); replaces the
+    /// container's
     #[arg(short, long = "env")]
     pub env: Vec<String>,
-    /// Set jail parameters (not supported yet)
+    /// Set jail parameters; replaces the container's (a running container's jail takes
+    /// them where the platform can)
     #[arg(short = 'J', long = "jailparam")]
-    pub jailparam: Vec<String>,
-    /// Do not remove this container when pruning (not supported yet)
+    pub jailparam: Vec<JailParamText>,
+    /// Do not remove this container when pruning
     #[arg(short = 'P', long)]
     pub persist: bool,
-    /// Restart policy (not supported yet)
+    /// Restarting policy of the container: 'no' or 'on-startup' [default: no]
     #[arg(long)]
     pub restart: Option<String>,
     /// The container
     pub container: String,
-    /// A new command (not supported yet)
+    /// A new command
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }

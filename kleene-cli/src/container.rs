@@ -5,15 +5,18 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use kleene_core::kleene_jail::{ExitStatus, Process, Stdio, WinSize};
-use kleene_core::{Addresses, Attach, CreateContainer, Engine, ExecSpec, Id, MountSpec, RunState};
+use kleene_core::{
+    Addresses, Attach, ContainerUpdate, CreateContainer, Engine, ExecSpec, Exit, Id, MountSpec,
+    RestartPolicy, RunState,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cli::{AttachArgs, ContainerLsArgs, ContainerRmArgs, CreateArgs, CreateOpts, ExecArgs};
 use crate::cli::{InspectArgs, ListFormat, LogsArgs, PruneArgs, RenameArgs, RunArgs, StartArgs};
 use crate::cli::{StopArgs, UpdateArgs};
 use crate::failure::{Failure, Outcome};
-use crate::output::{ago, now, table};
-use crate::{confirm_prune, each, print_json, Ctx};
+use crate::output::{container_inspect, container_row, now, table, CONTAINER_COLUMNS};
+use crate::{confirm_prune, each, print_json, print_pruned, Ctx};
 
 /// How long a stop on Ctrl-C waits before killing.
 const INTERRUPT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,31 +28,20 @@ fn request(
     command: Vec<String>,
 ) -> Result<CreateContainer, Failure> {
     let c = opts.container;
-    if opts.persist {
-        return Err(Failure::usage(
-            "--persist is not supported yet: prune removes every stopped container",
-        ));
-    }
-    match opts.restart.as_str() {
-        "no" => {}
-        "on-startup" => {
-            return Err(Failure::usage(
-                "--restart on-startup is not supported yet: there is no daemon to start containers",
-            ))
-        }
-        other => {
-            return Err(Failure::usage(format!(
-                "invalid restart policy {other:?}: use 'no' or 'on-startup'"
-            )))
-        }
-    }
+    let restart: RestartPolicy = opts
+        .restart
+        .parse()
+        .map_err(|e: kleene_core::CoreError| Failure::usage(e.to_string()))?;
     let mounts = c
         .mount
         .iter()
         .map(|m| MountSpec::parse(m))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let mut req = CreateContainer::new(image).cmd(command);
+    let mut req = CreateContainer::new(image)
+        .cmd(command)
+        .persist(opts.persist)
+        .restart(restart);
     if let Some(d) = c.driver {
         req = req.driver(d);
     }
@@ -122,16 +114,19 @@ async fn ctrl_c() {
 
 /// Starts one container and, unless detached, follows it to its end: klee's
 /// `created execution instance` and `executable ... exited` lines around its output.
-async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Outcome {
+async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Result<Exit, Failure> {
     // Daemonless, the start is the execution instance; its id is made here, as kleened
     // makes one for each start, and is not kept.
     let instance = Id::generate()?;
     if mode == Mode::Detached {
         engine.start_container(reference, Attach::Detached).await?;
-        eprintln!("created execution instance {instance}");
-        return Ok(0);
+        println!("created execution instance {instance}");
+        return Ok(Exit {
+            code: 0,
+            container_ended: false,
+        });
     }
-    eprintln!("created execution instance {instance}");
+    println!("created execution instance {instance}");
     let attach = if mode == Mode::Terminal {
         Attach::Inherit
     } else {
@@ -155,7 +150,7 @@ async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Outcome {
     });
     let wait = started.wait();
     tokio::pin!(wait);
-    let code = if mode == Mode::Terminal {
+    let exit = if mode == Mode::Terminal {
         // With our terminal the container gets every Ctrl-C itself and decides; klee only
         // stays alive to report its exit (which its monitor records in any case).
         loop {
@@ -179,11 +174,27 @@ async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Outcome {
             }
         }
     };
+    // What the command wrote is in the pipes already; processes it left in a container
+    // that runs on keep them open, so the rest is not waited for long.
+    let grace = if exit.container_ended {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_millis(200)
+    };
     for task in [copy_out, copy_err].into_iter().flatten() {
-        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        let _ = tokio::time::timeout(grace, task).await;
     }
-    eprintln!("executable {instance} and its container exited with exit-code {code}");
-    Ok(code)
+    println!();
+    if exit.container_ended {
+        println!(
+            "executable {instance} and its container exited with exit-code {}",
+            exit.code
+        );
+    } else {
+        // As kleened says it: the container runs on (processes remain).
+        println!("{instance} has exited with exit-code {}", exit.code);
+    }
+    Ok(exit)
 }
 
 /// `klee container run IMAGE [COMMAND]...`: create, then start.
@@ -198,13 +209,21 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let c = engine.create_container(req).await?;
     println!("{}", c.id);
-    let result = start_one(&engine, c.id.as_str(), mode).await;
+    let exit = start_one(&engine, c.id.as_str(), mode).await;
     if a.rm {
-        if let Err(e) = engine.remove_container(c.id.as_str(), true).await {
-            eprintln!("klee: {e}");
+        match &exit {
+            Ok(e) if !e.container_ended => eprintln!(
+                "klee: container {} runs on after its command (processes remain): not removed",
+                c.name
+            ),
+            _ => {
+                if let Err(e) = engine.remove_container(c.id.as_str(), true).await {
+                    eprintln!("klee: {e}");
+                }
+            }
         }
     }
-    result
+    exit.map(|e| e.code)
 }
 
 /// `klee container start CONTAINERS...`: attached only when one container is started.
@@ -212,7 +231,7 @@ pub async fn start(ctx: &Ctx, a: StartArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let mode = Mode::of(a.attach);
     match (a.containers.as_slice(), mode == Mode::Detached) {
-        ([one], false) => return start_one(&engine, one, mode).await,
+        ([one], false) => return start_one(&engine, one, mode).await.map(|e| e.code),
         // As klee: only one container's I/O can be attached to.
         (_, false) => {
             return Err(Failure::usage(
@@ -342,8 +361,10 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Outcome {
     }
     let engine = ctx.engine().await?;
     let instance = Id::generate()?;
+    // As kleened: the instance is made (and told) before it starts, so it comes before
+    // anything the command writes.
+    println!("created execution instance {instance}");
     let mut p = engine.exec_container(&a.container, spec).await?;
-    eprintln!("created execution instance {instance}");
     if detach {
         return Ok(0);
     }
@@ -370,16 +391,9 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Outcome {
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    eprintln!("{instance} has exited with exit-code {code}");
+    println!();
+    println!("{instance} has exited with exit-code {code}");
     Ok(code)
-}
-
-fn status(state: RunState) -> &'static str {
-    match state {
-        RunState::Running => "running",
-        RunState::Starting => "starting",
-        RunState::Created | RunState::Exited => "stopped",
-    }
 }
 
 /// `klee container ls [-a]`.
@@ -392,7 +406,7 @@ pub async fn ls(ctx: &Ctx, a: ContainerLsArgs) -> Outcome {
         .filter(|c| a.all || matches!(c.runtime.state, RunState::Running | RunState::Starting))
         .collect();
     if a.list.format == ListFormat::Json {
-        return print_json(&containers);
+        return print_json(ctx.theme, &containers);
     }
     let images: HashMap<String, String> = engine
         .images()
@@ -408,57 +422,20 @@ pub async fn ls(ctx: &Ctx, a: ContainerLsArgs) -> Outcome {
                 .get(c.image_id.as_str())
                 .cloned()
                 .unwrap_or_else(|| c.image_id.to_string());
-            vec![
-                c.id.to_string(),
-                c.name.clone(),
-                image,
-                c.config.cmd.join(" "),
-                ago(c.created, now),
-                // Containers start only when asked: there is no daemon to autorun them.
-                "no".into(),
-                status(c.runtime.state).into(),
-                c.runtime.jid.map(|j| j.to_string()).unwrap_or_default(),
-            ]
+            container_row(c, &image, now)
         })
         .collect();
-    print!(
-        "{}",
-        table(
-            ctx.theme,
-            &[
-                "CONTAINER ID",
-                "NAME",
-                "IMAGE",
-                "COMMAND",
-                "CREATED",
-                "AUTORUN",
-                "STATUS",
-                "JID"
-            ],
-            &rows
-        )
-    );
+    print!("{}", table(ctx.theme, &CONTAINER_COLUMNS, &rows));
     Ok(0)
 }
 
-/// `klee container inspect CONTAINER`.
+/// `klee container inspect CONTAINER`: the container, its endpoints and its mounts, in
+/// kleened's shape.
 pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let container = engine.container(&a.target).await?;
     let endpoints = engine.endpoints(None, Some(&container.id)).await?;
-    print_json(&ContainerInspect {
-        container,
-        endpoints,
-    })
-}
-
-/// A container as `inspect` shows it: its fields (the published ports in `config`), and
-/// its endpoints on networks with their addresses.
-#[derive(Debug, serde::Serialize)]
-struct ContainerInspect {
-    #[serde(flatten)]
-    container: kleene_core::Container,
-    endpoints: Vec<kleene_core::Endpoint>,
+    print_json(ctx.theme, &container_inspect(&container, &endpoints))
 }
 
 /// `klee container rm [-f] CONTAINERS...`.
@@ -474,11 +451,16 @@ pub async fn rm(ctx: &Ctx, a: ContainerRmArgs) -> Outcome {
 
 /// `klee container prune [-f]`.
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Outcome {
+    // klee asks before it contacts kleened.
+    confirm_prune(a.force, "WARNING! This will remove all stopped containers.")?;
     let engine = ctx.engine().await?;
-    confirm_prune(a.force, "This will remove all stopped containers.")?;
-    for id in engine.prune_containers().await? {
-        println!("{id}");
-    }
+    let ids: Vec<String> = engine
+        .prune_containers()
+        .await?
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    print_pruned(&ids);
     Ok(0)
 }
 
@@ -490,38 +472,34 @@ pub async fn rename(ctx: &Ctx, a: RenameArgs) -> Outcome {
     Ok(0)
 }
 
-/// `klee container update`: renaming is what kleene-core can change of a container.
+/// `klee container update`: as klee, every option given replaces the container's
+/// (`--env` and `-J` the whole list), and `--persist`/`--restart` are always set (to off
+/// and `no` when not given).
 pub async fn update(ctx: &Ctx, a: UpdateArgs) -> Outcome {
-    let mut unsupported = Vec::new();
-    if a.user.is_some() {
-        unsupported.push("--user");
+    let restart: RestartPolicy = a
+        .restart
+        .as_deref()
+        .unwrap_or("no")
+        .parse()
+        .map_err(|e: kleene_core::CoreError| Failure::usage(e.to_string()))?;
+    let mut update = ContainerUpdate::new().persist(a.persist).restart(restart);
+    if let Some(name) = a.name {
+        update = update.name(name);
+    }
+    if let Some(user) = a.user {
+        update = update.user(user);
     }
     if !a.env.is_empty() {
-        unsupported.push("--env");
+        update = update.env(a.env);
     }
     if !a.jailparam.is_empty() {
-        unsupported.push("--jailparam");
-    }
-    if a.persist {
-        unsupported.push("--persist");
-    }
-    if a.restart.is_some() {
-        unsupported.push("--restart");
+        update = update.jail_params(a.jailparam);
     }
     if !a.command.is_empty() {
-        unsupported.push("COMMAND");
+        update = update.cmd(a.command);
     }
-    if !unsupported.is_empty() {
-        return Err(Failure::usage(format!(
-            "container update can only rename (--name) yet: {} not supported yet",
-            unsupported.join(", ")
-        )));
-    }
-    let Some(name) = a.name else {
-        return Err(Failure::usage("nothing to update: give --name NEW_NAME"));
-    };
     let engine = ctx.engine().await?;
-    let c = engine.rename_container(&a.container, &name).await?;
+    let c = engine.update_container(&a.container, update).await?;
     println!("{}", c.id);
     Ok(0)
 }

@@ -8,8 +8,8 @@ use kleene_core::{BaseSource, CreateImage, Events};
 use crate::cli::{ImageCreateArgs, ImagePruneArgs, InspectArgs, ListArgs, ListFormat};
 use crate::cli::{Method, RmArgs, TagArgs};
 use crate::failure::{Failure, Outcome};
-use crate::output::{ago, now, table, Progress};
-use crate::{confirm_prune, each, print_json, Ctx};
+use crate::output::{ago, image_view, now, table, Progress, IMAGE_COLUMNS};
+use crate::{confirm_prune, each, print_json, print_pruned, Ctx};
 
 /// `klee image create METHOD [SOURCE]`.
 pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
@@ -65,6 +65,14 @@ pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
         req = req.tag(tag);
     }
     let engine = ctx.engine().await?;
+    // What kleened says before it clones or copies a dataset.
+    match req.source {
+        BaseSource::ZfsClone(_) => println!("cloning dataset..."),
+        BaseSource::ZfsCopy(_) => {
+            println!("copying dataset into the new image, this can take a while...")
+        }
+        _ => {}
+    }
     // Ctrl-C removes the partial image (the engine answers Cancelled once it is gone).
     let interrupt = crate::signals::watch("image creation");
     let req = req.interrupt(interrupt.clone());
@@ -80,7 +88,9 @@ pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
         return Ok(crate::signals::ABORTED);
     }
     let image = result?;
-    eprintln!("image created");
+    // klee ends the transcript with an empty line, then kleened's closing message.
+    println!();
+    println!("image created");
     println!("{}", image.id);
     Ok(0)
 }
@@ -90,7 +100,7 @@ pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let images = engine.images().await?;
     if a.format == ListFormat::Json {
-        return print_json(&images);
+        return print_json(ctx.theme, &images);
     }
     let now = now();
     let rows: Vec<Vec<String>> = images
@@ -104,17 +114,14 @@ pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table(ctx.theme, &["ID", "NAME", "TAG", "CREATED"], &rows)
-    );
+    print!("{}", table(ctx.theme, &IMAGE_COLUMNS, &rows));
     Ok(0)
 }
 
-/// `klee image inspect IMAGE`.
+/// `klee image inspect IMAGE`: the image in kleened's shape.
 pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
     let engine = ctx.engine().await?;
-    print_json(&engine.image(&a.target).await?)
+    print_json(ctx.theme, &image_view(&engine.image(&a.target).await?))
 }
 
 /// `klee image rm IMAGES...`.
@@ -129,18 +136,16 @@ pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
 
 /// `klee image prune [-a] [-f]`.
 pub async fn prune(ctx: &Ctx, a: ImagePruneArgs) -> Outcome {
+    // klee asks before it contacts kleened, and warns the same with and without --all.
+    confirm_prune(a.force, "WARNING! This will remove all unused images.")?;
     let engine = ctx.engine().await?;
-    confirm_prune(
-        a.force,
-        if a.all {
-            "This will remove all unused images."
-        } else {
-            "This will remove all unused untagged images."
-        },
-    )?;
-    for id in engine.prune_images(a.all).await? {
-        println!("{id}");
-    }
+    let ids: Vec<String> = engine
+        .prune_images(a.all)
+        .await?
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    print_pruned(&ids);
     Ok(0)
 }
 

@@ -157,9 +157,9 @@ async fn network_cmd(ctx: &Ctx, cmd: NetworkCmd) -> Outcome {
     }
 }
 
-/// Prints `value` as indented JSON on stdout.
-pub fn print_json(value: &impl serde::Serialize) -> Outcome {
-    let text = serde_json::to_string_pretty(value)
+/// Prints `value` as indented JSON on stdout, as klee prints it with `theme`.
+pub fn print_json(theme: Theme, value: &impl serde::Serialize) -> Outcome {
+    let text = output::json_text(theme, value)
         .map_err(|e| Failure::failed(format!("cannot write JSON: {e}")))?;
     println!("{text}");
     Ok(0)
@@ -185,15 +185,22 @@ where
     Ok(code)
 }
 
-/// Asks before a prune unless `force`; a refusal fails the command.
+/// Asks before a prune unless `force`, on stdout as klee does; a refusal prints click's
+/// `Aborted!` on stderr and fails the command (exit 1) with nothing removed.
 pub fn confirm_prune(force: bool, warning: &str) -> Result<(), Failure> {
     if force {
         return Ok(());
     }
     let stdin = std::io::stdin();
-    if output::confirm(warning, &mut stdin.lock(), &mut std::io::stderr())? {
+    if output::confirm(warning, &mut stdin.lock(), &mut std::io::stdout())? {
         Ok(())
     } else {
-        Err(Failure::failed("aborted: nothing was removed"))
+        eprintln!("Aborted!");
+        Err(Failure::reported(failure::FAILED))
     }
+}
+
+/// Prints what a prune removed, as klee prints the list.
+pub fn print_pruned(ids: &[String]) {
+    print!("{}", output::id_list(ids));
 }

@@ -1,13 +1,12 @@
 //! `klee network ...`.
 
 use kleene_core::{Addresses, Gateway, Nat, NetworkSpec};
-use serde::Serialize;
 
 use crate::cli::{ConnectArgs, DisconnectArgs, InspectArgs, ListArgs, ListFormat};
 use crate::cli::{NetworkCreateArgs, PruneArgs, RmArgs};
 use crate::failure::{Failure, Outcome};
-use crate::output::table;
-use crate::{confirm_prune, each, print_json, Ctx};
+use crate::output::{network_inspect, network_row, table, NETWORK_COLUMNS};
+use crate::{confirm_prune, each, print_json, print_pruned, Ctx};
 
 /// A gateway as `--gw` takes it: `auto`, `""` or an address.
 fn gateway(flag: &str, text: &str) -> Result<Gateway, Failure> {
@@ -49,80 +48,32 @@ pub async fn create(ctx: &Ctx, a: NetworkCreateArgs) -> Outcome {
     Ok(0)
 }
 
-/// `klee network ls`: id, name, type and subnet, as klee prints them.
+/// `klee network ls`: id, name, type and IPv4 subnet, as klee prints them.
 pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let networks = engine.networks().await?;
     if a.format == ListFormat::Json {
-        return print_json(&networks);
+        return print_json(ctx.theme, &networks);
     }
-    let rows: Vec<Vec<String>> = networks
-        .iter()
-        .map(|n| {
-            let subnets: Vec<String> = n
-                .spec
-                .subnet
-                .map(|s| s.to_string())
-                .into_iter()
-                .chain(n.spec.subnet6.map(|s| s.to_string()))
-                .collect();
-            vec![
-                n.id.to_string(),
-                n.name.clone(),
-                n.spec.kind.to_string(),
-                subnets.join(", "),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(ctx.theme, &["ID", "NAME", "TYPE", "SUBNET"], &rows)
-    );
+    let rows: Vec<Vec<String>> = networks.iter().map(network_row).collect();
+    print!("{}", table(ctx.theme, &NETWORK_COLUMNS, &rows));
     Ok(0)
 }
 
-#[derive(Debug, Serialize)]
-struct NetworkInspect {
-    network: kleene_core::Network,
-    /// The host interface.
-    interface: String,
-    endpoints: Vec<EndpointView>,
-}
-
-#[derive(Debug, Serialize)]
-struct EndpointView {
-    container_id: String,
-    container_name: String,
-    ip_address: Option<std::net::Ipv4Addr>,
-    ip_address6: Option<std::net::Ipv6Addr>,
-    running: bool,
-}
-
-/// `klee network inspect NETWORK`: the network and its endpoints.
+/// `klee network inspect NETWORK`: the network and its endpoints, in kleened's shape.
 pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let network = engine.network(&a.target).await?;
     let mut endpoints = Vec::new();
     for e in engine.endpoints(Some(&network.id), None).await? {
         // A container being made (or a build) has an endpoint but no ready row yet.
-        let c = match engine.container(e.container.as_str()).await {
-            Ok(c) => c,
+        match engine.container(e.container.as_str()).await {
+            Ok(_) => endpoints.push(e),
             Err(kleene_core::CoreError::NotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
-        };
-        endpoints.push(EndpointView {
-            container_id: c.id.to_string(),
-            container_name: c.name.clone(),
-            ip_address: e.ipv4,
-            ip_address6: e.ipv6,
-            running: c.runtime.state == kleene_core::RunState::Running,
-        });
+        }
     }
-    print_json(&NetworkInspect {
-        interface: network.interface().to_string(),
-        network,
-        endpoints,
-    })
+    print_json(ctx.theme, &network_inspect(&network, &endpoints))
 }
 
 /// `klee network rm NETWORKS...`: disconnects every container first.
@@ -137,11 +88,16 @@ pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
 
 /// `klee network prune [-f]`.
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Outcome {
+    // klee asks before it contacts kleened.
+    confirm_prune(a.force, "WARNING! This will remove all unused networks.")?;
     let engine = ctx.engine().await?;
-    confirm_prune(a.force, "This will remove all unused networks.")?;
-    for id in engine.prune_networks().await? {
-        println!("{id}");
-    }
+    let ids: Vec<String> = engine
+        .prune_networks()
+        .await?
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    print_pruned(&ids);
     Ok(0)
 }
 

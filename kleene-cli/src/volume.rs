@@ -1,12 +1,9 @@
 //! `klee volume ...`.
 
-use kleene_core::MountSource;
-use serde::Serialize;
-
 use crate::cli::{InspectArgs, ListArgs, ListFormat, PruneArgs, RmArgs, VolumeCreateArgs};
 use crate::failure::Outcome;
-use crate::output::{ago, now, table};
-use crate::{confirm_prune, each, print_json, Ctx};
+use crate::output::{ago, now, table, volume_inspect, VOLUME_COLUMNS};
+use crate::{confirm_prune, each, print_json, print_pruned, Ctx};
 
 /// `klee volume create NAME`.
 pub async fn create(ctx: &Ctx, a: VolumeCreateArgs) -> Outcome {
@@ -21,56 +18,24 @@ pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let volumes = engine.volumes().await?;
     if a.format == ListFormat::Json {
-        return print_json(&volumes);
+        return print_json(ctx.theme, &volumes);
     }
     let now = now();
     let rows: Vec<Vec<String>> = volumes
         .iter()
         .map(|v| vec![v.name.clone(), ago(v.created, now)])
         .collect();
-    print!("{}", table(ctx.theme, &["VOLUME NAME", "CREATED"], &rows));
+    print!("{}", table(ctx.theme, &VOLUME_COLUMNS, &rows));
     Ok(0)
 }
 
-/// One container's mount of a volume, as klee's `volume inspect` shows it.
-#[derive(Debug, Serialize)]
-struct Mountpoint {
-    container_id: String,
-    destination: String,
-    read_only: bool,
-    source: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(Debug, Serialize)]
-struct VolumeInspect {
-    mountpoints: Vec<Mountpoint>,
-    volume: kleene_core::Volume,
-}
-
-/// `klee volume inspect NAME`: the volume and the containers that mount it.
+/// `klee volume inspect NAME`: the volume and the containers' mounts of it, in
+/// kleened's shape.
 pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let volume = engine.volume(&a.target).await?;
-    let mut mountpoints = Vec::new();
-    for c in engine.containers().await? {
-        for m in &c.config.mounts {
-            if matches!(&m.source, MountSource::Volume(n) if *n == volume.name) {
-                mountpoints.push(Mountpoint {
-                    container_id: c.id.to_string(),
-                    destination: m.destination.clone(),
-                    read_only: m.read_only,
-                    source: volume.name.clone(),
-                    kind: "volume",
-                });
-            }
-        }
-    }
-    print_json(&VolumeInspect {
-        mountpoints,
-        volume,
-    })
+    let containers = engine.containers().await?;
+    print_json(ctx.theme, &volume_inspect(&volume, &containers))
 }
 
 /// `klee volume rm VOLUMES...`.
@@ -88,10 +53,9 @@ pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
 
 /// `klee volume prune [-f]`.
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Outcome {
+    // klee asks before it contacts kleened.
+    confirm_prune(a.force, "WARNING! This will remove all unused volumes.")?;
     let engine = ctx.engine().await?;
-    confirm_prune(a.force, "This will remove all unused volumes.")?;
-    for name in engine.prune_volumes().await? {
-        println!("{name}");
-    }
+    print_pruned(&engine.prune_volumes().await?);
     Ok(0)
 }

@@ -64,17 +64,18 @@ fn bad_network_options_are_refused_exit_2() {
 #[test]
 fn unsupported_options_are_refused_exit_2() {
     for (args, what) in [
-        (&["create", "-P", "bb"][..], "--persist"),
         (
-            &["run", "--restart", "on-startup", "bb"],
-            "--restart on-startup",
-        ),
-        (
-            &["run", "-d", "--rm", "bb"],
+            &["run", "-d", "--rm", "bb"][..],
             "--rm cannot be used with --detach",
         ),
-        (&["container", "update", "-u", "app", "c"], "--user"),
-        (&["container", "update", "c"], "nothing to update"),
+        (
+            &["run", "--restart", "always", "bb"],
+            "invalid restart policy",
+        ),
+        (
+            &["container", "update", "--restart", "sometimes", "c"],
+            "invalid restart policy",
+        ),
         (&["image", "create", "--update", "fetch-auto"], "--update"),
         (&["image", "create", "fetch"], "exactly one SOURCE"),
         (&["image", "create", "fetch-auto", "x"], "takes no SOURCE"),
@@ -145,10 +146,16 @@ fn image_create_ls_inspect_tag_rm() {
         .unwrap();
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
-    let id = stdout.trim();
+    // As klee: the transcript on stdout, the id last.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let id = *lines.last().unwrap();
     assert!(is_id(id), "{stdout:?}");
-    assert!(stderr.lines().any(|l| l == "image created"), "{stderr}");
-    assert!(stderr.contains("extracted "), "{stderr}");
+    assert_eq!(
+        lines[lines.len() - 3..lines.len() - 1],
+        ["", "image created"],
+        "{stdout}"
+    );
+    assert!(stdout.contains("extracted "), "{stdout}");
 
     let table = s.ok(&["lsi"]);
     let lines: Vec<&str> = table.lines().collect();
@@ -163,7 +170,7 @@ fn image_create_ls_inspect_tag_rm() {
         lines[2].starts_with(&format!(" {id}   bb     latest   ")),
         "{table}"
     );
-    assert!(lines[2].ends_with(" ago"), "{table}");
+    assert!(lines[2].ends_with(" ago "), "{table}");
     let simple = s.ok(&["lsi", "--theme", "simple"]);
     assert!(simple.lines().nth(1).unwrap().starts_with("---"));
 
@@ -196,22 +203,24 @@ fn image_prune_asks_unless_forced() {
     let s = scratch_or_skip!();
     let tar = s.busybox_rootfs();
     let url = format!("file://{}", tar.display());
-    let untagged = s.ok(&["image", "create", "fetch", &url]).trim().to_string();
+    let created = s.ok(&["image", "create", "fetch", &url]);
+    let untagged = created.lines().last().unwrap().to_string();
     let tagged = s.busybox_image();
+    // As klee (click): the prompt on stdout, "Aborted!" on stderr, exit code 1.
     s.klee(["image", "prune"])
         .write_stdin("n\n")
         .assert()
         .code(1)
-        .stdout("")
-        .stderr(predicate::str::contains(
+        .stdout(predicate::str::contains(
             "Are you sure you want to continue? [y/N]",
-        ));
+        ))
+        .stderr("Aborted!\n");
     assert!(s.ok(&["lsi"]).contains(&untagged));
     s.klee(["image", "prune"])
         .write_stdin("y\n")
         .assert()
         .success()
-        .stdout(format!("{untagged}\n"));
+        .stdout(predicate::str::ends_with(format!("[y/N]: {untagged}\n")));
     assert!(s.ok(&["lsi"]).contains(&tagged));
     s.klee(["image", "prune", "-a", "-f"])
         .assert()
@@ -229,19 +238,21 @@ fn run_prints_klee_lines_and_exits_with_the_containers_code() {
         .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(7), "{stderr}");
-    let mut lines = stdout.lines();
-    let cid = lines.next().unwrap();
+    // As klee: everything on stdout, a blank line before the exit line.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    let cid = lines[0];
     assert!(is_id(cid), "{stdout}");
-    assert_eq!(lines.next(), Some("out"));
-    let instance = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("created execution instance "))
-        .unwrap_or_else(|| panic!("{stderr}"));
+    let instance = lines[1]
+        .strip_prefix("created execution instance ")
+        .unwrap_or_else(|| panic!("{stdout}"));
     assert!(is_id(instance));
-    assert!(stderr.contains("err\n"));
-    assert!(stderr.contains(&format!(
-        "executable {instance} and its container exited with exit-code 7"
-    )));
+    assert_eq!(lines[2..4], ["out", ""]);
+    assert_eq!(
+        lines[4],
+        format!("executable {instance} and its container exited with exit-code 7")
+    );
+    assert_eq!(stderr, "err\n");
     // the container stays, stopped
     let all = s.ok(&["lsc", "-a"]);
     assert!(all.contains(cid) && all.contains("stopped"), "{all}");
@@ -267,7 +278,8 @@ fn run_rm_removes_the_container_and_run_i_passes_stdin() {
         .unwrap();
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(stdout.lines().nth(1).map(str::trim), Some("12"), "{stdout}");
+    // The id, klee's instance line, then the container's output.
+    assert_eq!(stdout.lines().nth(2).map(str::trim), Some("12"), "{stdout}");
     // env, user and workdir reach the command
     let out = s.ok(&[
         "run",
@@ -283,7 +295,7 @@ fn run_rm_removes_the_container_and_run_i_passes_stdin() {
         "-c",
         "echo $GREETING $(pwd) $(id -u)",
     ]);
-    assert_eq!(out.lines().nth(1), Some("hi /srv 0"), "{out}");
+    assert_eq!(out.lines().nth(2), Some("hi /srv 0"), "{out}");
 }
 
 #[test]
@@ -315,12 +327,12 @@ fn klee_alone_runs_containers_it_is_its_own_monitor() {
     let out = run(&["run", "--rm", "bb", "echo", "hi"]);
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(stdout.lines().nth(1), Some("hi"), "{stdout}");
+    assert_eq!(stdout.lines().nth(2), Some("hi"), "{stdout}");
     // A detached container's monitor is klee too, and outlives the klee that started it.
     let out = run(&["run", "-d", "bb", "sleep", "60"]);
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
-    let cid = stdout.trim();
+    let cid = stdout.lines().next().unwrap_or_default();
     let ls = s.ok(&["lsc"]);
     assert!(ls.contains(cid), "{ls}");
     s.klee(["rmc", "-f", cid]).assert().success();
@@ -353,13 +365,11 @@ fn detached_containers_stop_restart_exec_logs_rm() {
         .unwrap();
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
-    let cid = stdout.trim().to_string();
+    let (cid, rest) = stdout.split_once('\n').unwrap();
+    let cid = cid.to_string();
     assert!(is_id(&cid), "{stdout}");
-    assert!(
-        stderr.starts_with("created execution instance "),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("exited"), "{stderr}");
+    assert!(rest.starts_with("created execution instance "), "{stdout}");
+    assert!(!stdout.contains("exited"), "{stdout}");
 
     let table = s.ok(&["lsc"]);
     let header: Vec<&str> = table
@@ -404,13 +414,13 @@ fn detached_containers_stop_restart_exec_logs_rm() {
         .klee(["exec", "web", "sh", "-c", "exit 5"])
         .output()
         .unwrap();
-    let (_, stderr) = texts(&out);
+    let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
-    let instance = stderr
+    let instance = stdout
         .lines()
         .find_map(|l| l.strip_prefix("created execution instance "))
         .unwrap();
-    assert!(stderr.contains(&format!("{instance} has exited with exit-code 5")));
+    assert!(stdout.ends_with(&format!("\n\n{instance} has exited with exit-code 5\n")));
     s.klee([
         "container",
         "exec",
@@ -423,7 +433,7 @@ fn detached_containers_stop_restart_exec_logs_rm() {
     ])
     .assert()
     .success()
-    .stdout("1\n");
+    .stdout(predicate::str::contains("\n1\n\n"));
     s.klee(["exec", "-d", "web", "touch", "/tmp/detached"])
         .assert()
         .success();
@@ -485,10 +495,15 @@ fn create_then_start_attached_or_several_detached() {
     let out = s.klee(["container", "start", "c1"]).output().unwrap();
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(stdout, "hi\n");
-    assert!(
-        stderr.contains("and its container exited with exit-code 0"),
-        "{stderr}"
+    let instance = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("created execution instance "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(
+        stdout,
+        format!(
+            "created execution instance {instance}\nhi\n\nexecutable {instance} and its container exited with exit-code 0\n"
+        )
     );
     let c2 = s.ok(&["container", "create", "--name", "c2", "bb", "sleep", "30"]);
     let c3 = s.ok(&["create", "--name", "c3", "bb", "sleep", "30"]);
@@ -526,10 +541,33 @@ fn rename_update_inspect_and_prune_containers() {
             .trim(),
         cid
     );
+    // As klee: -P and --restart are set by every update; AUTORUN shows on-startup.
+    assert_eq!(
+        s.ok(&[
+            "container",
+            "update",
+            "-P",
+            "--restart",
+            "on-startup",
+            "new"
+        ])
+        .trim(),
+        cid
+    );
+    let ls = s.ok(&["lsc", "-a"]);
+    let row = ls.lines().find(|l| l.contains(" new ")).unwrap();
+    assert!(row.contains(" yes "), "{ls}");
+    s.klee(["container", "prune", "-f"]).assert().success();
+    assert!(
+        s.ok(&["lsc", "-a"]).contains(" new "),
+        "prune removed a persistent container"
+    );
+    s.ok(&["container", "update", "new"]);
+    // kleened's shape: the container, its endpoints and mount points.
     let inspect: serde_json::Value = serde_json::from_str(&s.ok(&["isc", "new"])).unwrap();
-    assert_eq!(inspect["id"], cid.as_str());
-    assert_eq!(inspect["name"], "new");
-    assert_eq!(inspect["config"]["cmd"][0], "true");
+    assert_eq!(inspect["container"]["id"], cid.as_str());
+    assert_eq!(inspect["container"]["name"], "new");
+    assert_eq!(inspect["container"]["cmd"][0], "true");
     let again: serde_json::Value =
         serde_json::from_str(&s.ok(&["container", "inspect", &cid[..5]])).unwrap();
     assert_eq!(inspect, again);
@@ -546,9 +584,10 @@ fn rename_update_inspect_and_prune_containers() {
         .write_stdin("\n")
         .assert()
         .code(1)
-        .stderr(predicate::str::contains(
+        .stdout(predicate::str::contains(
             "WARNING! This will remove all stopped containers.",
-        ));
+        ))
+        .stderr("Aborted!\n");
     assert!(s.ok(&["lsc", "-a"]).contains(&cid));
     s.klee(["container", "prune", "-f"])
         .assert()
@@ -599,7 +638,7 @@ fn volumes_create_ls_inspect_rm_prune() {
     s.klee(["run", "--rm", "-m", "v1:/v:ro", "bb", "cat", "/v/f"])
         .assert()
         .success()
-        .stdout(predicate::str::ends_with("kept\n"));
+        .stdout(predicate::str::contains("\nkept\n"));
     let inspect: serde_json::Value = serde_json::from_str(&s.ok(&["isv", "v1"])).unwrap();
     assert_eq!(inspect["volume"]["name"], "v1");
     assert_eq!(inspect["mountpoints"][0]["container_id"], cid.as_str());
@@ -617,7 +656,7 @@ fn volumes_create_ls_inspect_rm_prune() {
         .write_stdin("y\n")
         .assert()
         .success()
-        .stdout("v2\n");
+        .stdout(predicate::str::ends_with("[y/N]: v2\n"));
     s.ok(&["rmc", &cid]);
     s.klee(["volume", "rm", "v1", "nope"])
         .assert()
@@ -650,18 +689,19 @@ fn build_prints_klees_transcript_and_the_image_runs() {
     let out = s.klee(["build", "-t", "hello"]).arg(&ctx).output().unwrap();
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
-    let id = stdout.trim();
+    // As klee: the whole transcript on stdout, the id last after "image created".
+    let lines: Vec<&str> = stdout.lines().collect();
+    let id = *lines.last().unwrap();
     assert!(is_id(id), "{stdout}");
-    let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(
         lines[0],
         format!("Started to build image with ID {id}"),
-        "{stderr}"
+        "{stdout}"
     );
-    assert_eq!(lines[1], "Step 1/4 : FROM bb", "{stderr}");
+    assert_eq!(lines[1], "Step 1/4 : FROM bb", "{stdout}");
     assert!(
         lines.contains(&"Step 3/4 : RUN echo built >> /srv/hello.txt"),
-        "{stderr}"
+        "{stdout}"
     );
     assert!(
         lines
@@ -669,12 +709,16 @@ fn build_prints_klees_transcript_and_the_image_runs() {
             .filter(|l| l.starts_with("--> Snapshot created: @"))
             .count()
             >= 2,
-        "{stderr}"
+        "{stdout}"
     );
-    assert_eq!(lines.last(), Some(&"image created"), "{stderr}");
+    assert_eq!(
+        lines[lines.len() - 3..lines.len() - 1],
+        ["", "image created"],
+        "{stdout}"
+    );
     let run = s.ok(&["run", "--rm", "hello"]);
     assert_eq!(
-        run.lines().skip(1).collect::<Vec<_>>(),
+        run.lines().skip(2).take(2).collect::<Vec<_>>(),
         ["hello", "built"],
         "{run}"
     );
@@ -714,11 +758,11 @@ fn a_failed_build_is_kept_and_its_last_snapshot_runs() {
         .unwrap();
     let (stdout, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stdout, "");
-    let last = stderr.lines().last().unwrap();
+    // As klee: the transcript and the failure on stdout.
+    let last = stdout.lines().last().unwrap();
     let rest = last
         .strip_prefix("Failed to build image ")
-        .unwrap_or_else(|| panic!("{stderr}"));
+        .unwrap_or_else(|| panic!("{stdout}"));
     let (id, snapshot) = rest.split_once(". Most recent snapshot is ").unwrap();
     assert!(is_id(id) && snapshot.starts_with('@'), "{last}");
     assert!(!stderr.contains("klee: "), "one report, not two: {stderr}");
@@ -731,14 +775,14 @@ fn a_failed_build_is_kept_and_its_last_snapshot_runs() {
     );
     // a container from the most recent snapshot sees the first RUN's work
     let run = s.ok(&["run", "--rm", &format!("{id}{snapshot}"), "cat", "/srv/one"]);
-    assert_eq!(run.lines().nth(1), Some("one"), "{run}");
+    assert_eq!(run.lines().nth(2), Some("one"), "{run}");
 
     // --rm: nothing is kept
     s.klee(["build", "--rm", "-t", "gone"])
         .arg(&ctx)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("Failed to build image "));
+        .stdout(predicate::str::contains("Failed to build image "));
     assert!(!s.ok(&["lsi"]).contains("gone"));
     // errors before the build are one klee line
     s.klee(["build", "-f", "Nope"])
@@ -746,4 +790,49 @@ fn a_failed_build_is_kept_and_its_last_snapshot_runs() {
         .assert()
         .code(1)
         .stderr(predicate::str::starts_with("klee: "));
+}
+
+#[test]
+fn a_container_runs_on_after_its_command_while_its_processes_do() {
+    let s = scratch_or_skip!(containers);
+    s.busybox_image();
+    // As `klee run FreeBSD` (/etc/rc starts daemons and exits) in Kleene's docs.
+    let out = s
+        .klee([
+            "run",
+            "--name",
+            "rc",
+            "bb",
+            "sh",
+            "-c",
+            "sleep 300 & echo rc done",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    let instance = lines[1]
+        .strip_prefix("created execution instance ")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(lines[2..4], ["rc done", ""], "{stdout}");
+    // Only the execution instance exited: the container runs on.
+    assert_eq!(lines[4], format!("{instance} has exited with exit-code 0"));
+    let ls = s.ok(&["lsc"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.contains(" rc ") && l.contains("running")),
+        "{ls}"
+    );
+    // stop: SIGTERM to every process of it, so the daemon ends and the container with it.
+    let t = std::time::Instant::now();
+    s.klee(["stop", "rc"]).assert().success();
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    let ls = s.ok(&["lsc", "-a"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.contains(" rc ") && l.contains("stopped")),
+        "{ls}"
+    );
 }

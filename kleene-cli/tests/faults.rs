@@ -198,7 +198,9 @@ impl Bench {
             logs,
         };
         let url = format!("file://{}", tar.display());
-        let base = first_line(&k.ok(&["image", "create", "-t", "base", "fetch", &url]));
+        // The id is the last line (klee prints its progress before it).
+        let created = k.ok(&["image", "create", "-t", "base", "fetch", &url]);
+        let base = created.lines().last().unwrap_or("").trim().to_string();
         Bench {
             k,
             url,
@@ -214,10 +216,17 @@ impl Bench {
         }
     }
 
+    /// The engine's whole record of a container (`lsc -a --format json`; `isc` prints
+    /// kleened's shape, without the monitor).
     fn inspect(&self, container: &str) -> Option<Value> {
-        let out = self.k.run(&["container", "inspect", container]);
-        out.success()
-            .then(|| serde_json::from_str(&out.stdout).expect("inspect prints JSON"))
+        let out = self.k.run(&["container", "ls", "-a", "--format", "json"]);
+        if !out.success() {
+            return None;
+        }
+        let all: Value = serde_json::from_str(&out.stdout).expect("lsc prints JSON");
+        list(all)
+            .into_iter()
+            .find(|c| c["id"] == container || c["name"] == container)
     }
 
     /// A detached container running `sleep`; its id.

@@ -14,28 +14,29 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// klee with `args` on the scratch root, stderr piped, in a process group of its own (as
-/// the terminal's foreground group would be).
-fn spawn(s: &common::Scratch, args: &[&str]) -> Child {
+/// What klee writes, stdout and stderr in one pipe (as on a terminal).
+type Output = BufReader<std::io::PipeReader>;
+
+/// klee with `args` on the scratch root, its output piped, in a process group of its own
+/// (as the terminal's foreground group would be).
+fn spawn(s: &common::Scratch, args: &[&str]) -> (Child, Output) {
     use std::os::unix::process::CommandExt;
-    common::klee_process()
+    let (r, w) = std::io::pipe().unwrap();
+    let child = common::klee_process()
         .arg("--root")
         .arg(&s.root)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(w.try_clone().unwrap())
+        .stderr(w)
         .process_group(0)
         .spawn()
-        .unwrap()
+        .unwrap();
+    (child, BufReader::new(r))
 }
 
-/// Reads `child`'s stderr until a line contains `needle` (within 60 s); the lines read.
-fn wait_for_line(
-    child: &mut Child,
-    needle: &str,
-) -> (Vec<String>, BufReader<std::process::ChildStderr>) {
-    let mut err = BufReader::new(child.stderr.take().unwrap());
+/// Reads klee's output until a line contains `needle` (within 60 s); the lines read.
+fn wait_for_line(mut err: Output, needle: &str) -> (Vec<String>, Output) {
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -55,8 +56,8 @@ fn wait_for_line(
     }
 }
 
-/// Waits (at most 60 s) for `child` to end; its exit code and the rest of its stderr.
-fn finish(mut child: Child, mut err: BufReader<std::process::ChildStderr>) -> (i32, String) {
+/// Waits (at most 60 s) for `child` to end; its exit code and the rest of its output.
+fn finish(mut child: Child, mut err: Output) -> (i32, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -111,8 +112,8 @@ fn ctrl_c_on_build_keeps_it_as_failed_and_stops_the_step() {
         "FROM bb\nRUN echo first > /first\nRUN sleep 417\nRUN echo never\n",
     )
     .unwrap();
-    let mut child = spawn(&s, &["build", "-t", "cc", ctx.to_str().unwrap()]);
-    let (_, err) = wait_for_line(&mut child, "Step 3/4 : RUN sleep 417");
+    let (child, out) = spawn(&s, &["build", "-t", "cc", ctx.to_str().unwrap()]);
+    let (_, err) = wait_for_line(out, "Step 3/4 : RUN sleep 417");
     // The step's process runs: wait until it is there, then press Ctrl-C.
     let deadline = Instant::now() + Duration::from_secs(30);
     while processes_with("sleep 417").is_empty() {
@@ -153,8 +154,8 @@ fn a_second_ctrl_c_aborts_and_the_next_command_repairs() {
         "FROM bb\nRUN trap '' TERM INT; sleep 418\n",
     )
     .unwrap();
-    let mut child = spawn(&s, &["build", "-t", "cd", ctx.to_str().unwrap()]);
-    let (_, err) = wait_for_line(&mut child, "Step 2/2");
+    let (child, out) = spawn(&s, &["build", "-t", "cd", ctx.to_str().unwrap()]);
+    let (_, err) = wait_for_line(out, "Step 2/2");
     let deadline = Instant::now() + Duration::from_secs(30);
     while processes_with("sleep 418").is_empty() {
         assert!(Instant::now() < deadline, "the RUN step never started");
@@ -208,7 +209,7 @@ fn ctrl_c_on_an_attached_run_stops_the_container_and_records_its_exit() {
         return;
     };
     s.busybox_image();
-    let mut child = spawn(
+    let (child, out) = spawn(
         &s,
         &[
             "run",
@@ -221,7 +222,7 @@ fn ctrl_c_on_an_attached_run_stops_the_container_and_records_its_exit() {
             "trap 'exit 143' TERM; echo ready >&2; sleep 419 & wait",
         ],
     );
-    let (_, err) = wait_for_line(&mut child, "ready");
+    let (_, err) = wait_for_line(out, "ready");
     interrupt(&child);
     let (code, rest) = finish(child, err);
     // SIGTERM ended the container: 128 + 15, reported and recorded.
@@ -245,7 +246,7 @@ fn ctrl_c_on_exec_reaches_the_command() {
     };
     s.busybox_image();
     s.ok(&["run", "-d", "--name", "svc", "bb", "sleep", "60"]);
-    let mut child = spawn(
+    let (child, out) = spawn(
         &s,
         &[
             "exec",
@@ -255,7 +256,7 @@ fn ctrl_c_on_exec_reaches_the_command() {
             "trap 'kill $!; echo got-int >&2; exit 7' INT; echo ready >&2; sleep 420 & wait",
         ],
     );
-    let (_, err) = wait_for_line(&mut child, "ready");
+    let (_, err) = wait_for_line(out, "ready");
     interrupt(&child);
     let (code, rest) = finish(child, err);
     assert!(rest.contains("got-int"), "{rest}");

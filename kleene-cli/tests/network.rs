@@ -20,7 +20,7 @@ mod netns;
 
 use std::time::{Duration, Instant};
 
-use netns::{endpoints, Lab, Out, HOST_ADDR, OUT_ADDR};
+use netns::{endpoint_of_id, endpoints, Lab, Out, HOST_ADDR, OUT_ADDR};
 use serde_json::Value;
 
 fn served(out: &Out, marker: &str) -> bool {
@@ -243,9 +243,10 @@ fn disconnect_cuts_traffic_and_connect_links_a_running_container_at_once() {
         "dc-ok",
         "container to container right after disconnect",
     );
+    let srv_id = lab.container_id("srv");
     let v = lab.json(&["network", "inspect", "a"]);
     assert!(
-        !endpoints(&v).iter().any(|e| e["container_name"] == "srv"),
+        endpoint_of_id(&v, &srv_id).is_none(),
         "srv is still an endpoint of a after disconnect: {v:#}"
     );
 
@@ -433,14 +434,18 @@ fn nothing_is_left_behind_after_rm_prune_and_a_killed_run() {
     while start.elapsed() < Duration::from_secs(15) {
         // (`network inspect` may fail while the container is being made: see
         // network_inspect_works_while_a_container_is_being_created.)
-        let out = lab.klee(&["network", "inspect", "three"]);
-        let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
-        if let Some(e) = endpoints(&v)
-            .into_iter()
-            .find(|e| e["container_name"] == "victim" && e["running"] == true)
-        {
-            victim = e["ip_address"].as_str().map(str::to_string);
-            break;
+        // (`isc victim` fails until the container is there.)
+        let out = lab.klee(&["container", "inspect", "victim"]);
+        let c: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+        if c["container"]["running"] == true {
+            if let Some(id) = c["container"]["id"].as_str() {
+                let out = lab.klee(&["network", "inspect", "three"]);
+                let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+                if let Some(e) = endpoint_of_id(&v, id) {
+                    victim = e["ip_address"].as_str().map(str::to_string);
+                    break;
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -496,19 +501,23 @@ fn lsn_isn_ls_json_show_networks_and_rmn_removes_them() {
     let addr = lab.sleeper("member", "alpha", &[]);
     let v: Value = lab.json(&["isn", "alpha"]);
     assert_eq!(v["network"]["name"], "alpha", "{v:#}");
-    assert_eq!(v["network"]["spec"]["subnet"], "10.108.0.0/24", "{v:#}");
+    assert_eq!(v["network"]["subnet"], "10.108.0.0/24", "{v:#}");
     let eps = endpoints(&v);
     assert_eq!(eps.len(), 1, "one endpoint: {v:#}");
-    assert_eq!(eps[0]["container_name"], "member", "{v:#}");
+    let member = lab.container_id("member");
+    assert_eq!(eps[0]["container_id"], member.as_str(), "{v:#}");
     assert_eq!(eps[0]["ip_address"], addr.as_str(), "{v:#}");
-    assert_eq!(eps[0]["running"], true, "{v:#}");
-    let iface = v["interface"].as_str().unwrap_or_default().to_string();
+    assert!(lab.running("member"), "the endpoint's container runs");
+    let iface = v["network"]["interface"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         lab.host_links().contains(&iface),
         "the interface {iface:?} inspect names exists in the host namespace"
     );
     let v: Value = lab.json(&["isn", "beta"]);
-    assert_eq!(v["network"]["spec"]["internal"], true, "{v:#}");
+    assert_eq!(v["network"]["internal"], true, "{v:#}");
     assert!(endpoints(&v).is_empty(), "{v:#}");
 
     lab.ok(&["rmn", "alpha", "beta"]);
@@ -555,12 +564,12 @@ fn a_restarted_container_keeps_its_address_and_ports_and_ipv6_works() {
 
     // IPv6 on the same network: an address from --subnet6, container to container.
     let v = lab.json(&["network", "inspect", "rs"]);
-    let e = endpoints(&v)
-        .into_iter()
-        .find(|e| e["container_name"] == "web")
-        .expect("web's endpoint");
+    let e = lab
+        .endpoint_of(&v, "web")
+        .unwrap_or_else(|| panic!("web's endpoint: {v:#}"));
     let v6 = e["ip_address6"]
         .as_str()
+        .filter(|a| !a.is_empty())
         .unwrap_or_else(|| panic!("web has no IPv6 address on a --subnet6 network: {v:#}"))
         .to_string();
     assert!(v6.starts_with("fd00:109::"), "{v6} is in fd00:109::/64");
@@ -575,11 +584,10 @@ fn a_restarted_container_keeps_its_address_and_ports_and_ipv6_works() {
     assert_served(&got, "rst-ok", "container to container over IPv6");
     let fixed = lab.sleeper("six", "rs", &["--ip6", "fd00:109::66"]);
     let _ = fixed;
+    let six = lab.container_id("six");
     let v = lab.json(&["network", "inspect", "rs"]);
     assert!(
-        endpoints(&v)
-            .iter()
-            .any(|e| e["container_name"] == "six" && e["ip_address6"] == "fd00:109::66"),
+        endpoint_of_id(&v, &six).is_some_and(|e| e["ip_address6"] == "fd00:109::66"),
         "--ip6 picks the address: {v:#}"
     );
 }

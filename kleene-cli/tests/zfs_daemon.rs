@@ -304,7 +304,7 @@ fn fault_during(k: &Klee, daemon: &mut Daemon, fault: Fault, args: &[&str], when
     match when {
         When::After(d) => std::thread::sleep(d),
         When::AfterLine(line, d) => {
-            while !op.stderr_so_far().contains(line) {
+            while !op.output_so_far().contains(line) {
                 assert!(!op.exited(), "{what} ended before {line:?}");
                 assert!(op.elapsed() < BOUND, "{what} did not reach {line:?}");
                 std::thread::sleep(Duration::from_millis(5));
@@ -313,7 +313,7 @@ fn fault_during(k: &Klee, daemon: &mut Daemon, fault: Fault, args: &[&str], when
         }
     }
     assert!(!op.exited(), "{what} ended before the daemon was killed");
-    let doing = op.stderr_so_far();
+    let doing = op.output_so_far();
     match fault {
         Fault::Kill => daemon.kill(),
         Fault::Stop => daemon.stop(),

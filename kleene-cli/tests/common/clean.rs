@@ -104,6 +104,13 @@ impl Bounded {
         self.child.id() as i32
     }
 
+    /// What it wrote to stdout and stderr so far (klee's transcripts are on stdout).
+    pub fn output_so_far(&self) -> String {
+        let mut all = std::fs::read_to_string(&self.out).unwrap_or_default();
+        all.push_str(&self.stderr_so_far());
+        all
+    }
+
     /// What it wrote to stderr so far.
     pub fn stderr_so_far(&self) -> String {
         std::fs::read_to_string(&self.err).unwrap_or_default()

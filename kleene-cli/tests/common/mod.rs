@@ -121,7 +121,8 @@ impl Scratch {
         let tar = self.busybox_rootfs();
         let url = format!("file://{}", tar.display());
         let out = self.ok(&["image", "create", "-t", "bb", "fetch", &url]);
-        let id = out.trim().to_string();
+        // klee prints its progress on stdout too; the id comes last.
+        let id = out.lines().last().unwrap_or_default().to_string();
         assert_eq!(id.len(), 12, "an image id: {out:?}");
         id
     }

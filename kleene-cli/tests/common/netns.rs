@@ -344,12 +344,34 @@ impl Lab {
         self.address(network, name)
     }
 
+    /// The id of container `name` (`isc NAME` → `container.id`).
+    pub fn container_id(&self, name: &str) -> String {
+        let v = self.json(&["container", "inspect", name]);
+        v["container"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("isc {name} names no container id: {v:#}"))
+            .to_string()
+    }
+
+    /// Whether container `name` runs (`isc NAME` → `container.running`).
+    pub fn running(&self, name: &str) -> bool {
+        let v = self.json(&["container", "inspect", name]);
+        v["container"]["running"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("isc {name} says nothing of running: {v:#}"))
+    }
+
+    /// The endpoint of container `name` in a `network inspect` (`v`), matched by its id.
+    pub fn endpoint_of(&self, v: &Value, name: &str) -> Option<Value> {
+        let id = self.container_id(name);
+        endpoint_of_id(v, &id)
+    }
+
     /// The IPv4 address of container `name` on `network` (from `network inspect`).
     pub fn address(&self, network: &str, name: &str) -> String {
         let v = self.json(&["network", "inspect", network]);
-        let e = endpoints(&v)
-            .into_iter()
-            .find(|e| e["container_name"] == name)
+        let e = self
+            .endpoint_of(&v, name)
             .unwrap_or_else(|| panic!("no endpoint of {name} on {network}: {v:#}"));
         e["ip_address"]
             .as_str()
@@ -357,12 +379,19 @@ impl Lab {
             .to_string()
     }
 
-    /// The pid of a running container's first process (`isc`).
+    /// The pid of a running container's first process (`lsc -a --format json` →
+    /// `runtime.pid`).
     pub fn pid_of(&self, container: &str) -> i32 {
-        let v = self.json(&["container", "inspect", container]);
-        v["runtime"]["pid"]
+        let v = self.json(&["lsc", "-a", "--format", "json"]);
+        let c = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == container || c["id"] == container)
+            .unwrap_or_else(|| panic!("{container} is not listed: {v:#}"));
+        c["runtime"]["pid"]
             .as_i64()
-            .unwrap_or_else(|| panic!("{container} has no pid: {v:#}")) as i32
+            .unwrap_or_else(|| panic!("{container} has no pid: {c:#}")) as i32
     }
 
     /// A new `--rm` container on `network` fetching `url` (`busybox timeout 4 wget`, under a
@@ -517,9 +546,17 @@ impl Lab {
     }
 }
 
-/// The `endpoints` of a `network inspect`.
+/// The `network_endpoints` of a `network inspect`.
 pub fn endpoints(v: &Value) -> Vec<Value> {
-    v["endpoints"].as_array().cloned().unwrap_or_default()
+    v["network_endpoints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The endpoint of the container with id `id` in a `network inspect` (`v`).
+pub fn endpoint_of_id(v: &Value, id: &str) -> Option<Value> {
+    endpoints(v).into_iter().find(|e| e["container_id"] == id)
 }
 
 impl Drop for Lab {
