@@ -658,8 +658,9 @@ pub fn stray_processes(root: &str, mnt: &str, state: &State) -> Vec<String> {
             continue;
         };
         let (ok, whose) = if is_monitor(p.pid) {
+            // A container's init is a copy of its monitor (the same command line).
             (
-                monitors.contains(&i64::from(p.pid)),
+                monitors.contains(&i64::from(p.pid)) || of_container(p.pid),
                 "a container monitor, of no running or starting container",
             )
         } else {

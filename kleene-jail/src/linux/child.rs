@@ -737,6 +737,9 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         finish_and_exec(&plan.proc, arrays);
     }
     let cmd = pid as libc::pid_t;
+    // Named for what it is in `ps` (it is a copy of its starter otherwise).
+    // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"kleene-init".as_ptr()) };
     // The init keeps no descriptor but its status pipe and /proc: not the streams (the
     // command's end of them is what the caller reads), not the owner's /proc, and not what
     // other threads of the caller had open at the clone (their pipes would never see EOF).
