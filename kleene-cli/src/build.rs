@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use kleene_core::{Addresses, BuildRequest, CoreError, Driver, Event, Events};
+use kleene_core::{Addresses, BuildRequest, CoreError, Driver, Event, Events, MountSpec};
 
 use crate::cli::BuildArgs;
 use crate::failure::{Failure, Outcome};
@@ -18,11 +18,6 @@ fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
             "--driver {} needs a network: give one with --network",
             c.driver.unwrap_or_default()
         )));
-    }
-    if !c.mount.is_empty() {
-        return Err(Failure::usage(
-            "--mount is not supported by builds yet: COPY what a step needs",
-        ));
     }
     if let Some(kv) = c.env.iter().find(|kv| !kv.contains('=')) {
         return Err(Failure::usage(format!("invalid --env {kv:?}: VAR=VALUE")));
@@ -58,6 +53,9 @@ fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
     }
     if let Some(u) = c.user {
         req = req.user(u);
+    }
+    for m in &c.mount {
+        req = req.mount(MountSpec::parse(m).map_err(|e| Failure::usage(e.to_string()))?);
     }
     for kv in c.env {
         req = req.env(kv);

@@ -13,10 +13,11 @@ use crate::{confirm_prune, each, print_json, print_pruned, Ctx};
 
 /// `klee image create METHOD [SOURCE]`.
 pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
-    if a.update {
-        return Err(Failure::usage(
-            "--update is not supported yet: freebsd-update(8) is not run on new images",
-        ));
+    if a.update && !a.no_update && !cfg!(target_os = "freebsd") {
+        return Err(Failure::usage(format!(
+            "--update runs freebsd-update(8) on the new image, which only a FreeBSD host has (this one runs {})",
+            std::env::consts::OS
+        )));
     }
     let source = match a.method {
         Method::FetchAuto => {
@@ -60,7 +61,8 @@ pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
     let mut req = CreateImage::new(source)
         .dns(!a.no_dns)
         .localtime(!a.no_localtime)
-        .autotag(!a.no_autotag);
+        .autotag(!a.no_autotag)
+        .update(a.update && !a.no_update);
     if let Some(tag) = a.tag {
         req = req.tag(tag);
     }

@@ -53,6 +53,9 @@ pub struct CreateImage {
     /// Stops the creation from outside (Ctrl-C): the partial image is removed and the
     /// result is [`CoreError::Cancelled`].
     pub interrupt: Option<Interrupt>,
+    /// Runs freebsd-update(8) on the new image's root (`klee image create --update`):
+    /// FreeBSD only; elsewhere [`CoreError::Unsupported`] before any work.
+    pub update: bool,
 }
 
 impl CreateImage {
@@ -65,7 +68,15 @@ impl CreateImage {
             localtime: true,
             autotag: true,
             interrupt: None,
+            update: false,
         }
+    }
+
+    /// Whether freebsd-update(8) brings the new image up to its release's latest patch
+    /// level (FreeBSD only).
+    pub fn update(mut self, on: bool) -> Self {
+        self.update = on;
+        self
     }
 
     /// Whether the host's resolv.conf is copied into the image.
@@ -196,10 +207,99 @@ pub fn fetch_auto_url(config: &crate::Config) -> Result<(String, String)> {
     Ok((url, version))
 }
 
+/// The userland release of a FreeBSD root, from its `/bin/freebsd-version` (a sh script
+/// with a `USERLAND_VERSION="14.1-RELEASE-p3"` line), read, never run.
+pub(crate) fn userland_version(script: &str) -> Option<String> {
+    script.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("USERLAND_VERSION=")?;
+        let v = v.trim().trim_matches('"').trim_matches('\'');
+        (!v.is_empty() && !v.contains('$')).then(|| v.to_string())
+    })
+}
+
+/// freebsd-update(8)'s command line for the root of a new image of `release`: its own
+/// database inside the root, the image's release rather than the host's, fetch and install.
+pub(crate) fn freebsd_update_argv(root: &Path, release: &str) -> Vec<std::ffi::OsString> {
+    let mut db = root.as_os_str().to_os_string();
+    db.push("/var/db/freebsd-update");
+    vec![
+        "freebsd-update".into(),
+        "--not-running-from-cron".into(),
+        "-b".into(),
+        root.as_os_str().to_os_string(),
+        "-d".into(),
+        db,
+        "--currently-running".into(),
+        release.into(),
+        "fetch".into(),
+        "install".into(),
+    ]
+}
+
+/// Runs freebsd-update(8) on a new image's root, its output as status lines.
+fn freebsd_update(root: &Path, events: &Events) -> Result<()> {
+    let script = rootfs::RootDir::open(root)?
+        .read_file(
+            "bin/freebsd-version",
+            rootfs::Symlinks::FollowInRoot,
+            1 << 16,
+        )
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    let release = script
+        .as_deref()
+        .and_then(userland_version)
+        .ok_or_else(|| {
+            CoreError::InvalidInput(
+                "--update: the image has no readable /bin/freebsd-version to tell its release"
+                    .into(),
+            )
+        })?;
+    let db = root.join("var/db/freebsd-update");
+    std::fs::create_dir_all(&db)
+        .map_err(|e| CoreError::io(format!("creating {}", db.display()), e))?;
+    let argv = freebsd_update_argv(root, &release);
+    events.status(format!("running freebsd-update for {release}"));
+    let out = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        // It pages its report otherwise.
+        .env("PAGER", "cat")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| CoreError::io("running freebsd-update", e))?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        events.status(line.to_string());
+    }
+    // "No updates needed" exits 0; "fetch" before "install" with nothing to install
+    // makes install exit 1 with "No updates are available to install".
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() && !text.contains("No updates are available to install") {
+        return Err(CoreError::CommandFailed {
+            command: argv
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            outcome: format!(
+                "returned {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Creates a base image (`klee image create`). A failure at any step, or dropping the
     /// future, removes the new dataset and writes no metadata.
     pub async fn create_base_image(&self, req: CreateImage, events: Events) -> Result<Image> {
+        if req.update && !cfg!(target_os = "freebsd") {
+            return Err(CoreError::Unsupported(format!(
+                "--update runs freebsd-update(8) on the new image, which only a FreeBSD host has (this one runs {})",
+                std::env::consts::OS
+            )));
+        }
         let mut autotag = None;
         let (source, desc): (Option<Download>, String) = match &req.source {
             BaseSource::Fetch { url, .. } => {
@@ -471,7 +571,7 @@ impl Inner {
         {
             fetch::verify(url, &sha256.finish(), want)?;
         }
-        self.finish_rootfs(job.req, &root)
+        self.finish_rootfs(job.req, &root, job.events)
     }
 
     /// zfs-clone, zfs-copy: a snapshot of the source dataset (`temp_snapshot`), cloned or
@@ -499,12 +599,12 @@ impl Inner {
             self.zfs.set(job.dataset, &props)?;
         }
         let root = self.mountpoint(job.dataset)?;
-        self.finish_rootfs(job.req, &root)
+        self.finish_rootfs(job.req, &root, job.events)
     }
 
     /// dns and localtime: copied from the host, written without following the image's
     /// symlinks.
-    fn finish_rootfs(&self, req: &CreateImage, root: &Path) -> Result<()> {
+    fn finish_rootfs(&self, req: &CreateImage, root: &Path, events: &Events) -> Result<()> {
         if req.dns {
             let conf = std::fs::read(&self.config.resolv_conf).map_err(|e| {
                 CoreError::io(format!("reading {}", self.config.resolv_conf.display()), e)
@@ -517,6 +617,9 @@ impl Inner {
                 let dir = rootfs::RootDir::open(root)?;
                 dir.write_file("etc/localtime", rootfs::Symlinks::Refuse, &tz, 0o644)?;
             }
+        }
+        if req.update {
+            freebsd_update(root, events)?;
         }
         Ok(())
     }
@@ -630,5 +733,46 @@ impl Inner {
         self.store().delete_row(Table::Images, image.id.as_str())?;
         drop(op);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+
+    #[test]
+    fn the_release_is_read_from_freebsd_version_and_never_run() {
+        let script = "#!/bin/sh\n# comment\nKERNEL_VERSION=\"14.1-RELEASE\"\nUSERLAND_VERSION=\"14.1-RELEASE-p3\"\n";
+        assert_eq!(userland_version(script).as_deref(), Some("14.1-RELEASE-p3"));
+        assert_eq!(
+            userland_version("USERLAND_VERSION=13.2-RELEASE\n").as_deref(),
+            Some("13.2-RELEASE")
+        );
+        assert_eq!(userland_version("USERLAND_VERSION=\"$(uname -r)\"\n"), None);
+        assert_eq!(userland_version("echo hi\n"), None);
+    }
+
+    #[test]
+    fn freebsd_update_works_inside_the_image() {
+        let argv = freebsd_update_argv(Path::new("/pool/kleene/image/abc"), "14.1-RELEASE");
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "freebsd-update",
+                "--not-running-from-cron",
+                "-b",
+                "/pool/kleene/image/abc",
+                "-d",
+                "/pool/kleene/image/abc/var/db/freebsd-update",
+                "--currently-running",
+                "14.1-RELEASE",
+                "fetch",
+                "install"
+            ]
+        );
     }
 }

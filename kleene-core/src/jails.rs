@@ -44,6 +44,8 @@ pub struct JailRun {
     pub params: Vec<JailParamText>,
     /// Discard its output instead of sending it as [`Event::Output`].
     pub quiet: bool,
+    /// Bind mounts of the build container (`build -m`).
+    pub mounts: Vec<kleene_jail::Mount>,
 }
 
 impl JailRun {
@@ -61,6 +63,7 @@ impl JailRun {
             network: NetworkMode::Inherit,
             params: Vec::new(),
             quiet: false,
+            mounts: Vec::new(),
         }
     }
 }
@@ -165,6 +168,9 @@ impl JailRun {
         }
         if let Some(w) = &self.workdir {
             cfg = cfg.workdir(w.as_str());
+        }
+        for m in &self.mounts {
+            cfg = cfg.mount(m.clone());
         }
         cfg
     }

@@ -900,3 +900,52 @@ RUN echo last\n";
         "the build's background process outlived the build"
     );
 }
+
+#[tokio::test]
+async fn build_mounts_are_seen_by_runs_and_kept_out_of_the_image() {
+    let Some((s, engine)) = setup("mounts").await else {
+        return;
+    };
+    let host = s.dir.path().join("host-src");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("input"), "from the host\n").unwrap();
+    let vol = engine.create_volume("buildvol").await.unwrap();
+    let df = "FROM bb\n\
+RUN cat /src/input > /out && echo written > /vol/by-build\n\
+RUN touch /src/refused 2>/dev/null && echo writable > /out2 || echo read-only > /out2\n";
+    let ctx = context(&s, "mounts", df, &[]);
+    let req = BuildRequest::new(&ctx)
+        .tag("mounted")
+        .mount(kleene_core::MountSpec::parse(&format!("{}:/src:ro", host.display())).unwrap())
+        .mount(kleene_core::MountSpec::parse("buildvol:/vol").unwrap());
+    let log = Log::default();
+    let out = engine
+        .build(req, log.events())
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", log.output()));
+    let id = out.image.id.to_string();
+    assert_eq!(
+        run_in(&engine, &id, &["/bin/cat", "/out"]).await,
+        "from the host\n"
+    );
+    assert_eq!(
+        run_in(&engine, &id, &["/bin/cat", "/out2"]).await,
+        "read-only\n"
+    );
+    // What the build wrote into the volume is in the volume, not in the image.
+    assert_eq!(
+        std::fs::read_to_string(vol.mountpoint.join("by-build")).unwrap(),
+        "written\n"
+    );
+    assert_eq!(
+        run_in(&engine, &id, &["/bin/sh", "-c", "ls -A /vol; ls -A /src"]).await,
+        ""
+    );
+    assert!(!host.join("refused").exists());
+    // A missing host path is refused before any work.
+    let req = BuildRequest::new(&ctx)
+        .tag("nope")
+        .mount(kleene_core::MountSpec::parse("/no/such/dir:/x").unwrap());
+    let err = engine.build(req, Events::none()).await.unwrap_err();
+    assert!(err.to_string().contains("/no/such/dir"), "{err}");
+}

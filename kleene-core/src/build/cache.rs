@@ -73,6 +73,8 @@ pub(super) fn run_key(chain: &Chain, run: &JailRun) -> String {
         kleene_jail::NetworkMode::Namespace(_) => "Network".to_string(),
         other => format!("{other:?}"),
     };
+    // What is mounted where (not its content, as for docker's RUN --mount).
+    let mounts: String = run.mounts.iter().map(|m| format!("{:?};", m)).collect();
     let tail = [
         run.user.as_deref().unwrap_or(""),
         run.workdir.as_deref().unwrap_or(""),
@@ -87,6 +89,10 @@ pub(super) fn run_key(chain: &Chain, run: &JailRun) -> String {
         .chain(tail)
     {
         key.field(part.as_bytes());
+    }
+    // Only with mounts, so that keys of builds without stay what they were.
+    if !mounts.is_empty() {
+        key.field(mounts.as_bytes());
     }
     key.finish()
 }

@@ -30,7 +30,7 @@ use crate::error::{CoreError, Object, Result};
 use crate::event::{Event, Events};
 use crate::id::Id;
 use crate::interrupt::Interrupt;
-use crate::model::{Driver, Image, JailParamText};
+use crate::model::{Driver, Image, JailParamText, MountSource, MountSpec};
 use crate::network::Addresses;
 
 /// A build request (`klee build`); build it with [`BuildRequest::new`] and its setters.
@@ -70,6 +70,9 @@ pub struct BuildRequest {
     /// Networks the RUN steps are connected to (`build -n`), with the addresses asked
     /// for: the steps share one network namespace with a link into each, for the build.
     pub networks: Vec<(String, Addresses)>,
+    /// Volumes and host paths mounted into the build container (`build -m`): seen by the
+    /// RUN steps, never part of a snapshot.
+    pub mounts: Vec<MountSpec>,
     /// Stops the build from outside (Ctrl-C): the running step is killed and the build
     /// fails, its state kept as `<name>:failed` (unless `rm`), as for any failure.
     pub interrupt: Option<Interrupt>,
@@ -141,6 +144,12 @@ impl BuildRequest {
     /// Runs RUN steps as this user until a USER instruction (`build -u`).
     pub fn user(mut self, user: impl Into<String>) -> Self {
         self.user = Some(user.into());
+        self
+    }
+
+    /// Mounts a volume or host path into the build container (`build -m`).
+    pub fn mount(mut self, mount: MountSpec) -> Self {
+        self.mounts.push(mount);
         self
     }
 
@@ -217,6 +226,7 @@ impl Engine {
             cached: 0,
             runs: 0,
             net: None,
+            mounts: Vec::new(),
         };
         let task = tokio::spawn(builder.run());
         let result = task
@@ -258,6 +268,8 @@ struct Builder {
     runs: usize,
     /// The namespace of the build's networks, which RUN steps join (`build -n`).
     net: Option<kleene_jail::NetworkMode>,
+    /// The build container's mounts (`build -m`), resolved.
+    mounts: Vec<kleene_jail::Mount>,
 }
 
 /// Failure of a stage: the error, and the stage's state if it has a row.
@@ -301,6 +313,7 @@ impl Builder {
 
     async fn run(mut self) -> Result<BuildOutcome> {
         let plan = Plan::load(&self.req, &mut self.args)?;
+        self.mounts = self.resolve_mounts().await?;
         let op = OpLock::begin(&self.engine.inner.ops_dir)?;
         let final_id = Id::generate()?;
         let networks = self.req.networks.clone();
@@ -320,6 +333,32 @@ impl Builder {
             return result;
         }
         self.build_all(plan, op, final_id).await
+    }
+
+    /// `build -m`: a volume's mountpoint or an existing host path, before any work.
+    async fn resolve_mounts(&self) -> Result<Vec<kleene_jail::Mount>> {
+        let mut out = Vec::new();
+        for m in &self.req.mounts {
+            let source = match &m.source {
+                MountSource::Volume(v) => self.engine.volume(v).await?.mountpoint,
+                MountSource::HostPath(p) => {
+                    let p = PathBuf::from(p);
+                    if !p.exists() {
+                        return Err(CoreError::InvalidInput(format!(
+                            "build mount {}: no such file or directory on the host",
+                            p.display()
+                        )));
+                    }
+                    p
+                }
+            };
+            let mut mount = kleene_jail::Mount::bind(source, &m.destination);
+            if m.read_only {
+                mount = mount.read_only();
+            }
+            out.push(mount);
+        }
+        Ok(out)
     }
 
     async fn build_all(mut self, plan: Plan, op: OpLock, final_id: Id) -> Result<BuildOutcome> {

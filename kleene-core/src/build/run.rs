@@ -90,6 +90,7 @@ impl Builder {
             _ => self.net.clone().unwrap_or(NetworkMode::Inherit),
         };
         run.params = self.req.jail_params.clone();
+        run.mounts = self.mounts.clone();
         run.quiet = self.req.quiet;
         run.user = if st.config.user.is_empty() {
             self.req.user.clone()
