@@ -24,5 +24,21 @@ for applet in $(/bin/busybox --list); do
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$tmp/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$tmp/etc/group"
+# The base image's command is Kleene's /bin/sh /etc/rc: a small rc that starts syslogd
+# and exits, so `klee run busybox` leaves a running container, as on FreeBSD.
+cat >"$tmp/etc/rc" <<'RC'
+#!/bin/sh
+# A stand-in for FreeBSD's /etc/rc: start the services, then exit.
+echo 'Starting syslogd.'
+syslogd -O /var/log/messages
+RC
+cat >"$tmp/etc/rc.shutdown" <<'RC'
+#!/bin/sh
+# A stand-in for FreeBSD's /etc/rc.shutdown (Kleene's default exec.stop).
+echo 'Stopping syslogd.'
+killall syslogd 2>/dev/null
+exit 0
+RC
+chmod 755 "$tmp/etc/rc" "$tmp/etc/rc.shutdown"
 tar --numeric-owner --owner=0 --group=0 -C "$tmp" -cf "$out" .
 log "wrote $out ($(du -h "$out" | cut -f1), busybox $(/bin/busybox | head -1 | cut -d' ' -f2))"

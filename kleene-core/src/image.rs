@@ -290,6 +290,9 @@ fn freebsd_update(root: &Path, events: &Events) -> Result<()> {
     Ok(())
 }
 
+/// The command of a base image, as Kleene's: `/bin/sh /etc/rc`.
+pub const BASE_IMAGE_CMD: [&str; 2] = ["/bin/sh", "/etc/rc"];
+
 impl Engine {
     /// Creates a base image (`klee image create`). A failure at any step, or dropping the
     /// future, removes the new dataset and writes no metadata.
@@ -465,6 +468,9 @@ impl Inner {
                 .snapshot(&dataset.snapshot(IMAGE_SNAPSHOT)?, &Properties::new())?;
             crate::failpoint("image-before-finish");
             let config = ImageConfig {
+                // As kleened's base images: a container without a command boots the
+                // system, which starts its services and exits (the container runs on).
+                cmd: BASE_IMAGE_CMD.iter().map(|s| s.to_string()).collect(),
                 instructions: vec![Instruction {
                     text: format!("FROM {desc}"),
                     snapshot: None,

@@ -202,6 +202,13 @@ pub fn write_busybox_rootfs(path: &Path) {
     file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644);
     file("etc/group", b"root:x:0:\n", 0o644);
     file("srv/seed.txt", b"seeded from the image", 0o644);
+    // A stand-in for FreeBSD's /etc/rc (a base image's command): it starts a service in
+    // the background and exits, so the container runs on, as Kleene's do.
+    file(
+        "etc/rc",
+        b"#!/bin/sh\n# A stand-in for FreeBSD's /etc/rc.\necho 'Starting sleepd.'\nsleep 3600 > /dev/null 2>&1 &\n",
+        0o755,
+    );
     for applet in [
         "sh", "echo", "cat", "sleep", "true", "false", "id", "ls", "env", "pwd", "touch", "test",
         "mkdir", "rm", "wc", "grep",
