@@ -44,3 +44,6 @@ klee run --rm busybox echo hello from a kleene container
 klee build -t hello examples/hello
 klee run --rm hello
 klee lsi
+klee run --name rc busybox
+klee lsc
+klee stop rc
