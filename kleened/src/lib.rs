@@ -15,3 +15,27 @@ pub use server::{serve, ServeError, Socket};
 pub fn engine_config(config: &Config) -> kleene_core::Config {
     kleene_core::Config::new(config.kleene_root.clone())
 }
+
+/// Starts, detached, every container whose restart policy is `on-startup` and that is not
+/// running (Kleene's `--restart on-startup`, honoured when kleened starts): each one's
+/// name and how its start went.
+pub async fn start_on_startup(
+    engine: &kleene_core::Engine,
+) -> kleene_core::Result<Vec<(String, kleene_core::Result<()>)>> {
+    let mut started = Vec::new();
+    for c in engine.containers().await? {
+        let wanted = c.config.restart == kleene_core::RestartPolicy::OnStartup;
+        let idle = !matches!(
+            c.runtime.state,
+            kleene_core::RunState::Running | kleene_core::RunState::Starting
+        );
+        if wanted && idle {
+            let result = engine
+                .start_container(c.id.as_str(), kleene_core::Attach::Detached)
+                .await
+                .map(drop);
+            started.push((c.name, result));
+        }
+    }
+    Ok(started)
+}

@@ -50,6 +50,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         let engine = kleene_core::Engine::open(kleened::engine_config(&config))
             .await
             .with_context(|| format!("opening the engine on {}", config.kleene_root))?;
+        // Containers with `--restart on-startup` start with the daemon.
+        match kleened::start_on_startup(&engine).await {
+            Ok(started) => {
+                for (name, result) in started {
+                    match result {
+                        Ok(()) => {
+                            log::info!("started container {name} (restart policy on-startup)")
+                        }
+                        Err(e) => log::error!("container {name} (restart policy on-startup): {e}"),
+                    }
+                }
+            }
+            Err(e) => log::error!("listing the containers to start on startup: {e}"),
+        }
         let sockets = paths
             .iter()
             .map(|p| kleened::Socket::bind(p))

@@ -1,6 +1,9 @@
-//! kleened's start: configuration errors and sockets it cannot serve yet. No pool needed.
+//! kleened's start: configuration errors and sockets it cannot serve yet (no pool needed),
+//! and the containers it starts (`--restart on-startup`, on a pool).
 
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::process::Command;
 
@@ -52,4 +55,42 @@ fn a_missing_config_file_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("reading /nonexistent/kleened.yaml"), "{err}");
+}
+
+#[test]
+fn containers_with_restart_on_startup_start_with_the_daemon() {
+    let Some(mut d) = common::daemon("onstartup") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = rt.block_on(d.engine());
+    let image = rt.block_on(d.busybox_image(&engine, "bb"));
+    let create = |name: &str, policy: kleene_core::RestartPolicy| {
+        rt.block_on(
+            engine.create_container(
+                kleene_core::CreateContainer::new(image.id.as_str())
+                    .name(name)
+                    .cmd(["/bin/sleep", "300"])
+                    .restart(policy),
+            ),
+        )
+        .unwrap()
+    };
+    create("auto", kleene_core::RestartPolicy::OnStartup);
+    create("manual", kleene_core::RestartPolicy::No);
+    d.restart();
+    let state = |name: &str| rt.block_on(engine.container(name)).unwrap().runtime.state;
+    assert_eq!(state("auto"), kleene_core::RunState::Running, "{}", d.log());
+    assert_eq!(state("manual"), kleene_core::RunState::Created);
+    // Already running: a second start of the daemon leaves it as it is.
+    let pid = rt.block_on(engine.container("auto")).unwrap().runtime.pid;
+    d.restart();
+    assert_eq!(
+        rt.block_on(engine.container("auto")).unwrap().runtime.pid,
+        pid
+    );
+    rt.block_on(engine.remove_container("auto", true)).unwrap();
 }

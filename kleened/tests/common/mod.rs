@@ -81,6 +81,27 @@ pub fn daemon(tag: &str) -> Option<Daemon> {
 }
 
 impl Daemon {
+    /// Stops kleened with SIGTERM and starts it again on the same root and socket.
+    pub fn restart(&mut self) {
+        let mut child = self.child.take().expect("the daemon runs");
+        let _ = nix_kill_term(child.id());
+        let _ = child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("kleened.log"))
+            .unwrap();
+        let child = Command::new(KLEENED)
+            .arg("--config")
+            .arg(self.dir.path().join("config.yaml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
     fn wait_ready(&mut self) {
         let start = Instant::now();
         loop {
@@ -334,4 +355,17 @@ pub fn texts(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// SIGTERM to process `pid`.
+fn nix_kill_term(pid: u32) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("kill -TERM {pid}: {status}")))
+    }
 }
