@@ -511,7 +511,7 @@ async fn workdir_and_mount_points_through_symlinks() {
 
 #[tokio::test]
 async fn networks_and_refusals() {
-    let Some((_s, engine)) = setup("net").await else {
+    let Some((s, engine)) = setup("net").await else {
         return;
     };
     engine
@@ -547,7 +547,23 @@ async fn networks_and_refusals() {
         ),
         "{err}"
     );
-    let err = engine.create_container(create(&[])).await.unwrap_err();
+    // A base image's command is Kleene's /bin/sh /etc/rc; an image whose CMD is empty
+    // needs one given.
+    assert_eq!(
+        engine.image("bb").await.unwrap().config.cmd,
+        ["/bin/sh", "/etc/rc"]
+    );
+    let ctx = s.dir.path().join("nocmd");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM bb\nCMD []\n").unwrap();
+    engine
+        .build(BuildRequest::new(&ctx).tag("nocmd"), Events::none())
+        .await
+        .unwrap();
+    let err = engine
+        .create_container(CreateContainer::new("nocmd"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no command"), "{err}");
     let err = engine
         .create_container(create(&["/bin/true"]).name("bad name"))
