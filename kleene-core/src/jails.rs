@@ -155,19 +155,9 @@ impl JailRun {
             .name(self.name.as_str())
             .hostname(self.hostname.as_str())
             .network(self.network.clone())
-            .command(&self.argv)
-            .clean_env(true);
+            .process(self.exec_config());
         for p in &self.params {
             cfg = cfg.param(p.param().clone());
-        }
-        for (k, v) in &self.env {
-            cfg = cfg.env(k, v);
-        }
-        if let Some(u) = &self.user {
-            cfg = cfg.user(u.as_str());
-        }
-        if let Some(w) = &self.workdir {
-            cfg = cfg.workdir(w.as_str());
         }
         for m in &self.mounts {
             cfg = cfg.mount(m.clone());
@@ -175,7 +165,8 @@ impl JailRun {
         cfg
     }
 
-    /// The run as a process started in its running build container.
+    /// The process of the run: its command, clean environment, user and workdir (the jail's
+    /// first process, or one started in a running build container).
     pub(crate) fn exec_config(&self) -> kleene_jail::ExecConfig {
         let mut cfg = kleene_jail::ExecConfig::new(&self.argv).clean_env(true);
         for (k, v) in &self.env {
