@@ -280,6 +280,58 @@ impl ExecSpec {
     }
 }
 
+/// What one start of a container runs instead of its configuration's: a command, more
+/// environment (over the container's), another user. The default changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct StartOverrides {
+    /// The command instead of the container's (when not empty).
+    pub cmd: Vec<String>,
+    /// `KEY=value` pairs over the container's environment.
+    pub env: Vec<String>,
+    /// The user instead of the container's (when not empty).
+    pub user: String,
+}
+
+impl StartOverrides {
+    /// No overrides.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `cmd` instead of the container's command (an empty one changes nothing).
+    pub fn cmd<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cmd: I) -> Self {
+        self.cmd = cmd.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a `KEY=value` pair over the container's environment.
+    pub fn env(mut self, kv: impl Into<String>) -> Self {
+        self.env.push(kv.into());
+        self
+    }
+
+    /// Runs as `user` instead of the container's user (an empty one changes nothing).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// `c` as this start runs it.
+    pub(crate) fn apply(&self, mut c: Container) -> Container {
+        if !self.cmd.is_empty() {
+            c.config.cmd = self.cmd.clone();
+        }
+        if !self.env.is_empty() {
+            c.config.env = crate::vars::merge_env(&c.config.env, &self.env);
+        }
+        if !self.user.is_empty() {
+            c.config.user = self.user.clone();
+        }
+        c
+    }
+}
+
 /// How a started container's standard streams are connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attach {
@@ -543,6 +595,19 @@ impl Engine {
     /// start is [`CoreError::StartFailed`], with the jail's reason; a monitor that failed
     /// is [`CoreError::MonitorFailed`] or [`CoreError::MonitorVersion`].
     pub async fn start_container(&self, reference: &str, attach: Attach) -> Result<Started> {
+        self.start_container_with(reference, attach, StartOverrides::default())
+            .await
+    }
+
+    /// Starts a container as [`Engine::start_container`] does, with a command, more
+    /// environment or another user for this run only (kleened's `exec/start` of a stopped
+    /// container with `start_container`); the container's configuration is unchanged.
+    pub async fn start_container_with(
+        &self,
+        reference: &str,
+        attach: Attach,
+        overrides: StartOverrides,
+    ) -> Result<Started> {
         let c = self.container(reference).await?;
         if matches!(c.runtime.state, RunState::Running | RunState::Starting) {
             return Err(CoreError::Running {
@@ -579,7 +644,7 @@ impl Engine {
         let spawned = crate::watch::until(
             &self.inner.probe,
             self.inner.config.fs_deadline,
-            crate::monitor::spawn(&self.inner.config, &c, attach),
+            crate::monitor::spawn(&self.inner.config, &c, attach, &overrides),
         )
         .await;
         let mut spawned = match spawned {
@@ -1043,6 +1108,26 @@ pub(crate) fn jail_name(id: &Id) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn start_overrides_change_one_run_only_where_given() {
+        let mut c = crate::testkit::container("c");
+        c.config.cmd = vec!["/bin/sleep".into(), "60".into()];
+        c.config.env = vec!["A=1".into()];
+        c.config.user = "www".into();
+        assert_eq!(StartOverrides::new().apply(c.clone()).config, c.config);
+        let run = StartOverrides::new()
+            .cmd(["/bin/echo", "hi"])
+            .env("A=2")
+            .env("B=3")
+            .apply(c.clone());
+        assert_eq!(run.config.cmd, ["/bin/echo", "hi"]);
+        assert_eq!(run.config.env, ["A=2", "B=3"]);
+        assert_eq!(run.config.user, "www");
+        let run = StartOverrides::new().user("root").apply(c);
+        assert_eq!(run.config.user, "root");
+        assert_eq!(run.config.cmd, ["/bin/sleep", "60"]);
+    }
 
     #[test]
     fn env_merge_overrides_in_place() {

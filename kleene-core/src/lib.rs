@@ -31,7 +31,8 @@ mod watch;
 pub use build::{BuildOutcome, BuildRequest};
 pub use config::{Config, FREEBSD_RELEASE_TEMPLATE};
 pub use container::{
-    check_container_name, Attach, ContainerUpdate, CreateContainer, ExecSpec, Exit, Started,
+    check_container_name, Attach, ContainerUpdate, CreateContainer, ExecSpec, Exit, StartOverrides,
+    Started,
 };
 pub use engine::{Engine, EngineBuilder, Repairs};
 pub use error::{CoreError, MetadataError, Object, Result};

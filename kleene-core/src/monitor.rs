@@ -102,6 +102,9 @@ struct Request {
     detached: bool,
     /// Whether the container's stdin came with the request as a descriptor.
     stdin: bool,
+    /// What this start runs instead of the container's configuration.
+    #[serde(default)]
+    overrides: crate::container::StartOverrides,
 }
 
 /// What a monitor answers: one JSON line.
@@ -196,7 +199,12 @@ pub(crate) async fn command_end(reports: &mut Reports) -> Option<(i32, bool)> {
 
 /// Starts the monitor of container `c` and waits for its report: the monitor runs on
 /// when this returns (and when the future is dropped).
-pub(crate) async fn spawn(config: &Config, c: &Container, attach: Attach) -> Result<Spawned> {
+pub(crate) async fn spawn(
+    config: &Config,
+    c: &Container,
+    attach: Attach,
+    overrides: &crate::container::StartOverrides,
+) -> Result<Spawned> {
     let (program, arg0) = monitor_program(config)?;
     let io =
         |what: &str, e| CoreError::io(format!("{what} for the monitor of container {}", c.name), e);
@@ -217,6 +225,7 @@ pub(crate) async fn spawn(config: &Config, c: &Container, attach: Attach) -> Res
         container: c.id.to_string(),
         detached: attach == Attach::Detached,
         stdin: stdin.is_some(),
+        overrides: overrides.clone(),
     };
     let mut line = serde_json::to_vec(&request)
         .map_err(|e| CoreError::Internal(format!("the monitor request: {e}")))?;
@@ -579,7 +588,9 @@ async fn start(
         .open()
         .await
         .map_err(other)?;
-    let c = engine.container(&req.container).await.map_err(other)?;
+    let c = req
+        .overrides
+        .apply(engine.container(&req.container).await.map_err(other)?);
     let monitor_pid = Some(std::process::id() as i32);
     set_runtime(
         &engine,
@@ -870,6 +881,7 @@ mod tests {
             container: "0123456789ab".into(),
             detached: true,
             stdin: false,
+            overrides: crate::container::StartOverrides::default(),
         }
     }
 
