@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kleene_benches::chart;
+use kleene_benches::{chart, median, run_ok, timed};
 use kleene_core::kleene_zfs::{DatasetName, Properties, Zfs};
 
 const WHAT: [&str; 5] = ["base-image", "run", "run-net", "build", "rebuild"];
@@ -89,34 +89,6 @@ fn args() -> Result<Args> {
         a.what = WHAT.iter().map(|s| s.to_string()).collect();
     }
     Ok(a)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// Runs a command to its end; its stdout when it succeeded, its stderr in the error.
-fn run_ok(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Times one run of a command.
-fn timed(cmd: &mut Command) -> Result<Duration> {
-    let t = Instant::now();
-    run_ok(cmd)?;
-    Ok(t.elapsed())
 }
 
 /// The floor: `xz -dc TARBALL | tar -x -C MOUNTPOINT` into a new dataset, then its
