@@ -70,19 +70,19 @@ impl IntoResponse for ApiError {
 /// OpenAPI operation lists, as kleened does (where the operation lists no `409`, kleened
 /// answers refusals with `404`).
 #[derive(Debug, Clone, Copy)]
-struct Codes {
+pub(crate) struct Codes {
     /// The object is in use, running, not running, or the name is taken.
-    conflict: StatusCode,
+    pub(crate) conflict: StatusCode,
     /// The request is invalid or not supported.
-    invalid: StatusCode,
+    pub(crate) invalid: StatusCode,
 }
 
-const NOT_FOUND_FOR_ALL: Codes = Codes {
+pub(crate) const NOT_FOUND_FOR_ALL: Codes = Codes {
     conflict: StatusCode::NOT_FOUND,
     invalid: StatusCode::NOT_FOUND,
 };
 
-fn core_error(e: CoreError, codes: Codes) -> ApiError {
+pub(crate) fn core_error(e: CoreError, codes: Codes) -> ApiError {
     let status = match &e {
         CoreError::NotFound { .. } | CoreError::Ambiguous { .. } => StatusCode::NOT_FOUND,
         CoreError::AlreadyExists { .. }
@@ -106,8 +106,8 @@ fn lower_first(text: &str) -> String {
 }
 
 /// A JSON request body; a body that is not JSON is `400`, JSON of the wrong shape `422`
-/// (as kleened's OpenApiSpex validation answers), a missing JSON content type `415`, each
-/// with a `{"message": ...}` body.
+/// (as kleened's OpenApiSpex validation answers), a missing JSON content type `415`, a
+/// body over [`MAX_BODY`] `413`, each with a `{"message": ...}` body.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -126,7 +126,8 @@ where
                     JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     JsonRejection::JsonSyntaxError(_) => StatusCode::BAD_REQUEST,
                     JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    _ => StatusCode::BAD_REQUEST,
+                    // A body over the limit is 413, one that could not be read 400.
+                    other => other.status(),
                 };
                 Err(ApiError::new(
                     status,
@@ -140,10 +141,14 @@ where
     }
 }
 
-type Params = Query<HashMap<String, String>>;
+/// The largest request body taken (axum's default limit, said here): the API's bodies
+/// are small configurations.
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+pub(crate) type Params = Query<HashMap<String, String>>;
 
 /// A boolean query parameter: `true` or `false`, `false` when absent.
-fn bool_param(q: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+pub(crate) fn bool_param(q: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
     match q.get(name).map(String::as_str) {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
@@ -156,17 +161,49 @@ fn bool_param(q: &HashMap<String, String>, name: &str) -> Result<bool, ApiError>
 
 /// `IdResponse`.
 #[derive(Debug, Serialize)]
-struct IdResponse {
-    id: String,
+pub(crate) struct IdResponse {
+    pub(crate) id: String,
 }
 
-fn id(id: impl ToString) -> Json<IdResponse> {
+pub(crate) fn id(id: impl ToString) -> Json<IdResponse> {
     Json(IdResponse { id: id.to_string() })
+}
+
+/// What every handler can reach: the engine, shared by all connections, and the
+/// execution instances made by `POST /exec/create`.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Engine,
+    /// The execution instances.
+    pub execs: crate::exec::Execs,
+    /// The WebSocket sessions in progress.
+    pub sessions: crate::ws::Sessions,
+}
+
+impl axum::extract::FromRef<AppState> for Engine {
+    fn from_ref(state: &AppState) -> Engine {
+        state.engine.clone()
+    }
 }
 
 /// The router of every endpoint this version serves, on `engine`.
 pub fn router(engine: Engine) -> Router {
-    Router::new()
+    app(engine).0
+}
+
+/// The router, and its WebSocket sessions, which [`crate::ws::Sessions::shutdown`] ends.
+pub fn app(engine: Engine) -> (Router, crate::ws::Sessions) {
+    let sessions = crate::ws::Sessions::default();
+    let state = AppState {
+        engine,
+        execs: crate::exec::Execs::default(),
+        sessions: sessions.clone(),
+    };
+    let router = Router::new()
+        .merge(crate::networks::routes())
+        .merge(crate::exec::routes())
+        .merge(crate::image_ws::routes())
         // containers
         .route("/containers/list", get(container_list))
         .route("/containers/create", post(container_create))
@@ -189,8 +226,10 @@ pub fn router(engine: Engine) -> Router {
         .route("/volumes/{volume_name}/inspect", get(volume_inspect))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(log_request))
-        .with_state(engine)
+        .with_state(state);
+    (router, sessions)
 }
 
 /// What kleened answers a request it has no route for (its router's `match _`).
@@ -272,7 +311,7 @@ async fn image_tag(
 /// `network_driver`.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum NetworkDriver {
+pub(crate) enum NetworkDriver {
     Ipnet,
     Host,
     Vnet,
@@ -300,7 +339,7 @@ enum MountType {
 
 /// `MountPointConfig`.
 #[derive(Debug, Deserialize)]
-struct MountPointConfig {
+pub(crate) struct MountPointConfig {
     #[serde(rename = "type", default)]
     kind: Option<MountType>,
     source: String,
@@ -311,7 +350,7 @@ struct MountPointConfig {
 
 /// `PublishedPortConfig`.
 #[derive(Debug, Deserialize)]
-struct PublishedPortConfig {
+pub(crate) struct PublishedPortConfig {
     #[serde(default)]
     interfaces: Vec<String>,
     host_port: String,
@@ -325,34 +364,34 @@ struct PublishedPortConfig {
 #[derive(Debug, Deserialize)]
 pub struct ContainerConfigBody {
     #[serde(default)]
-    cmd: Option<Vec<String>>,
+    pub(crate) cmd: Option<Vec<String>>,
     #[serde(default)]
-    env: Option<Vec<String>>,
+    pub(crate) env: Option<Vec<String>>,
     #[serde(default)]
-    image: Option<String>,
+    pub(crate) image: Option<String>,
     #[serde(default)]
-    jail_param: Option<Vec<String>>,
+    pub(crate) jail_param: Option<Vec<String>>,
     #[serde(default)]
-    mounts: Option<Vec<MountPointConfig>>,
+    pub(crate) mounts: Option<Vec<MountPointConfig>>,
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    network_driver: Option<NetworkDriver>,
+    pub(crate) network_driver: Option<NetworkDriver>,
     #[serde(default)]
-    persist: Option<bool>,
+    pub(crate) persist: Option<bool>,
     #[serde(default)]
-    public_ports: Option<Vec<PublishedPortConfig>>,
+    pub(crate) public_ports: Option<Vec<PublishedPortConfig>>,
     #[serde(default)]
-    restart_policy: Option<RestartPolicy>,
+    pub(crate) restart_policy: Option<RestartPolicy>,
     #[serde(default)]
-    user: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
-fn invalid(message: String) -> CoreError {
+pub(crate) fn invalid(message: String) -> CoreError {
     CoreError::InvalidInput(message)
 }
 
-fn mount_spec(m: MountPointConfig) -> Result<MountSpec, CoreError> {
+pub(crate) fn mount_spec(m: MountPointConfig) -> Result<MountSpec, CoreError> {
     let kind = m.kind.unwrap_or(if m.source.starts_with('/') {
         MountType::Nullfs
     } else {
@@ -409,11 +448,11 @@ fn published_port(p: PublishedPortConfig) -> Result<PublishedPort, CoreError> {
         .map_err(|e: kleene_core::kleene_net::Error| invalid(e.to_string()))
 }
 
-fn jail_params(params: Vec<String>) -> Result<Vec<JailParamText>, CoreError> {
+pub(crate) fn jail_params(params: Vec<String>) -> Result<Vec<JailParamText>, CoreError> {
     params.iter().map(|p| p.parse()).collect()
 }
 
-fn create_request(body: ContainerConfigBody) -> Result<CreateContainer, CoreError> {
+pub(crate) fn create_request(body: ContainerConfigBody) -> Result<CreateContainer, CoreError> {
     let image = body
         .image
         .filter(|i| !i.is_empty())

@@ -1,6 +1,7 @@
 //! kleened's configuration file (`/usr/local/etc/kleened/config.yaml`), with the keys
 //! Kleene's "Kleened configuration" page lists. An unknown key is an error naming it.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use kleene_core::kleene_zfs::DatasetName;
@@ -19,7 +20,7 @@ pub const LOG_FILE: &str = "/var/log/kleened.log";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -94,8 +95,26 @@ pub struct SocketConfig {
 pub enum Listen {
     /// A Unix socket at this path.
     Unix(PathBuf),
-    /// A TCP address, `ip[:port]` as written.
-    Tcp(String),
+    /// A TCP address: an IP address (kleened listens on addresses, not host names) and a
+    /// port, 80 for `http` and 443 for `https` when none is written (as kleened's URI
+    /// parsing gives); port 0 picks a free one.
+    Tcp(SocketAddr),
+}
+
+/// The TLS settings of an `https` socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `tlscert`: the PEM certificate chain, server certificate first.
+    pub cert: PathBuf,
+    /// `tlskey`: the PEM private key; `None` when it is in the `tlscert` file.
+    pub key: Option<PathBuf>,
+    /// `tlsverify`: clients must present a certificate signed by a `tlscacert` CA.
+    pub verify: bool,
+    /// `tlscacert`: the PEM CA certificates client certificates are checked against.
+    pub ca: Option<PathBuf>,
+    /// `tlsdh`: Diffie-Hellman parameters; checked to exist, not used (rustls offers
+    /// ECDHE key exchange only).
+    pub dh: Option<PathBuf>,
 }
 
 /// A parsed `api_listening_sockets` entry.
@@ -103,14 +122,17 @@ pub enum Listen {
 pub struct ListenSocket {
     /// Where.
     pub listen: Listen,
-    /// `https`.
-    pub tls: bool,
+    /// The TLS settings for `https`; `None` for `http`, whose TLS keys are ignored (as
+    /// the configuration page says).
+    pub tls: Option<TlsConfig>,
     /// The entry as written.
     pub raw: SocketConfig,
 }
 
 impl ListenSocket {
-    /// Parses `http[s]:///path` and `http[s]://host[:port][/]`.
+    /// Parses `http[s]:///path` and `http[s]://ip[:port][/]` (IPv6 in brackets), and
+    /// checks that an `https` socket has a `tlscert`, and a `tlscacert` when it has
+    /// `tlsverify`. The files are read when kleened starts.
     pub fn parse(raw: SocketConfig) -> Result<Self, String> {
         let address = raw.address.as_str();
         let (tls, rest) = if let Some(rest) = address.strip_prefix("https://") {
@@ -130,19 +152,83 @@ impl ListenSocket {
             }
             Listen::Unix(PathBuf::from(rest))
         } else {
-            let host = rest.trim_end_matches('/');
+            let host = rest.strip_suffix('/').unwrap_or(rest);
             if host.is_empty() {
                 return Err(format!(
                     "invalid socket address {address:?}: neither a socket path nor an address"
                 ));
             }
-            Listen::Tcp(host.to_string())
+            let default_port = if tls { 443 } else { 80 };
+            Listen::Tcp(
+                tcp_address(host, default_port)
+                    .map_err(|m| format!("invalid socket address {address:?}: {m}"))?,
+            )
         };
-        if tls && raw.tlscert.is_none() {
-            return Err(format!("socket {address:?} uses https but has no tlscert"));
-        }
+        let tls = if tls {
+            let cert = raw
+                .tlscert
+                .clone()
+                .ok_or_else(|| format!("socket {address:?} uses https but has no tlscert"))?;
+            if raw.tlsverify && raw.tlscacert.is_none() {
+                return Err(format!(
+                    "socket {address:?} has tlsverify but no tlscacert to verify client certificates with"
+                ));
+            }
+            Some(TlsConfig {
+                cert,
+                key: raw.tlskey.clone(),
+                verify: raw.tlsverify,
+                ca: raw.tlscacert.clone(),
+                dh: raw.tlsdh.clone(),
+            })
+        } else {
+            None
+        };
         Ok(Self { listen, tls, raw })
     }
+
+    /// The address as kleened logs it: the scheme and the path, or the IP address and
+    /// port.
+    pub fn display(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        match &self.listen {
+            Listen::Unix(p) => format!("{scheme}://{}", p.display()),
+            Listen::Tcp(a) => format!("{scheme}://{a}"),
+        }
+    }
+}
+
+/// `ip[:port]` or `[ip6][:port]`.
+fn tcp_address(host: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let (ip, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (ip, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address without its closing ']'")?;
+        let ip: Ipv6Addr = ip
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("junk after the IPv6 address")?),
+        };
+        (IpAddr::V6(ip), port)
+    } else {
+        let (ip, port) = match host.split_once(':') {
+            Some((ip, port)) => (ip, Some(port)),
+            None => (host, None),
+        };
+        let ip: Ipv4Addr = ip.parse().map_err(|_| {
+            format!("{ip:?} is not an IPv4 address (kleened listens on IP addresses, not host names; write IPv6 addresses in brackets)")
+        })?;
+        (IpAddr::V4(ip), port)
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("{p:?} is not a port number"))?,
+    };
+    Ok(SocketAddr::new(ip, port))
 }
 
 fn default_root() -> String {
@@ -259,25 +345,6 @@ impl Config {
             log_level: raw.log_level,
         })
     }
-
-    /// The Unix socket paths, or an error naming the first socket this version cannot
-    /// serve (TCP and TLS are not supported yet).
-    pub fn unix_sockets(&self) -> Result<Vec<PathBuf>, String> {
-        self.api_listening_sockets
-            .iter()
-            .map(|s| match (&s.listen, s.tls) {
-                (Listen::Unix(p), false) => Ok(p.clone()),
-                (_, true) => Err(format!(
-                    "{}: https (TLS) sockets are not supported yet; use http:///path/to/socket",
-                    s.raw.address
-                )),
-                (Listen::Tcp(_), false) => Err(format!(
-                    "{}: TCP sockets are not supported yet; use http:///path/to/socket",
-                    s.raw.address
-                )),
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -304,10 +371,12 @@ log_level: "info"
         )
         .unwrap();
         assert_eq!(c.kleene_root.to_string(), "zroot/kleene");
+        assert_eq!(c.api_listening_sockets.len(), 1);
         assert_eq!(
-            c.unix_sockets().unwrap(),
-            vec![PathBuf::from("/var/run/kleened.sock")]
+            c.api_listening_sockets[0].listen,
+            Listen::Unix("/var/run/kleened.sock".into())
         );
+        assert_eq!(c.api_listening_sockets[0].tls, None);
         assert_eq!(c.log_level, LogLevel::Info);
         let d = Config::default();
         assert_eq!(d.kleene_root, c.kleene_root);
@@ -326,7 +395,7 @@ log_level: "info"
     }
 
     #[test]
-    fn tcp_and_tls_are_not_supported_yet() {
+    fn tcp_and_tls_sockets_parse() {
         let c = parse(
             r#"
 api_listening_sockets:
@@ -336,22 +405,62 @@ api_listening_sockets:
       tlsverify: true
       tlscacert: "/ca.pem"
       tlsdh: "/dh.pem"
+    - address: "https:///var/run/kleened.tlssock"
+      tlscert: "/c.pem"
+      tlscacert: "/ca.pem"
     - address: "http://[::1]:8080/"
+      tlscert: "/ignored.pem"
+    - address: "http://0.0.0.0"
+    - address: "https://[::]"
+      tlscert: "/c.pem"
 "#,
         )
         .unwrap();
+        let s = &c.api_listening_sockets;
+        assert_eq!(s[0].listen, Listen::Tcp("127.0.0.1:8085".parse().unwrap()));
         assert_eq!(
-            c.api_listening_sockets[0].listen,
-            Listen::Tcp("127.0.0.1:8085".into())
+            s[0].tls,
+            Some(TlsConfig {
+                cert: "/c.pem".into(),
+                key: Some("/k.pem".into()),
+                verify: true,
+                ca: Some("/ca.pem".into()),
+                dh: Some("/dh.pem".into()),
+            })
         );
-        assert_eq!(
-            c.api_listening_sockets[1].listen,
-            Listen::Tcp("[::1]:8080".into())
-        );
-        let e = c.unix_sockets().unwrap_err();
-        assert!(e.contains("not supported yet"), "{e}");
-        let e = parse("api_listening_sockets:\n  - address: https:///x.sock\n").unwrap_err();
+        assert_eq!(s[0].display(), "https://127.0.0.1:8085");
+        assert_eq!(s[1].listen, Listen::Unix("/var/run/kleened.tlssock".into()));
+        let tls = s[1].tls.as_ref().unwrap();
+        assert_eq!((tls.key.as_ref(), tls.verify), (None, false));
+        assert_eq!(s[2].listen, Listen::Tcp("[::1]:8080".parse().unwrap()));
+        assert_eq!(s[2].tls, None);
+        assert_eq!(s[3].listen, Listen::Tcp("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(s[4].listen, Listen::Tcp("[::]:443".parse().unwrap()));
+        assert_eq!(s[4].display(), "https://[::]:443");
+    }
+
+    #[test]
+    fn bad_sockets_are_refused() {
+        let sock = |entry: &str| parse(&format!("api_listening_sockets:\n  - {entry}\n"));
+        let e = sock("address: https:///x.sock").unwrap_err();
         assert!(e.to_string().contains("no tlscert"), "{e}");
+        let e =
+            sock("address: https://127.0.0.1:1\n    tlscert: /c\n    tlsverify: true").unwrap_err();
+        assert!(e.to_string().contains("no tlscacert"), "{e}");
+        let e = sock("address: http://localhost:8080").unwrap_err();
+        assert!(e.to_string().contains("not host names"), "{e}");
+        for bad in [
+            "http://127.0.0.1:http",
+            "http://127.0.0.1:70000",
+            "http://[::1:80",
+            "http://[::1]80",
+            "http://::1",
+            "http://127.0.0.1:80/path",
+            "http://",
+            "http:///",
+        ] {
+            assert!(sock(&format!("address: \"{bad}\"")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -2,9 +2,13 @@
 
 pub mod api;
 pub mod config;
+pub mod exec;
+mod image_ws;
 pub mod logging;
+mod networks;
 pub mod server;
 pub mod views;
+pub mod ws;
 
 pub use api::{router, ApiError};
 pub use config::{Config, ConfigError};

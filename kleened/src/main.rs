@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
-/// The Kleene API daemon: kleened's HTTP API on Unix sockets, over kleene-core.
+/// The Kleene API daemon: kleened's HTTP API on Unix and TCP sockets, plain or with
+/// TLS, over kleene-core.
 #[derive(Debug, Parser)]
 #[command(name = "kleened", version)]
 struct Args {
@@ -41,7 +42,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         .then(|| std::path::Path::new(kleened::config::LOG_FILE));
     kleened::logging::init(config.log_level.filter(), log_file)
         .context("opening the log file (set enable_logging: false to log to stderr only)")?;
-    let paths = config.unix_sockets().map_err(anyhow::Error::msg)?;
+    // The TLS files are read before the engine opens: a bad socket is a startup error
+    // that touches nothing.
+    let prepared = config
+        .api_listening_sockets
+        .iter()
+        .map(kleened::server::PreparedSocket::prepare)
+        .collect::<Result<Vec<_>, _>>()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,9 +71,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             Err(e) => log::error!("listing the containers to start on startup: {e}"),
         }
-        let sockets = paths
-            .iter()
-            .map(|p| kleened::Socket::bind(p))
+        let sockets = prepared
+            .into_iter()
+            .map(kleened::server::PreparedSocket::bind)
             .collect::<Result<Vec<_>, _>>()?;
         log::info!(
             "kleened {} on {}",

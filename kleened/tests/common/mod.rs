@@ -216,6 +216,22 @@ fn dechunk(mut rest: &str) -> String {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Containers outlive the daemon: a test that failed half-way must not leave its
+        // running ones behind (their datasets are destroyed below).
+        if self.child.is_some() && UnixStream::connect(&self.socket).is_ok() {
+            let running = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.json("GET", "/containers/list", None).1
+            }));
+            if let Ok(serde_json::Value::Array(list)) = running {
+                for c in list {
+                    if let Some(id) = c["id"].as_str() {
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.http("POST", &format!("/containers/{id}/stop"), None)
+                        }));
+                    }
+                }
+            }
+        }
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -367,5 +383,155 @@ fn nix_kill_term(pid: u32) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::other(format!("kill -TERM {pid}: {status}")))
+    }
+}
+
+// ---- more sockets (tests/tls.rs, tests/networks.rs) ----
+
+/// Starts kleened as [`daemon`] does, with the `api_listening_sockets` entries in
+/// `sockets_yaml` (YAML list items, indented by two spaces) before its Unix socket, so
+/// that they are bound once the Unix socket answers.
+pub fn daemon_with_sockets(tag: &str, sockets_yaml: &str) -> Option<Daemon> {
+    start_daemon(tag, sockets_yaml, None)
+}
+
+/// Starts kleened as [`daemon`] does, inside the network namespace `ns` (its Unix
+/// socket is reachable from anywhere: it is a file).
+pub fn daemon_in_netns(tag: &str, ns: &Netns) -> Option<Daemon> {
+    start_daemon(tag, "", Some(ns))
+}
+
+fn start_daemon(tag: &str, sockets_yaml: &str, ns: Option<&Netns>) -> Option<Daemon> {
+    let pool = pool()?;
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let root = DatasetName::new(format!("{pool}/kdt-{}-{n}-{tag}", std::process::id())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kleened.sock");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kleene_root: \"{root}\"\napi_listening_sockets:\n{sockets_yaml}  - address: \"http://{}\"\nenable_logging: false\nlog_level: \"info\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("kleened.log")).unwrap();
+    // nsenter execs kleened: the child is kleened itself, which SIGTERM stops.
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.path().display())).arg(KLEENED);
+            c
+        }
+        None => Command::new(KLEENED),
+    };
+    let child = cmd
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut d = Daemon {
+        root,
+        dir,
+        socket,
+        child: Some(child),
+    };
+    d.wait_ready();
+    Some(d)
+}
+
+/// A network namespace of the test's own (`ip netns add`), with only `lo` up: kleened's
+/// bridges and nftables tables are made there, never on the real host. Deleted (after
+/// SIGKILL of what still runs in it) when dropped. `None` (skip) without `ip`, `nft` or
+/// `nsenter`, unless `KLEENE_REQUIRE_ZFS=1`, where that fails.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Option<Netns> {
+        for (tool, arg) in [("ip", "-V"), ("nft", "--version"), ("nsenter", "--version")] {
+            let ok = Command::new(tool)
+                .arg(arg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                assert!(!required(), "KLEENE_REQUIRE_ZFS=1 but {tool} is missing");
+                eprintln!("skipped: {tool} is missing");
+                return None;
+            }
+        }
+        let ns = Netns {
+            name: format!("kdn-{}-{tag}", std::process::id()),
+        };
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        Some(ns)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    /// `ip -n NS ARGS`: its output, or `None` on failure.
+    pub fn ip(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+impl Daemon {
+    /// The addresses kleened logged "listening on" for, in the order of the
+    /// configuration (`https://127.0.0.1:40123`, `http:///tmp/.../kleened.sock`).
+    pub fn listening(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                l.split_once("listening on ")
+                    .map(|(_, a)| a.trim().to_string())
+            })
+            .collect()
+    }
+
+    /// Whether the kleened process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 }
