@@ -78,33 +78,37 @@ fn request(a: BuildArgs) -> Result<BuildRequest, Failure> {
     Ok(req)
 }
 
-/// A build event as klee prints it, on stdout with the rest of the transcript and RUN
-/// steps' output: `None` for events that print nothing.
+/// A build event as klee prints it (without its last line end), on stdout with the rest
+/// of the transcript and RUN steps' output: kleened's frame of it, printed as klee prints
+/// frames ([`kleene_api::transcript`]); `None` for events that print nothing.
 fn line(event: &Event) -> Option<String> {
+    use kleene_api::transcript::{build_failed, build_frame, build_started, printed_build_frame};
     Some(match event {
-        Event::BuildStarted { id } => format!("Started to build image with ID {id}"),
-        Event::BuildStep { n, total, text } => format!("Step {n}/{total} : {text}"),
-        Event::Output { data, .. } => data.clone(),
-        Event::SnapshotCreated { snapshot } => format!("--> Snapshot created: {snapshot}"),
-        Event::StepCached { snapshot } => format!("--> Using cache: {snapshot}"),
+        Event::BuildStarted { id } => build_started(id.as_str()),
         Event::BuildFailed {
             image,
             snapshot,
             reason,
         } => match snapshot {
-            Some(s) => {
-                format!("{reason}\nFailed to build image {image}. Most recent snapshot is {s}")
-            }
+            Some(s) => format!("{reason}\n{}", build_failed(image.as_str(), s)),
             None => format!("{reason}\nFailed to build image {image}."),
         },
-        Event::Status(s) => s.clone(),
         Event::Repaired(s) => format!("repaired: {s}"),
-        _ => return None,
+        e => {
+            let mut text = printed_build_frame(&build_frame(e)?);
+            if text.ends_with('\n') {
+                text.pop();
+            }
+            text
+        }
     })
 }
 
 /// `klee image build [OPTIONS] PATH`.
 pub async fn build(ctx: &Ctx, a: BuildArgs) -> Outcome {
+    if let Some(client) = ctx.client()? {
+        return crate::remote::build(&client, a).await;
+    }
     let quiet = a.quiet;
     let req = request(a)?;
     let engine = ctx.engine().await?;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kleene_core::{Driver, JailParamText, NetworkType, PublishedPort};
 
-/// klee: images, containers and volumes on ZFS, without a daemon.
+/// klee: images, containers and volumes on ZFS, without a daemon (or through kleened,
+/// with --host).
 #[derive(Debug, Parser)]
 #[command(name = "klee", version)]
 pub struct Cli {
@@ -37,6 +38,61 @@ pub struct Cli {
         help_heading = "Global options"
     )]
     pub theme: Theme,
+    /// A kleened to work through: http:///path/to/kleened.sock, http://HOST:PORT or
+    /// https://HOST:PORT [default: none, klee works on the engine itself]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "KLEE_HOST",
+        help_heading = "Global options"
+    )]
+    pub host: Option<String>,
+    /// Verify kleened's certificate (https), with the Mozilla CA bundle unless
+    /// --tlscacert is set
+    #[arg(
+        long,
+        global = true,
+        env = "KLEE_TLS_VERIFY",
+        overrides_with = "no_tlsverify",
+        help_heading = "Global options"
+    )]
+    pub tlsverify: bool,
+    /// Do not verify kleened's certificate [default]
+    #[arg(
+        long,
+        global = true,
+        overrides_with = "tlsverify",
+        help_heading = "Global options"
+    )]
+    pub no_tlsverify: bool,
+    /// Path to TLS certificate file used for client authentication (PEM encoded)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "KLEE_TLS_CERT",
+        help_heading = "Global options"
+    )]
+    pub tlscert: Option<PathBuf>,
+    /// Path to TLS key file used for the --tlscert certificate (PEM encoded)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "KLEE_TLS_KEY",
+        help_heading = "Global options"
+    )]
+    pub tlskey: Option<PathBuf>,
+    /// Trust certs signed only by this CA (PEM encoded); implies --tlsverify
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "KLEE_TLS_CACERT",
+        help_heading = "Global options"
+    )]
+    pub tlscacert: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,21 +1,21 @@
 //! `klee container ...`: create, run, start, stop, exec, list, remove.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use kleene_core::kleene_jail::{ExitStatus, Process, Stdio, WinSize};
 use kleene_core::{
     Addresses, Attach, ContainerUpdate, CreateContainer, Engine, ExecSpec, Exit, Id, MountSpec,
-    RestartPolicy, RunState,
+    RestartPolicy,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::backend::Backend;
 use crate::cli::{AttachArgs, ContainerLsArgs, ContainerRmArgs, CreateArgs, CreateOpts, ExecArgs};
 use crate::cli::{InspectArgs, ListFormat, LogsArgs, PruneArgs, RenameArgs, RunArgs, StartArgs};
 use crate::cli::{StopArgs, UpdateArgs};
 use crate::failure::{Failure, Outcome};
-use crate::output::{container_inspect, container_row, now, table, CONTAINER_COLUMNS};
+use crate::output::{container_row, now, table, CONTAINER_COLUMNS};
 use crate::{confirm_prune, each, print_json, print_pruned, Ctx};
 
 /// How long a stop on Ctrl-C waits before killing.
@@ -74,6 +74,13 @@ fn request(
 
 /// `klee container create IMAGE [COMMAND]...`.
 pub async fn create(ctx: &Ctx, a: CreateArgs) -> Outcome {
+    if let Some(client) = ctx.client()? {
+        println!(
+            "{}",
+            crate::remote::create(&client, &a.opts, &a.image, &a.command).await?
+        );
+        return Ok(0);
+    }
     let req = request(a.opts, a.image, a.command)?;
     let engine = ctx.engine().await?;
     let c = engine.create_container(req).await?;
@@ -83,7 +90,7 @@ pub async fn create(ctx: &Ctx, a: CreateArgs) -> Outcome {
 
 /// How klee attaches to a started container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     /// Not at all: it runs in the background.
     Detached,
     /// Its output is copied to ours; its stdin is closed.
@@ -93,7 +100,7 @@ enum Mode {
 }
 
 impl Mode {
-    fn of(a: AttachArgs) -> Self {
+    pub fn of(a: AttachArgs) -> Self {
         if a.interactive || a.tty {
             Mode::Terminal
         } else if a.detach {
@@ -205,6 +212,25 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Outcome {
             "--rm cannot be used with --detach: no klee stays to remove the container",
         ));
     }
+    if let Some(client) = ctx.client()? {
+        let id = crate::remote::create(&client, &a.opts, &a.image, &a.command).await?;
+        println!("{id}");
+        let exit = crate::remote::start(&client, &id, mode).await;
+        if a.rm {
+            match &exit {
+                Ok(e) if !e.container_ended => eprintln!(
+                    "klee: container {id} runs on after its command (processes remain): not removed"
+                ),
+                _ => {
+                    let backend = Backend::Remote(client);
+                    if let Err(e) = backend.remove_container(&id, true).await {
+                        eprintln!("klee: {}", e.message);
+                    }
+                }
+            }
+        }
+        return exit.map(|e| e.code);
+    }
     let req = request(a.opts, a.image, a.command)?;
     let engine = ctx.engine().await?;
     let c = engine.create_container(req).await?;
@@ -228,8 +254,25 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Outcome {
 
 /// `klee container start CONTAINERS...`: attached only when one container is started.
 pub async fn start(ctx: &Ctx, a: StartArgs) -> Outcome {
-    let engine = ctx.engine().await?;
     let mode = Mode::of(a.attach);
+    if let Some(client) = ctx.client()? {
+        return match (a.containers.as_slice(), mode == Mode::Detached) {
+            ([one], false) => crate::remote::start(&client, one, mode)
+                .await
+                .map(|e| e.code),
+            (_, false) => Err(Failure::usage(
+                "only one container can be started when attaching to container I/O: use --detach",
+            )),
+            _ => {
+                each(&a.containers, |t| {
+                    let client = client.clone();
+                    async move { crate::remote::start_detached(&client, &t).await }
+                })
+                .await
+            }
+        };
+    }
+    let engine = ctx.engine().await?;
     match (a.containers.as_slice(), mode == Mode::Detached) {
         ([one], false) => return start_one(&engine, one, mode).await.map(|e| e.code),
         // As klee: only one container's I/O can be attached to.
@@ -252,17 +295,30 @@ pub async fn start(ctx: &Ctx, a: StartArgs) -> Outcome {
 
 /// `klee container stop CONTAINERS...`.
 pub async fn stop(ctx: &Ctx, a: StopArgs) -> Outcome {
-    let engine = ctx.engine().await?;
+    let backend = ctx.backend().await?;
     let timeout = Duration::from_secs(a.timeout);
     each(&a.containers, |t| {
-        let engine = engine.clone();
-        async move { Ok(engine.stop_container(&t, timeout).await?.id.to_string()) }
+        let backend = backend.clone();
+        async move { backend.stop_container(&t, timeout).await }
     })
     .await
 }
 
 /// `klee container restart CONTAINERS...`.
 pub async fn restart(ctx: &Ctx, a: StopArgs) -> Outcome {
+    if let Some(client) = ctx.client()? {
+        // As klee: stop, then start in the background.
+        let backend = Backend::Remote(client.clone());
+        let timeout = Duration::from_secs(a.timeout);
+        return each(&a.containers, |t| {
+            let (backend, client) = (backend.clone(), client.clone());
+            async move {
+                backend.stop_container(&t, timeout).await?;
+                crate::remote::start_detached(&client, &t).await
+            }
+        })
+        .await;
+    }
     let engine = ctx.engine().await?;
     let timeout = Duration::from_secs(a.timeout);
     each(&a.containers, |t| {
@@ -335,6 +391,28 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Outcome {
     let interactive = a.attach.interactive;
     let detach = a.attach.detach && !interactive;
     let tty = a.attach.tty && !detach;
+    if let Some(client) = ctx.client()? {
+        if a.workdir.is_some() {
+            return Err(Failure::usage(
+                "--workdir is not in kleened's API: it works on the engine itself (drop --host)",
+            ));
+        }
+        let config = kleene_api::ExecConfig {
+            cmd: a.command,
+            container_id: a.container,
+            env: a.env,
+            tty,
+            user: a.user.unwrap_or_default(),
+        };
+        let mode = if detach {
+            Mode::Detached
+        } else if tty {
+            Mode::Terminal
+        } else {
+            Mode::Output
+        };
+        return crate::remote::exec(&client, &config, mode, interactive).await;
+    }
     let mut spec = ExecSpec::new(a.command);
     for kv in a.env {
         spec = spec.env(kv);
@@ -398,32 +476,26 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Outcome {
 
 /// `klee container ls [-a]`.
 pub async fn ls(ctx: &Ctx, a: ContainerLsArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let containers: Vec<_> = engine
-        .containers()
-        .await?
-        .into_iter()
-        .filter(|c| a.all || matches!(c.runtime.state, RunState::Running | RunState::Starting))
-        .collect();
+    let backend = ctx.backend().await?;
     if a.list.format == ListFormat::Json {
-        return print_json(ctx.theme, &containers);
+        // The engine's whole records, embedded; kleened's `ContainerSummary`s through it.
+        if let Backend::Local(engine) = &backend {
+            let containers: Vec<_> = engine
+                .containers()
+                .await?
+                .into_iter()
+                .filter(|c| a.all || kleene_api::views::is_running(c))
+                .collect();
+            return print_json(ctx.theme, &containers);
+        }
+        return print_json(ctx.theme, &backend.containers(a.all).await?);
     }
-    let images: HashMap<String, String> = engine
-        .images()
-        .await?
-        .into_iter()
-        .map(|i| (i.id.to_string(), i.nametag()))
-        .collect();
     let now = now();
-    let rows: Vec<Vec<String>> = containers
+    let rows: Vec<Vec<String>> = backend
+        .containers(a.all)
+        .await?
         .iter()
-        .map(|c| {
-            let image = images
-                .get(c.image_id.as_str())
-                .cloned()
-                .unwrap_or_else(|| c.image_id.to_string());
-            container_row(c, &image, now)
-        })
+        .map(|c| container_row(c, now))
         .collect();
     print!("{}", table(ctx.theme, &CONTAINER_COLUMNS, &rows));
     Ok(0)
@@ -432,19 +504,17 @@ pub async fn ls(ctx: &Ctx, a: ContainerLsArgs) -> Outcome {
 /// `klee container inspect CONTAINER`: the container, its endpoints and its mounts, in
 /// kleened's shape.
 pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let container = engine.container(&a.target).await?;
-    let endpoints = engine.endpoints(None, Some(&container.id)).await?;
-    print_json(ctx.theme, &container_inspect(&container, &endpoints))
+    let backend = ctx.backend().await?;
+    print_json(ctx.theme, &backend.container(&a.target).await?)
 }
 
 /// `klee container rm [-f] CONTAINERS...`.
 pub async fn rm(ctx: &Ctx, a: ContainerRmArgs) -> Outcome {
-    let engine = ctx.engine().await?;
+    let backend = ctx.backend().await?;
     let force = a.force;
     each(&a.targets, |t| {
-        let engine = engine.clone();
-        async move { Ok(engine.remove_container(&t, force).await?.to_string()) }
+        let backend = backend.clone();
+        async move { backend.remove_container(&t, force).await }
     })
     .await
 }
@@ -453,22 +523,18 @@ pub async fn rm(ctx: &Ctx, a: ContainerRmArgs) -> Outcome {
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Outcome {
     // klee asks before it contacts kleened.
     confirm_prune(a.force, "WARNING! This will remove all stopped containers.")?;
-    let engine = ctx.engine().await?;
-    let ids: Vec<String> = engine
-        .prune_containers()
-        .await?
-        .iter()
-        .map(|id| id.to_string())
-        .collect();
-    print_pruned(&ids);
+    let backend = ctx.backend().await?;
+    print_pruned(&backend.prune_containers().await?);
     Ok(0)
 }
 
 /// `klee container rename CONTAINER NEW_NAME`.
 pub async fn rename(ctx: &Ctx, a: RenameArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let c = engine.rename_container(&a.container, &a.new_name).await?;
-    println!("{}", c.id);
+    let backend = ctx.backend().await?;
+    println!(
+        "{}",
+        backend.rename_container(&a.container, &a.new_name).await?
+    );
     Ok(0)
 }
 
@@ -476,12 +542,22 @@ pub async fn rename(ctx: &Ctx, a: RenameArgs) -> Outcome {
 /// (`--env` and `-J` the whole list), and `--persist`/`--restart` are always set (to off
 /// and `no` when not given).
 pub async fn update(ctx: &Ctx, a: UpdateArgs) -> Outcome {
-    let restart: RestartPolicy = a
-        .restart
-        .as_deref()
-        .unwrap_or("no")
+    let restart_text = a.restart.as_deref().unwrap_or("no");
+    let restart: RestartPolicy = restart_text
         .parse()
         .map_err(|e: kleene_core::CoreError| Failure::usage(e.to_string()))?;
+    // kleened's body: what is not given is null, kept as the container has it.
+    let some = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let body = kleene_api::ContainerConfig {
+        name: a.name.clone(),
+        user: a.user.clone(),
+        env: some(&a.env),
+        jail_param: some(&a.jailparam.iter().map(ToString::to_string).collect()),
+        cmd: some(&a.command),
+        persist: Some(a.persist),
+        restart_policy: Some(restart_text.to_string()),
+        ..kleene_api::ContainerConfig::default()
+    };
     let mut update = ContainerUpdate::new().persist(a.persist).restart(restart);
     if let Some(name) = a.name {
         update = update.name(name);
@@ -498,14 +574,19 @@ pub async fn update(ctx: &Ctx, a: UpdateArgs) -> Outcome {
     if !a.command.is_empty() {
         update = update.cmd(a.command);
     }
-    let engine = ctx.engine().await?;
-    let c = engine.update_container(&a.container, update).await?;
-    println!("{}", c.id);
+    let backend = ctx.backend().await?;
+    println!(
+        "{}",
+        backend
+            .update_container(&a.container, update, &body)
+            .await?
+    );
     Ok(0)
 }
 
 /// `klee logs CONTAINER`: what a detached container wrote.
 pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Outcome {
+    ctx.local_only("klee logs")?;
     let engine = ctx.engine().await?;
     let bytes = engine.container_logs(&a.container).await?;
     let mut out = std::io::stdout().lock();

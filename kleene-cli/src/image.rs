@@ -5,15 +5,17 @@ use std::sync::Arc;
 use kleene_core::kleene_zfs::DatasetName;
 use kleene_core::{BaseSource, CreateImage, Events};
 
+use crate::backend::Backend;
 use crate::cli::{ImageCreateArgs, ImagePruneArgs, InspectArgs, ListArgs, ListFormat};
 use crate::cli::{Method, RmArgs, TagArgs};
 use crate::failure::{Failure, Outcome};
-use crate::output::{ago, image_view, now, table, Progress, IMAGE_COLUMNS};
+use crate::output::{image_row, now, table, Progress, IMAGE_COLUMNS};
 use crate::{confirm_prune, each, print_json, print_pruned, Ctx};
 
 /// `klee image create METHOD [SOURCE]`.
 pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
-    if a.update && !a.no_update && !cfg!(target_os = "freebsd") {
+    // Through kleened, its host decides.
+    if a.update && !a.no_update && !cfg!(target_os = "freebsd") && !ctx.remote() {
         return Err(Failure::usage(format!(
             "--update runs freebsd-update(8) on the new image, which only a FreeBSD host has (this one runs {})",
             std::env::consts::OS
@@ -66,14 +68,13 @@ pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
     if let Some(tag) = a.tag {
         req = req.tag(tag);
     }
+    if let Some(client) = ctx.client()? {
+        return crate::remote::image_create(&client, &req).await;
+    }
     let engine = ctx.engine().await?;
     // What kleened says before it clones or copies a dataset.
-    match req.source {
-        BaseSource::ZfsClone(_) => println!("cloning dataset..."),
-        BaseSource::ZfsCopy(_) => {
-            println!("copying dataset into the new image, this can take a while...")
-        }
-        _ => {}
+    if let Some(line) = kleene_api::transcript::create_intro(&req.source) {
+        println!("{line}");
     }
     // Ctrl-C removes the partial image (the engine answers Cancelled once it is gone).
     let interrupt = crate::signals::watch("image creation");
@@ -99,22 +100,20 @@ pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
 
 /// `klee image ls`.
 pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let images = engine.images().await?;
+    let backend = ctx.backend().await?;
     if a.format == ListFormat::Json {
-        return print_json(ctx.theme, &images);
+        // The engine's whole records, embedded; kleened's `Image`s through it.
+        if let Backend::Local(engine) = &backend {
+            return print_json(ctx.theme, &engine.images().await?);
+        }
+        return print_json(ctx.theme, &backend.images().await?);
     }
     let now = now();
-    let rows: Vec<Vec<String>> = images
+    let rows: Vec<Vec<String>> = backend
+        .images()
+        .await?
         .iter()
-        .map(|i| {
-            vec![
-                i.id.to_string(),
-                i.name.clone(),
-                i.tag.clone(),
-                ago(i.created, now),
-            ]
-        })
+        .map(|i| image_row(i, now))
         .collect();
     print!("{}", table(ctx.theme, &IMAGE_COLUMNS, &rows));
     Ok(0)
@@ -122,16 +121,16 @@ pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
 
 /// `klee image inspect IMAGE`: the image in kleened's shape.
 pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    print_json(ctx.theme, &image_view(&engine.image(&a.target).await?))
+    let backend = ctx.backend().await?;
+    print_json(ctx.theme, &backend.image(&a.target).await?)
 }
 
 /// `klee image rm IMAGES...`.
 pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
-    let engine = ctx.engine().await?;
+    let backend = ctx.backend().await?;
     each(&a.targets, |t| {
-        let engine = engine.clone();
-        async move { Ok(engine.remove_image(&t).await?.to_string()) }
+        let backend = backend.clone();
+        async move { backend.remove_image(&t).await }
     })
     .await
 }
@@ -140,21 +139,14 @@ pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
 pub async fn prune(ctx: &Ctx, a: ImagePruneArgs) -> Outcome {
     // klee asks before it contacts kleened, and warns the same with and without --all.
     confirm_prune(a.force, "WARNING! This will remove all unused images.")?;
-    let engine = ctx.engine().await?;
-    let ids: Vec<String> = engine
-        .prune_images(a.all)
-        .await?
-        .iter()
-        .map(|id| id.to_string())
-        .collect();
-    print_pruned(&ids);
+    let backend = ctx.backend().await?;
+    print_pruned(&backend.prune_images(a.all).await?);
     Ok(0)
 }
 
 /// `klee image tag SOURCE_IMAGE NAMETAG`.
 pub async fn tag(ctx: &Ctx, a: TagArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let image = engine.tag_image(&a.source_image, &a.nametag).await?;
-    println!("{}", image.id);
+    let backend = ctx.backend().await?;
+    println!("{}", backend.tag_image(&a.source_image, &a.nametag).await?);
     Ok(0)
 }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod backend;
 mod build;
 mod cli;
 mod container;
@@ -7,11 +8,14 @@ mod failure;
 mod image;
 mod network;
 mod output;
+mod remote;
 mod settings;
 mod signals;
 mod volume;
 
+use backend::Backend;
 use clap::Parser;
+use kleene_api::client::{Client, TlsOptions};
 use kleene_core::kleene_zfs::DatasetName;
 use kleene_core::{Config, Engine, Events};
 
@@ -45,17 +49,53 @@ fn main() {
     std::process::exit(code);
 }
 
-/// What every command needs: how to reach the engine, and the theme.
+/// What every command needs: how to reach the engine (or kleened), and the theme.
 #[derive(Debug)]
 pub struct Ctx {
     root: Option<String>,
     config: Option<std::path::PathBuf>,
+    /// `--host`: work through this kleened.
+    host: Option<String>,
+    tls: TlsOptions,
     pub theme: Theme,
 }
 
 impl Ctx {
+    /// The engine, or the kleened of `--host`.
+    pub async fn backend(&self) -> Result<Backend, Failure> {
+        match self.client()? {
+            Some(c) => Ok(Backend::Remote(c)),
+            None => Ok(Backend::Local(self.engine().await?)),
+        }
+    }
+
+    /// The client of the kleened of `--host`, if one is given.
+    pub fn client(&self) -> Result<Option<Client>, Failure> {
+        self.host
+            .as_deref()
+            .map(|h| Client::new(h, &self.tls).map_err(|e| Failure::usage(e.to_string())))
+            .transpose()
+    }
+
+    /// Whether klee works through a kleened.
+    pub fn remote(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// Refuses `what` with `--host`: kleened's API has no such operation.
+    pub fn local_only(&self, what: &str) -> Result<(), Failure> {
+        if self.host.is_some() {
+            return Err(Failure::usage(format!(
+                "{what} works on the engine itself: kleened's API has no such operation (drop --host)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Opens the engine on the root dataset; repairs are told on stderr.
     pub async fn engine(&self) -> Result<Engine, Failure> {
+        // Every command takes its remote path before it would open the engine.
+        self.local_only("this command")?;
         let env = std::env::var("KLEENE_ROOT").ok();
         let root =
             settings::root_dataset(self.root.as_deref(), env.as_deref(), self.config.as_deref())?;
@@ -72,9 +112,17 @@ impl Ctx {
 }
 
 async fn run(cli: Cli) -> Outcome {
+    let tls = TlsOptions {
+        verify: cli.tlsverify && !cli.no_tlsverify,
+        ca: cli.tlscacert,
+        cert: cli.tlscert,
+        key: cli.tlskey,
+    };
     let ctx = Ctx {
         root: cli.root,
         config: cli.config,
+        host: cli.host.filter(|h| !h.is_empty()),
+        tls,
         theme: cli.theme,
     };
     match cli.command {

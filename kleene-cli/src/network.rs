@@ -2,10 +2,11 @@
 
 use kleene_core::{Addresses, Gateway, Nat, NetworkSpec};
 
+use crate::backend::Backend;
 use crate::cli::{ConnectArgs, DisconnectArgs, InspectArgs, ListArgs, ListFormat};
 use crate::cli::{NetworkCreateArgs, PruneArgs, RmArgs};
 use crate::failure::{Failure, Outcome};
-use crate::output::{network_inspect, network_row, table, NETWORK_COLUMNS};
+use crate::output::{network_row, table, NETWORK_COLUMNS};
 use crate::{confirm_prune, each, print_json, print_pruned, Ctx};
 
 /// A gateway as `--gw` takes it: `auto`, `""` or an address.
@@ -42,46 +43,38 @@ fn spec(a: NetworkCreateArgs) -> Result<NetworkSpec, Failure> {
 /// `klee network create NAME`: prints the new network's id.
 pub async fn create(ctx: &Ctx, a: NetworkCreateArgs) -> Outcome {
     let spec = spec(a)?;
-    let engine = ctx.engine().await?;
-    let n = engine.create_network(spec).await?;
-    println!("{}", n.id);
+    let backend = ctx.backend().await?;
+    println!("{}", backend.create_network(spec).await?);
     Ok(0)
 }
 
 /// `klee network ls`: id, name, type and IPv4 subnet, as klee prints them.
 pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let networks = engine.networks().await?;
+    let backend = ctx.backend().await?;
     if a.format == ListFormat::Json {
-        return print_json(ctx.theme, &networks);
+        // The engine's whole records, embedded; kleened's `Network`s through it.
+        if let Backend::Local(engine) = &backend {
+            return print_json(ctx.theme, &engine.networks().await?);
+        }
+        return print_json(ctx.theme, &backend.networks().await?);
     }
-    let rows: Vec<Vec<String>> = networks.iter().map(network_row).collect();
+    let rows: Vec<Vec<String>> = backend.networks().await?.iter().map(network_row).collect();
     print!("{}", table(ctx.theme, &NETWORK_COLUMNS, &rows));
     Ok(0)
 }
 
 /// `klee network inspect NETWORK`: the network and its endpoints, in kleened's shape.
 pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let network = engine.network(&a.target).await?;
-    let mut endpoints = Vec::new();
-    for e in engine.endpoints(Some(&network.id), None).await? {
-        // A container being made (or a build) has an endpoint but no ready row yet.
-        match engine.container(e.container.as_str()).await {
-            Ok(_) => endpoints.push(e),
-            Err(kleene_core::CoreError::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    print_json(ctx.theme, &network_inspect(&network, &endpoints))
+    let backend = ctx.backend().await?;
+    print_json(ctx.theme, &backend.network(&a.target).await?)
 }
 
 /// `klee network rm NETWORKS...`: disconnects every container first.
 pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
-    let engine = ctx.engine().await?;
+    let backend = ctx.backend().await?;
     each(&a.targets, |t| {
-        let engine = engine.clone();
-        async move { Ok(engine.remove_network(&t).await?.to_string()) }
+        let backend = backend.clone();
+        async move { backend.remove_network(&t).await }
     })
     .await
 }
@@ -90,21 +83,15 @@ pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Outcome {
     // klee asks before it contacts kleened.
     confirm_prune(a.force, "WARNING! This will remove all unused networks.")?;
-    let engine = ctx.engine().await?;
-    let ids: Vec<String> = engine
-        .prune_networks()
-        .await?
-        .iter()
-        .map(|id| id.to_string())
-        .collect();
-    print_pruned(&ids);
+    let backend = ctx.backend().await?;
+    print_pruned(&backend.prune_networks().await?);
     Ok(0)
 }
 
 /// `klee network connect NETWORK CONTAINER`.
 pub async fn connect(ctx: &Ctx, a: ConnectArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    engine
+    let backend = ctx.backend().await?;
+    backend
         .connect(&a.container, &a.network, Addresses::new(a.ip, a.ip6))
         .await?;
     Ok(0)
@@ -112,7 +99,7 @@ pub async fn connect(ctx: &Ctx, a: ConnectArgs) -> Outcome {
 
 /// `klee network disconnect NETWORK CONTAINER`.
 pub async fn disconnect(ctx: &Ctx, a: DisconnectArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    engine.disconnect(&a.container, &a.network).await?;
+    let backend = ctx.backend().await?;
+    backend.disconnect(&a.container, &a.network).await?;
     Ok(0)
 }

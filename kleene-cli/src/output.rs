@@ -4,10 +4,12 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kleene_core::{Container, Endpoint, Event, Image, MountSource, Network, RunState, Volume};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kleene_api::transcript::{human_bytes, CreateLines};
+use kleene_api::{ContainerSummary, Image, Network, Volume};
+use kleene_core::Event;
 use serde::Serialize;
 
 use crate::cli::Theme;
@@ -163,41 +165,62 @@ pub fn table(theme: Theme, columns: &[Column], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// klee's STATUS of a container: `running` or `stopped` (one being started counts as
-/// running: `lsc` without `-a` lists it).
-pub fn status(state: RunState) -> &'static str {
-    match state {
-        RunState::Running | RunState::Starting => "running",
-        RunState::Created | RunState::Exited => "stopped",
+/// klee's STATUS of a container: `running` or `stopped`.
+pub fn status(running: bool) -> &'static str {
+    if running {
+        "running"
+    } else {
+        "stopped"
     }
 }
 
-/// A row of `lsc`: `image` is the image's `name:tag`, or its id when untagged.
-pub fn container_row(c: &Container, image: &str, now: i64) -> Vec<String> {
+/// A row of `lsc`: the image is its `name:tag`, or the container's image id when it has
+/// no name (or is gone).
+pub fn container_row(c: &ContainerSummary, now: i64) -> Vec<String> {
+    let image = if c.image_name.is_empty() {
+        c.container.image_id.clone()
+    } else {
+        format!("{}:{}", c.image_name, c.image_tag)
+    };
     vec![
-        c.id.to_string(),
-        c.name.clone(),
-        image.to_string(),
-        c.config.cmd.join(" "),
-        ago(c.created, now),
+        c.container.id.clone(),
+        c.container.name.clone(),
+        image,
+        c.container.cmd.join(" "),
+        ago_iso(&c.container.created, now),
         // As klee: "yes" for the on-startup restart policy.
-        if c.config.restart == kleene_core::RestartPolicy::OnStartup {
+        if c.container.restart_policy == "on-startup" {
             "yes".into()
         } else {
             "no".into()
         },
-        status(c.runtime.state).into(),
-        c.runtime.jid.map(|j| j.to_string()).unwrap_or_default(),
+        status(c.container.running).into(),
+        c.jid.map(|j| j.to_string()).unwrap_or_default(),
     ]
+}
+
+/// A row of `lsi`.
+pub fn image_row(i: &Image, now: i64) -> Vec<String> {
+    vec![
+        i.id.clone(),
+        i.name.clone(),
+        i.tag.clone(),
+        ago_iso(&i.created, now),
+    ]
+}
+
+/// A row of `lsv`.
+pub fn volume_row(v: &Volume, now: i64) -> Vec<String> {
+    vec![v.name.clone(), ago_iso(&v.created, now)]
 }
 
 /// A row of `lsn`: klee shows the IPv4 subnet only (empty when there is none).
 pub fn network_row(n: &Network) -> Vec<String> {
     vec![
-        n.id.to_string(),
+        n.id.clone(),
         n.name.clone(),
-        n.spec.kind.to_string(),
-        n.spec.subnet.map(|s| s.to_string()).unwrap_or_default(),
+        n.kind.clone(),
+        n.subnet.clone(),
     ]
 }
 
@@ -239,35 +262,17 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
+/// How long ago a time kleened wrote was (an unreadable one as now).
+pub fn ago_iso(then: &str, now: i64) -> String {
+    ago(kleene_api::views::parse_iso8601(then).unwrap_or(now), now)
+}
+
 /// The current unix time in seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// Unix seconds as kleened writes times (Elixir's `DateTime.to_iso8601` of a UTC time):
-/// `2024-02-26T08:52:13.000000Z`.
-pub fn iso8601(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000000Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 // ---- JSON ----
@@ -295,289 +300,6 @@ pub fn json_text(theme: Theme, value: &impl Serialize) -> serde_json::Result<Str
             out
         }
     })
-}
-
-/// A published port as kleened shows it.
-#[derive(Debug, Serialize)]
-pub struct PublishedPortView {
-    container_port: String,
-    host_port: String,
-    interfaces: Vec<String>,
-    ip_address: String,
-    ip_address6: String,
-    protocol: String,
-}
-
-/// A container as kleened shows it.
-#[derive(Debug, Serialize)]
-pub struct ContainerView {
-    cmd: Vec<String>,
-    created: String,
-    dataset: String,
-    env: Vec<String>,
-    id: String,
-    image_id: String,
-    jail_param: Vec<String>,
-    name: String,
-    network_driver: String,
-    persist: bool,
-    public_ports: Vec<PublishedPortView>,
-    restart_policy: String,
-    running: bool,
-    user: String,
-}
-
-/// An endpoint as kleened shows it; `network_id` is the network's name, as kleened has
-/// it.
-#[derive(Debug, Serialize)]
-pub struct EndpointView {
-    container_id: String,
-    epair: Option<String>,
-    id: String,
-    ip_address: String,
-    ip_address6: String,
-    network_id: String,
-}
-
-/// A mount of a container as kleened shows it: `type` is `volume`, or `nullfs` for a
-/// directory of the host.
-#[derive(Debug, Serialize)]
-pub struct MountpointView {
-    container_id: String,
-    destination: String,
-    read_only: bool,
-    source: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-/// `klee container inspect`.
-#[derive(Debug, Serialize)]
-pub struct ContainerInspect {
-    container: ContainerView,
-    container_endpoints: Vec<EndpointView>,
-    container_mountpoints: Vec<MountpointView>,
-}
-
-/// An image as kleened shows it (`klee image inspect`).
-#[derive(Debug, Serialize)]
-pub struct ImageView {
-    cmd: Vec<String>,
-    created: String,
-    dataset: String,
-    env: Vec<String>,
-    id: String,
-    instructions: Vec<[String; 2]>,
-    name: String,
-    tag: String,
-    user: String,
-}
-
-/// A volume as kleened shows it.
-#[derive(Debug, Serialize)]
-pub struct VolumeView {
-    created: String,
-    dataset: String,
-    mountpoint: String,
-    name: String,
-}
-
-/// `klee volume inspect`.
-#[derive(Debug, Serialize)]
-pub struct VolumeInspect {
-    mountpoints: Vec<MountpointView>,
-    volume: VolumeView,
-}
-
-/// A network as kleened shows it.
-#[derive(Debug, Serialize)]
-pub struct NetworkView {
-    gateway: String,
-    gateway6: String,
-    icc: bool,
-    id: String,
-    interface: String,
-    internal: bool,
-    name: String,
-    nat: String,
-    subnet: String,
-    subnet6: String,
-    #[serde(rename = "type")]
-    kind: String,
-}
-
-/// `klee network inspect`.
-#[derive(Debug, Serialize)]
-pub struct NetworkInspect {
-    network: NetworkView,
-    network_endpoints: Vec<EndpointView>,
-}
-
-/// Kleened's user: root when none is set.
-fn user_or_root(user: &str) -> String {
-    if user.is_empty() {
-        "root".into()
-    } else {
-        user.into()
-    }
-}
-
-/// An endpoint in kleened's shape. kleene-core has no endpoint ids, so `id` is empty;
-/// `epair` is kleened's FreeBSD vnet pair, which kleene-core does not record.
-pub fn endpoint_view(e: &Endpoint) -> EndpointView {
-    EndpointView {
-        container_id: e.container.to_string(),
-        epair: None,
-        id: String::new(),
-        ip_address: e.ipv4.map(|a| a.to_string()).unwrap_or_default(),
-        ip_address6: e.ipv6.map(|a| a.to_string()).unwrap_or_default(),
-        network_id: e.network_name.clone(),
-    }
-}
-
-/// The mounts of `c` in kleened's shape.
-pub fn mountpoint_views(c: &Container) -> Vec<MountpointView> {
-    c.config
-        .mounts
-        .iter()
-        .map(|m| {
-            let (source, kind) = match &m.source {
-                MountSource::Volume(name) => (name.clone(), "volume"),
-                MountSource::HostPath(path) => (path.clone(), "nullfs"),
-                _ => (String::new(), ""),
-            };
-            MountpointView {
-                container_id: c.id.to_string(),
-                destination: m.destination.clone(),
-                read_only: m.read_only,
-                source,
-                kind,
-            }
-        })
-        .collect()
-}
-
-/// A container in kleened's shape; its published ports name the address of its first
-/// endpoint that has one, as kleened fills them in.
-pub fn container_view(c: &Container, endpoints: &[Endpoint]) -> ContainerView {
-    let ip4 = endpoints
-        .iter()
-        .find_map(|e| e.ipv4)
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let ip6 = endpoints
-        .iter()
-        .find_map(|e| e.ipv6)
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    ContainerView {
-        cmd: c.config.cmd.clone(),
-        created: iso8601(c.created),
-        dataset: c.dataset.to_string(),
-        env: c.config.env.clone(),
-        id: c.id.to_string(),
-        image_id: c.image_id.to_string(),
-        jail_param: c.config.jail_params.iter().map(|p| p.to_string()).collect(),
-        name: c.name.clone(),
-        network_driver: c.config.network.to_string(),
-        persist: c.config.persist,
-        public_ports: c
-            .config
-            .publish
-            .iter()
-            .map(|p| PublishedPortView {
-                container_port: p.container.to_string(),
-                host_port: p.host.to_string(),
-                interfaces: p.interface.iter().cloned().collect(),
-                ip_address: ip4.clone(),
-                ip_address6: ip6.clone(),
-                protocol: p.protocol.to_string(),
-            })
-            .collect(),
-        restart_policy: c.config.restart.to_string(),
-        running: c.runtime.state == RunState::Running,
-        user: user_or_root(&c.config.user),
-    }
-}
-
-/// `klee container inspect`: the container, its endpoints and its mounts.
-pub fn container_inspect(c: &Container, endpoints: &[Endpoint]) -> ContainerInspect {
-    ContainerInspect {
-        container: container_view(c, endpoints),
-        container_endpoints: endpoints.iter().map(endpoint_view).collect(),
-        container_mountpoints: mountpoint_views(c),
-    }
-}
-
-/// `klee image inspect`: kleened's image; `cmd` is what containers run (the entrypoint
-/// first), `instructions` each step with its snapshot (empty for steps without one).
-pub fn image_view(i: &Image) -> ImageView {
-    let cfg = &i.config;
-    ImageView {
-        cmd: cfg.entrypoint.iter().chain(&cfg.cmd).cloned().collect(),
-        created: iso8601(i.created),
-        dataset: i.dataset.to_string(),
-        env: cfg.env.clone(),
-        id: i.id.to_string(),
-        instructions: cfg
-            .instructions
-            .iter()
-            .map(|s| [s.text.clone(), s.snapshot.clone().unwrap_or_default()])
-            .collect(),
-        name: i.name.clone(),
-        tag: i.tag.clone(),
-        user: user_or_root(&cfg.user),
-    }
-}
-
-/// A volume in kleened's shape.
-pub fn volume_view(v: &Volume) -> VolumeView {
-    VolumeView {
-        created: iso8601(v.created),
-        dataset: v.dataset.to_string(),
-        mountpoint: v.mountpoint.display().to_string(),
-        name: v.name.clone(),
-    }
-}
-
-/// `klee volume inspect`: the volume and the mounts of it in `containers`.
-pub fn volume_inspect(v: &Volume, containers: &[Container]) -> VolumeInspect {
-    let mountpoints = containers
-        .iter()
-        .flat_map(mountpoint_views)
-        .filter(|m| m.kind == "volume" && m.source == v.name)
-        .collect();
-    VolumeInspect {
-        mountpoints,
-        volume: volume_view(v),
-    }
-}
-
-/// A network in kleened's shape: gateways `<auto>`, `""` or an address, `nat`
-/// `<host-gateway>`, `""` or an interface, absent subnets `""`.
-pub fn network_view(n: &Network) -> NetworkView {
-    let s = &n.spec;
-    NetworkView {
-        gateway: s.gateway.to_string(),
-        gateway6: s.gateway6.to_string(),
-        icc: s.icc,
-        id: n.id.to_string(),
-        interface: n.interface().to_string(),
-        internal: s.internal,
-        name: n.name.clone(),
-        nat: s.nat.to_string(),
-        subnet: s.subnet.map(|x| x.to_string()).unwrap_or_default(),
-        subnet6: s.subnet6.map(|x| x.to_string()).unwrap_or_default(),
-        kind: s.kind.to_string(),
-    }
-}
-
-/// `klee network inspect`: the network and its endpoints.
-pub fn network_inspect(n: &Network, endpoints: &[Endpoint]) -> NetworkInspect {
-    NetworkInspect {
-        network: network_view(n),
-        network_endpoints: endpoints.iter().map(endpoint_view).collect(),
-    }
 }
 
 // ---- prompts ----
@@ -615,15 +337,11 @@ pub fn id_list(ids: &[String]) -> String {
 
 // ---- image creation ----
 
-/// kleened's lines around the extraction of a fetched base system.
-pub const FETCHED: &str =
-    "succesfully fetched base system.\nUnpacking contents and creating image...";
-/// kleened's line after the extraction.
-pub const EXTRACTED: &str = "succesfully extracted binaries - creating image";
+pub use kleene_api::transcript::{EXTRACTED, FETCHED};
 
 /// Renders the events of a base image creation on stdout: progress bars when stdout is a
-/// terminal, plain lines (at most one a second per phase) otherwise; with kleened's
-/// lines once the base system is fetched and once it is extracted.
+/// terminal, otherwise kleened's plain lines ([`CreateLines`], what `klee --host` prints
+/// from kleened's frames too).
 #[derive(Debug)]
 pub struct Progress {
     state: Mutex<ProgressState>,
@@ -632,33 +350,36 @@ pub struct Progress {
 /// Where plain lines go.
 type Sink = Box<dyn Write + Send>;
 
-struct ProgressState {
-    bars: bool,
-    out: Sink,
-    download: Option<ProgressBar>,
-    extract: Option<ProgressBar>,
-    download_line_at: Option<Instant>,
-    extract_line_at: Option<Instant>,
-    download_seen: Option<(u64, Option<u64>, f64)>,
-    /// The download's last state was shown.
-    download_closed: bool,
-    /// `FETCHED` was printed.
-    fetched: bool,
-    extract_seen: Option<(u64, u64)>,
-    /// What was printed last as a plain line, per phase.
-    download_printed: Option<u64>,
-    extract_printed: Option<u64>,
-    created: bool,
+enum ProgressState {
+    Plain { lines: CreateLines, out: Sink },
+    Bars(Bars),
 }
 
 impl std::fmt::Debug for ProgressState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProgressState")
-            .field("bars", &self.bars)
-            .field("fetched", &self.fetched)
-            .field("created", &self.created)
-            .finish_non_exhaustive()
+        match self {
+            ProgressState::Plain { lines, .. } => f.debug_tuple("Plain").field(lines).finish(),
+            ProgressState::Bars(b) => f
+                .debug_struct("Bars")
+                .field("fetched", &b.fetched)
+                .field("created", &b.created)
+                .finish_non_exhaustive(),
+        }
     }
+}
+
+/// The bars of a terminal, and kleened's lines printed above them.
+#[derive(Default)]
+struct Bars {
+    download: Option<ProgressBar>,
+    extract: Option<ProgressBar>,
+    download_seen: bool,
+    /// The download's bar was ended.
+    download_closed: bool,
+    /// `FETCHED` was printed.
+    fetched: bool,
+    extract_seen: Option<(u64, u64)>,
+    created: bool,
 }
 
 impl Progress {
@@ -669,45 +390,53 @@ impl Progress {
 
     /// Plain lines (bars when `bars`) written to `out`.
     pub fn with(bars: bool, out: Sink) -> Self {
-        Self {
-            state: Mutex::new(ProgressState {
-                bars,
+        let state = if bars {
+            ProgressState::Bars(Bars::default())
+        } else {
+            ProgressState::Plain {
+                lines: CreateLines::default(),
                 out,
-                download: None,
-                extract: None,
-                download_line_at: None,
-                extract_line_at: None,
-                download_seen: None,
-                download_closed: false,
-                fetched: false,
-                extract_seen: None,
-                download_printed: None,
-                extract_printed: None,
-                created: false,
-            }),
+            }
+        };
+        Self {
+            state: Mutex::new(state),
         }
     }
 
     /// Shows one event.
     pub fn event(&self, event: Event) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        // Events of builds are rendered by `klee build`.
-        match event {
-            Event::Status(text) => s.println(&text),
-            Event::Repaired(text) => s.println(&format!("repaired: {text}")),
-            Event::ImageCreated { .. } => s.created(),
-            Event::Download { bytes, total, rate } => s.download(bytes, total, rate),
-            Event::Extract { entries, bytes } => s.extract(entries, bytes),
-            _ => {}
+        match &mut *s {
+            ProgressState::Plain { lines, out } => {
+                for line in lines.event(&event) {
+                    let _ = writeln!(out, "{line}");
+                }
+                let _ = out.flush();
+            }
+            // Events of builds are rendered by `klee build`.
+            ProgressState::Bars(b) => match event {
+                Event::Status(text) => b.println(&text),
+                Event::Repaired(text) => b.println(&format!("repaired: {text}")),
+                Event::ImageCreated { .. } => b.created(),
+                Event::Download { bytes, total, .. } => b.download(bytes, total),
+                Event::Extract { entries, bytes } => b.extract(entries, bytes),
+                _ => {}
+            },
         }
     }
 
-    /// Ends the bars and prints the last state of each phase (after a failure too).
+    /// Ends the bars, or prints the last state of each phase (after a failure too).
     pub fn finish(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .finish();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *s {
+            ProgressState::Plain { lines, out } => {
+                for line in lines.finish() {
+                    let _ = writeln!(out, "{line}");
+                }
+                let _ = out.flush();
+            }
+            ProgressState::Bars(b) => b.finish(),
+        }
     }
 }
 
@@ -717,82 +446,44 @@ impl Default for Progress {
     }
 }
 
-fn download_line(bytes: u64, total: Option<u64>, rate: f64) -> String {
-    match total {
-        Some(t) => format!(
-            "downloaded {} of {} ({}/s)",
-            HumanBytes(bytes),
-            HumanBytes(t),
-            HumanBytes(rate as u64)
-        ),
-        None => format!(
-            "downloaded {} ({}/s)",
-            HumanBytes(bytes),
-            HumanBytes(rate as u64)
-        ),
-    }
-}
-
-/// kleened's extraction line.
-fn extract_line(entries: u64) -> String {
-    format!("extracted {entries} files...")
-}
-
-/// Whether a line of a phase last printed at `at` is due (one a second).
-fn due(at: &mut Option<Instant>) -> bool {
-    let due = at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-    if due {
-        *at = Some(Instant::now());
-    }
-    due
-}
-
-impl ProgressState {
-    fn println(&mut self, text: &str) {
+impl Bars {
+    fn println(&self, text: &str) {
         match self.extract.as_ref().or(self.download.as_ref()) {
             Some(bar) => bar.println(text),
-            None => {
-                let _ = writeln!(self.out, "{text}");
-                let _ = self.out.flush();
-            }
+            None => println!("{text}"),
         }
     }
 
-    fn download(&mut self, bytes: u64, total: Option<u64>, rate: f64) {
+    fn download(&mut self, bytes: u64, total: Option<u64>) {
         if self.download_closed {
             return;
         }
-        self.download_seen = Some((bytes, total, rate));
-        if self.bars {
-            let bar = self.download.get_or_insert_with(|| {
-                let (bar, template) = match total {
-                    Some(t) => (
-                        ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stdout()),
-                        "downloading [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                    ),
-                    None => (
-                        ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout()),
-                        "{spinner} downloading {bytes} {bytes_per_sec}",
-                    ),
-                };
-                if let Ok(style) = ProgressStyle::with_template(template) {
-                    bar.set_style(style.progress_chars("=> "));
-                }
-                bar.enable_steady_tick(Duration::from_millis(120));
-                bar
-            });
-            bar.set_position(bytes);
-        } else if due(&mut self.download_line_at) {
-            self.download_printed = Some(bytes);
-            self.println(&download_line(bytes, total, rate));
-        }
+        self.download_seen = true;
+        let bar = self.download.get_or_insert_with(|| {
+            let (bar, template) = match total {
+                Some(t) => (
+                    ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stdout()),
+                    "downloading [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                ),
+                None => (
+                    ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout()),
+                    "{spinner} downloading {bytes} {bytes_per_sec}",
+                ),
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        bar.set_position(bytes);
         if total == Some(bytes) {
             self.close_download();
             self.announce_fetched();
         }
     }
 
-    /// The download's last state: its bar ended, or its last plain line.
+    /// The download's bar ends.
     fn close_download(&mut self) {
         if self.download_closed {
             return;
@@ -800,17 +491,12 @@ impl ProgressState {
         self.download_closed = true;
         if let Some(bar) = self.download.take() {
             bar.finish();
-        } else if let Some((b, t, r)) = self.download_seen {
-            if self.download_printed != Some(b) {
-                self.download_printed = Some(b);
-                self.println(&download_line(b, t, r));
-            }
         }
     }
 
     /// kleened's `FETCHED` lines, once, after a download.
     fn announce_fetched(&mut self) {
-        if self.fetched || self.download_seen.is_none() {
+        if self.fetched || !self.download_seen {
             return;
         }
         self.fetched = true;
@@ -819,41 +505,28 @@ impl ProgressState {
 
     fn extract(&mut self, entries: u64, bytes: u64) {
         self.extract_seen = Some((entries, bytes));
-        if self.bars {
-            // The archive is extracted while it streams in: with bars the download is
-            // told over once extraction shows.
-            self.close_download();
-            self.announce_fetched();
-            let bar = self.extract.get_or_insert_with(|| {
-                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
-                if let Ok(style) = ProgressStyle::with_template("{spinner} extracting: {msg}") {
-                    bar.set_style(style);
-                }
-                bar.enable_steady_tick(Duration::from_millis(120));
-                bar
-            });
-            bar.set_message(format!("{entries} files, {}", HumanBytes(bytes)));
-        } else if self.fetched && due(&mut self.extract_line_at) {
-            // Plain lines wait for the download's end, so they read in kleened's order.
-            self.extract_printed = Some(entries);
-            self.println(&extract_line(entries));
-        }
+        // The archive is extracted while it streams in: the download is told over once
+        // extraction shows.
+        self.close_download();
+        self.announce_fetched();
+        let bar = self.extract.get_or_insert_with(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+            if let Ok(style) = ProgressStyle::with_template("{spinner} extracting: {msg}") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        bar.set_message(format!("{entries} files, {}", human_bytes(bytes)));
     }
 
-    /// The extraction's last state: its spinner ended, or its last plain line once the
-    /// download was told over.
+    /// The extraction's spinner ends.
     fn close_extract(&mut self) {
-        let bar = self.extract.take();
-        match (bar, self.extract_seen) {
+        match (self.extract.take(), self.extract_seen) {
             (Some(bar), Some((e, b))) => {
-                bar.finish_with_message(format!("{e} files, {}", HumanBytes(b)));
-                self.extract_printed = Some(e);
+                bar.finish_with_message(format!("{e} files, {}", human_bytes(b)));
             }
             (Some(bar), None) => bar.finish(),
-            (None, Some((e, _))) if self.fetched && self.extract_printed != Some(e) => {
-                self.extract_printed = Some(e);
-                self.println(&extract_line(e));
-            }
             (None, _) => {}
         }
     }
@@ -1112,100 +785,33 @@ mod tests {
     }
 
     #[test]
-    fn a_fetch_reads_like_kleeneds() {
-        let buf = Buf::default();
-        let p = Progress::with(false, Box::new(buf.clone()));
-        let id = kleene_core::Id::parse("a9835b86808a").unwrap();
-        let download = |bytes, total| Event::Download {
-            bytes,
-            total,
-            rate: 1024.0,
-        };
-        p.event(download(1024, Some(4096)));
-        // Extracted while it streams in: told after the download.
-        p.event(Event::Extract {
-            entries: 10,
-            bytes: 100,
-        });
-        p.event(download(2048, Some(4096)));
-        p.event(download(4096, Some(4096)));
-        p.event(Event::Extract {
-            entries: 50,
-            bytes: 500,
-        });
-        p.event(Event::Extract {
-            entries: 101,
-            bytes: 1000,
-        });
-        p.event(Event::ImageCreated { id });
-        p.finish();
-        assert_eq!(
-            buf.text(),
-            "downloaded 1.00 KiB of 4.00 KiB (1.00 KiB/s)\n\
-             downloaded 4.00 KiB of 4.00 KiB (1.00 KiB/s)\n\
-             succesfully fetched base system.\n\
-             Unpacking contents and creating image...\n\
-             extracted 50 files...\n\
-             extracted 101 files...\n\
-             succesfully extracted binaries - creating image\n"
-        );
-    }
-
-    #[test]
-    fn a_download_of_unknown_size_ends_at_the_finish() {
+    fn plain_progress_is_kleeneds_lines() {
         let buf = Buf::default();
         let p = Progress::with(false, Box::new(buf.clone()));
         p.event(Event::Status("fetching file:///x.txz".into()));
-        p.event(Event::Download {
-            bytes: 10,
-            total: None,
-            rate: 0.0,
-        });
-        p.event(Event::Extract {
-            entries: 3,
-            bytes: 30,
-        });
-        p.event(Event::ImageCreated {
-            id: kleene_core::Id::parse("a9835b86808a").unwrap(),
-        });
-        assert_eq!(
-            buf.text(),
-            "fetching file:///x.txz\n\
-             downloaded 10 B (0 B/s)\n\
-             succesfully fetched base system.\n\
-             Unpacking contents and creating image...\n\
-             extracted 3 files...\n\
-             succesfully extracted binaries - creating image\n"
-        );
-    }
-
-    #[test]
-    fn a_failed_fetch_tells_no_success() {
-        let buf = Buf::default();
-        let p = Progress::with(false, Box::new(buf.clone()));
         p.event(Event::Download {
             bytes: 10,
             total: Some(20),
             rate: 0.0,
         });
         p.finish();
-        assert_eq!(buf.text(), "downloaded 10 B of 20 B (0 B/s)\n");
-        // A clone has no phases: nothing to tell.
-        let buf = Buf::default();
-        let p = Progress::with(false, Box::new(buf.clone()));
-        p.event(Event::ImageCreated {
-            id: kleene_core::Id::parse("a9835b86808a").unwrap(),
-        });
-        p.finish();
-        assert_eq!(buf.text(), "");
+        assert_eq!(
+            buf.text(),
+            "fetching file:///x.txz\ndownloaded 10 B of 20 B (0 B/s)\n"
+        );
     }
 
     // ---- kleened's shapes ----
 
+    use kleene_api::views::{
+        container_inspect, container_summary, image_view, iso8601, network_inspect, network_view,
+        volume_inspect,
+    };
     use kleene_core::kleene_zfs::{DatasetName, SnapshotName};
     use kleene_core::{
-        ContainerConfig, Driver, Id, ImageConfig, Instruction, MountSpec, NetworkSpec, NetworkType,
-        PortRange, Protocol, PublishedPort, Runtime,
+        Container, ContainerConfig, Driver, Endpoint, Id, Image, ImageConfig, Instruction,
+        MountSpec, Network, NetworkSpec, NetworkType, PortRange, Protocol, PublishedPort, RunState,
+        Runtime, Volume,
     };
 
     fn id(s: &str) -> Id {
@@ -1326,8 +932,17 @@ mod tests {
     #[test]
     fn lsc_rows_are_klees() {
         let mut c = container();
+        let image = Image {
+            id: id("11370bfb4a88"),
+            name: "FreeBSD".into(),
+            tag: "latest".into(),
+            created: 0,
+            parent: None,
+            dataset: DatasetName::new("zroot/kleene/image/11370bfb4a88").unwrap(),
+            config: ImageConfig::default(),
+        };
         assert_eq!(
-            container_row(&c, "FreeBSD:latest", 1_708_937_533 + 120),
+            container_row(&container_summary(&c, Some(&image)), 1_708_937_533 + 120),
             [
                 "f455de07ac84",
                 "hungry_knuth",
@@ -1341,8 +956,10 @@ mod tests {
         );
         c.runtime.state = RunState::Running;
         c.runtime.jid = Some(12);
-        let row = container_row(&c, "11370bfb4a88", 1_708_937_533);
-        assert_eq!(row[6..], ["running", "12"]);
+        c.config.restart = kleene_core::RestartPolicy::OnStartup;
+        let row = container_row(&container_summary(&c, None), 1_708_937_533);
+        assert_eq!(row[2], "11370bfb4a88");
+        assert_eq!(row[5..], ["yes", "running", "12"]);
     }
 
     #[test]
@@ -1490,7 +1107,7 @@ mod tests {
 }"#
         );
         assert_eq!(
-            network_row(&n),
+            network_row(&network_view(&n)),
             ["6b933304be4a", "testnet", "loopback", "10.2.3.0/24"]
         );
     }

@@ -1,29 +1,34 @@
 //! `klee volume ...`.
 
+use crate::backend::Backend;
 use crate::cli::{InspectArgs, ListArgs, ListFormat, PruneArgs, RmArgs, VolumeCreateArgs};
 use crate::failure::Outcome;
-use crate::output::{ago, now, table, volume_inspect, VOLUME_COLUMNS};
+use crate::output::{now, table, volume_row, VOLUME_COLUMNS};
 use crate::{confirm_prune, each, print_json, print_pruned, Ctx};
 
 /// `klee volume create NAME`.
 pub async fn create(ctx: &Ctx, a: VolumeCreateArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let v = engine.create_volume(&a.volume_name).await?;
-    println!("{}", v.name);
+    let backend = ctx.backend().await?;
+    println!("{}", backend.create_volume(&a.volume_name).await?);
     Ok(0)
 }
 
 /// `klee volume ls`.
 pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let volumes = engine.volumes().await?;
+    let backend = ctx.backend().await?;
     if a.format == ListFormat::Json {
-        return print_json(ctx.theme, &volumes);
+        // The engine's whole records, embedded; kleened's `Volume`s through it.
+        if let Backend::Local(engine) = &backend {
+            return print_json(ctx.theme, &engine.volumes().await?);
+        }
+        return print_json(ctx.theme, &backend.volumes().await?);
     }
     let now = now();
-    let rows: Vec<Vec<String>> = volumes
+    let rows: Vec<Vec<String>> = backend
+        .volumes()
+        .await?
         .iter()
-        .map(|v| vec![v.name.clone(), ago(v.created, now)])
+        .map(|v| volume_row(v, now))
         .collect();
     print!("{}", table(ctx.theme, &VOLUME_COLUMNS, &rows));
     Ok(0)
@@ -32,21 +37,16 @@ pub async fn ls(ctx: &Ctx, a: ListArgs) -> Outcome {
 /// `klee volume inspect NAME`: the volume and the containers' mounts of it, in
 /// kleened's shape.
 pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> Outcome {
-    let engine = ctx.engine().await?;
-    let volume = engine.volume(&a.target).await?;
-    let containers = engine.containers().await?;
-    print_json(ctx.theme, &volume_inspect(&volume, &containers))
+    let backend = ctx.backend().await?;
+    print_json(ctx.theme, &backend.volume(&a.target).await?)
 }
 
 /// `klee volume rm VOLUMES...`.
 pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
-    let engine = ctx.engine().await?;
+    let backend = ctx.backend().await?;
     each(&a.targets, |t| {
-        let engine = engine.clone();
-        async move {
-            engine.remove_volume(&t).await?;
-            Ok(t)
-        }
+        let backend = backend.clone();
+        async move { backend.remove_volume(&t).await }
     })
     .await
 }
@@ -55,7 +55,7 @@ pub async fn rm(ctx: &Ctx, a: RmArgs) -> Outcome {
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Outcome {
     // klee asks before it contacts kleened.
     confirm_prune(a.force, "WARNING! This will remove all unused volumes.")?;
-    let engine = ctx.engine().await?;
-    print_pruned(&engine.prune_volumes().await?);
+    let backend = ctx.backend().await?;
+    print_pruned(&backend.prune_volumes().await?);
     Ok(0)
 }

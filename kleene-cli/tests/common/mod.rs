@@ -37,6 +37,16 @@ pub fn klee() -> assert_cmd::Command {
 pub fn klee_process() -> std::process::Command {
     let mut cmd = std::process::Command::new(klee_path());
     cmd.env_remove("KLEENE_ROOT").env_remove("KLEE_THEME");
+    // Embedded: no kleened from the environment.
+    for var in [
+        "KLEE_HOST",
+        "KLEE_TLS_VERIFY",
+        "KLEE_TLS_CERT",
+        "KLEE_TLS_KEY",
+        "KLEE_TLS_CACERT",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
