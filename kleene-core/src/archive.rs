@@ -473,11 +473,56 @@ pub fn extract_into(
     dest: &RootDir,
     progress: &mut dyn FnMut(&ExtractStats),
 ) -> Result<ExtractStats, ArchiveError> {
+    extract_with(reader, dest, ExtractOptions::default(), progress)
+}
+
+/// How an archive is applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExtractOptions {
+    /// Apply it as an OCI image layer over what is there: an entry `.wh.NAME` removes
+    /// `NAME` (a directory with all it holds) and is not itself created; `.wh..wh..opq`
+    /// removes from its directory everything lower layers put there (what this layer
+    /// made stays); an entry replaces a directory in its way, with its contents. A
+    /// whiteout naming `.`, `..`, nothing or `.zfs` is refused; one through a symlink that
+    /// leaves the root is refused as any entry is; one of a missing path removes nothing.
+    pub layer: bool,
+}
+
+impl ExtractOptions {
+    /// An OCI layer's rules (see [`ExtractOptions::layer`]).
+    pub fn layer() -> Self {
+        Self { layer: true }
+    }
+}
+
+/// Applies an OCI image layer (a tar stream) onto `dest`, the unpacked layers below it:
+/// [`extract`] with [`ExtractOptions::layer`].
+pub fn apply_layer(
+    reader: impl Read,
+    dest: &Path,
+    progress: &mut dyn FnMut(&ExtractStats),
+) -> Result<ExtractStats, ArchiveError> {
+    let root = RootDir::open(dest).map_err(|e| ArchiveError::Io {
+        context: format!("opening the destination {}", dest.display()),
+        source: e.into(),
+    })?;
+    extract_with(reader, &root, ExtractOptions::layer(), progress)
+}
+
+/// [`extract_into`] with `options`.
+pub fn extract_with(
+    reader: impl Read,
+    dest: &RootDir,
+    options: ExtractOptions,
+    progress: &mut dyn FnMut(&ExtractStats),
+) -> Result<ExtractStats, ArchiveError> {
     let root = dest.try_clone().map_err(|e| ArchiveError::Io {
         context: format!("opening the destination {}", dest.path().display()),
         source: e.into(),
     })?;
     let mut x = Extractor::new(root)?;
+    x.layer = options.layer;
     let mut archive = tar::Archive::new(BufReader::with_capacity(64 * 1024, reader));
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
@@ -547,6 +592,10 @@ struct Extractor {
     dirs: Vec<DirMeta>,
     xattrs_skipped: u64,
     devices_skipped: u64,
+    /// OCI layer rules (whiteouts, directories replaced whole).
+    layer: bool,
+    /// The archive paths this layer made (joined components), for opaque whiteouts.
+    made: std::collections::HashSet<Vec<u8>>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -606,6 +655,37 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
     #[allow(clippy::useless_conversion)]
     let tv_nsec = tv_nsec.try_into().ok()?;
     Some(Timespec { tv_sec, tv_nsec })
+}
+
+/// Removes `name` in `parent` and, for a directory, everything in it, never following a
+/// symbolic link (a link is removed, not what it points at). Missing is done.
+fn remove_tree(parent: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<()> {
+    let st = match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !is_dir(&st) {
+        return rfs::unlinkat(parent, name, AtFlags::empty());
+    }
+    let fd = rfs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut children = Vec::new();
+    for child in rfs::Dir::read_from(&fd)? {
+        let child = child?;
+        let n = child.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            children.push(n.to_vec());
+        }
+    }
+    for child in children {
+        remove_tree(fd.as_fd(), &child)?;
+    }
+    rfs::unlinkat(parent, name, AtFlags::REMOVEDIR)
 }
 
 fn is_dir(st: &rfs::Stat) -> bool {
@@ -672,6 +752,8 @@ impl Extractor {
             dirs: Vec::new(),
             xattrs_skipped: 0,
             devices_skipped: 0,
+            layer: false,
+            made: std::collections::HashSet::new(),
         })
     }
 
@@ -758,6 +840,16 @@ impl Extractor {
             return Ok(());
         }
         let comps = split_path(&path).map_err(|reason| refuse(&name, reason))?;
+        if self.layer {
+            if let Some((last, dir)) = comps.split_last() {
+                if let Some(target) = last.strip_prefix(b".wh.") {
+                    self.whiteout(dir, target, &name)?;
+                    self.stats.entries += 1;
+                    self.tick(progress);
+                    return Ok(());
+                }
+            }
+        }
         let meta = Self::meta(entry, &name)?;
         let dir_by_name = path.ends_with(b"/");
         use tar::EntryType as T;
@@ -809,9 +901,86 @@ impl Extractor {
                 return Err(ArchiveError::Unsupported { entry: name, kind });
             }
         }
+        if self.layer {
+            self.made.insert(comps.join(&b'/'));
+        }
         self.stats.entries += 1;
         self.tick(progress);
         Ok(())
+    }
+
+    /// An OCI whiteout in the directory `dir` (archive components): `target` is the name
+    /// after `.wh.`; `.wh..opq` makes the directory opaque.
+    fn whiteout(&mut self, dir: &[&[u8]], target: &[u8], name: &str) -> Result<(), ArchiveError> {
+        // What we resolved may change.
+        self.cache = None;
+        if target == b".wh..opq" {
+            return self.opaque(dir, name);
+        }
+        if target.is_empty() || target == b"." || target == b".." || target == b".zfs" {
+            return Err(refuse(
+                name,
+                format!("it is a whiteout of {:?}", lossy(target)),
+            ));
+        }
+        let Some(parent) = self.existing_dir(dir, name)? else {
+            return Ok(());
+        };
+        remove_tree(parent.as_fd(), target)
+            .map_err(|e| entry_err(name, format!("removing {:?}", lossy(target)), e))
+    }
+
+    /// An opaque whiteout: `dir` loses what lower layers put in it.
+    fn opaque(&mut self, dir: &[&[u8]], name: &str) -> Result<(), ArchiveError> {
+        let Some(fd) = self.existing_dir(dir, name)? else {
+            return Ok(());
+        };
+        let mut children = Vec::new();
+        let listing =
+            rfs::Dir::read_from(&fd).map_err(|e| entry_err(name, "listing its directory", e))?;
+        for child in listing {
+            let child = child.map_err(|e| entry_err(name, "listing its directory", e))?;
+            let n = child.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                children.push(n.to_vec());
+            }
+        }
+        for child in children {
+            let mut key = dir.join(&b'/');
+            if !key.is_empty() {
+                key.push(b'/');
+            }
+            key.extend_from_slice(&child);
+            if !self.made.contains(&key) {
+                remove_tree(fd.as_fd(), &child)
+                    .map_err(|e| entry_err(name, format!("removing {:?}", lossy(&child)), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory `dir` inside the root, every symlink on the way (its own name
+    /// included) followed beneath the root; `None` when it does not exist.
+    fn existing_dir(&mut self, dir: &[&[u8]], name: &str) -> Result<Option<OwnedFd>, ArchiveError> {
+        if dir.is_empty() {
+            return self
+                .root_fd
+                .try_clone()
+                .map(Some)
+                .map_err(|e| entry_err(name, "opening the root", e));
+        }
+        // The parent of a name inside `dir` is `dir` itself, resolved.
+        let mut inside = dir.to_vec();
+        inside.push(b"x");
+        match self
+            .root
+            .parent_and_name(path_of(&inside), Symlinks::FollowBeneath, None)
+        {
+            Ok((parent, _)) => Ok(Some(parent.fd)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(kleene_rootfs::Error::NotADirectory { .. }) => Ok(None),
+            Err(e) => Err(walk_error(name, "its path", e)),
+        }
     }
 
     /// The parent directory of an entry (created as needed) and the entry's last name.
@@ -869,6 +1038,10 @@ impl Extractor {
             Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(entry_err(name, "looking at what is in its place", e)),
         };
+        if self.layer && is_dir(&st) {
+            return remove_tree(parent, last)
+                .map_err(|e| entry_err(name, "removing the directory in its place", e));
+        }
         let (flags, what) = if is_dir(&st) {
             (AtFlags::REMOVEDIR, "removing the directory in its place")
         } else {

@@ -13,7 +13,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 
-use kleene_core::archive::{decompress, extract, ArchiveError, Compression, ExtractStats};
+use kleene_core::archive::{
+    apply_layer, decompress, extract, ArchiveError, Compression, ExtractStats,
+};
 use tar::{EntryType, Header};
 
 const MTIME: u64 = 1_600_000_000;
@@ -1163,4 +1165,112 @@ fn mutated_archives_never_escape() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// OCI layers: whiteouts, opaque directories, directories replaced whole
+
+/// The lower layers of the layer tests: files, a full directory, a symlink out.
+fn lower(s: &Sandbox) {
+    let r = &s.root;
+    std::fs::create_dir_all(r.join("a")).unwrap();
+    std::fs::write(r.join("a/x"), b"x").unwrap();
+    std::fs::write(r.join("a/y"), b"y").unwrap();
+    std::fs::create_dir_all(r.join("b/deep/er")).unwrap();
+    std::fs::write(r.join("b/deep/er/f"), b"f").unwrap();
+    std::fs::create_dir_all(r.join("d/old")).unwrap();
+    std::fs::write(r.join("d/old/f"), b"old").unwrap();
+    std::fs::write(r.join("d/old-file"), b"old").unwrap();
+    std::fs::create_dir_all(r.join("e/full")).unwrap();
+    std::fs::write(r.join("e/full/f"), b"f").unwrap();
+    std::fs::write(r.join("c"), b"c").unwrap();
+    std::os::unix::fs::symlink(&s.outside, r.join("out")).unwrap();
+    std::os::unix::fs::symlink("a", r.join("rel")).unwrap();
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+#[test]
+fn layers_apply_whiteouts_and_opaque_directories() {
+    let s = sandbox();
+    lower(&s);
+    let before_outside = snapshot(&s.outside);
+    let layer = Tar::new()
+        // A file whited out, and a directory with everything in it.
+        .file("a/.wh.x", b"")
+        .file(".wh.b", b"")
+        // An opaque directory: what this layer put there before and after the marker
+        // stays, the lower layers' contents go.
+        .dir("d")
+        .file("d/early", b"early")
+        .file("d/.wh..wh..opq", b"")
+        .file("d/late", b"late")
+        // A directory replacing a file, a file replacing a full directory.
+        .dir("c")
+        .file("c/inside", b"i")
+        .file("e", b"now a file")
+        // A whiteout through a symlink that stays inside: removes a/y.
+        .file("rel/.wh.y", b"")
+        // A whiteout of what is not there: nothing happens.
+        .file(".wh.nothing", b"")
+        .file("nowhere/.wh.x", b"")
+        // The symlink itself whited out (not what it points at).
+        .file(".wh.out", b"")
+        .bytes();
+    apply_layer(&layer[..], &s.root, &mut |_| {}).unwrap();
+    let r = &s.root;
+    assert!(!exists(&r.join("a/x")) && !exists(&r.join("a/y")));
+    assert!(exists(&r.join("a")));
+    assert!(!exists(&r.join("b")));
+    assert!(!exists(&r.join("d/old")) && !exists(&r.join("d/old-file")));
+    assert_eq!(std::fs::read(r.join("d/early")).unwrap(), b"early");
+    assert_eq!(std::fs::read(r.join("d/late")).unwrap(), b"late");
+    assert!(!exists(&r.join("d/.wh..wh..opq")));
+    assert_eq!(std::fs::read(r.join("c/inside")).unwrap(), b"i");
+    assert_eq!(std::fs::read(r.join("e")).unwrap(), b"now a file");
+    assert!(!exists(&r.join(".wh.nothing")) && !exists(&r.join("nowhere")));
+    assert!(!exists(&r.join("out")));
+    assert_eq!(snapshot(&s.outside), before_outside, "the outside changed");
+    // Without the layer rules, a whiteout is a plain file and nothing is removed.
+    let s2 = sandbox();
+    lower(&s2);
+    run(&Tar::new().file("a/.wh.x", b"").bytes(), &s2.root).unwrap();
+    assert!(exists(&s2.root.join("a/x")) && exists(&s2.root.join("a/.wh.x")));
+}
+
+#[test]
+fn hostile_whiteouts_are_refused_and_touch_nothing_outside() {
+    for (entry, why) in [
+        (".wh..", "whiteout of \".\""),
+        ("a/.wh...", "whiteout of \"..\""),
+        (".wh.", "whiteout of \"\""),
+        (".wh..zfs", "whiteout of \".zfs\""),
+        // Through a symlink that leaves the root.
+        ("out/.wh.canary", "out"),
+        ("out/sub/.wh..wh..opq", "out"),
+    ] {
+        let s = sandbox();
+        lower(&s);
+        let before = snapshot(&s.outside);
+        let inside = snapshot(&s.root);
+        let layer = Tar::new().file(entry, b"").bytes();
+        let err = apply_layer(&layer[..], &s.root, &mut |_| {})
+            .expect_err("a hostile whiteout is refused");
+        let msg = err.to_string();
+        assert!(
+            matches!(err, ArchiveError::UnsafeEntry { .. }),
+            "{entry}: {msg}"
+        );
+        assert!(msg.contains(why), "{entry}: {msg}");
+        assert_eq!(snapshot(&s.outside), before, "{entry}: the outside changed");
+        assert_eq!(snapshot(&s.root), inside, "{entry}: the root changed");
+    }
+    // `..` in the path is refused before any whiteout rule.
+    let s = sandbox();
+    lower(&s);
+    let layer = Tar::new().file("a/../../.wh.outside", b"").bytes();
+    assert!(apply_layer(&layer[..], &s.root, &mut |_| {}).is_err());
+    assert!(exists(&s.outside.join("canary")));
 }
