@@ -460,11 +460,20 @@ pub fn extract(
     dest: &Path,
     progress: &mut dyn FnMut(&ExtractStats),
 ) -> Result<ExtractStats, ArchiveError> {
-    let root = RootDir::open(dest).map_err(|e| ArchiveError::Io {
+    extract_with(
+        reader,
+        &open_dest(dest)?,
+        ExtractOptions::default(),
+        progress,
+    )
+}
+
+/// The destination directory of an extraction, as a root.
+fn open_dest(dest: &Path) -> Result<RootDir, ArchiveError> {
+    RootDir::open(dest).map_err(|e| ArchiveError::Io {
         context: format!("opening the destination {}", dest.display()),
         source: e.into(),
-    })?;
-    extract_into(reader, &root, progress)
+    })
 }
 
 /// [`extract`] into a directory already open (e.g. found inside a container's root).
@@ -503,11 +512,7 @@ pub fn apply_layer(
     dest: &Path,
     progress: &mut dyn FnMut(&ExtractStats),
 ) -> Result<ExtractStats, ArchiveError> {
-    let root = RootDir::open(dest).map_err(|e| ArchiveError::Io {
-        context: format!("opening the destination {}", dest.display()),
-        source: e.into(),
-    })?;
-    extract_with(reader, &root, ExtractOptions::layer(), progress)
+    extract_with(reader, &open_dest(dest)?, ExtractOptions::layer(), progress)
 }
 
 /// [`extract_into`] with `options`.

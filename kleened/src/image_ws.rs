@@ -181,63 +181,38 @@ async fn build_session(engine: Engine, sessions: Sessions, mut socket: WebSocket
     // first, then the steps and their output.
     let mut started = false;
     let mut early: Vec<String> = Vec::new();
-    let mut client_gone = false;
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            // The daemon stops: the operation is interrupted (a build kept as
-            // <name>:failed, a partial base image removed) and its end awaited.
-            () = guard.stopping(), if !stopping => {
-                stopping = true;
-                interrupt.interrupt();
+    let relayed = relay(
+        &mut socket,
+        &mut events,
+        &interrupt,
+        &mut guard,
+        "a build",
+        |event| {
+            if let Event::BuildStarted { id } = &event {
+                started = true;
+                let mut frames = vec![ws::starting(id.as_str())];
+                frames.extend(early.drain(..).map(|t| Message::Text(t.into())));
+                return frames;
             }
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                if client_gone {
-                    continue;
-                }
-                if let Event::BuildStarted { id } = &event {
-                    started = true;
-                    let mut frames = vec![ws::starting(id.as_str())];
-                    frames.extend(early.drain(..).map(|t| Message::Text(t.into())));
-                    for f in frames {
-                        if socket.send(f).await.is_err() {
-                            client_gone = true;
-                            interrupt.interrupt();
-                        }
-                    }
-                    continue;
-                }
-                let Some(text) = build_frame(&event) else { continue };
-                if !started {
+            match build_frame(&event) {
+                Some(text) if started => vec![Message::Text(text.into())],
+                Some(text) => {
                     early.push(text);
-                } else if socket.send(Message::Text(text.into())).await.is_err() {
-                    client_gone = true;
-                    interrupt.interrupt();
+                    Vec::new()
                 }
+                None => Vec::new(),
             }
-            frame = socket.recv(), if !client_gone => match frame {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                    // The client went away: the build stops as it does on Ctrl-C (its
-                    // state kept as <name>:failed unless cleanup was asked).
-                    log::info!("the client of a build disconnected; stopping the build");
-                    client_gone = true;
-                    interrupt.interrupt();
-                }
-                // No input is taken while building.
-                Some(Ok(_)) => {}
-            },
-        }
-    }
+        },
+    )
+    .await;
     let outcome = match build.await {
         Ok(o) => o,
         Err(e) => Err(CoreError::Internal(format!("the build task failed: {e}"))),
     };
-    if client_gone {
-        return;
-    }
-    if stopping {
-        return ws::finish(socket, ws::shutting_down()).await;
+    match relayed {
+        Relayed::ClientGone => return,
+        Relayed::Stopping => return ws::finish(socket, ws::shutting_down()).await,
+        Relayed::Done => {}
     }
     let mut frames = Vec::new();
     if !started {
@@ -270,6 +245,66 @@ async fn build_session(engine: Engine, sessions: Sessions, mut socket: WebSocket
         }
     }
     ws::finish(socket, close).await;
+}
+
+/// How the relay of an operation's events ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relayed {
+    /// The operation ended with the client there.
+    Done,
+    /// The client went away: the operation was interrupted (as Ctrl-C does in klee).
+    ClientGone,
+    /// The daemon is stopping: the operation was interrupted.
+    Stopping,
+}
+
+/// Sends the frames `frames` makes of each event of an operation until its events end;
+/// a client that goes away, or the daemon's stop, interrupts the operation (whose end is
+/// still awaited: the events end when it does).
+async fn relay(
+    socket: &mut WebSocket,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    interrupt: &Interrupt,
+    guard: &mut ws::SessionGuard,
+    what: &str,
+    mut frames: impl FnMut(Event) -> Vec<Message>,
+) -> Relayed {
+    let mut outcome = Relayed::Done;
+    loop {
+        tokio::select! {
+            // The daemon stops: the operation is interrupted (a build kept as
+            // <name>:failed, a partial base image removed) and its end awaited.
+            () = guard.stopping(), if outcome == Relayed::Done => {
+                outcome = Relayed::Stopping;
+                interrupt.interrupt();
+            }
+            event = events.recv() => {
+                let Some(event) = event else { return outcome };
+                let batch = frames(event);
+                if outcome != Relayed::Done {
+                    continue;
+                }
+                for frame in batch {
+                    if socket.send(frame).await.is_err() {
+                        outcome = Relayed::ClientGone;
+                        interrupt.interrupt();
+                        break;
+                    }
+                }
+            }
+            frame = socket.recv(), if outcome == Relayed::Done => match frame {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    // As Ctrl-C in klee: a build is kept as <name>:failed unless cleanup
+                    // was asked; a partial base image is removed.
+                    log::info!("the client of {what} disconnected; stopping it");
+                    outcome = Relayed::ClientGone;
+                    interrupt.interrupt();
+                }
+                // No input is taken.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
 }
 
 // ---- base images ----
@@ -393,51 +428,31 @@ async fn create_session(engine: Engine, sessions: Sessions, mut socket: WebSocke
         tokio::spawn(async move { engine.create_base_image(req, Events::channel(tx)).await })
     };
     let mut transcript = CreateLines::default();
-    let mut client_gone = false;
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            // The daemon stops: the operation is interrupted (a build kept as
-            // <name>:failed, a partial base image removed) and its end awaited.
-            () = guard.stopping(), if !stopping => {
-                stopping = true;
-                interrupt.interrupt();
-            }
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                if client_gone {
-                    continue;
-                }
-                for line in transcript.event(&event) {
-                    if socket.send(Message::Text(format!("{line}\n").into())).await.is_err() {
-                        client_gone = true;
-                        interrupt.interrupt();
-                        break;
-                    }
-                }
-            }
-            frame = socket.recv(), if !client_gone => match frame {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                    // The client went away: the partial image is removed.
-                    log::info!("the client of an image creation disconnected; stopping it");
-                    client_gone = true;
-                    interrupt.interrupt();
-                }
-                Some(Ok(_)) => {}
-            },
-        }
-    }
+    let relayed = relay(
+        &mut socket,
+        &mut events,
+        &interrupt,
+        &mut guard,
+        "an image creation",
+        |event| {
+            transcript
+                .event(&event)
+                .into_iter()
+                .map(|line| Message::Text(format!("{line}\n").into()))
+                .collect()
+        },
+    )
+    .await;
     let outcome = match create.await {
         Ok(o) => o,
         Err(e) => Err(CoreError::Internal(format!(
             "the image creation task failed: {e}"
         ))),
     };
-    if client_gone {
-        return;
-    }
-    if stopping {
-        return ws::finish(socket, ws::shutting_down()).await;
+    match relayed {
+        Relayed::ClientGone => return,
+        Relayed::Stopping => return ws::finish(socket, ws::shutting_down()).await,
+        Relayed::Done => {}
     }
     for line in transcript.finish() {
         if socket
