@@ -328,28 +328,6 @@ pub async fn restart(ctx: &Ctx, a: StopArgs) -> Outcome {
     .await
 }
 
-/// Our terminal in raw mode while a remote terminal is attached; restored on drop.
-struct RawMode(nix::sys::termios::Termios);
-
-impl RawMode {
-    fn enable() -> Option<Self> {
-        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(&stdin).ok()?;
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode(saved))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        use nix::sys::termios::{tcsetattr, SetArg};
-        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.0);
-    }
-}
-
 /// Copies the process' terminal to our stdout (and our stdin to it when interactive)
 /// until it ends.
 async fn relay_terminal(p: &mut Process, interactive: bool) -> Result<ExitStatus, Failure> {
@@ -359,7 +337,7 @@ async fn relay_terminal(p: &mut Process, interactive: bool) -> Result<ExitStatus
         .ok_or_else(|| Failure::failed("the process has no terminal"))?;
     let (mut from, mut to) = tokio::io::split(pty);
     let raw = if interactive && std::io::stdin().is_terminal() {
-        RawMode::enable()
+        crate::signals::RawMode::enable()
     } else {
         None
     };

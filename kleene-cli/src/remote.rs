@@ -144,28 +144,6 @@ pub enum StopOnInterrupt {
     Process,
 }
 
-/// Our terminal in raw mode while a remote terminal is attached; restored on drop.
-struct RawMode(nix::sys::termios::Termios);
-
-impl RawMode {
-    fn enable() -> Option<Self> {
-        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(&stdin).ok()?;
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode(saved))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        use nix::sys::termios::{tcsetattr, SetArg};
-        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.0);
-    }
-}
-
 /// The exit a closing message tells: `executable X and its container exited with
 /// exit-code N` (the container ended) or `X has exited with exit-code N`.
 fn exit_of(message: &str) -> Exit {
@@ -234,7 +212,7 @@ pub async fn exec_start(
     }
     starting(&mut ws).await?;
     let raw = if interactive && mode == Mode::Terminal && std::io::stdin().is_terminal() {
-        RawMode::enable()
+        crate::signals::RawMode::enable()
     } else {
         None
     };

@@ -42,3 +42,33 @@ pub fn watch(what: &'static str) -> Interrupt {
     });
     interrupt
 }
+
+/// Our terminal in raw mode while a terminal is attached (a container's, or a remote
+/// one through kleened), so that every key reaches it; restored on drop.
+pub struct RawMode(nix::sys::termios::Termios);
+
+impl std::fmt::Debug for RawMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawMode")
+    }
+}
+
+impl RawMode {
+    /// Puts stdin's terminal in raw mode; `None` when stdin is no terminal.
+    pub fn enable() -> Option<Self> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.0);
+    }
+}
