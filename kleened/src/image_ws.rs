@@ -152,23 +152,10 @@ async fn image_build(
 
 async fn build_session(engine: Engine, sessions: Sessions, mut socket: WebSocket) {
     let mut guard = sessions.enter();
-    let config: ImageBuildConfig = match ws::read_config(&mut socket).await {
-        Ok(Some(c)) => c,
+    let req = match ws::read_request(&mut socket, |c: ImageBuildConfig| build_request(c)).await {
+        Ok(Some(r)) => r,
         Ok(None) => return,
         Err(close) => return ws::finish(socket, close).await,
-    };
-    let req = match build_request(config) {
-        Ok(r) => r,
-        Err(reason) => {
-            let _ = socket.send(Message::Text(reason.clone().into())).await;
-            let close = ws::close(
-                ws::PROTOCOL_ERROR,
-                "error",
-                &format!("invalid parameters: {reason}"),
-                "",
-            );
-            return ws::finish(socket, close).await;
-        }
     };
     let interrupt = Interrupt::new();
     let req = req.interrupt(interrupt.clone());
@@ -390,23 +377,10 @@ async fn image_create(
 
 async fn create_session(engine: Engine, sessions: Sessions, mut socket: WebSocket) {
     let mut guard = sessions.enter();
-    let config: ImageCreateConfig = match ws::read_config(&mut socket).await {
-        Ok(Some(c)) => c,
+    let req = match ws::read_request(&mut socket, |c: ImageCreateConfig| create_request(c)).await {
+        Ok(Some(r)) => r,
         Ok(None) => return,
         Err(close) => return ws::finish(socket, close).await,
-    };
-    let req = match create_request(config) {
-        Ok(r) => r,
-        Err(reason) => {
-            let _ = socket.send(Message::Text(reason.clone().into())).await;
-            let close = ws::close(
-                ws::PROTOCOL_ERROR,
-                "error",
-                &format!("invalid parameters: {reason}"),
-                "",
-            );
-            return ws::finish(socket, close).await;
-        }
     };
     if socket.send(ws::starting("")).await.is_err() {
         return;

@@ -212,6 +212,33 @@ pub async fn read_config<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Reads the configuration frame and makes the request of it with `make`: `Err` is the
+/// close message to answer with (1002: invalid JSON or shape, or a request `make`
+/// refuses, whose reason goes first as a text frame), `Ok(None)` a client that went away.
+pub async fn read_request<T, R>(
+    socket: &mut WebSocket,
+    make: impl FnOnce(T) -> Result<R, String>,
+) -> Result<Option<R>, Message>
+where
+    T: serde::de::DeserializeOwned,
+{
+    let Some(config) = read_config::<T>(socket).await? else {
+        return Ok(None);
+    };
+    match make(config) {
+        Ok(r) => Ok(Some(r)),
+        Err(reason) => {
+            let _ = socket.send(Message::Text(reason.clone().into())).await;
+            Err(close(
+                PROTOCOL_ERROR,
+                "error",
+                &format!("invalid parameters: {reason}"),
+                "",
+            ))
+        }
+    }
+}
+
 /// Sends the close frame and waits briefly for the client's answer, so that the close
 /// handshake completes before the connection is dropped.
 pub async fn finish(mut socket: WebSocket, close: Message) {
