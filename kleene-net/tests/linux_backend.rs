@@ -417,7 +417,21 @@ fn forwarding_is_per_namespace() {
         return;
     }
     with_host(|| async {
+        // A new namespace takes IPv4 forwarding from the real host's (the kernel's
+        // devconf inheritance), which may have it on: each sandbox turns it off in itself
+        // first, so that what is measured is enable_forwarding alone.
+        let off = |sb: &Sandbox| {
+            sb.run_in(|| {
+                std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").expect("forwarding off");
+                std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "0")
+                    .expect("ipv6 forwarding off");
+            })
+            .expect("run_in")
+        };
         let a = Sandbox::new().expect("sandbox");
+        let b = Sandbox::new().expect("sandbox");
+        off(&a);
+        off(&b);
         let read = |path: &'static str| {
             a.run_in(move || std::fs::read_to_string(path).expect("read sysctl"))
         };
@@ -428,6 +442,13 @@ fn forwarding_is_per_namespace() {
             "0"
         );
         kleene_net::linux::enable_forwarding(Some(&a)).expect("enable forwarding in a");
+        // b, another namespace, is not changed by it.
+        assert_eq!(
+            b.run_in(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("read"))
+                .expect("run_in")
+                .trim(),
+            "0"
+        );
         assert_eq!(
             read("/proc/sys/net/ipv4/ip_forward")
                 .expect("run_in")
