@@ -172,6 +172,8 @@ pub enum Command {
 pub enum ImageCmd {
     /// Create a new base image
     Create(ImageCreateArgs),
+    /// Create an image from an OCI image layout directory (its layers applied in order)
+    Load(ImageLoadArgs),
     /// Build a new image
     Build(BuildArgs),
     /// List images
@@ -447,6 +449,27 @@ pub struct ImageCreateArgs {
     /// The archive's expected SHA-256 (fetch only)
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageLoadArgs {
+    /// The layout directory, and after a ':' the name its index gives the image (needed
+    /// when it holds several)
+    #[arg(value_name = "PATH[:NAME]")]
+    pub source: String,
+    /// Name and optionally a tag in the 'name:tag' format
+    #[arg(short, long)]
+    pub tag: Option<String>,
+    /// The platform to take from a multi-platform image, os/arch[/variant] [default: the
+    /// host's]
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Do not copy /etc/resolv.conf from the host into the new image
+    #[arg(long)]
+    pub no_dns: bool,
+    /// Do not copy /etc/localtime from the host into the new image
+    #[arg(long)]
+    pub no_localtime: bool,
 }
 
 /// What a container runs and how: `create`, `run`, and the build container of `build`.

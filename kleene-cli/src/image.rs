@@ -6,7 +6,9 @@ use kleene_core::kleene_zfs::DatasetName;
 use kleene_core::{BaseSource, CreateImage, Events};
 
 use crate::backend::Backend;
-use crate::cli::{ImageCreateArgs, ImagePruneArgs, InspectArgs, ListArgs, ListFormat};
+use crate::cli::{
+    ImageCreateArgs, ImageLoadArgs, ImagePruneArgs, InspectArgs, ListArgs, ListFormat,
+};
 use crate::cli::{Method, RmArgs, TagArgs};
 use crate::failure::{Failure, Outcome};
 use crate::output::{image_row, now, table, Progress, IMAGE_COLUMNS};
@@ -71,6 +73,37 @@ pub async fn create(ctx: &Ctx, a: ImageCreateArgs) -> Outcome {
     if let Some(client) = ctx.client()? {
         return crate::remote::image_create(&client, &req).await;
     }
+    make(ctx, req).await
+}
+
+/// `klee image load PATH[:NAME]`: an image of an OCI image layout directory.
+pub async fn load(ctx: &Ctx, a: ImageLoadArgs) -> Outcome {
+    // PATH:NAME, where a name has no '/' (a path may have ':' in a directory name).
+    let (dir, name) = match a.source.rsplit_once(':') {
+        Some((d, n)) if !n.contains('/') && !d.is_empty() => (d.to_string(), Some(n.to_string())),
+        _ => (a.source.clone(), None),
+    };
+    let mut req = CreateImage::new(BaseSource::OciLayout {
+        dir: dir.into(),
+        name,
+        platform: a.platform,
+    })
+    .dns(!a.no_dns)
+    .localtime(!a.no_localtime)
+    .autotag(false);
+    if let Some(tag) = a.tag {
+        req = req.tag(tag);
+    }
+    if ctx.client()?.is_some() {
+        return Err(Failure::usage(
+            "loading an OCI image is not in kleened's API: it works on the engine itself (drop --host)",
+        ));
+    }
+    make(ctx, req).await
+}
+
+/// Makes a base image with klee's transcript: progress, then kleened's closing lines.
+async fn make(ctx: &Ctx, req: CreateImage) -> Outcome {
     let engine = ctx.engine().await?;
     // What kleened says before it clones or copies a dataset.
     if let Some(line) = kleene_api::transcript::create_intro(&req.source) {

@@ -156,6 +156,7 @@ async fn run(cli: Cli) -> Outcome {
 async fn image_cmd(ctx: &Ctx, cmd: ImageCmd) -> Outcome {
     match cmd {
         ImageCmd::Create(a) => image::create(ctx, a).await,
+        ImageCmd::Load(a) => image::load(ctx, a).await,
         ImageCmd::Build(a) => build::build(ctx, a).await,
         ImageCmd::Ls(a) => image::ls(ctx, a).await,
         ImageCmd::Inspect(a) => image::inspect(ctx, a).await,

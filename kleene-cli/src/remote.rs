@@ -429,6 +429,11 @@ pub async fn image_create(client: &Client, req: &CreateImage) -> Outcome {
             config.method = "zfs-clone".into();
             config.zfs_dataset = d.to_string();
         }
+        BaseSource::OciLayout { .. } => {
+            return Err(Failure::usage(
+                "loading an OCI image is not in kleened's API: it works on the engine itself (drop --host)",
+            ))
+        }
     }
     let mut ws = client.websocket("/images/create").await?;
     ws.send_config(&config).await?;

@@ -34,6 +34,16 @@ pub enum BaseSource {
     ZfsClone(DatasetName),
     /// A copy of an existing dataset by send | receive (independent of it).
     ZfsCopy(DatasetName),
+    /// An image of an OCI image layout directory: the one its index names `name` (any
+    /// single one without), for `platform` (`os/arch[/variant]`; the host's without).
+    /// Its layers are applied in order, whiteouts honoured, each blob and each
+    /// uncompressed layer verified against its digest and diff id; its config gives the
+    /// image's command, entrypoint, environment, user, working directory and labels.
+    OciLayout {
+        dir: PathBuf,
+        name: Option<String>,
+        platform: Option<String>,
+    },
 }
 
 /// A request for a base image; build it with [`CreateImage::new`] and its setters.
@@ -319,6 +329,13 @@ impl Engine {
             }
             BaseSource::ZfsClone(d) => (None, format!("zfs-clone {d}")),
             BaseSource::ZfsCopy(d) => (None, format!("zfs-copy {d}")),
+            BaseSource::OciLayout { dir, name, .. } => (
+                None,
+                match name {
+                    Some(n) => format!("oci-layout {}:{n}", dir.display()),
+                    None => format!("oci-layout {}", dir.display()),
+                },
+            ),
         };
         let nametag = match (&req.tag, autotag) {
             (Some(t), _) => Some(parse_nametag(t)?),
@@ -462,20 +479,28 @@ impl Inner {
             cancel: &cancel,
         };
         let made = self.fill_base_image(&job, source, &mut temp_snapshot);
-        let result = made.and_then(|()| {
+        let result = made.and_then(|oci_config| {
             crate::failpoint("image-before-snapshot");
             self.zfs
                 .snapshot(&dataset.snapshot(IMAGE_SNAPSHOT)?, &Properties::new())?;
             crate::failpoint("image-before-finish");
-            let config = ImageConfig {
-                // As kleened's base images: a container without a command boots the
-                // system, which starts its services and exits (the container runs on).
-                cmd: BASE_IMAGE_CMD.iter().map(|s| s.to_string()).collect(),
-                instructions: vec![Instruction {
-                    text: format!("FROM {desc}"),
-                    snapshot: None,
-                }],
-                ..ImageConfig::default()
+            let from = Instruction {
+                text: format!("FROM {desc}"),
+                snapshot: None,
+            };
+            let config = match oci_config {
+                Some(c) => ImageConfig {
+                    instructions: vec![from],
+                    ..c
+                },
+                None => ImageConfig {
+                    // As kleened's base images: a container without a command boots the
+                    // system, which starts its services and exits (the container runs
+                    // on).
+                    cmd: BASE_IMAGE_CMD.iter().map(|s| s.to_string()).collect(),
+                    instructions: vec![from],
+                    ..ImageConfig::default()
+                },
             };
             let (name, tag) = nametag.unwrap_or_default();
             self.store().finish_image(&id, &name, &tag, None, &config)
@@ -516,20 +541,30 @@ impl Inner {
         }
     }
 
-    /// Fills the new dataset (made here) from the source.
+    /// Fills the new dataset (made here) from the source; an OCI image's config.
     fn fill_base_image(
         &self,
         job: &NewBase,
         source: Option<Download>,
         temp_snapshot: &mut Option<SnapshotName>,
-    ) -> Result<()> {
+    ) -> Result<Option<ImageConfig>> {
         match (&job.req.source, source) {
             (BaseSource::Fetch { .. } | BaseSource::FetchAuto, Some(download)) => {
-                self.fill_from_archive(job, download)
+                self.fill_from_archive(job, download).map(|()| None)
             }
-            (BaseSource::ZfsClone(src) | BaseSource::ZfsCopy(src), None) => {
-                self.fill_from_dataset(job, src, temp_snapshot)
-            }
+            (BaseSource::ZfsClone(src) | BaseSource::ZfsCopy(src), None) => self
+                .fill_from_dataset(job, src, temp_snapshot)
+                .map(|()| None),
+            (
+                BaseSource::OciLayout {
+                    dir,
+                    name,
+                    platform,
+                },
+                None,
+            ) => self
+                .fill_from_oci(job, dir, name.as_deref(), platform.as_deref())
+                .map(Some),
             _ => Err(CoreError::Internal(
                 "base image source without its stream".into(),
             )),
@@ -578,6 +613,100 @@ impl Inner {
             fetch::verify(url, &sha256.finish(), want)?;
         }
         self.finish_rootfs(job.req, &root, job.events)
+    }
+
+    /// An OCI image layout: its layers applied in order into a new dataset, each blob
+    /// verified to its end against its digest and size, each uncompressed layer against
+    /// its diff id; the config's settings as the image's.
+    fn fill_from_oci(
+        &self,
+        job: &NewBase,
+        dir: &Path,
+        name: Option<&str>,
+        platform: Option<&str>,
+    ) -> Result<ImageConfig> {
+        let oci = |e: kleene_oci::Error| match e {
+            kleene_oci::Error::NotFound(m) => CoreError::NotFound {
+                kind: Object::Image,
+                reference: m,
+            },
+            other => CoreError::InvalidInput(other.to_string()),
+        };
+        let asked = platform
+            .map(kleene_oci::Platform::parse)
+            .transpose()
+            .map_err(oci)?;
+        let platform = asked.clone().unwrap_or_else(kleene_oci::Platform::host);
+        let layout = kleene_oci::Layout::open(dir).map_err(oci)?;
+        let image = layout.resolve(name, &platform).map_err(oci)?;
+        // A platform asked for must be the image's (a single image is taken whatever its
+        // platform when none is asked for).
+        if let (Some(want), Some(got)) = (&asked, &image.settings.platform) {
+            if !want.matches(&got.os, &got.arch, got.variant.as_deref()) {
+                return Err(CoreError::NotFound {
+                    kind: Object::Image,
+                    reference: format!(
+                        "{} has no image for {want} (its image is for {got})",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+        let props = Properties::new().with(PROP_ID, job.id.as_str())?;
+        self.zfs.create(job.dataset, &props)?;
+        let root = self.mountpoint(job.dataset)?;
+        let mut total = archive::ExtractStats::default();
+        for layer in &image.layers {
+            if job.cancel.load(Ordering::SeqCst) {
+                return Err(CoreError::Cancelled);
+            }
+            let blob = layout.blob(&layer.digest, layer.size).map_err(oci)?;
+            let (_, decoded) = archive::decompress(blob)?;
+            let mut tar = kleene_oci::VerifyingReader::digest_only(decoded, layer.diff_id.clone());
+            let stats = archive::apply_layer(&mut tar, &root, &mut |s| {
+                job.events.emit(Event::Extract {
+                    entries: total.entries + s.entries,
+                    bytes: total.bytes + s.bytes,
+                });
+            })?;
+            // The tar reader stops at the archive's end: the rest is read so that the
+            // layer and its blob are verified whole.
+            tar.finish().map_err(|e| {
+                CoreError::InvalidInput(format!("layer {} of {}: {e}", layer.digest, dir.display()))
+            })?;
+            total.entries += stats.entries;
+            total.bytes += stats.bytes;
+        }
+        job.events.emit(Event::Extract {
+            entries: total.entries,
+            bytes: total.bytes,
+        });
+        crate::failpoint("image-after-extract");
+        self.finish_rootfs(job.req, &root, job.events)?;
+        let s = image.settings;
+        let exposed = image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.exposed_ports().clone())
+            .unwrap_or_default();
+        let volumes = image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone())
+            .unwrap_or_default();
+        Ok(ImageConfig {
+            cmd: s.cmd,
+            entrypoint: s.entrypoint,
+            env: s.env,
+            user: s.user,
+            workdir: s.workdir,
+            labels: s.labels.into_iter().collect(),
+            expose: exposed,
+            volumes,
+            ..ImageConfig::default()
+        })
     }
 
     /// zfs-clone, zfs-copy: a snapshot of the source dataset (`temp_snapshot`), cloned or

@@ -90,7 +90,9 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 pub struct VerifyingReader<R> {
     inner: R,
     expected: Digest,
-    size: u64,
+    /// The size the descriptor says; `None` for a stream of unknown length (an
+    /// uncompressed layer checked against its diff id).
+    size: Option<u64>,
     read: u64,
     hasher: Sha256,
     verified: bool,
@@ -99,6 +101,16 @@ pub struct VerifyingReader<R> {
 impl<R: Read> VerifyingReader<R> {
     /// Verifies `inner` against `expected` and `size`.
     pub fn new(inner: R, expected: Digest, size: u64) -> Self {
+        Self::with_size(inner, expected, Some(size))
+    }
+
+    /// Verifies `inner` against `expected` only (a stream whose length no descriptor
+    /// gives: a decompressed layer and its diff id).
+    pub fn digest_only(inner: R, expected: Digest) -> Self {
+        Self::with_size(inner, expected, None)
+    }
+
+    fn with_size(inner: R, expected: Digest, size: Option<u64>) -> Self {
         Self {
             inner,
             expected,
@@ -141,24 +153,29 @@ impl<R: Read> Read for VerifyingReader<R> {
         if self.verified {
             return Ok(0);
         }
-        // One byte more than the size may be asked for, to see a blob that is too long.
-        if self.read > self.size {
-            return Err(self.mismatch(format!("it is longer than its {} bytes", self.size)));
-        }
-        let room = (self.size - self.read).saturating_add(1);
-        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let want = match self.size {
+            Some(size) if self.read > size => {
+                return Err(self.mismatch(format!("it is longer than its {size} bytes")));
+            }
+            // One byte more than the size may be asked for, to see a blob that is too
+            // long.
+            Some(size) => {
+                let room = (size - self.read).saturating_add(1);
+                buf.len().min(usize::try_from(room).unwrap_or(usize::MAX))
+            }
+            None => buf.len(),
+        };
         let n = self.inner.read(&mut buf[..want])?;
         self.read += n as u64;
-        if self.read > self.size {
-            return Err(self.mismatch(format!("it is longer than its {} bytes", self.size)));
+        if let Some(size) = self.size.filter(|s| self.read > *s) {
+            return Err(self.mismatch(format!("it is longer than its {size} bytes")));
         }
         self.hasher.update(&buf[..n]);
         if n == 0 && want > 0 {
-            if self.read != self.size {
-                return Err(self.mismatch(format!(
-                    "it ended after {} of its {} bytes",
-                    self.read, self.size
-                )));
+            if let Some(size) = self.size.filter(|s| self.read != *s) {
+                return Err(
+                    self.mismatch(format!("it ended after {} of its {size} bytes", self.read))
+                );
             }
             let got = Digest::from_hasher(std::mem::take(&mut self.hasher));
             if got != self.expected {
@@ -227,6 +244,11 @@ mod tests {
         let mut r = VerifyingReader::new(&b"hello blob and more"[..], d.clone(), 10);
         let e = read_all(&mut r).unwrap_err().to_string();
         assert!(e.contains("longer than its 10 bytes"), "{e}");
+        // Of unknown size: the digest alone.
+        let mut r = VerifyingReader::digest_only(&data[..], d.clone());
+        assert_eq!(read_all(&mut r).unwrap(), data);
+        let mut r = VerifyingReader::digest_only(&data[..4], d.clone());
+        assert!(read_all(&mut r).is_err());
         // finish() reads the rest.
         let mut r = VerifyingReader::new(&data[..], d, 10);
         let mut first = [0u8; 3];

@@ -15,7 +15,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// How long one klee command may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(180);
 
-fn required() -> bool {
+pub fn required() -> bool {
     std::env::var("KLEENE_REQUIRE_ZFS").as_deref() == Ok("1")
 }
 
