@@ -111,6 +111,28 @@ fn an_oci_layout_made_by_umoci_loads_and_runs() {
     assert!(out.contains("gone"), "{out}");
     assert!(out.contains("exited with exit-code 0"), "{out}");
 
+    // The same layout as an archive (tar + xz, as FreeBSD's release OCI images come).
+    let txz = d.join("img.txz");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cJf")
+        .arg(&txz)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = s.ok(&[
+        "image",
+        "load",
+        "-t",
+        "fromtxz:1",
+        &format!("{}:bb", txz.display()),
+    ]);
+    assert!(out.contains("image created"), "{out}");
+    let out = s.ok(&["run", "--rm", "fromtxz:1"]);
+    assert!(out.contains("hello from umoci"), "{out}");
+
     // Errors name the thing.
     let bad = s.klee(["image", "load", "/nonexistent"]).output().unwrap();
     assert!(!bad.status.success());
@@ -185,4 +207,5 @@ fn an_oci_layout_made_by_umoci_loads_and_runs() {
     // Nothing half-made was left.
     let out = s.ok(&["image", "ls"]);
     assert_eq!(out.matches("fromoci").count(), 1, "{out}");
+    assert_eq!(out.matches("fromtxz").count(), 1, "{out}");
 }

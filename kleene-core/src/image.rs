@@ -34,7 +34,8 @@ pub enum BaseSource {
     ZfsClone(DatasetName),
     /// A copy of an existing dataset by send | receive (independent of it).
     ZfsCopy(DatasetName),
-    /// An image of an OCI image layout directory: the one its index names `name` (any
+    /// An image of an OCI image layout directory, or an archive of one (a tar, plain or
+    /// compressed, like FreeBSD's release OCI images): the one its index names `name` (any
     /// single one without), for `platform` (`os/arch[/variant]`; the host's without).
     /// Its layers are applied in order, whiteouts honoured, each blob and each
     /// uncompressed layer verified against its digest and diff id; its config gives the
@@ -637,7 +638,28 @@ impl Inner {
             .transpose()
             .map_err(oci)?;
         let platform = asked.clone().unwrap_or_else(kleene_oci::Platform::host);
-        let layout = kleene_oci::Layout::open(dir).map_err(oci)?;
+        // A layout archive (a tar of the layout, compressed or not, as FreeBSD's release
+        // OCI images come) is unpacked, by the safe extractor, into a temporary directory
+        // removed when done.
+        let unpacked = if dir.is_file() {
+            job.events.status(format!(
+                "unpacking the OCI layout archive {}",
+                dir.display()
+            ));
+            let tmp = tempfile::Builder::new()
+                .prefix("kleene-oci-")
+                .tempdir()
+                .map_err(|e| CoreError::io("making a temporary directory", e))?;
+            let file = std::fs::File::open(dir)
+                .map_err(|e| CoreError::io(format!("opening {}", dir.display()), e))?;
+            let (_, decoded) = archive::decompress(file)?;
+            archive::extract(decoded, tmp.path(), &mut |_| {})?;
+            Some(tmp)
+        } else {
+            None
+        };
+        let layout_dir = unpacked.as_ref().map_or(dir, |t| t.path());
+        let layout = kleene_oci::Layout::open(layout_dir).map_err(oci)?;
         let image = layout.resolve(name, &platform).map_err(oci)?;
         // A platform asked for must be the image's (a single image is taken whatever its
         // platform when none is asked for).
