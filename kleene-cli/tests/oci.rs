@@ -7,36 +7,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-fn umoci(dir: &Path, args: &[&str]) {
-    let out = Command::new("umoci")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "umoci {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn have_umoci() -> bool {
-    let have = Command::new("umoci")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have {
-        assert!(
-            !common::required(),
-            "KLEENE_REQUIRE_ZFS=1 but umoci is not installed"
-        );
-        eprintln!("skipped: umoci is not installed");
-    }
-    have
-}
+use kleene_oci::testing::{have_umoci, umoci};
 
 #[test]
 fn an_oci_layout_made_by_umoci_loads_and_runs() {

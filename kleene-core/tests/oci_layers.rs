@@ -9,23 +9,11 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
+
+use kleene_oci::testing::{have_umoci, umoci};
 
 use kleene_core::archive::{apply_layer, decompress};
 use kleene_oci::{Layout, Platform};
-
-fn umoci(dir: &Path, args: &[&str]) {
-    let out = Command::new("umoci")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "umoci {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Path → type, permissions and content or target, below `root`.
 fn tree(root: &Path) -> BTreeMap<String, String> {
@@ -55,16 +43,7 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn umocis_layers_apply_to_the_tree_umoci_unpacks() {
-    let have = Command::new("umoci")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have {
-        assert!(
-            std::env::var("KLEENE_REQUIRE_ZFS").as_deref() != Ok("1"),
-            "KLEENE_REQUIRE_ZFS=1 but umoci is not installed"
-        );
-        eprintln!("skipped: umoci is not installed");
+    if !have_umoci() {
         return;
     }
     let t = tempfile::tempdir().unwrap();

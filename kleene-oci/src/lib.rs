@@ -5,6 +5,8 @@ mod error;
 mod image;
 mod layout;
 mod platform;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use digest::{chain_ids, Digest, VerifyingReader};
 pub use error::{Error, Result};

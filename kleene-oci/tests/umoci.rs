@@ -4,38 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::Read;
-use std::path::Path;
-use std::process::Command;
+
+use kleene_oci::testing::{have_umoci, umoci};
 
 use kleene_oci::{LayerCompression, Layout, Platform};
-
-fn umoci(dir: &Path, args: &[&str]) {
-    let out = Command::new("umoci")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "umoci {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn have_umoci() -> bool {
-    let have = Command::new("umoci")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have {
-        assert!(
-            std::env::var("KLEENE_REQUIRE_ZFS").as_deref() != Ok("1"),
-            "KLEENE_REQUIRE_ZFS=1 but umoci is not installed (apt-get install umoci)"
-        );
-        eprintln!("skipped: umoci is not installed");
-    }
-    have
-}
 
 #[test]
 fn a_layout_made_by_umoci_reads_back() {

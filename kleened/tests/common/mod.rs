@@ -45,39 +45,10 @@ pub struct Daemon {
     child: Option<Child>,
 }
 
-/// Starts kleened on `<pool>/kdt-<pid>-<n>-<tag>`; `None` (skipped) without a pool.
+/// Starts kleened on `<pool>/kdt-<pid>-<n>-<tag>` with a Unix socket in a temp dir;
+/// `None` (skipped) without a pool.
 pub fn daemon(tag: &str) -> Option<Daemon> {
-    let pool = pool()?;
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let root = DatasetName::new(format!("{pool}/kdt-{}-{n}-{tag}", std::process::id())).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("kleened.sock");
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "kleene_root: \"{root}\"\napi_listening_sockets:\n  - address: \"http://{}\"\nenable_logging: false\nlog_level: \"info\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("kleened.log")).unwrap();
-    let child = Command::new(KLEENED)
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut d = Daemon {
-        root,
-        dir,
-        socket,
-        child: Some(child),
-    };
-    d.wait_ready();
-    Some(d)
+    start_daemon(tag, "", None)
 }
 
 impl Daemon {
