@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub image_root: DatasetName,
     pub container_root: DatasetName,
     pub volume_root: DatasetName,
+    /// Where OCI layers live, one dataset per chain id.
+    pub layer_root: DatasetName,
     pub ops_dir: PathBuf,
     /// Where blocking work checks that the filesystem still answers (the root's mount).
     pub probe: ProbeAt,
@@ -158,7 +160,7 @@ pub(crate) fn sweep_locks(ops_dir: &Path) {
 }
 
 /// Whether the operation `token` is still held by a live process.
-fn op_alive(ops_dir: &Path, token: &str) -> bool {
+pub(crate) fn op_alive(ops_dir: &Path, token: &str) -> bool {
     if token.is_empty() || !Id::is_prefix(token) {
         return false;
     }
@@ -254,6 +256,7 @@ impl EngineBuilder {
         let image_root = root.child("image")?;
         let container_root = root.child("container")?;
         let volume_root = root.child("volumes")?;
+        let layer_root = root.child("layer")?;
         // One listing answers the usual case (everything made, the root mounted) and is
         // what the repair compares the metadata with; each zfs(8) run costs ~10 ms.
         let listing = if repair { Depth::All } else { Depth::Children };
@@ -270,8 +273,12 @@ impl EngineBuilder {
                 .properties
                 .get("mountpoint")
                 .filter(|m| m.starts_with('/'))?;
-            (mounted && has(&image_root) && has(&container_root) && has(&volume_root))
-                .then(|| PathBuf::from(mp))
+            (mounted
+                && has(&image_root)
+                && has(&container_root)
+                && has(&volume_root)
+                && has(&layer_root))
+            .then(|| PathBuf::from(mp))
         });
         let (root_mount, listed) = match ready {
             Some(mp) => (mp, listed),
@@ -285,7 +292,7 @@ impl EngineBuilder {
                     .ok_or_else(|| CoreError::NotMounted {
                         dataset: root.to_string(),
                     })?;
-                for d in [&image_root, &container_root, &volume_root] {
+                for d in [&image_root, &container_root, &volume_root, &layer_root] {
                     zfs.create_all(d, &Properties::new())?;
                 }
                 (mp, None)
@@ -309,6 +316,7 @@ impl EngineBuilder {
             image_root,
             container_root,
             volume_root,
+            layer_root,
             ops_dir,
             probe,
         };
@@ -471,7 +479,12 @@ impl Inner {
         }
         // 2. Datasets listed before rows are read: a row is always written before its
         // dataset and removed after it, so a dataset without a row here is an orphan.
-        let parents = [&self.container_root, &self.image_root, &self.volume_root];
+        let parents = [
+            &self.container_root,
+            &self.image_root,
+            &self.volume_root,
+            &self.layer_root,
+        ];
         let on_disk: Vec<DatasetName> = listed
             .into_iter()
             .map(|d| d.name)

@@ -355,8 +355,11 @@ impl Engine {
             }))
         });
         let image = self
-            .blocking(move |inner| {
-                inner.create_base_image(req, source, desc, nametag, events, cancel)
+            .blocking(move |inner| match &req.source {
+                BaseSource::OciLayout { .. } => {
+                    inner.create_from_layout(&req, desc, nametag, &events, &cancel)
+                }
+                _ => inner.create_base_image(req, source, desc, nametag, events, cancel),
             })
             .await?;
         Ok(image)
@@ -447,6 +450,7 @@ impl Engine {
                     }
                 }
                 if !progress {
+                    inner.remove_unused_layers()?;
                     return Ok(removed);
                 }
             }
@@ -556,16 +560,6 @@ impl Inner {
             (BaseSource::ZfsClone(src) | BaseSource::ZfsCopy(src), None) => self
                 .fill_from_dataset(job, src, temp_snapshot)
                 .map(|()| None),
-            (
-                BaseSource::OciLayout {
-                    dir,
-                    name,
-                    platform,
-                },
-                None,
-            ) => self
-                .fill_from_oci(job, dir, name.as_deref(), platform.as_deref())
-                .map(Some),
             _ => Err(CoreError::Internal(
                 "base image source without its stream".into(),
             )),
@@ -616,121 +610,6 @@ impl Inner {
         self.finish_rootfs(job.req, &root, job.events)
     }
 
-    /// An OCI image layout: its layers applied in order into a new dataset, each blob
-    /// verified to its end against its digest and size, each uncompressed layer against
-    /// its diff id; the config's settings as the image's.
-    fn fill_from_oci(
-        &self,
-        job: &NewBase,
-        dir: &Path,
-        name: Option<&str>,
-        platform: Option<&str>,
-    ) -> Result<ImageConfig> {
-        let oci = |e: kleene_oci::Error| match e {
-            kleene_oci::Error::NotFound(m) => CoreError::NotFound {
-                kind: Object::Image,
-                reference: m,
-            },
-            other => CoreError::InvalidInput(other.to_string()),
-        };
-        let asked = platform
-            .map(kleene_oci::Platform::parse)
-            .transpose()
-            .map_err(oci)?;
-        let platform = asked.clone().unwrap_or_else(kleene_oci::Platform::host);
-        // A layout archive (a tar of the layout, compressed or not, as FreeBSD's release
-        // OCI images come) is unpacked, by the safe extractor, into a temporary directory
-        // removed when done.
-        let unpacked = if dir.is_file() {
-            job.events.status(format!(
-                "unpacking the OCI layout archive {}",
-                dir.display()
-            ));
-            let tmp = tempfile::Builder::new()
-                .prefix("kleene-oci-")
-                .tempdir()
-                .map_err(|e| CoreError::io("making a temporary directory", e))?;
-            let file = std::fs::File::open(dir)
-                .map_err(|e| CoreError::io(format!("opening {}", dir.display()), e))?;
-            let (_, decoded) = archive::decompress(file)?;
-            archive::extract(decoded, tmp.path(), &mut |_| {})?;
-            Some(tmp)
-        } else {
-            None
-        };
-        let layout_dir = unpacked.as_ref().map_or(dir, |t| t.path());
-        let layout = kleene_oci::Layout::open(layout_dir).map_err(oci)?;
-        let image = layout.resolve(name, &platform).map_err(oci)?;
-        // A platform asked for must be the image's (a single image is taken whatever its
-        // platform when none is asked for).
-        if let (Some(want), Some(got)) = (&asked, &image.settings.platform) {
-            if !want.matches(&got.os, &got.arch, got.variant.as_deref()) {
-                return Err(CoreError::NotFound {
-                    kind: Object::Image,
-                    reference: format!(
-                        "{} has no image for {want} (its image is for {got})",
-                        dir.display()
-                    ),
-                });
-            }
-        }
-        let props = Properties::new().with(PROP_ID, job.id.as_str())?;
-        self.zfs.create(job.dataset, &props)?;
-        let root = self.mountpoint(job.dataset)?;
-        let mut total = archive::ExtractStats::default();
-        for layer in &image.layers {
-            if job.cancel.load(Ordering::SeqCst) {
-                return Err(CoreError::Cancelled);
-            }
-            let blob = layout.blob(&layer.digest, layer.size).map_err(oci)?;
-            let (_, decoded) = archive::decompress(blob)?;
-            let mut tar = kleene_oci::VerifyingReader::digest_only(decoded, layer.diff_id.clone());
-            let stats = archive::apply_layer(&mut tar, &root, &mut |s| {
-                job.events.emit(Event::Extract {
-                    entries: total.entries + s.entries,
-                    bytes: total.bytes + s.bytes,
-                });
-            })?;
-            // The tar reader stops at the archive's end: the rest is read so that the
-            // layer and its blob are verified whole.
-            tar.finish().map_err(|e| {
-                CoreError::InvalidInput(format!("layer {} of {}: {e}", layer.digest, dir.display()))
-            })?;
-            total.entries += stats.entries;
-            total.bytes += stats.bytes;
-        }
-        job.events.emit(Event::Extract {
-            entries: total.entries,
-            bytes: total.bytes,
-        });
-        crate::failpoint("image-after-extract");
-        self.finish_rootfs(job.req, &root, job.events)?;
-        let s = image.settings;
-        let exposed = image
-            .config
-            .config()
-            .as_ref()
-            .and_then(|c| c.exposed_ports().clone())
-            .unwrap_or_default();
-        let volumes = image
-            .config
-            .config()
-            .as_ref()
-            .and_then(|c| c.volumes().clone())
-            .unwrap_or_default();
-        Ok(ImageConfig {
-            cmd: s.cmd,
-            entrypoint: s.entrypoint,
-            env: s.env,
-            user: s.user,
-            workdir: s.workdir,
-            labels: s.labels.into_iter().collect(),
-            expose: exposed,
-            volumes,
-            ..ImageConfig::default()
-        })
-    }
-
     /// zfs-clone, zfs-copy: a snapshot of the source dataset (`temp_snapshot`), cloned or
     /// copied.
     fn fill_from_dataset(
@@ -761,7 +640,12 @@ impl Inner {
 
     /// dns and localtime: copied from the host, written without following the image's
     /// symlinks.
-    fn finish_rootfs(&self, req: &CreateImage, root: &Path, events: &Events) -> Result<()> {
+    pub(crate) fn finish_rootfs(
+        &self,
+        req: &CreateImage,
+        root: &Path,
+        events: &Events,
+    ) -> Result<()> {
         if req.dns {
             let conf = std::fs::read(&self.config.resolv_conf).map_err(|e| {
                 CoreError::io(format!("reading {}", self.config.resolv_conf.display()), e)
@@ -889,6 +773,12 @@ impl Inner {
         }
         self.store().delete_row(Table::Images, image.id.as_str())?;
         drop(op);
+        // The layers it was cloned from go when nothing else uses them.
+        if !image.config.layers.is_empty() {
+            if let Err(e) = self.remove_unused_layers() {
+                log::warn!("removing unused layers: {e}");
+            }
+        }
         Ok(())
     }
 }

@@ -16,10 +16,12 @@ mod id;
 mod image;
 mod interrupt;
 mod jails;
+mod layer;
 mod meta;
 mod model;
 mod monitor;
 mod network;
+mod oci;
 mod rootfs;
 #[cfg(test)]
 mod testkit;
@@ -42,9 +44,10 @@ pub use image::{fetch_auto_url, parse_nametag, BaseSource, CreateImage, IMAGE_SN
 pub use interrupt::Interrupt;
 pub use jails::{EndFuture, HostJails, JailRun, Jails, RunEnd, RunFuture};
 pub use model::{
-    Container, ContainerConfig, Driver, Endpoint, Gateway, Image, ImageConfig, ImageSnapshot,
-    Instruction, JailParamText, MountSource, MountSpec, Nat, Network, NetworkSpec, NetworkType,
-    PortRange, Protocol, PublishedPort, RestartPolicy, RunState, Runtime, StopSignal, Volume,
+    Container, ContainerConfig, Driver, Endpoint, Gateway, Image, ImageConfig, ImageOrigin,
+    ImageSnapshot, Instruction, JailParamText, MountSource, MountSpec, Nat, Network, NetworkSpec,
+    NetworkType, PortRange, Protocol, PublishedPort, RestartPolicy, RunState, Runtime, StopSignal,
+    Volume,
 };
 pub use monitor::init;
 pub use network::Addresses;

@@ -25,18 +25,26 @@ use crate::model::{
 pub(crate) enum Table {
     Containers,
     Images,
+    Layers,
     Volumes,
 }
 
 impl Table {
-    /// Every table that owns datasets, containers first (they depend on images).
-    pub const ALL: [Table; 3] = [Table::Containers, Table::Images, Table::Volumes];
+    /// Every table that owns datasets, dependents first: containers (clones of images),
+    /// images (clones of layers), layers (clones of the layer below).
+    pub const ALL: [Table; 4] = [
+        Table::Containers,
+        Table::Images,
+        Table::Layers,
+        Table::Volumes,
+    ];
 
     /// The table's name in SQL.
     pub fn name(self) -> &'static str {
         match self {
             Table::Containers => "containers",
             Table::Images => "images",
+            Table::Layers => "layers",
             Table::Volumes => "volumes",
         }
     }
@@ -45,6 +53,7 @@ impl Table {
     pub fn key(self) -> &'static str {
         match self {
             Table::Volumes => "name",
+            Table::Layers => "chain_id",
             Table::Containers | Table::Images => "id",
         }
     }
@@ -153,6 +162,22 @@ const MIGRATIONS: &[&str] = &[
     BEGIN DELETE FROM endpoints WHERE container_id = OLD.id; END;
     CREATE UNIQUE INDEX endpoints_ipv4 ON endpoints(network_id, ipv4) WHERE ipv4 IS NOT NULL;
     CREATE UNIQUE INDEX endpoints_ipv6 ON endpoints(network_id, ipv6) WHERE ipv6 IS NOT NULL;",
+    // 4: OCI layers, each a dataset (a clone of the layer below, the layer applied) and
+    // its `@layer` snapshot, keyed by chain id so that images sharing layers share them;
+    // an image of an OCI image is a clone of its top layer (`images.layer`).
+    "CREATE TABLE layers (
+        chain_id TEXT PRIMARY KEY,
+        diff_id TEXT NOT NULL,
+        parent TEXT,
+        dataset TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        op TEXT
+    );
+    CREATE INDEX layers_parent ON layers(parent);
+    ALTER TABLE images ADD COLUMN layer TEXT;
+    CREATE INDEX images_layer ON images(layer);",
 ];
 
 /// The store of one engine root.
@@ -176,6 +201,73 @@ pub(crate) fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A `layers` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRow {
+    pub chain_id: String,
+    pub diff_id: String,
+    pub parent: Option<String>,
+    pub dataset: DatasetName,
+    pub size: u64,
+    pub created: i64,
+    pub ready: bool,
+    pub op: Option<String>,
+}
+
+/// What recording a new layer found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerInsert {
+    /// The row is ours, pending.
+    Inserted,
+    /// The layer is there already.
+    Ready,
+    /// Another operation (this token) is making or removing it.
+    Busy(String),
+    /// The layer below is not (any more) there.
+    ParentGone,
+}
+
+const LAYER_COLUMNS: &str = "chain_id, diff_id, parent, dataset, size, created, state, op";
+
+type LayerTuple = (
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    String,
+    Option<String>,
+);
+
+fn layer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LayerTuple> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn to_layer(
+    (chain_id, diff_id, parent, dataset, size, created, state, op): LayerTuple,
+) -> Result<LayerRow> {
+    Ok(LayerRow {
+        dataset: dataset_of(Table::Layers, &chain_id, &dataset)?,
+        chain_id,
+        diff_id,
+        parent,
+        size: u64::try_from(size).unwrap_or(0),
+        created,
+        ready: state == "ready",
+        op,
+    })
 }
 
 /// An `images` row as read: id, name, tag, created, parent, dataset, config.
@@ -451,6 +543,98 @@ impl Store {
                 table.key()
             ),
             params![key, op],
+        )?;
+        Ok(n == 1)
+    }
+
+    // ---- layers ----
+
+    /// A layer row, whatever its state.
+    pub fn layer(&self, chain_id: &str) -> Result<Option<LayerRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {LAYER_COLUMNS} FROM layers WHERE chain_id = ?1"),
+                [chain_id],
+                layer_from_row,
+            )
+            .optional()?
+            .map(to_layer)
+            .transpose()
+    }
+
+    /// Records a layer being made (before its dataset exists), on `parent` when given,
+    /// which must be ready: in one statement, so that a concurrent removal of unused
+    /// layers sees the new user or this sees the parent gone.
+    pub fn insert_pending_layer(
+        &self,
+        chain_id: &str,
+        diff_id: &str,
+        parent: Option<&str>,
+        dataset: &DatasetName,
+        op: &str,
+    ) -> Result<LayerInsert> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, dataset, created, state, op)
+             SELECT ?1, ?2, ?3, ?4, ?5, 'pending', ?6
+             WHERE ?3 IS NULL OR EXISTS (SELECT 1 FROM layers WHERE chain_id = ?3 AND state = 'ready')",
+            params![chain_id, diff_id, parent, dataset.as_str(), now(), op],
+        )?;
+        if n == 1 {
+            return Ok(LayerInsert::Inserted);
+        }
+        Ok(match self.layer(chain_id)? {
+            Some(row) if row.ready => LayerInsert::Ready,
+            Some(row) => LayerInsert::Busy(row.op.unwrap_or_default()),
+            None => LayerInsert::ParentGone,
+        })
+    }
+
+    /// Marks a layer made.
+    pub fn finish_layer(&self, chain_id: &str, size: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE layers SET state = 'ready', op = NULL, size = ?2, created = ?3 WHERE chain_id = ?1",
+            params![chain_id, size as i64, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a ready layer as being removed when nothing uses it (no image cloned from it,
+    /// no layer above it), in one statement; whether it did.
+    pub fn mark_layer_unused(&self, chain_id: &str, op: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE layers SET state = 'pending', op = ?2 WHERE chain_id = ?1 AND state = 'ready'
+             AND NOT EXISTS (SELECT 1 FROM images WHERE layer = ?1)
+             AND NOT EXISTS (SELECT 1 FROM layers WHERE parent = ?1)",
+            params![chain_id, op],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Ready layers that nothing uses: no image, no layer above.
+    pub fn unused_layers(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT chain_id FROM layers l WHERE state = 'ready'
+             AND NOT EXISTS (SELECT 1 FROM images WHERE layer = l.chain_id)
+             AND NOT EXISTS (SELECT 1 FROM layers WHERE parent = l.chain_id)",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records an image being made as a clone of a ready layer; false (nothing written)
+    /// when the layer is not (any more) there.
+    pub fn insert_pending_image_on_layer(
+        &self,
+        id: &Id,
+        dataset: &DatasetName,
+        op: &str,
+        layer: &str,
+    ) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT INTO images (id, created, dataset, state, op, layer)
+             SELECT ?1, ?2, ?3, 'pending', ?4, ?5
+             WHERE EXISTS (SELECT 1 FROM layers WHERE chain_id = ?5 AND state = 'ready')",
+            params![id.as_str(), now(), dataset.as_str(), op, layer],
         )?;
         Ok(n == 1)
     }

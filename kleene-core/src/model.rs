@@ -183,6 +183,28 @@ pub struct ImageConfig {
     /// How the image came to be, step by step.
     #[serde(default)]
     pub instructions: Vec<Instruction>,
+    /// The OCI layers (chain ids, bottom first) the image's root sits on, for an image
+    /// pulled or loaded from an OCI image, and for images built on one (they inherit it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+    /// Where an image pulled or loaded from an OCI image came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ImageOrigin>,
+}
+
+/// Where an OCI image came from: a registry reference or a layout, and its digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageOrigin {
+    /// `registry/repository:tag`, or the layout's path (and name).
+    pub reference: String,
+    /// The digest of the manifest (of the platform's image).
+    pub digest: String,
+    /// The digest the reference named (an index's, for a multi-platform image).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub index_digest: String,
+    /// `os/arch[/variant]`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
 }
 
 /// An image: a dataset and its `@image` snapshot.

@@ -79,6 +79,7 @@ impl StageState {
                     text: from_text,
                     snapshot: None,
                 }],
+                origin: None,
                 ..parent
             },
             cmd_inherited: true,
