@@ -41,6 +41,37 @@ pub enum Error {
     /// A platform string is malformed (`os/arch[/variant]`).
     #[error("invalid platform {text:?}: {reason}")]
     Platform { text: String, reason: String },
+
+    /// A tree cannot be written as a layer (`diff`): not a directory, a name a layer
+    /// cannot hold, a file that changed while it was read.
+    #[error("{path}: {reason}")]
+    Tree { path: PathBuf, reason: String },
+
+    /// An image reference (`[registry/]repository[:tag][@digest]`) is malformed.
+    #[error("invalid image reference {reference:?}: {reason}")]
+    Reference { reference: String, reason: String },
+
+    /// A registry could not be reached, or answered what this crate does not take.
+    #[error("registry {registry}: {reason}")]
+    Registry { registry: String, reason: String },
+
+    /// A registry answered a request with an error status.
+    #[error("{url}: HTTP {status}: {reason}")]
+    Http {
+        url: String,
+        status: u16,
+        reason: String,
+    },
+
+    /// A registry refused the credentials, or its token service failed.
+    #[error("registry {registry}: authentication failed: {reason}")]
+    Auth { registry: String, reason: String },
+
+    /// An image signature or a signing key is malformed, or a signature does not verify
+    /// (`what` names the key, file or image: "cosign private key", "signature of
+    /// registry.example/app@sha256:…").
+    #[error("{what}: {reason}")]
+    Signature { what: String, reason: String },
 }
 
 impl Error {

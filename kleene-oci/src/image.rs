@@ -9,7 +9,7 @@ use crate::layout::{is_index, is_manifest, Layout};
 use crate::{chain_ids, Digest, Error, Platform, Result};
 
 /// How deep indexes may nest (an index of indexes of manifests is already unusual).
-const MAX_DEPTH: usize = 2;
+pub(crate) const MAX_DEPTH: usize = 2;
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub struct ResolvedImage {
     pub settings: ImageSettings,
 }
 
-fn digest_of(d: &Descriptor) -> Result<Digest> {
+pub(crate) fn digest_of(d: &Descriptor) -> Result<Digest> {
     Digest::parse(d.digest().as_ref())
 }
 
@@ -105,54 +105,99 @@ pub(crate) fn resolve(
     let media_type = descriptor.media_type();
     if is_index(media_type) {
         if depth >= MAX_DEPTH {
-            return Err(Error::Invalid {
-                what: "index",
-                digest: digest.to_string(),
-                reason: "indexes nest too deep".into(),
-            });
+            return Err(too_deep(&digest));
         }
         let bytes = layout.json_blob("index", &digest, descriptor.size())?;
-        let index = ImageIndex::from_reader(&bytes[..]).map_err(|e| Error::Invalid {
-            what: "index",
-            digest: digest.to_string(),
-            reason: e.to_string(),
-        })?;
-        let entry = pick(&index, platform).ok_or_else(|| {
-            let offered: Vec<String> = index
-                .manifests()
-                .iter()
-                .filter_map(|d| d.platform().as_ref())
-                .map(|p| format!("{}/{}", p.os(), p.architecture()))
-                .collect();
-            Error::NotFound(format!(
-                "index {digest} has no image for {platform} (it has {})",
-                if offered.is_empty() {
-                    "none with a platform".to_string()
-                } else {
-                    offered.join(", ")
-                }
-            ))
-        })?;
+        let index = parse_index(&digest, &bytes)?;
+        let entry = pick_for(&index, &digest, platform)?;
         return resolve(layout, entry.clone(), platform, depth + 1);
     }
     if !is_manifest(media_type) {
-        return Err(Error::Invalid {
-            what: "descriptor",
-            digest: digest.to_string(),
-            reason: format!("media type {media_type} is neither an index nor an image manifest"),
-        });
+        return Err(not_an_image(&digest, media_type));
     }
+    let bytes = layout.json_blob("manifest", &digest, descriptor.size())?;
+    let manifest = parse_manifest(&digest, &bytes)?;
+    let config_digest = digest_of(manifest.config())?;
+    let config = layout.json_blob("config", &config_digest, manifest.config().size())?;
+    image_of(digest, manifest, &config)
+}
+
+/// The error for an index nested deeper than [`MAX_DEPTH`].
+pub(crate) fn too_deep(digest: &Digest) -> Error {
+    Error::Invalid {
+        what: "index",
+        digest: digest.to_string(),
+        reason: "indexes nest too deep".into(),
+    }
+}
+
+/// The error for a descriptor that is neither an index nor an image manifest.
+pub(crate) fn not_an_image(digest: &Digest, media_type: &MediaType) -> Error {
+    Error::Invalid {
+        what: "descriptor",
+        digest: digest.to_string(),
+        reason: format!("media type {media_type} is neither an index nor an image manifest"),
+    }
+}
+
+/// Parses an index (OCI's or a Docker manifest list).
+pub(crate) fn parse_index(digest: &Digest, bytes: &[u8]) -> Result<ImageIndex> {
+    ImageIndex::from_reader(bytes).map_err(|e| Error::Invalid {
+        what: "index",
+        digest: digest.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Parses an image manifest (OCI's or Docker's schema 2).
+pub(crate) fn parse_manifest(digest: &Digest, bytes: &[u8]) -> Result<ImageManifest> {
+    ImageManifest::from_reader(bytes).map_err(|e| Error::Invalid {
+        what: "manifest",
+        digest: digest.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The entry of index `digest` for `platform`, or an error saying which platforms it
+/// has.
+pub(crate) fn pick_for<'a>(
+    index: &'a ImageIndex,
+    digest: &Digest,
+    platform: &Platform,
+) -> Result<&'a Descriptor> {
+    pick(index, platform).ok_or_else(|| {
+        let offered: Vec<String> = index
+            .manifests()
+            .iter()
+            .filter_map(|d| d.platform().as_ref())
+            .map(|p| format!("{}/{}", p.os(), p.architecture()))
+            .collect();
+        Error::NotFound(format!(
+            "index {digest} has no image for {platform} (it has {})",
+            if offered.is_empty() {
+                "none with a platform".to_string()
+            } else {
+                offered.join(", ")
+            }
+        ))
+    })
+}
+
+/// The image of a manifest (already verified against `digest`) and its config's bytes
+/// (already verified against the manifest's config descriptor): its layers with their
+/// diff ids and chain ids, and its settings. Shared by layouts and registries.
+pub(crate) fn image_of(
+    digest: Digest,
+    manifest: ImageManifest,
+    config_bytes: &[u8],
+) -> Result<ResolvedImage> {
     let invalid = |what: &'static str, digest: &Digest, reason: String| Error::Invalid {
         what,
         digest: digest.to_string(),
         reason,
     };
-    let bytes = layout.json_blob("manifest", &digest, descriptor.size())?;
-    let manifest = ImageManifest::from_reader(&bytes[..])
-        .map_err(|e| invalid("manifest", &digest, e.to_string()))?;
     let config_digest = digest_of(manifest.config())?;
-    let bytes = layout.json_blob("config", &config_digest, manifest.config().size())?;
-    let config = ImageConfiguration::from_reader(&bytes[..])
+    let config = ImageConfiguration::from_reader(config_bytes)
         .map_err(|e| invalid("config", &config_digest, e.to_string()))?;
     let diff_ids = config
         .rootfs()

@@ -94,7 +94,7 @@ impl Layout {
     }
 
     /// A small JSON blob (a manifest, index or config), verified, at most
-    /// [`MAX_JSON_BLOB`] bytes.
+    /// `MAX_JSON_BLOB` (4 MiB) bytes.
     pub fn json_blob(&self, what: &'static str, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         if size > MAX_JSON_BLOB {
             return Err(Error::Invalid {

@@ -1,12 +1,17 @@
 #![doc = include_str!("../README.md")]
 
+pub mod diff;
 mod digest;
+pub mod docker_archive;
 mod error;
 mod image;
 mod layout;
 mod platform;
+pub mod registry;
+pub mod sign;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod write;
 
 pub use digest::{chain_ids, Digest, VerifyingReader};
 pub use error::{Error, Result};
