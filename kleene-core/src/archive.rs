@@ -1432,6 +1432,68 @@ impl Extractor {
     }
 }
 
+/// A writer that compresses what it is given (`klee image save` to an archive).
+#[allow(missing_debug_implementations)]
+pub enum Compressor<W: Write> {
+    /// Written as is.
+    None(W),
+    /// gzip, default level.
+    Gzip(flate2::write::GzEncoder<W>),
+    /// xz, level 6.
+    Xz(liblzma::write::XzEncoder<W>),
+    /// zstd, level 3.
+    Zstd(zstd::Encoder<'static, W>),
+}
+
+/// A compressor of `kind` writing to `out`.
+pub fn compressor<W: Write>(kind: Compression, out: W) -> Result<Compressor<W>, ArchiveError> {
+    Ok(match kind {
+        Compression::None => Compressor::None(out),
+        Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+            out,
+            flate2::Compression::default(),
+        )),
+        Compression::Xz => Compressor::Xz(liblzma::write::XzEncoder::new(out, 6)),
+        Compression::Zstd => Compressor::Zstd(
+            zstd::Encoder::new(out, 3).map_err(|source| ArchiveError::Read { source })?,
+        ),
+    })
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::None(w) => w.write(buf),
+            Compressor::Gzip(w) => w.write(buf),
+            Compressor::Xz(w) => w.write(buf),
+            Compressor::Zstd(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::None(w) => w.flush(),
+            Compressor::Gzip(w) => w.flush(),
+            Compressor::Xz(w) => w.flush(),
+            Compressor::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Compressor<W> {
+    /// Ends the stream, returning the writer.
+    pub fn finish(self) -> io::Result<W> {
+        let mut w = match self {
+            Compressor::None(w) => w,
+            Compressor::Gzip(w) => w.finish()?,
+            Compressor::Xz(w) => w.finish()?,
+            Compressor::Zstd(w) => w.finish()?,
+        };
+        w.flush()?;
+        Ok(w)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,39 @@ pub struct Config {
     /// a hang. Slow work on a filesystem that answers is never cut short.
     #[serde(default = "fs_deadline")]
     pub fs_deadline: std::time::Duration,
+    /// How registries are spoken to (pull, push, `FROM registry/name`).
+    #[serde(default)]
+    pub registries: Registries,
+}
+
+/// How the engine speaks to OCI registries.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Registries {
+    /// Registries (`host[:port]`) spoken to over https without verifying certificates,
+    /// or plain http. Loopback registries are spoken to over http without being listed,
+    /// as Docker does; all others only over verified https.
+    pub insecure: Vec<String>,
+    /// Credentials by registry (`host[:port]`; `docker.io` for Docker Hub).
+    pub credentials: std::collections::BTreeMap<String, RegistryCredentials>,
+}
+
+/// A user name and password (or token) for a registry.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct RegistryCredentials {
+    /// The user name.
+    pub username: String,
+    /// The password or access token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 fn fs_deadline() -> std::time::Duration {
@@ -53,6 +86,7 @@ impl Config {
             localtime: "/etc/localtime".into(),
             monitor: None,
             fs_deadline: fs_deadline(),
+            registries: Registries::default(),
         }
     }
 }

@@ -137,8 +137,23 @@ pub fn parse_nametag(s: &str) -> Result<(String, String)> {
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(bad("a name begins with a letter or digit"));
     }
-    if let Some(c) = name
+    // A registry's port may follow its host in the first component
+    // (`127.0.0.1:5000/app`), as pulled images are named.
+    let (host, rest) = match name.split_once('/') {
+        Some((h, r)) if h.contains(':') => (h, r),
+        _ => ("", name),
+    };
+    if let Some((h, port)) = host.split_once(':') {
+        if h.is_empty() || port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad("a ':' in a name is a registry's port (host:port/name)"));
+        }
+    }
+    if let Some(c) = host
+        .split(':')
+        .next()
+        .unwrap_or_default()
         .chars()
+        .chain(rest.chars())
         .find(|c| !(c.is_ascii_alphanumeric() || "._-/".contains(*c)))
     {
         return Err(bad(&format!("{c:?} is not allowed in a name")));

@@ -11,6 +11,7 @@ mod engine;
 mod engine_tests;
 mod error;
 mod event;
+mod export;
 mod fetch;
 mod id;
 mod image;
@@ -22,6 +23,8 @@ mod model;
 mod monitor;
 mod network;
 mod oci;
+mod pull;
+mod push;
 mod rootfs;
 #[cfg(test)]
 mod testkit;
@@ -31,7 +34,7 @@ mod volume;
 mod watch;
 
 pub use build::{BuildOutcome, BuildRequest};
-pub use config::{Config, FREEBSD_RELEASE_TEMPLATE};
+pub use config::{Config, Registries, RegistryCredentials, FREEBSD_RELEASE_TEMPLATE};
 pub use container::{
     check_container_name, Attach, ContainerUpdate, CreateContainer, ExecSpec, Exit, StartOverrides,
     Started,
@@ -39,6 +42,7 @@ pub use container::{
 pub use engine::{Engine, EngineBuilder, Repairs};
 pub use error::{CoreError, MetadataError, Object, Result};
 pub use event::{Event, Events, OutputStream};
+pub use export::Exported;
 pub use id::{Id, ID_LEN};
 pub use image::{fetch_auto_url, parse_nametag, BaseSource, CreateImage, IMAGE_SNAPSHOT};
 pub use interrupt::Interrupt;
@@ -51,12 +55,15 @@ pub use model::{
 };
 pub use monitor::init;
 pub use network::Addresses;
+pub use pull::{local_name, names_a_registry, PullImage};
+pub use push::Pushed;
 pub use volume::check_volume_name;
 
 /// Re-exported so that callers name datasets with the same types.
 pub use kleene_dockerfile;
 pub use kleene_jail;
 pub use kleene_net;
+pub use kleene_oci;
 pub use kleene_zfs;
 
 /// Crash testing, built only with the `failpoints` feature: when `KLEENE_FAILPOINT` names

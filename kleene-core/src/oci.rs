@@ -120,8 +120,25 @@ impl Inner {
             None
         };
         let layout_dir = unpacked.as_ref().map_or(dir, |t| t.path());
-        let layout = kleene_oci::Layout::open(layout_dir).map_err(oci_error)?;
-        let image = layout.resolve(name, &platform).map_err(oci_error)?;
+        // An OCI layout, or a docker-archive (`docker save`, `podman save`, skopeo's
+        // `docker-archive:`): a `manifest.json` and no `oci-layout`.
+        let source = if !layout_dir.join("oci-layout").exists()
+            && layout_dir.join("manifest.json").is_file()
+        {
+            Source::Docker(
+                kleene_oci::docker_archive::DockerArchive::open_dir(layout_dir)
+                    .map_err(oci_error)?,
+            )
+        } else {
+            Source::Oci(Box::new(
+                kleene_oci::Layout::open(layout_dir).map_err(oci_error)?,
+            ))
+        };
+        let image = match &source {
+            Source::Oci(layout) => layout.resolve(name, &platform),
+            Source::Docker(archive) => archive.resolve(name),
+        }
+        .map_err(oci_error)?;
         // A platform asked for must be the image's (a single image is taken whatever its
         // platform when none is asked for).
         if let (Some(want), Some(got)) = (&asked, &image.settings.platform) {
@@ -141,9 +158,21 @@ impl Inner {
                 return Err(CoreError::Cancelled);
             }
             let mut open = || -> Result<Box<dyn std::io::Read + Send>> {
-                Ok(Box::new(
-                    layout.blob(&layer.digest, layer.size).map_err(oci_error)?,
-                ))
+                Ok(match &source {
+                    Source::Oci(layout) => {
+                        Box::new(layout.blob(&layer.digest, layer.size).map_err(oci_error)?)
+                    }
+                    Source::Docker(archive) => {
+                        let path = archive.layer_path(layer);
+                        let file = std::fs::File::open(&path)
+                            .map_err(|e| CoreError::io(format!("opening {}", path.display()), e))?;
+                        Box::new(kleene_oci::VerifyingReader::new(
+                            file,
+                            layer.digest.clone(),
+                            layer.size,
+                        ))
+                    }
+                })
             };
             let made = self.make_layer(layer, below.as_ref(), &mut open, events, cancel)?;
             events.status(format!(
@@ -251,6 +280,12 @@ impl Inner {
             }
         }
     }
+}
+
+/// Where an image's layers are read from.
+enum Source {
+    Oci(Box<kleene_oci::Layout>),
+    Docker(kleene_oci::docker_archive::DockerArchive),
 }
 
 /// The first 12 hex digits of a digest, as Docker shows layers.

@@ -43,7 +43,7 @@ async fn open_makes_the_root_and_is_idempotent() {
     let s = scratch_or_skip!("open");
     let engine = Engine::open(s.config.clone()).await.unwrap();
     let zfs = Zfs::open();
-    for child in ["image", "container", "volumes"] {
+    for child in ["image", "container", "volumes", "layer"] {
         assert!(
             zfs.exists(&s.config.root.child(child).unwrap()).unwrap(),
             "{child}"
@@ -51,10 +51,10 @@ async fn open_makes_the_root_and_is_idempotent() {
     }
     assert!(engine.root_mountpoint().join("metadata.sqlite").exists());
     // The schema version is the number of migrations that ran: `MIGRATIONS` in
-    // kleene-core/src/meta.rs has three (1: images, volumes, containers and their mounts;
-    // 2: the build cache; 3: networks and endpoints). Bump this with every migration
-    // added there.
-    assert_eq!(engine.schema_version().await.unwrap(), 3);
+    // kleene-core/src/meta.rs has four (1: images, volumes, containers and their mounts;
+    // 2: the build cache; 3: networks and endpoints; 4: OCI layers). Bump this with
+    // every migration added there.
+    assert_eq!(engine.schema_version().await.unwrap(), 4);
     drop(engine);
     let (_, repairs) = Engine::open_with(s.config.clone(), Events::none())
         .await

@@ -8,49 +8,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use kleene_core::kleene_zfs::DatasetName;
 use kleene_core::{BaseSource, CreateImage, Engine, Event, Events};
-use kleene_oci::testing::{have_umoci, umoci};
-
-/// A layout `img` in `dir` with `img:a` (two layers) and `img:b` (the same two and a
-/// third).
-fn two_images(dir: &Path) -> PathBuf {
-    umoci(dir, &["init", "--layout", "img"]);
-    umoci(dir, &["new", "--image", "img:a"]);
-    umoci(dir, &["unpack", "--rootless", "--image", "img:a", "bundle"]);
-    let r = dir.join("bundle/rootfs");
-    let repack = |tag: &str| {
-        umoci(
-            dir,
-            &[
-                "repack",
-                "--refresh-bundle",
-                "--image",
-                &format!("img:{tag}"),
-                "bundle",
-            ],
-        )
-    };
-    std::fs::create_dir_all(r.join("etc")).unwrap();
-    std::fs::write(r.join("etc/base"), "base\n").unwrap();
-    std::fs::write(r.join("etc/gone"), "gone\n").unwrap();
-    repack("a");
-    std::fs::write(r.join("etc/second"), "second\n").unwrap();
-    std::fs::remove_file(r.join("etc/gone")).unwrap();
-    repack("a");
-    // Layer 3 of b only.
-    std::fs::write(r.join("etc/third"), "third\n").unwrap();
-    repack("b");
-    umoci(
-        dir,
-        &["config", "--image", "img:b", "--config.cmd", "/bin/b"],
-    );
-    dir.join("img")
-}
+use kleene_oci::testing::have_umoci;
 
 fn layout(dir: &Path, name: &str) -> CreateImage {
     CreateImage::new(BaseSource::OciLayout {
@@ -83,7 +47,7 @@ async fn images_share_their_layers_and_the_last_user_takes_them() {
     }
     let s = scratch_or_skip!("ocishare");
     let t = tempfile::tempdir().unwrap();
-    let img = two_images(t.path());
+    let img = common::two_images(t.path());
     let engine = Engine::open(s.config.clone()).await.unwrap();
 
     let a = engine
@@ -177,7 +141,7 @@ async fn a_layer_that_lies_is_refused_and_nothing_stays() {
     }
     let s = scratch_or_skip!("ocilie");
     let t = tempfile::tempdir().unwrap();
-    let img = two_images(t.path());
+    let img = common::two_images(t.path());
     let engine = Engine::open(s.config.clone()).await.unwrap();
     // Tamper with b's third layer: same size, other bytes.
     let resolved = kleene_oci::Layout::open(&img)
@@ -214,7 +178,7 @@ async fn a_load_killed_half_way_is_repaired_and_done_again() {
     }
     let s = scratch_or_skip!("ocikill");
     let t = tempfile::tempdir().unwrap();
-    let img = two_images(t.path());
+    let img = common::two_images(t.path());
     for point in [
         "layer-after-row",
         "layer-before-snapshot",
@@ -267,4 +231,82 @@ async fn child_entry() {
         .create_base_image(layout(Path::new(dir), "b"), Events::none())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_docker_archive_loads_and_shares_layers_with_the_same_oci_image() {
+    if !have_umoci() || !kleene_oci::testing::have_tool("skopeo") {
+        return;
+    }
+    let s = scratch_or_skip!("ocidocker");
+    let t = tempfile::tempdir().unwrap();
+    let img = common::two_images(t.path());
+    let tarball = t.path().join("b.tar");
+    kleene_oci::testing::skopeo(&[
+        "copy",
+        "--quiet",
+        &format!("oci:{}:b", img.display()),
+        &format!("docker-archive:{}:kleene/b:1", tarball.display()),
+    ]);
+    let engine = Engine::open(s.config.clone()).await.unwrap();
+    let (events, seen) = statuses();
+    let from_docker = engine
+        .create_base_image(
+            CreateImage::new(BaseSource::OciLayout {
+                dir: tarball.clone(),
+                name: Some("kleene/b:1".into()),
+                platform: None,
+            })
+            .tag("docker:b"),
+            events,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.ends_with("applied"))
+            .count(),
+        3
+    );
+    assert_eq!(from_docker.config.cmd, ["/bin/b"]);
+    // The same layers (same diff ids) as the OCI layout's b: nothing is applied again.
+    let (events, seen) = statuses();
+    let from_oci = engine
+        .create_base_image(layout(&img, "b"), events)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.ends_with("already present"))
+            .count(),
+        3
+    );
+    assert_eq!(from_oci.config.layers, from_docker.config.layers);
+    let root = engine
+        .zfs()
+        .mountpoint(&from_docker.dataset)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/third")).unwrap(),
+        "third\n"
+    );
+    // A name the archive does not have is refused by name.
+    let err = engine
+        .create_base_image(
+            CreateImage::new(BaseSource::OciLayout {
+                dir: tarball,
+                name: Some("nope:1".into()),
+                platform: None,
+            }),
+            Events::none(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope:1"), "{err}");
 }

@@ -83,7 +83,23 @@ impl Builder {
         let (base, parent_config) = match plan.built(&self.done, index, &reference) {
             Some(d) => ((d.snapshot.clone(), d.id.clone()), d.config.clone()),
             None => {
-                let (image, snap) = self.engine.resolve_image(&reference).await?;
+                let (image, snap) = match self.engine.resolve_image(&reference).await {
+                    Ok(found) => found,
+                    // `FROM registry.example/name:tag` that is not here: pulled, as
+                    // Docker does (names without a registry are local images only).
+                    Err(CoreError::NotFound { .. })
+                        if crate::pull::names_a_registry(&reference) =>
+                    {
+                        let mut pull = crate::PullImage::new(reference.clone());
+                        if let Some(i) = &self.req.interrupt {
+                            pull = pull.interrupt(i.clone());
+                        }
+                        let image = self.engine.pull_image(pull, self.events.clone()).await?;
+                        let snap = image.dataset.snapshot(crate::IMAGE_SNAPSHOT)?;
+                        (image, snap)
+                    }
+                    Err(e) => return Err(e),
+                };
                 ((snap, image.id), image.config)
             }
         };

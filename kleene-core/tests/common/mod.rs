@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use kleene_core::kleene_zfs::{DatasetName, Depth, Zfs};
@@ -258,4 +258,40 @@ pub fn datasets_below(root: &DatasetName, child: &str) -> Vec<String> {
         .map(|d| d.name.to_string())
         .filter(|d| d != r.as_str())
         .collect()
+}
+
+/// A layout `img` in `dir` with `img:a` (two layers) and `img:b` (the same two and a
+/// third).
+pub fn two_images(dir: &Path) -> PathBuf {
+    kleene_oci::testing::umoci(dir, &["init", "--layout", "img"]);
+    kleene_oci::testing::umoci(dir, &["new", "--image", "img:a"]);
+    kleene_oci::testing::umoci(dir, &["unpack", "--rootless", "--image", "img:a", "bundle"]);
+    let r = dir.join("bundle/rootfs");
+    let repack = |tag: &str| {
+        kleene_oci::testing::umoci(
+            dir,
+            &[
+                "repack",
+                "--refresh-bundle",
+                "--image",
+                &format!("img:{tag}"),
+                "bundle",
+            ],
+        )
+    };
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    std::fs::write(r.join("etc/base"), "base\n").unwrap();
+    std::fs::write(r.join("etc/gone"), "gone\n").unwrap();
+    repack("a");
+    std::fs::write(r.join("etc/second"), "second\n").unwrap();
+    std::fs::remove_file(r.join("etc/gone")).unwrap();
+    repack("a");
+    // Layer 3 of b only.
+    std::fs::write(r.join("etc/third"), "third\n").unwrap();
+    repack("b");
+    kleene_oci::testing::umoci(
+        dir,
+        &["config", "--image", "img:b", "--config.cmd", "/bin/b"],
+    );
+    dir.join("img")
 }

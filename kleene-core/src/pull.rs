@@ -1,0 +1,382 @@
+//! Pulling images from registries (`klee pull`, `FROM registry/name:tag`): the reference
+//! resolved for the platform, the layers that are not here downloaded (a few at once,
+//! into `<root>/blobs`, resumed after an interruption, verified as they stream) and made
+//! in order as shared layer datasets, then the image cloned from the top layer.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kleene_oci::registry::{Client, Reference, RegistryConfig};
+use kleene_oci::{Digest, Layer, Platform};
+
+use crate::engine::Engine;
+use crate::error::{CoreError, Result};
+use crate::event::{Event, Events};
+use crate::image::{parse_nametag, BaseSource, CreateImage};
+use crate::interrupt::Interrupt;
+use crate::model::{Image, ImageOrigin};
+use crate::oci::{oci_error, short, OciImage};
+
+/// How many layer blobs download at once.
+const PARALLEL_DOWNLOADS: usize = 3;
+
+/// A request to pull an image; build it with [`PullImage::new`] and its setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PullImage {
+    /// `[registry/]repository[:tag][@digest]`, as Docker reads it.
+    pub reference: String,
+    /// `os/arch[/variant]`; the host's when `None`.
+    pub platform: Option<String>,
+    /// The local `name[:tag]`; the reference's name and tag when `None` (Docker Hub's
+    /// `docker.io/library/` left out), untagged for a reference by digest only.
+    pub tag: Option<String>,
+    /// Copy the host's resolv.conf into the image (as base images get it).
+    pub dns: bool,
+    /// Copy the host's localtime into the image.
+    pub localtime: bool,
+    /// Stops the pull from outside: what is half-made is removed, finished layers stay.
+    pub interrupt: Option<Interrupt>,
+}
+
+impl PullImage {
+    /// A pull of `reference` with Kleene's defaults (dns and localtime copied).
+    pub fn new(reference: impl Into<String>) -> Self {
+        Self {
+            reference: reference.into(),
+            platform: None,
+            tag: None,
+            dns: true,
+            localtime: true,
+            interrupt: None,
+        }
+    }
+
+    /// For another platform than the host's (`freebsd/amd64`, `linux/arm64/v8`).
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
+        self
+    }
+
+    /// With a local `name[:tag]`.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// Whether the host's resolv.conf is copied into the image.
+    pub fn dns(mut self, on: bool) -> Self {
+        self.dns = on;
+        self
+    }
+
+    /// Whether the host's localtime is copied into the image.
+    pub fn localtime(mut self, on: bool) -> Self {
+        self.localtime = on;
+        self
+    }
+
+    /// Stops the pull when `interrupt` fires.
+    pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = Some(interrupt);
+        self
+    }
+}
+
+/// The local name of a pulled image: `registry/repository` (`repository` on Docker Hub,
+/// without `library/`), with the reference's tag; `None` for a reference by digest only.
+pub fn local_name(r: &Reference) -> Option<(String, String)> {
+    let tag = r.tag.clone()?;
+    let name = if r.registry == kleene_oci::registry::DEFAULT_REGISTRY {
+        r.repository
+            .strip_prefix("library/")
+            .unwrap_or(&r.repository)
+            .to_string()
+    } else {
+        format!("{}/{}", r.registry, r.repository)
+    };
+    Some((name, tag))
+}
+
+/// Whether an image name names a registry explicitly (`host.domain/...`,
+/// `host:port/...`, `localhost/...`): `FROM` pulls those when they are not here.
+pub fn names_a_registry(name: &str) -> bool {
+    match name.split_once('/') {
+        Some((first, _)) => first.contains('.') || first.contains(':') || first == "localhost",
+        None => false,
+    }
+}
+
+/// The registry client of an engine's config.
+pub(crate) fn client_of(config: &crate::Config) -> Result<Client> {
+    let r = &config.registries;
+    Client::new(RegistryConfig {
+        insecure: r.insecure.clone(),
+        credentials: r
+            .credentials
+            .iter()
+            .map(|(k, c)| {
+                (
+                    k.clone(),
+                    kleene_oci::registry::Credentials {
+                        username: c.username.clone(),
+                        password: c.password.clone(),
+                    },
+                )
+            })
+            .collect(),
+        ..RegistryConfig::default()
+    })
+    .map_err(oci_error)
+}
+
+/// A download of one layer blob running on its own task.
+type Fetch = tokio::task::JoinHandle<Result<PathBuf>>;
+
+/// Ends the download tasks when dropped (the pull failed or was dropped).
+struct AbortAll(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+impl Engine {
+    /// Pulls an image from a registry (`klee pull`). Layers already here (by chain id,
+    /// whichever image brought them) are not downloaded again; an image whose layers are
+    /// all here costs one clone. Dropping the future or an interrupt stops it: finished
+    /// layers stay (a second pull goes on from them), partial downloads stay in
+    /// `<root>/blobs` and are resumed.
+    pub async fn pull_image(&self, req: PullImage, events: Events) -> Result<Image> {
+        let reference = Reference::parse(&req.reference).map_err(oci_error)?;
+        let platform = match &req.platform {
+            Some(p) => Platform::parse(p).map_err(oci_error)?,
+            None => Platform::host(),
+        };
+        let nametag = match &req.tag {
+            Some(t) => Some(parse_nametag(t)?),
+            None => local_name(&reference),
+        };
+        let client = client_of(&self.inner.config)?;
+        events.status(format!("pulling {reference} for {platform}"));
+        let remote = client
+            .resolve(&reference, &platform)
+            .await
+            .map_err(oci_error)?;
+        // A platform asked for must be the image's (a single image, not an index, is
+        // taken whatever its platform when none is asked for).
+        if let (Some(_), Some(got)) = (&req.platform, &remote.image.settings.platform) {
+            if !platform.matches(&got.os, &got.arch, got.variant.as_deref()) {
+                return Err(CoreError::NotFound {
+                    kind: crate::error::Object::Image,
+                    reference: format!(
+                        "{reference} has no image for {platform} (its image is for {got})"
+                    ),
+                });
+            }
+        }
+        let top_digest = remote.top_digest.clone();
+        let image = Arc::new(remote.image);
+        events.status(format!("digest: {}", image.manifest_digest));
+
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _guard = CancelOnDrop(Arc::clone(&cancel));
+        let _watch = req.interrupt.clone().map(|i| {
+            let flag = Arc::clone(&cancel);
+            AbortOnDrop(tokio::spawn(async move {
+                i.interrupted().await;
+                flag.store(true, Ordering::SeqCst);
+            }))
+        });
+
+        // Which layers are here already.
+        let chains: Vec<String> = image
+            .layers
+            .iter()
+            .map(|l| l.chain_id.to_string())
+            .collect();
+        let present: Vec<bool> = self
+            .blocking(move |inner| {
+                let store = inner.store();
+                chains
+                    .iter()
+                    .map(|c| Ok(store.layer(c)?.is_some_and(|r| r.ready)))
+                    .collect()
+            })
+            .await?;
+        let blobs = self.inner.root_mount.join("blobs");
+        std::fs::create_dir_all(&blobs)
+            .map_err(|e| CoreError::io(format!("creating {}", blobs.display()), e))?;
+
+        // Downloads start in layer order, a few at once; layers are made in order as
+        // their blobs arrive.
+        let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL_DOWNLOADS));
+        let mut fetches: Vec<Option<Fetch>> = Vec::with_capacity(image.layers.len());
+        for (layer, here) in image.layers.iter().zip(&present) {
+            if *here {
+                fetches.push(None);
+                continue;
+            }
+            let dest = blobs.join(format!("sha256-{}", layer.digest.hex()));
+            fetches.push(Some(tokio::spawn(download(
+                client.clone(),
+                reference.clone(),
+                layer.clone(),
+                dest,
+                Arc::clone(&limit),
+                events.clone(),
+                Arc::clone(&cancel),
+            ))));
+        }
+        let _abort = AbortAll(fetches.iter().flatten().map(|t| t.abort_handle()).collect());
+        let total = image.layers.len();
+        let mut below: Option<Digest> = None;
+        for (i, (layer, fetch)) in image.layers.iter().zip(fetches.iter_mut()).enumerate() {
+            let made = match fetch.take() {
+                None => false,
+                Some(task) => {
+                    let path = match task.await {
+                        Ok(r) => r?,
+                        Err(e) => return Err(CoreError::Internal(format!("a download task: {e}"))),
+                    };
+                    if cancel.load(Ordering::SeqCst) {
+                        return Err(CoreError::Cancelled);
+                    }
+                    crate::failpoint("pull-after-download");
+                    let (layer2, below2, events2, cancel2, path2) = (
+                        layer.clone(),
+                        below.clone(),
+                        events.clone(),
+                        Arc::clone(&cancel),
+                        path.clone(),
+                    );
+                    let made = self
+                        .blocking(move |inner| {
+                            let mut open = || -> Result<Box<dyn std::io::Read + Send>> {
+                                let f = std::fs::File::open(&path2).map_err(|e| {
+                                    CoreError::io(format!("opening {}", path2.display()), e)
+                                })?;
+                                // Verified again as it is read: the file could have
+                                // changed since it was downloaded.
+                                Ok(Box::new(kleene_oci::VerifyingReader::new(
+                                    f,
+                                    layer2.digest.clone(),
+                                    layer2.size,
+                                )))
+                            };
+                            inner.make_layer(
+                                &layer2,
+                                below2.as_ref(),
+                                &mut open,
+                                &events2,
+                                &cancel2,
+                            )
+                        })
+                        .await?;
+                    let _ = std::fs::remove_file(&path);
+                    made
+                }
+            };
+            events.status(format!(
+                "layer {}/{total} {}: {}",
+                i + 1,
+                short(&layer.diff_id),
+                if made { "pulled" } else { "already present" }
+            ));
+            below = Some(layer.chain_id.clone());
+        }
+        crate::failpoint("pull-before-image");
+        let origin = ImageOrigin {
+            reference: reference.to_string(),
+            digest: image.manifest_digest.to_string(),
+            index_digest: if top_digest != image.manifest_digest {
+                top_digest.to_string()
+            } else {
+                String::new()
+            },
+            platform: image
+                .settings
+                .platform
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+        };
+        let create = CreateImage::new(BaseSource::FetchAuto)
+            .dns(req.dns)
+            .localtime(req.localtime);
+        let desc = reference.to_string();
+        self.blocking(move |inner| {
+            inner.image_on_layers(OciImage {
+                req: &create,
+                image: &image,
+                desc,
+                nametag,
+                origin,
+                events: &events,
+                cancel: &cancel,
+            })
+        })
+        .await
+    }
+}
+
+/// Downloads one layer's blob to `dest` (resuming what is there), with progress events.
+async fn download(
+    client: Client,
+    reference: Reference,
+    layer: Layer,
+    dest: PathBuf,
+    limit: Arc<tokio::sync::Semaphore>,
+    events: Events,
+    cancel: Arc<AtomicBool>,
+) -> Result<PathBuf> {
+    let _permit = limit
+        .acquire_owned()
+        .await
+        .map_err(|_| CoreError::Cancelled)?;
+    if cancel.load(Ordering::SeqCst) {
+        return Err(CoreError::Cancelled);
+    }
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let size = layer.size;
+    let mut progress = |bytes: u64| {
+        if last.elapsed().as_millis() >= 200 {
+            last = Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            events.emit(Event::Download {
+                bytes,
+                total: Some(size),
+                rate: bytes as f64 / secs,
+            });
+        }
+    };
+    client
+        .fetch_blob(&reference, &layer.digest, layer.size, &dest, &mut progress)
+        .await
+        .map_err(|e| CoreError::InvalidInput(format!("layer {}: {e}", layer.digest)))?;
+    Ok(dest)
+}
+
+/// Ends a helper task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sets a flag when dropped: the caller went away, the work stops.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
