@@ -123,6 +123,10 @@ pub enum Command {
 
     /// Build a new image (shortcut for `image build`)
     Build(BuildArgs),
+    /// Pull an image from a registry (shortcut for `image pull`)
+    Pull(PullArgs),
+    /// Push images to a registry (shortcut for `image push`)
+    Push(PushArgs),
     /// Create a new container (shortcut for `container create`)
     Create(CreateArgs),
     /// Run a command in a container (shortcut for `container exec`)
@@ -174,6 +178,13 @@ pub enum ImageCmd {
     Create(ImageCreateArgs),
     /// Create an image from an OCI image layout directory (its layers applied in order)
     Load(ImageLoadArgs),
+    /// Pull an image from a registry
+    Pull(PullArgs),
+    /// Push an image to a registry (several images: a multi-platform index of them)
+    Push(PushArgs),
+    /// Save an image as an OCI image layout (a directory, or a .tar/.tar.gz/.txz/.tar.zst
+    /// archive)
+    Save(SaveArgs),
     /// Build a new image
     Build(BuildArgs),
     /// List images
@@ -470,6 +481,47 @@ pub struct ImageLoadArgs {
     /// Do not copy /etc/localtime from the host into the new image
     #[arg(long)]
     pub no_localtime: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The image: [REGISTRY/]REPOSITORY[:TAG][@DIGEST] (registries on loopback addresses
+    /// are spoken to over http)
+    #[arg(value_name = "REFERENCE")]
+    pub reference: String,
+    /// Name and optionally a tag in the 'name:tag' format [default: the reference's]
+    #[arg(short, long)]
+    pub tag: Option<String>,
+    /// The platform to take from a multi-platform image, os/arch[/variant] [default: the
+    /// host's]
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Do not copy /etc/resolv.conf from the host into the new image
+    #[arg(long)]
+    pub no_dns: bool,
+    /// Do not copy /etc/localtime from the host into the new image
+    #[arg(long)]
+    pub no_localtime: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The images, then where to push: IMAGE [IMAGE...] [REGISTRY/]REPOSITORY[:TAG]
+    #[arg(value_name = "IMAGE... REFERENCE", num_args = 2.., required = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// The image
+    pub image: String,
+    /// Where: a layout directory (made, or added to), or an archive by its extension
+    /// (.tar, .tar.gz, .tgz, .tar.xz, .txz, .tar.zst)
+    #[arg(short, long, value_name = "PATH")]
+    pub output: std::path::PathBuf,
+    /// The name the layout's index gives the image [default: the image's tag]
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// What a container runs and how: `create`, `run`, and the build container of `build`.

@@ -7,7 +7,8 @@ use kleene_core::{BaseSource, CreateImage, Events};
 
 use crate::backend::Backend;
 use crate::cli::{
-    ImageCreateArgs, ImageLoadArgs, ImagePruneArgs, InspectArgs, ListArgs, ListFormat,
+    ImageCreateArgs, ImageLoadArgs, ImagePruneArgs, InspectArgs, ListArgs, ListFormat, PullArgs,
+    PushArgs, SaveArgs,
 };
 use crate::cli::{Method, RmArgs, TagArgs};
 use crate::failure::{Failure, Outcome};
@@ -100,6 +101,78 @@ pub async fn load(ctx: &Ctx, a: ImageLoadArgs) -> Outcome {
         ));
     }
     make(ctx, req).await
+}
+
+/// `klee pull`: an image from a registry, its layers shared with the images here.
+pub async fn pull(ctx: &Ctx, a: PullArgs) -> Outcome {
+    ctx.local_only("pulling from a registry")?;
+    let engine = ctx.engine().await?;
+    let mut req = kleene_core::PullImage::new(a.reference)
+        .dns(!a.no_dns)
+        .localtime(!a.no_localtime);
+    if let Some(p) = a.platform {
+        req = req.platform(p);
+    }
+    if let Some(t) = a.tag {
+        req = req.tag(t);
+    }
+    let interrupt = crate::signals::watch("the pull");
+    let req = req.interrupt(interrupt.clone());
+    let progress = Arc::new(Progress::new());
+    let events = {
+        let p = Arc::clone(&progress);
+        Events::new(move |e| p.event(e))
+    };
+    let result = engine.pull_image(req, events).await;
+    progress.finish();
+    if interrupt.is_interrupted() && matches!(result, Err(kleene_core::CoreError::Cancelled)) {
+        eprintln!("klee: pull stopped; the layers pulled so far are kept for the next pull");
+        return Ok(crate::signals::ABORTED);
+    }
+    let image = result?;
+    println!();
+    println!("image created");
+    println!("{}", image.id);
+    Ok(0)
+}
+
+/// `klee push IMAGE [IMAGE...] REFERENCE`.
+pub async fn push(ctx: &Ctx, a: PushArgs) -> Outcome {
+    ctx.local_only("pushing to a registry")?;
+    let engine = ctx.engine().await?;
+    let mut args = a.args;
+    let target = args.pop().unwrap_or_default();
+    let events = Events::new(|e| {
+        if let kleene_core::Event::Status(t) = e {
+            println!("{t}");
+        }
+    });
+    let pushed = engine.push_images(&args, &target, events).await?;
+    println!("{}", pushed.digest);
+    Ok(0)
+}
+
+/// `klee image save IMAGE -o PATH`.
+pub async fn save(ctx: &Ctx, a: SaveArgs) -> Outcome {
+    ctx.local_only("saving an image")?;
+    let engine = ctx.engine().await?;
+    let name = match a.name {
+        Some(n) => Some(n),
+        None => {
+            let image = engine.image(&a.image).await?;
+            (!image.tag.is_empty()).then(|| image.tag.clone())
+        }
+    };
+    let events = Events::new(|e| {
+        if let kleene_core::Event::Status(t) = e {
+            println!("{t}");
+        }
+    });
+    let saved = engine
+        .save_image(&a.image, &a.output, name.as_deref(), events)
+        .await?;
+    println!("{}", saved.manifest.digest());
+    Ok(0)
 }
 
 /// Makes a base image with klee's transcript: progress, then kleened's closing lines.

@@ -97,8 +97,9 @@ impl Ctx {
         // Every command takes its remote path before it would open the engine.
         self.local_only("this command")?;
         let env = std::env::var("KLEENE_ROOT").ok();
-        let root =
-            settings::root_dataset(self.root.as_deref(), env.as_deref(), self.config.as_deref())?;
+        let settings =
+            settings::load(self.root.as_deref(), env.as_deref(), self.config.as_deref())?;
+        let root = settings.root;
         let root = DatasetName::new(root.as_str())
             .map_err(|e| Failure::usage(format!("invalid root dataset {root:?}: {e}")))?;
         let events = Events::new(|e| match e {
@@ -106,7 +107,9 @@ impl Ctx {
             kleene_core::Event::NotRepaired(text) => eprintln!("klee: not repaired: {text}"),
             _ => {}
         });
-        let (engine, _) = Engine::open_with(Config::new(root), events).await?;
+        let mut config = Config::new(root);
+        config.registries = settings.registries;
+        let (engine, _) = Engine::open_with(config, events).await?;
         Ok(engine)
     }
 }
@@ -140,6 +143,8 @@ async fn run(cli: Cli) -> Outcome {
         Command::Stop(a) => container::stop(&ctx, a).await,
         Command::Restart(a) => container::restart(&ctx, a).await,
         Command::Run(a) => container::run(&ctx, a).await,
+        Command::Pull(a) => image::pull(&ctx, a).await,
+        Command::Push(a) => image::push(&ctx, a).await,
         Command::Logs(a) => container::logs(&ctx, a).await,
         Command::Isc(a) => container::inspect(&ctx, a).await,
         Command::Isi(a) => image::inspect(&ctx, a).await,
@@ -157,6 +162,9 @@ async fn image_cmd(ctx: &Ctx, cmd: ImageCmd) -> Outcome {
     match cmd {
         ImageCmd::Create(a) => image::create(ctx, a).await,
         ImageCmd::Load(a) => image::load(ctx, a).await,
+        ImageCmd::Pull(a) => image::pull(ctx, a).await,
+        ImageCmd::Push(a) => image::push(ctx, a).await,
+        ImageCmd::Save(a) => image::save(ctx, a).await,
         ImageCmd::Build(a) => build::build(ctx, a).await,
         ImageCmd::Ls(a) => image::ls(ctx, a).await,
         ImageCmd::Inspect(a) => image::inspect(ctx, a).await,

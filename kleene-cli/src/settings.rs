@@ -21,30 +21,47 @@ pub fn default_config_path() -> PathBuf {
 #[derive(Debug, Default, serde::Deserialize)]
 struct FileConfig {
     root: Option<String>,
+    /// `[registries]`: `insecure = ["host:port"]`, `[registries.credentials."host"]`
+    /// with `username` and `password`.
+    #[serde(default)]
+    registries: kleene_core::Registries,
+}
+
+/// What klee takes from the flags, the environment and the config file.
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// The root dataset.
+    pub root: String,
+    /// How registries are spoken to.
+    pub registries: kleene_core::Registries,
 }
 
 /// Picks the root dataset. `config` is `--config` (which must exist) or `None` for the
 /// default path (which may be missing).
+#[cfg(test)]
 pub fn root_dataset(
     flag: Option<&str>,
     env: Option<&str>,
     config: Option<&Path>,
 ) -> Result<String, Failure> {
-    if let Some(r) = flag.filter(|r| !r.is_empty()) {
-        return Ok(r.to_string());
-    }
-    if let Some(r) = env.filter(|r| !r.is_empty()) {
-        return Ok(r.to_string());
-    }
+    load(flag, env, config).map(|s| s.root)
+}
+
+/// Reads the settings: the root from `--root`, then `$KLEENE_ROOT`, then the config
+/// file; the registries from the config file.
+pub fn load(
+    flag: Option<&str>,
+    env: Option<&str>,
+    config: Option<&Path>,
+) -> Result<Settings, Failure> {
     let (path, required) = match config {
         Some(p) => (p.to_path_buf(), true),
         None => (default_config_path(), false),
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(DEFAULT_ROOT.to_string())
-        }
+    let file = match std::fs::read_to_string(&path) {
+        Ok(text) => parse_config(&text)
+            .map_err(|e| Failure::failed(format!("config file {}: {e}", path.display())))?,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
         Err(e) => {
             return Err(Failure::failed(format!(
                 "cannot read the config file {}: {e}",
@@ -52,12 +69,16 @@ pub fn root_dataset(
             )))
         }
     };
-    let file = parse_config(&text)
-        .map_err(|e| Failure::failed(format!("config file {}: {e}", path.display())))?;
-    Ok(file
-        .root
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| DEFAULT_ROOT.to_string()))
+    let root = [flag, env, file.root.as_deref()]
+        .into_iter()
+        .flatten()
+        .find(|r| !r.is_empty())
+        .unwrap_or(DEFAULT_ROOT)
+        .to_string();
+    Ok(Settings {
+        root,
+        registries: file.registries,
+    })
 }
 
 fn parse_config(text: &str) -> Result<FileConfig, String> {
@@ -84,6 +105,24 @@ mod tests {
         assert_eq!(root_dataset(None, None, Some(&file)).unwrap(), "tank/k");
         std::fs::write(&file, "other = 1\n").unwrap();
         assert_eq!(root_dataset(None, None, Some(&file)).unwrap(), DEFAULT_ROOT);
+    }
+
+    #[test]
+    fn registries_come_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kleene.toml");
+        std::fs::write(
+            &file,
+            "[registries]\ninsecure = [\"registry.lan:5000\"]\n\
+             [registries.credentials.\"registry.lan:5000\"]\nusername = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        let s = load(None, None, Some(&file)).unwrap();
+        assert_eq!(s.root, DEFAULT_ROOT);
+        assert_eq!(s.registries.insecure, ["registry.lan:5000"]);
+        assert_eq!(s.registries.credentials["registry.lan:5000"].username, "u");
+        // Secrets stay out of debug output.
+        assert!(!format!("{:?}", s.registries).contains("\"p\""));
     }
 
     #[test]
