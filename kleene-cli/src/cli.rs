@@ -502,6 +502,13 @@ pub struct PullArgs {
     /// Do not copy /etc/localtime from the host into the new image
     #[arg(long)]
     pub no_localtime: bool,
+    /// Pull only if a signature verifies with this public key: PEM for cosign
+    /// signatures in the registry, OpenPGP for simple signatures (repeatable: any key)
+    #[arg(long = "verify-key", value_name = "PATH")]
+    pub verify_keys: Vec<std::path::PathBuf>,
+    /// The lookaside store (a directory) of simple signatures
+    #[arg(long, value_name = "DIR")]
+    pub lookaside: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -509,6 +516,16 @@ pub struct PushArgs {
     /// The images, then where to push: IMAGE [IMAGE...] [REGISTRY/]REPOSITORY[:TAG]
     #[arg(value_name = "IMAGE... REFERENCE", num_args = 2.., required = true)]
     pub args: Vec<String>,
+    /// Sign what is pushed with this private key: a cosign key (PEM; the signature goes
+    /// to the registry) or an OpenPGP secret key (a simple signature, into --lookaside)
+    #[arg(long, value_name = "PATH")]
+    pub sign_key: Option<std::path::PathBuf>,
+    /// A file holding the signing key's passphrase
+    #[arg(long, value_name = "PATH", requires = "sign_key")]
+    pub sign_passphrase_file: Option<std::path::PathBuf>,
+    /// The lookaside store (a directory) simple signatures are written to
+    #[arg(long, value_name = "DIR")]
+    pub lookaside: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

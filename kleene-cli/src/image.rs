@@ -116,6 +116,12 @@ pub async fn pull(ctx: &Ctx, a: PullArgs) -> Outcome {
     if let Some(t) = a.tag {
         req = req.tag(t);
     }
+    for k in a.verify_keys {
+        req = req.verify_key(k);
+    }
+    if let Some(l) = a.lookaside {
+        req = req.lookaside(l);
+    }
     let interrupt = crate::signals::watch("the pull");
     let req = req.interrupt(interrupt.clone());
     let progress = Arc::new(Progress::new());
@@ -147,7 +153,43 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Outcome {
             println!("{t}");
         }
     });
-    let pushed = engine.push_images(&args, &target, events).await?;
+    let sign = match a.sign_key {
+        None => None,
+        Some(key) => {
+            let passphrase = match &a.sign_passphrase_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .map_err(|e| Failure::failed(format!("cannot read {}: {e}", f.display())))?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let head = std::fs::read(&key)
+                .map_err(|e| Failure::failed(format!("cannot read {}: {e}", key.display())))?;
+            // OpenPGP keys are armored ("-----BEGIN PGP") or binary (a packet tag with
+            // its high bit set); PEM keys are cosign's.
+            let pgp =
+                head.starts_with(b"-----BEGIN PGP") || head.first().is_some_and(|b| b & 0x80 != 0);
+            Some(if pgp {
+                let lookaside = a.lookaside.clone().ok_or_else(|| {
+                    Failure::usage(
+                        "an OpenPGP key signs into a lookaside store: give --lookaside DIR",
+                    )
+                })?;
+                kleene_core::SignWith::Gpg {
+                    key,
+                    passphrase,
+                    lookaside,
+                }
+            } else {
+                kleene_core::SignWith::Cosign { key, passphrase }
+            })
+        }
+    };
+    let pushed = engine
+        .push_images_signed(&args, &target, sign.as_ref(), events)
+        .await?;
     println!("{}", pushed.digest);
     Ok(0)
 }

@@ -50,6 +50,23 @@ pub struct Registries {
     pub insecure: Vec<String>,
     /// Credentials by registry (`host[:port]`; `docker.io` for Docker Hub).
     pub credentials: std::collections::BTreeMap<String, RegistryCredentials>,
+    /// Signature policies by scope: `host[:port]` or `host[:port]/repository` (the
+    /// longest that matches an image applies; `docker.io` for Docker Hub). An image a
+    /// policy applies to is pulled only when one of its signatures verifies with one of
+    /// the policy's keys.
+    pub policy: std::collections::BTreeMap<String, SignaturePolicy>,
+}
+
+/// Which signatures an image must carry to be pulled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SignaturePolicy {
+    /// Public keys (files): PEM `PUBLIC KEY`s verify cosign/sigstore signatures stored in
+    /// the registry (`sha256-<hex>.sig`); OpenPGP keys (armored or binary) verify
+    /// simple signatures from the lookaside store.
+    pub keys: Vec<std::path::PathBuf>,
+    /// The lookaside store of simple signatures: a directory (or `file://` URL).
+    pub lookaside: Option<String>,
 }
 
 /// A user name and password (or token) for a registry.

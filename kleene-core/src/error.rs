@@ -185,6 +185,11 @@ pub enum CoreError {
     #[error("the container monitor is kleene-core {monitor}, the engine {engine}: they must be the same version")]
     MonitorVersion { engine: String, monitor: String },
 
+    /// An image's signatures do not satisfy the policy that applies to it (no signature,
+    /// or none that verifies with its keys): it was not used.
+    #[error("{image}: {reason}")]
+    Signature { image: String, reason: String },
+
     /// The operation was cancelled; nothing of it was left behind.
     #[error("cancelled")]
     Cancelled,

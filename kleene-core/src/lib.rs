@@ -26,6 +26,7 @@ mod oci;
 mod pull;
 mod push;
 mod rootfs;
+mod sign;
 #[cfg(test)]
 mod testkit;
 mod tree;
@@ -34,7 +35,9 @@ mod volume;
 mod watch;
 
 pub use build::{BuildOutcome, BuildRequest};
-pub use config::{Config, Registries, RegistryCredentials, FREEBSD_RELEASE_TEMPLATE};
+pub use config::{
+    Config, Registries, RegistryCredentials, SignaturePolicy, FREEBSD_RELEASE_TEMPLATE,
+};
 pub use container::{
     check_container_name, Attach, ContainerUpdate, CreateContainer, ExecSpec, Exit, StartOverrides,
     Started,
@@ -57,6 +60,7 @@ pub use monitor::init;
 pub use network::Addresses;
 pub use pull::{local_name, names_a_registry, PullImage};
 pub use push::Pushed;
+pub use sign::SignWith;
 pub use volume::check_volume_name;
 
 /// Re-exported so that callers name datasets with the same types.

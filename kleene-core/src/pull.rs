@@ -39,6 +39,12 @@ pub struct PullImage {
     pub localtime: bool,
     /// Stops the pull from outside: what is half-made is removed, finished layers stay.
     pub interrupt: Option<Interrupt>,
+    /// Public keys (files) one of the image's signatures must verify with (`--verify-key`),
+    /// whatever the config's policy says: PEM keys for cosign signatures in the
+    /// registry, OpenPGP keys for simple signatures in the lookaside store.
+    pub verify_keys: Vec<PathBuf>,
+    /// The lookaside store (a directory) of simple signatures, instead of the policy's.
+    pub lookaside: Option<String>,
 }
 
 impl PullImage {
@@ -51,7 +57,21 @@ impl PullImage {
             dns: true,
             localtime: true,
             interrupt: None,
+            verify_keys: Vec::new(),
+            lookaside: None,
         }
+    }
+
+    /// Requires a signature that verifies with `key` (repeatable: any of them).
+    pub fn verify_key(mut self, key: impl Into<PathBuf>) -> Self {
+        self.verify_keys.push(key.into());
+        self
+    }
+
+    /// Reads simple signatures from the lookaside directory `store`.
+    pub fn lookaside(mut self, store: impl Into<String>) -> Self {
+        self.lookaside = Some(store.into());
+        self
     }
 
     /// For another platform than the host's (`freebsd/amd64`, `linux/arm64/v8`).
@@ -183,6 +203,20 @@ impl Engine {
         let top_digest = remote.top_digest.clone();
         let image = Arc::new(remote.image);
         events.status(format!("digest: {}", image.manifest_digest));
+        // Signatures before anything is downloaded or used.
+        if let Some(policy) = crate::sign::policy_for(
+            &self.inner.config.registries,
+            &reference,
+            &req.verify_keys,
+            req.lookaside.as_deref(),
+        ) {
+            let mut digests = vec![top_digest.clone()];
+            if image.manifest_digest != top_digest {
+                digests.push(image.manifest_digest.clone());
+            }
+            let said = crate::sign::verify(&client, &reference, &digests, &policy).await?;
+            events.status(said);
+        }
 
         let cancel = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(Arc::clone(&cancel));

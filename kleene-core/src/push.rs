@@ -16,6 +16,7 @@ use crate::event::Events;
 use crate::export::Exported;
 use crate::oci::oci_error;
 use crate::pull::client_of;
+use crate::sign::SignWith;
 
 /// What a push put into the registry.
 #[derive(Debug, Clone)]
@@ -44,6 +45,18 @@ impl Engine {
         &self,
         images: &[String],
         target: &str,
+        events: Events,
+    ) -> Result<Pushed> {
+        self.push_images_signed(images, target, None, events).await
+    }
+
+    /// [`Engine::push_images`], then signs what the tag names with `sign`: a cosign
+    /// signature into the registry, or a simple signature into a lookaside directory.
+    pub async fn push_images_signed(
+        &self,
+        images: &[String],
+        target: &str,
+        sign: Option<&SignWith>,
         events: Events,
     ) -> Result<Pushed> {
         if images.is_empty() {
@@ -160,6 +173,10 @@ impl Engine {
                 .map_err(oci_error)?;
         }
         events.status(format!("pushed {target}: {}", pushed.digest));
+        if let Some(with) = sign {
+            let said = crate::sign::sign(&client, &target, &pushed.digest, with).await?;
+            events.status(said);
+        }
         Ok(pushed)
     }
 }
