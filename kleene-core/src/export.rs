@@ -277,7 +277,12 @@ impl Engine {
                 let done =
                     inner.export_image(&image, &mut out, name.as_deref(), &events, &cancel)?;
                 out.finish().map_err(oci_error)?;
-                let part = tmp.path().join("archive.part");
+                // Also a docker-archive (`docker load`, `podman load`, skopeo's
+                // `docker-archive:`), as Docker's own saves are since 25: the same
+                // blobs, listed in a manifest.json.
+                write_docker_manifest(tmp.path(), &done, &image)?;
+                // (`.tmp-` files are left out of the archive.)
+                let part = tmp.path().join(".tmp-archive.part");
                 let file = std::fs::File::create(&part)
                     .map_err(|e| CoreError::io(format!("creating {}", part.display()), e))?;
                 let mut enc = crate::archive::compressor(kind, file)?;
@@ -291,6 +296,37 @@ impl Engine {
         })
         .await
     }
+}
+
+/// Writes docker-archive's `manifest.json` into a layout holding `done`.
+fn write_docker_manifest(dir: &Path, done: &Exported, image: &Image) -> Result<()> {
+    let blob = |d: &Descriptor| {
+        format!(
+            "blobs/sha256/{}",
+            d.digest().as_ref().trim_start_matches("sha256:")
+        )
+    };
+    let manifest_path = dir.join(blob(&done.manifest));
+    let manifest: kleene_oci::spec::ImageManifest = serde_json::from_slice(
+        &std::fs::read(&manifest_path)
+            .map_err(|e| CoreError::io(format!("reading {}", manifest_path.display()), e))?,
+    )
+    .map_err(|e| CoreError::Internal(format!("the manifest just written: {e}")))?;
+    let tags: Vec<String> = if image.name.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("{}:{}", image.name, image.tag)]
+    };
+    let json = serde_json::json!([{
+        "Config": blob(manifest.config()),
+        "RepoTags": tags,
+        "Layers": done.layers.iter().map(blob).collect::<Vec<_>>(),
+    }]);
+    let bytes = serde_json::to_vec(&json)
+        .map_err(|e| CoreError::Internal(format!("manifest.json: {e}")))?;
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, bytes)
+        .map_err(|e| CoreError::io(format!("writing {}", path.display()), e))
 }
 
 /// Sets a flag when dropped: the caller went away, the work stops.

@@ -466,6 +466,11 @@ impl Engine {
                 }
                 if !progress {
                     inner.remove_unused_layers()?;
+                    // Downloads of pulls given up on an hour ago and more.
+                    crate::pull::sweep_blobs(
+                        &inner.root_mount,
+                        std::time::Duration::from_secs(3600),
+                    );
                     return Ok(removed);
                 }
             }

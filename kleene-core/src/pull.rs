@@ -152,6 +152,38 @@ pub(crate) fn client_of(config: &crate::Config) -> Result<Client> {
     .map_err(oci_error)
 }
 
+/// Removes from `<root>/blobs` what interrupted pulls and pushes left there longer
+/// than `age` ago (partial downloads kept for a resume, export directories of pushes
+/// that died); returns how many entries went.
+pub(crate) fn sweep_blobs(root_mount: &std::path::Path, age: std::time::Duration) -> usize {
+    let dir = root_mount.join("blobs");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if !old {
+            continue;
+        }
+        let path = e.path();
+        let gone = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if gone.is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// A download of one layer blob running on its own task.
 type Fetch = tokio::task::JoinHandle<Result<PathBuf>>;
 
@@ -412,5 +444,74 @@ struct CancelOnDrop(Arc<AtomicBool>);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn local_names_are_dockers() {
+        let name = |s: &str| local_name(&Reference::parse(s).unwrap());
+        assert_eq!(name("alpine"), Some(("alpine".into(), "latest".into())));
+        assert_eq!(
+            name("docker.io/team/app:2"),
+            Some(("team/app".into(), "2".into()))
+        );
+        assert_eq!(
+            name("127.0.0.1:5000/team/app:v1"),
+            Some(("127.0.0.1:5000/team/app".into(), "v1".into()))
+        );
+        let digest = format!("127.0.0.1:5000/app@sha256:{}", "a".repeat(64));
+        assert_eq!(name(&digest), None);
+        // And the engine takes those names.
+        assert!(parse_nametag("127.0.0.1:5000/team/app:v1").is_ok());
+        assert!(parse_nametag("localhost:5000/app").is_ok());
+        assert!(parse_nametag("host:port/app").is_err());
+    }
+
+    #[test]
+    fn from_pulls_only_names_with_a_registry() {
+        assert!(names_a_registry("registry.example/app:1"));
+        assert!(names_a_registry("127.0.0.1:5000/app"));
+        assert!(names_a_registry("localhost/app"));
+        assert!(!names_a_registry("FreeBSD-14.1:latest"));
+        assert!(!names_a_registry("team/app"));
+    }
+
+    #[test]
+    fn old_leftovers_of_pulls_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let blobs = d.path().join("blobs");
+        std::fs::create_dir_all(blobs.join("push-old")).unwrap();
+        std::fs::write(blobs.join("sha256-old"), b"partial").unwrap();
+        std::fs::write(blobs.join("sha256-new"), b"partial").unwrap();
+        let long_ago = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 0,
+            },
+        };
+        for old in ["push-old", "sha256-old"] {
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                blobs.join(old),
+                &long_ago,
+                rustix::fs::AtFlags::empty(),
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            sweep_blobs(d.path(), std::time::Duration::from_secs(3600)),
+            2
+        );
+        assert!(blobs.join("sha256-new").exists());
+        assert!(!blobs.join("sha256-old").exists());
     }
 }

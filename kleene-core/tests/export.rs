@@ -146,6 +146,42 @@ async fn a_saved_image_is_the_tree_umoci_unpacks_and_saves_are_reproducible() {
         .unwrap();
     assert_eq!(image_tree(&engine, &back), image_tree(&engine, &built));
     assert_eq!(back.config.cmd, ["/bin/hello"]);
+
+    // A plain .tar is a docker-archive too: skopeo reads it as one, and what it copies
+    // out of it unpacks to the image's tree.
+    if have_tool("skopeo") {
+        let tar = t.path().join("built.tar");
+        engine
+            .save_image("built:1", &tar, Some("1"), Events::none())
+            .await
+            .unwrap();
+        let inspected = skopeo(&["inspect", &format!("docker-archive:{}", tar.display())]);
+        let v: serde_json::Value = serde_json::from_slice(&inspected).unwrap();
+        assert_eq!(v["Layers"].as_array().unwrap().len(), 5, "{v}");
+        skopeo(&[
+            "copy",
+            "--quiet",
+            &format!("docker-archive:{}", tar.display()),
+            &format!("oci:{}:1", t.path().join("fromdocker").display()),
+        ]);
+        umoci(
+            t.path(),
+            &["unpack", "--image", "fromdocker:1", "fromdocker-unpacked"],
+        );
+        assert_eq!(
+            tree(&t.path().join("fromdocker-unpacked/rootfs")),
+            image_tree(&engine, &built)
+        );
+        // Nothing but the layout and manifest.json is in the archive.
+        let mut names: Vec<String> = tar::Archive::new(std::fs::File::open(&tar).unwrap())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .filter(|n| !n.starts_with("blobs"))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["index.json", "manifest.json", "oci-layout"]);
+    }
 }
 
 #[tokio::test]
