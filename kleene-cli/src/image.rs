@@ -124,18 +124,34 @@ pub async fn pull(ctx: &Ctx, a: PullArgs) -> Outcome {
     }
     let interrupt = crate::signals::watch("the pull");
     let req = req.interrupt(interrupt.clone());
+    let stopped = "klee: pull stopped; the layers pulled so far are kept for the next pull";
+    with_progress(interrupt, stopped, |events| engine.pull_image(req, events)).await
+}
+
+/// Runs an image-making operation with klee's progress and transcript: progress lines,
+/// then kleened's closing lines (`image created`, the id). An interrupted operation that
+/// answers `Cancelled` ends with `stopped` on stderr and the aborted status.
+async fn with_progress<F>(
+    interrupt: kleene_core::Interrupt,
+    stopped: &str,
+    op: impl FnOnce(Events) -> F,
+) -> Outcome
+where
+    F: std::future::Future<Output = kleene_core::Result<kleene_core::Image>>,
+{
     let progress = Arc::new(Progress::new());
     let events = {
         let p = Arc::clone(&progress);
         Events::new(move |e| p.event(e))
     };
-    let result = engine.pull_image(req, events).await;
+    let result = op(events).await;
     progress.finish();
     if interrupt.is_interrupted() && matches!(result, Err(kleene_core::CoreError::Cancelled)) {
-        eprintln!("klee: pull stopped; the layers pulled so far are kept for the next pull");
+        eprintln!("{stopped}");
         return Ok(crate::signals::ABORTED);
     }
     let image = result?;
+    // klee ends the transcript with an empty line, then kleened's closing message.
     println!();
     println!("image created");
     println!("{}", image.id);
@@ -227,23 +243,11 @@ async fn make(ctx: &Ctx, req: CreateImage) -> Outcome {
     // Ctrl-C removes the partial image (the engine answers Cancelled once it is gone).
     let interrupt = crate::signals::watch("image creation");
     let req = req.interrupt(interrupt.clone());
-    let progress = Arc::new(Progress::new());
-    let events = {
-        let p = Arc::clone(&progress);
-        Events::new(move |e| p.event(e))
-    };
-    let result = engine.create_base_image(req, events).await;
-    progress.finish();
-    if interrupt.is_interrupted() && matches!(result, Err(kleene_core::CoreError::Cancelled)) {
-        eprintln!("klee: image creation stopped; the partial image was removed");
-        return Ok(crate::signals::ABORTED);
-    }
-    let image = result?;
-    // klee ends the transcript with an empty line, then kleened's closing message.
-    println!();
-    println!("image created");
-    println!("{}", image.id);
-    Ok(0)
+    let stopped = "klee: image creation stopped; the partial image was removed";
+    with_progress(interrupt, stopped, |events| {
+        engine.create_base_image(req, events)
+    })
+    .await
 }
 
 /// `klee image ls`.

@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use kleene_oci::spec::{
     ConfigBuilder, Descriptor, ImageConfiguration, ImageConfigurationBuilder, RootFsBuilder,
@@ -18,6 +17,7 @@ use crate::archive::Compression;
 use crate::engine::{Engine, Inner};
 use crate::error::{CoreError, Result};
 use crate::event::Events;
+use crate::interrupt::CancelFlag;
 use crate::model::Image;
 use crate::oci::oci_error;
 
@@ -252,8 +252,8 @@ impl Engine {
         let image = self.image(reference).await?;
         let dest = dest.to_path_buf();
         let name = name.map(str::to_string);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let _guard = CancelOnDrop(Arc::clone(&cancel));
+        let guard = CancelFlag::new(None);
+        let cancel = guard.flag();
         self.blocking(move |inner| match archive_kind(&dest) {
             None => {
                 let mut out = LayoutWriter::create(&dest).map_err(oci_error)?;
@@ -327,15 +327,6 @@ fn write_docker_manifest(dir: &Path, done: &Exported, image: &Image) -> Result<(
     let path = dir.join("manifest.json");
     std::fs::write(&path, bytes)
         .map_err(|e| CoreError::io(format!("writing {}", path.display()), e))
-}
-
-/// Sets a flag when dropped: the caller went away, the work stops.
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::error::{CoreError, Object, Result};
 use crate::event::{Event, Events};
 use crate::fetch::{self, Download};
 use crate::id::Id;
-use crate::interrupt::Interrupt;
+use crate::interrupt::{CancelFlag, Interrupt};
 use crate::meta::Table;
 use crate::model::{Image, ImageConfig, Instruction};
 use crate::rootfs;
@@ -179,24 +179,6 @@ struct NewBase<'a> {
     cancel: &'a Arc<AtomicBool>,
 }
 
-/// Ends a helper task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Sets a flag when dropped: the async caller went away, the blocking work stops.
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 /// The URL and version fetch-auto uses on this host.
 pub fn fetch_auto_url(config: &crate::Config) -> Result<(String, String)> {
     let uname = rustix::system::uname();
@@ -358,17 +340,10 @@ impl Engine {
             (None, Some(t)) if req.autotag => Some(parse_nametag(&t)?),
             _ => None,
         };
-        let cancel = Arc::new(AtomicBool::new(false));
-        let _guard = CancelOnDrop(Arc::clone(&cancel));
-        // An interrupt stops the work as a drop would, but the caller still waits for the
-        // partial image to be removed.
-        let _watch = req.interrupt.clone().map(|i| {
-            let flag = Arc::clone(&cancel);
-            AbortOnDrop(tokio::spawn(async move {
-                i.interrupted().await;
-                flag.store(true, Ordering::SeqCst);
-            }))
-        });
+        // Dropping the future or an interrupt stops the blocking work; an interrupted
+        // caller still waits for the partial image to be removed.
+        let guard = CancelFlag::new(req.interrupt.as_ref());
+        let cancel = guard.flag();
         let image = self
             .blocking(move |inner| match &req.source {
                 BaseSource::OciLayout { .. } => {

@@ -1,6 +1,7 @@
 //! [`Interrupt`]: stopping an operation from outside (Ctrl-C), as opposed to dropping its
 //! future.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -46,6 +47,57 @@ impl Interrupt {
         let mut rx = self.tx.subscribe();
         // The sender lives in `self`, so the wait ends only when it fires.
         let _ = rx.wait_for(|fired| *fired).await;
+    }
+}
+
+/// Ends a helper task when dropped.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sets its flag when dropped, and (with an interrupt) when the interrupt fires: blocking
+/// work polls the flag and stops, whether the async caller went away or was interrupted.
+pub(crate) struct CancelFlag {
+    flag: Arc<AtomicBool>,
+    _watch: Option<AbortOnDrop>,
+}
+
+impl CancelFlag {
+    /// A flag set on drop, and when `interrupt` fires. Needs a tokio runtime when
+    /// `interrupt` is given.
+    pub fn new(interrupt: Option<&Interrupt>) -> Self {
+        let flag = Arc::new(AtomicBool::new(false));
+        let _watch = interrupt.map(|i| {
+            let (i, f) = (i.clone(), Arc::clone(&flag));
+            AbortOnDrop(tokio::spawn(async move {
+                i.interrupted().await;
+                f.store(true, Ordering::SeqCst);
+            }))
+        });
+        Self { flag, _watch }
+    }
+
+    /// The flag, for the blocking work.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.flag)
+    }
+}
+
+impl Drop for CancelFlag {
+    fn drop(&mut self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for CancelFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelFlag")
+            .field("set", &self.flag.load(Ordering::SeqCst))
+            .finish()
     }
 }
 

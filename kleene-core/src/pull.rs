@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use crate::error::{CoreError, Result};
 use crate::event::{Event, Events};
 use crate::image::{parse_nametag, BaseSource, CreateImage};
-use crate::interrupt::Interrupt;
+use crate::interrupt::{CancelFlag, Interrupt};
 use crate::model::{Image, ImageOrigin};
 use crate::oci::{oci_error, short, OciImage};
 
@@ -250,15 +250,8 @@ impl Engine {
             events.status(said);
         }
 
-        let cancel = Arc::new(AtomicBool::new(false));
-        let _guard = CancelOnDrop(Arc::clone(&cancel));
-        let _watch = req.interrupt.clone().map(|i| {
-            let flag = Arc::clone(&cancel);
-            AbortOnDrop(tokio::spawn(async move {
-                i.interrupted().await;
-                flag.store(true, Ordering::SeqCst);
-            }))
-        });
+        let guard = CancelFlag::new(req.interrupt.as_ref());
+        let cancel = guard.flag();
 
         // Which layers are here already.
         let chains: Vec<String> = image
@@ -283,12 +276,14 @@ impl Engine {
         // their blobs arrive.
         let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL_DOWNLOADS));
         let mut fetches: Vec<Option<Fetch>> = Vec::with_capacity(image.layers.len());
+        let mut dests: Vec<PathBuf> = Vec::new();
         for (layer, here) in image.layers.iter().zip(&present) {
             if *here {
                 fetches.push(None);
                 continue;
             }
             let dest = blobs.join(format!("sha256-{}", layer.digest.hex()));
+            dests.push(dest.clone());
             fetches.push(Some(tokio::spawn(download(
                 client.clone(),
                 reference.clone(),
@@ -299,7 +294,7 @@ impl Engine {
                 Arc::clone(&cancel),
             ))));
         }
-        let _abort = AbortAll(fetches.iter().flatten().map(|t| t.abort_handle()).collect());
+        let abort = AbortAll(fetches.iter().flatten().map(|t| t.abort_handle()).collect());
         let total = image.layers.len();
         let mut below: Option<Digest> = None;
         for (i, (layer, fetch)) in image.layers.iter().zip(fetches.iter_mut()).enumerate() {
@@ -343,7 +338,21 @@ impl Engine {
                                 &cancel2,
                             )
                         })
-                        .await?;
+                        .await;
+                    let made = match made {
+                        Ok(m) => m,
+                        // A layer refused (not one stopped): the image is bad, and what
+                        // was downloaded for it is of no use. (Downloads stopped by a
+                        // cancel or a kill stay, to be resumed.)
+                        Err(e) if !matches!(e, CoreError::Cancelled) => {
+                            drop(abort);
+                            for d in &dests {
+                                let _ = std::fs::remove_file(d);
+                            }
+                            return Err(e);
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let _ = std::fs::remove_file(&path);
                     made
                 }
@@ -427,24 +436,6 @@ async fn download(
         .await
         .map_err(|e| CoreError::InvalidInput(format!("layer {}: {e}", layer.digest)))?;
     Ok(dest)
-}
-
-/// Ends a helper task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Sets a flag when dropped: the caller went away, the work stops.
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 #[cfg(test)]

@@ -16,12 +16,10 @@ use std::path::{Component, Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifestBuilder, MediaType};
 use sha2::{Digest as _, Sha256};
 
+use crate::image::settings_of;
 use crate::layout::MAX_JSON_BLOB;
 use crate::write::{canonical_json, digest_of_hasher, spec_digest};
-use crate::{
-    chain_ids, Digest, Error, ImageSettings, Layer, LayerCompression, Platform, ResolvedImage,
-    Result,
-};
+use crate::{chain_ids, Digest, Error, Layer, LayerCompression, ResolvedImage, Result};
 
 /// An unpacked docker archive.
 #[derive(Debug)]
@@ -441,27 +439,6 @@ fn hash_layer(path: &Path) -> Result<LayerFile> {
         size: raw.count,
         compression,
     })
-}
-
-/// What a config says about running the image (as [`crate::Layout`] reads it).
-fn settings_of(config: &ImageConfiguration) -> ImageSettings {
-    let mut s = ImageSettings {
-        platform: Some(Platform {
-            os: config.os().to_string(),
-            arch: config.architecture().to_string(),
-            variant: config.variant().clone(),
-        }),
-        ..ImageSettings::default()
-    };
-    if let Some(c) = config.config() {
-        s.env = c.env().clone().unwrap_or_default();
-        s.entrypoint = c.entrypoint().clone().unwrap_or_default();
-        s.cmd = c.cmd().clone().unwrap_or_default();
-        s.user = c.user().clone().unwrap_or_default();
-        s.workdir = c.working_dir().clone().unwrap_or_default();
-        s.labels = c.labels().clone().unwrap_or_default().into_iter().collect();
-    }
-    s
 }
 
 #[cfg(test)]

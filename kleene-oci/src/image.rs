@@ -270,7 +270,7 @@ fn pick<'a>(index: &'a ImageIndex, platform: &Platform) -> Option<&'a Descriptor
         })
 }
 
-fn settings_of(config: &ImageConfiguration) -> ImageSettings {
+pub(crate) fn settings_of(config: &ImageConfiguration) -> ImageSettings {
     let mut s = ImageSettings {
         platform: Some(Platform {
             os: config.os().to_string(),

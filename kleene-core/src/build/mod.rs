@@ -29,7 +29,7 @@ use crate::engine::{Engine, OpLock};
 use crate::error::{CoreError, Object, Result};
 use crate::event::{Event, Events};
 use crate::id::Id;
-use crate::interrupt::Interrupt;
+use crate::interrupt::{AbortOnDrop, Interrupt};
 use crate::model::{Driver, Image, JailParamText, MountSource, MountSpec};
 use crate::network::Addresses;
 
@@ -240,15 +240,6 @@ impl Engine {
 /// The name of stage `id`'s build container (all its RUN steps run in it).
 pub(crate) fn jail_name(id: &Id) -> String {
     format!("kleene-build-{id}")
-}
-
-/// Ends a helper task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A build in progress.
