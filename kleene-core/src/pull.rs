@@ -250,6 +250,30 @@ impl Engine {
             events.status(said);
         }
 
+        // The same image pulled from the same reference before: it is up to date (as
+        // Docker says); it takes the name again if another image took it.
+        let (digest, from) = (image.manifest_digest.to_string(), reference.to_string());
+        let here = self
+            .blocking(move |inner| {
+                Ok(inner.store().images()?.into_iter().find(|i| {
+                    i.config
+                        .origin
+                        .as_ref()
+                        .is_some_and(|o| o.digest == digest && o.reference == from)
+                }))
+            })
+            .await?;
+        if let Some(here) = here {
+            events.status(format!("image is up to date: {}", here.id));
+            return match nametag {
+                Some((name, tag)) if here.name != name || here.tag != tag => {
+                    self.tag_image(here.id.as_str(), &format!("{name}:{tag}"))
+                        .await
+                }
+                _ => Ok(here),
+            };
+        }
+
         let guard = CancelFlag::new(req.interrupt.as_ref());
         let cancel = guard.flag();
 

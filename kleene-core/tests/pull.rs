@@ -97,15 +97,29 @@ async fn pulls_share_layers_and_from_pulls_what_is_not_here() {
     assert_eq!(count(&seen, "pulled"), 1);
     assert_eq!(b.config.cmd, ["/bin/b"]);
     assert_eq!(layers(&s.config.root).len(), 3);
-    // A second pull of the same image costs a clone; the name moves to the new image.
+    // A second pull of the same image is up to date: nothing made.
     let (events, seen) = statuses();
     let again = engine
         .pull_image(PullImage::new(&a_ref), events)
         .await
         .unwrap();
-    assert_eq!(count(&seen, "pulled"), 0);
-    assert_ne!(again.id, a.id);
-    assert_eq!(engine.image(&a_ref).await.unwrap().id, again.id);
+    assert_eq!(again.id, a.id);
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("image is up to date")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    // Under another name: the same image, named so.
+    let renamed = engine
+        .pull_image(PullImage::new(&a_ref).tag("renamed:a"), Events::none())
+        .await
+        .unwrap();
+    assert_eq!(renamed.id, a.id);
+    assert_eq!(renamed.nametag(), "renamed:a");
+    engine.tag_image(&a.id.to_string(), &a_ref).await.unwrap();
 
     // A build FROM an image of a registry that is not here pulls it; the pulled image
     // keeps its name.
