@@ -94,86 +94,13 @@ impl Inner {
             return Err(CoreError::Internal("not an OCI layout source".into()));
         };
         let (dir, name, platform) = (dir.as_path(), name.as_deref(), platform.as_deref());
-        let asked = platform
-            .map(kleene_oci::Platform::parse)
-            .transpose()
-            .map_err(oci_error)?;
-        let platform = asked.clone().unwrap_or_else(kleene_oci::Platform::host);
-        // A layout archive (a tar of the layout, compressed or not, as FreeBSD's release
-        // OCI images come) is unpacked, by the safe extractor, into a temporary directory
-        // removed when done.
-        let unpacked = if dir.is_file() {
-            events.status(format!(
-                "unpacking the OCI layout archive {}",
-                dir.display()
-            ));
-            let tmp = tempfile::Builder::new()
-                .prefix("kleene-oci-")
-                .tempdir()
-                .map_err(|e| CoreError::io("making a temporary directory", e))?;
-            let file = std::fs::File::open(dir)
-                .map_err(|e| CoreError::io(format!("opening {}", dir.display()), e))?;
-            let (_, decoded) = archive::decompress(file)?;
-            archive::extract(decoded, tmp.path(), &mut |_| {})?;
-            Some(tmp)
-        } else {
-            None
-        };
-        let layout_dir = unpacked.as_ref().map_or(dir, |t| t.path());
-        // An OCI layout, or a docker-archive (`docker save`, `podman save`, skopeo's
-        // `docker-archive:`): a `manifest.json` and no `oci-layout`.
-        let source = if !layout_dir.join("oci-layout").exists()
-            && layout_dir.join("manifest.json").is_file()
-        {
-            Source::Docker(
-                kleene_oci::docker_archive::DockerArchive::open_dir(layout_dir)
-                    .map_err(oci_error)?,
-            )
-        } else {
-            Source::Oci(Box::new(
-                kleene_oci::Layout::open(layout_dir).map_err(oci_error)?,
-            ))
-        };
-        let image = match &source {
-            Source::Oci(layout) => layout.resolve(name, &platform),
-            Source::Docker(archive) => archive.resolve(name),
-        }
-        .map_err(oci_error)?;
-        // A platform asked for must be the image's (a single image is taken whatever its
-        // platform when none is asked for).
-        if let (Some(want), Some(got)) = (&asked, &image.settings.platform) {
-            if !want.matches(&got.os, &got.arch, got.variant.as_deref()) {
-                return Err(CoreError::NotFound {
-                    kind: Object::Image,
-                    reference: format!(
-                        "{} has no image for {want} (its image is for {got})",
-                        dir.display()
-                    ),
-                });
-            }
-        }
+        let (source, image) = Source::open(dir, name, platform, events)?;
         let mut below: Option<Digest> = None;
         for (i, layer) in image.layers.iter().enumerate() {
             if cancel.load(Ordering::SeqCst) {
                 return Err(CoreError::Cancelled);
             }
-            let mut open = || -> Result<Box<dyn std::io::Read + Send>> {
-                Ok(match &source {
-                    Source::Oci(layout) => {
-                        Box::new(layout.blob(&layer.digest, layer.size).map_err(oci_error)?)
-                    }
-                    Source::Docker(archive) => {
-                        let path = archive.layer_path(layer);
-                        let file = std::fs::File::open(&path)
-                            .map_err(|e| CoreError::io(format!("opening {}", path.display()), e))?;
-                        Box::new(kleene_oci::VerifyingReader::new(
-                            file,
-                            layer.digest.clone(),
-                            layer.size,
-                        ))
-                    }
-                })
-            };
+            let mut open = || source.blob(layer);
             let made = self.make_layer(layer, below.as_ref(), &mut open, events, cancel)?;
             events.status(format!(
                 "layer {}/{} {}: {}",
@@ -286,6 +213,103 @@ impl Inner {
 enum Source {
     Oci(Box<kleene_oci::Layout>),
     Docker(kleene_oci::docker_archive::DockerArchive),
+}
+
+/// An opened layout or docker-archive, and the temporary directory an archive was
+/// unpacked into (removed when dropped).
+struct Opened {
+    source: Source,
+    _unpacked: Option<tempfile::TempDir>,
+}
+
+impl Opened {
+    fn blob(&self, layer: &kleene_oci::Layer) -> Result<Box<dyn std::io::Read + Send>> {
+        Ok(match &self.source {
+            Source::Oci(layout) => {
+                Box::new(layout.blob(&layer.digest, layer.size).map_err(oci_error)?)
+            }
+            Source::Docker(archive) => {
+                let path = archive.layer_path(layer);
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| CoreError::io(format!("opening {}", path.display()), e))?;
+                Box::new(kleene_oci::VerifyingReader::new(
+                    file,
+                    layer.digest.clone(),
+                    layer.size,
+                ))
+            }
+        })
+    }
+}
+
+impl Source {
+    /// Opens `dir` (a layout or docker-archive directory, or an archive of one, unpacked
+    /// by the safe extractor into a temporary directory) and resolves the image named
+    /// `name` (any single one without) for `platform` (the host's without; a platform
+    /// asked for must be the image's, a single image is taken whatever its platform
+    /// otherwise).
+    fn open(
+        dir: &std::path::Path,
+        name: Option<&str>,
+        platform: Option<&str>,
+        events: &Events,
+    ) -> Result<(Opened, ResolvedImage)> {
+        let asked = platform
+            .map(kleene_oci::Platform::parse)
+            .transpose()
+            .map_err(oci_error)?;
+        let wanted = asked.clone().unwrap_or_else(kleene_oci::Platform::host);
+        let unpacked = if dir.is_file() {
+            events.status(format!(
+                "unpacking the OCI layout archive {}",
+                dir.display()
+            ));
+            let tmp = tempfile::Builder::new()
+                .prefix("kleene-oci-")
+                .tempdir()
+                .map_err(|e| CoreError::io("making a temporary directory", e))?;
+            let file = std::fs::File::open(dir)
+                .map_err(|e| CoreError::io(format!("opening {}", dir.display()), e))?;
+            let (_, decoded) = archive::decompress(file)?;
+            archive::extract(decoded, tmp.path(), &mut |_| {})?;
+            Some(tmp)
+        } else {
+            None
+        };
+        let root = unpacked.as_ref().map_or(dir, |t| t.path());
+        // A docker-archive has a `manifest.json` and no `oci-layout` (Docker's own saves
+        // since 25, and ours, have both: they are read as layouts).
+        let source = if !root.join("oci-layout").exists() && root.join("manifest.json").is_file() {
+            Source::Docker(
+                kleene_oci::docker_archive::DockerArchive::open_dir(root).map_err(oci_error)?,
+            )
+        } else {
+            Source::Oci(Box::new(kleene_oci::Layout::open(root).map_err(oci_error)?))
+        };
+        let image = match &source {
+            Source::Oci(layout) => layout.resolve(name, &wanted),
+            Source::Docker(archive) => archive.resolve(name),
+        }
+        .map_err(oci_error)?;
+        if let (Some(want), Some(got)) = (&asked, &image.settings.platform) {
+            if !want.matches(&got.os, &got.arch, got.variant.as_deref()) {
+                return Err(CoreError::NotFound {
+                    kind: Object::Image,
+                    reference: format!(
+                        "{} has no image for {want} (its image is for {got})",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+        Ok((
+            Opened {
+                source,
+                _unpacked: unpacked,
+            },
+            image,
+        ))
+    }
 }
 
 /// The first 12 hex digits of a digest, as Docker shows layers.

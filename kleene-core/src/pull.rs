@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use kleene_oci::registry::{Client, Reference, RegistryConfig};
-use kleene_oci::{Digest, Layer, Platform};
+use kleene_oci::registry::{Client, Reference, RegistryConfig, RemoteImage};
+use kleene_oci::{Digest, Layer, Platform, ResolvedImage};
 
 use crate::engine::Engine;
 use crate::error::{CoreError, Result};
@@ -201,40 +201,23 @@ impl Drop for AbortAll {
 impl Engine {
     /// Pulls an image from a registry (`klee pull`). Layers already here (by chain id,
     /// whichever image brought them) are not downloaded again; an image whose layers are
-    /// all here costs one clone. Dropping the future or an interrupt stops it: finished
-    /// layers stay (a second pull goes on from them), partial downloads stay in
-    /// `<root>/blobs` and are resumed.
+    /// all here costs one clone, and one pulled before from the same reference is up to
+    /// date. Signatures are checked first when a policy applies. Dropping the future or
+    /// an interrupt stops it: finished layers stay (a second pull goes on from them),
+    /// partial downloads stay in `<root>/blobs` and are resumed.
     pub async fn pull_image(&self, req: PullImage, events: Events) -> Result<Image> {
         let reference = Reference::parse(&req.reference).map_err(oci_error)?;
-        let platform = match &req.platform {
-            Some(p) => Platform::parse(p).map_err(oci_error)?,
-            None => Platform::host(),
-        };
         let nametag = match &req.tag {
             Some(t) => Some(parse_nametag(t)?),
             None => local_name(&reference),
         };
         let client = client_of(&self.inner.config)?;
-        events.status(format!("pulling {reference} for {platform}"));
-        let remote = client
-            .resolve(&reference, &platform)
-            .await
-            .map_err(oci_error)?;
-        // A platform asked for must be the image's (a single image, not an index, is
-        // taken whatever its platform when none is asked for).
-        if let (Some(_), Some(got)) = (&req.platform, &remote.image.settings.platform) {
-            if !platform.matches(&got.os, &got.arch, got.variant.as_deref()) {
-                return Err(CoreError::NotFound {
-                    kind: crate::error::Object::Image,
-                    reference: format!(
-                        "{reference} has no image for {platform} (its image is for {got})"
-                    ),
-                });
-            }
+        let remote = resolve_for(&client, &reference, req.platform.as_deref(), &events).await?;
+        // The digests a signature may name: what the tag names, and the platform's image.
+        let mut digests = vec![remote.top_digest.clone()];
+        if remote.image.manifest_digest != remote.top_digest {
+            digests.push(remote.image.manifest_digest.clone());
         }
-        let top_digest = remote.top_digest.clone();
-        let image = Arc::new(remote.image);
-        events.status(format!("digest: {}", image.manifest_digest));
         // Signatures before anything is downloaded or used.
         if let Some(policy) = crate::sign::policy_for(
             &self.inner.config.registries,
@@ -242,169 +225,41 @@ impl Engine {
             &req.verify_keys,
             req.lookaside.as_deref(),
         ) {
-            let mut digests = vec![top_digest.clone()];
-            if image.manifest_digest != top_digest {
-                digests.push(image.manifest_digest.clone());
-            }
             let said = crate::sign::verify(&client, &reference, &digests, &policy).await?;
             events.status(said);
         }
-
-        // The same image pulled from the same reference before: it is up to date (as
-        // Docker says); it takes the name again if another image took it.
-        let (digest, from) = (image.manifest_digest.to_string(), reference.to_string());
-        let here = self
-            .blocking(move |inner| {
-                Ok(inner.store().images()?.into_iter().find(|i| {
-                    i.config
-                        .origin
-                        .as_ref()
-                        .is_some_and(|o| o.digest == digest && o.reference == from)
-                }))
-            })
-            .await?;
-        if let Some(here) = here {
-            events.status(format!("image is up to date: {}", here.id));
-            return match nametag {
-                Some((name, tag)) if here.name != name || here.tag != tag => {
-                    self.tag_image(here.id.as_str(), &format!("{name}:{tag}"))
-                        .await
-                }
-                _ => Ok(here),
-            };
-        }
-
-        let guard = CancelFlag::new(req.interrupt.as_ref());
-        let cancel = guard.flag();
-
-        // Which layers are here already.
-        let chains: Vec<String> = image
-            .layers
-            .iter()
-            .map(|l| l.chain_id.to_string())
-            .collect();
-        let present: Vec<bool> = self
-            .blocking(move |inner| {
-                let store = inner.store();
-                chains
-                    .iter()
-                    .map(|c| Ok(store.layer(c)?.is_some_and(|r| r.ready)))
-                    .collect()
-            })
-            .await?;
-        let blobs = self.inner.root_mount.join("blobs");
-        std::fs::create_dir_all(&blobs)
-            .map_err(|e| CoreError::io(format!("creating {}", blobs.display()), e))?;
-
-        // Downloads start in layer order, a few at once; layers are made in order as
-        // their blobs arrive.
-        let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL_DOWNLOADS));
-        let mut fetches: Vec<Option<Fetch>> = Vec::with_capacity(image.layers.len());
-        let mut dests: Vec<PathBuf> = Vec::new();
-        for (layer, here) in image.layers.iter().zip(&present) {
-            if *here {
-                fetches.push(None);
-                continue;
-            }
-            let dest = blobs.join(format!("sha256-{}", layer.digest.hex()));
-            dests.push(dest.clone());
-            fetches.push(Some(tokio::spawn(download(
-                client.clone(),
-                reference.clone(),
-                layer.clone(),
-                dest,
-                Arc::clone(&limit),
-                events.clone(),
-                Arc::clone(&cancel),
-            ))));
-        }
-        let abort = AbortAll(fetches.iter().flatten().map(|t| t.abort_handle()).collect());
-        let total = image.layers.len();
-        let mut below: Option<Digest> = None;
-        for (i, (layer, fetch)) in image.layers.iter().zip(fetches.iter_mut()).enumerate() {
-            let made = match fetch.take() {
-                None => false,
-                Some(task) => {
-                    let path = match task.await {
-                        Ok(r) => r?,
-                        Err(e) => return Err(CoreError::Internal(format!("a download task: {e}"))),
-                    };
-                    if cancel.load(Ordering::SeqCst) {
-                        return Err(CoreError::Cancelled);
-                    }
-                    crate::failpoint("pull-after-download");
-                    let (layer2, below2, events2, cancel2, path2) = (
-                        layer.clone(),
-                        below.clone(),
-                        events.clone(),
-                        Arc::clone(&cancel),
-                        path.clone(),
-                    );
-                    let made = self
-                        .blocking(move |inner| {
-                            let mut open = || -> Result<Box<dyn std::io::Read + Send>> {
-                                let f = std::fs::File::open(&path2).map_err(|e| {
-                                    CoreError::io(format!("opening {}", path2.display()), e)
-                                })?;
-                                // Verified again as it is read: the file could have
-                                // changed since it was downloaded.
-                                Ok(Box::new(kleene_oci::VerifyingReader::new(
-                                    f,
-                                    layer2.digest.clone(),
-                                    layer2.size,
-                                )))
-                            };
-                            inner.make_layer(
-                                &layer2,
-                                below2.as_ref(),
-                                &mut open,
-                                &events2,
-                                &cancel2,
-                            )
-                        })
-                        .await;
-                    let made = match made {
-                        Ok(m) => m,
-                        // A layer refused (not one stopped): the image is bad, and what
-                        // was downloaded for it is of no use. (Downloads stopped by a
-                        // cancel or a kill stay, to be resumed.)
-                        Err(e) if !matches!(e, CoreError::Cancelled) => {
-                            drop(abort);
-                            for d in &dests {
-                                let _ = std::fs::remove_file(d);
-                            }
-                            return Err(e);
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    let _ = std::fs::remove_file(&path);
-                    made
-                }
-            };
-            events.status(format!(
-                "layer {}/{total} {}: {}",
-                i + 1,
-                short(&layer.diff_id),
-                if made { "pulled" } else { "already present" }
-            ));
-            below = Some(layer.chain_id.clone());
-        }
-        crate::failpoint("pull-before-image");
         let origin = ImageOrigin {
             reference: reference.to_string(),
-            digest: image.manifest_digest.to_string(),
-            index_digest: if top_digest != image.manifest_digest {
-                top_digest.to_string()
-            } else {
-                String::new()
-            },
-            platform: image
+            digest: remote.image.manifest_digest.to_string(),
+            index_digest: digests
+                .get(1)
+                .map(|_| remote.top_digest.to_string())
+                .unwrap_or_default(),
+            platform: remote
+                .image
                 .settings
                 .platform
                 .as_ref()
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
         };
+        if let Some(here) = self
+            .pulled_before(&origin, nametag.clone(), &events)
+            .await?
+        {
+            return Ok(here);
+        }
+        let guard = CancelFlag::new(req.interrupt.as_ref());
+        let cancel = guard.flag();
+        let image = Arc::new(remote.image);
+        let job = LayerJob {
+            client,
+            reference: reference.clone(),
+            events: events.clone(),
+            cancel: Arc::clone(&cancel),
+        };
+        self.pull_layers(&job, &image).await?;
+        crate::failpoint("pull-before-image");
         let create = CreateImage::new(BaseSource::FetchAuto)
             .dns(req.dns)
             .localtime(req.localtime);
@@ -422,25 +277,210 @@ impl Engine {
         })
         .await
     }
+
+    /// The image pulled before from the same reference with the same digest, if any: up
+    /// to date (as Docker says), named `nametag` again if another image took the name.
+    async fn pulled_before(
+        &self,
+        origin: &ImageOrigin,
+        nametag: Option<(String, String)>,
+        events: &Events,
+    ) -> Result<Option<Image>> {
+        let (digest, from) = (origin.digest.clone(), origin.reference.clone());
+        let here = self
+            .blocking(move |inner| {
+                Ok(inner.store().images()?.into_iter().find(|i| {
+                    i.config
+                        .origin
+                        .as_ref()
+                        .is_some_and(|o| o.digest == digest && o.reference == from)
+                }))
+            })
+            .await?;
+        let Some(here) = here else {
+            return Ok(None);
+        };
+        events.status(format!("image is up to date: {}", here.id));
+        Ok(Some(match nametag {
+            Some((name, tag)) if here.name != name || here.tag != tag => {
+                self.tag_image(here.id.as_str(), &format!("{name}:{tag}"))
+                    .await?
+            }
+            _ => here,
+        }))
+    }
+
+    /// Makes the image's layers that are not here: their blobs downloaded a few at once,
+    /// in layer order, each layer made as soon as its blob (and the layer below) is
+    /// there. A layer refused removes this pull's downloads (the image is bad); a cancel
+    /// or a kill leaves them to be resumed.
+    async fn pull_layers(&self, job: &LayerJob, image: &ResolvedImage) -> Result<()> {
+        let chains: Vec<String> = image
+            .layers
+            .iter()
+            .map(|l| l.chain_id.to_string())
+            .collect();
+        let present: Vec<bool> = self
+            .blocking(move |inner| {
+                let store = inner.store();
+                chains
+                    .iter()
+                    .map(|c| Ok(store.layer(c)?.is_some_and(|r| r.ready)))
+                    .collect()
+            })
+            .await?;
+        let blobs = self.inner.root_mount.join("blobs");
+        std::fs::create_dir_all(&blobs)
+            .map_err(|e| CoreError::io(format!("creating {}", blobs.display()), e))?;
+        let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL_DOWNLOADS));
+        let mut fetches: Vec<Option<Fetch>> = Vec::with_capacity(image.layers.len());
+        let mut dests: Vec<PathBuf> = Vec::new();
+        for (layer, here) in image.layers.iter().zip(&present) {
+            if *here {
+                fetches.push(None);
+                continue;
+            }
+            let dest = blobs.join(format!("sha256-{}", layer.digest.hex()));
+            dests.push(dest.clone());
+            fetches.push(Some(tokio::spawn(download(
+                job.clone(),
+                layer.clone(),
+                dest,
+                Arc::clone(&limit),
+            ))));
+        }
+        let abort = AbortAll(fetches.iter().flatten().map(|t| t.abort_handle()).collect());
+        let total = image.layers.len();
+        let mut below: Option<Digest> = None;
+        for (i, (layer, fetch)) in image.layers.iter().zip(fetches.iter_mut()).enumerate() {
+            let made = match fetch.take() {
+                None => false,
+                Some(task) => {
+                    let path = task
+                        .await
+                        .map_err(|e| CoreError::Internal(format!("a download task: {e}")))??;
+                    match self
+                        .apply_downloaded(job, layer, below.clone(), &path)
+                        .await
+                    {
+                        Ok(made) => {
+                            let _ = std::fs::remove_file(&path);
+                            made
+                        }
+                        Err(e) => {
+                            if !matches!(e, CoreError::Cancelled) {
+                                drop(abort);
+                                for d in &dests {
+                                    let _ = std::fs::remove_file(d);
+                                }
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            job.events.status(format!(
+                "layer {}/{total} {}: {}",
+                i + 1,
+                short(&layer.diff_id),
+                if made { "pulled" } else { "already present" }
+            ));
+            below = Some(layer.chain_id.clone());
+        }
+        Ok(())
+    }
+
+    /// Makes `layer` on `below` from its downloaded blob at `path` (verified again as
+    /// it is read: the file could have changed since it was downloaded).
+    async fn apply_downloaded(
+        &self,
+        job: &LayerJob,
+        layer: &Layer,
+        below: Option<Digest>,
+        path: &std::path::Path,
+    ) -> Result<bool> {
+        if job.cancel.load(Ordering::SeqCst) {
+            return Err(CoreError::Cancelled);
+        }
+        crate::failpoint("pull-after-download");
+        let (layer, events, cancel, path) = (
+            layer.clone(),
+            job.events.clone(),
+            Arc::clone(&job.cancel),
+            path.to_path_buf(),
+        );
+        self.blocking(move |inner| {
+            let mut open = || -> Result<Box<dyn std::io::Read + Send>> {
+                let f = std::fs::File::open(&path)
+                    .map_err(|e| CoreError::io(format!("opening {}", path.display()), e))?;
+                Ok(Box::new(kleene_oci::VerifyingReader::new(
+                    f,
+                    layer.digest.clone(),
+                    layer.size,
+                )))
+            };
+            inner.make_layer(&layer, below.as_ref(), &mut open, &events, &cancel)
+        })
+        .await
+    }
+}
+
+/// What the downloads and layers of one pull share.
+#[derive(Debug, Clone)]
+struct LayerJob {
+    client: Client,
+    reference: Reference,
+    events: Events,
+    cancel: Arc<AtomicBool>,
+}
+
+/// Resolves `reference` for `platform` (the host's when `None`); a platform asked for
+/// must be the image's (a single image, not an index, is taken whatever its platform
+/// when none is asked for).
+async fn resolve_for(
+    client: &Client,
+    reference: &Reference,
+    platform: Option<&str>,
+    events: &Events,
+) -> Result<RemoteImage> {
+    let wanted = match platform {
+        Some(p) => Platform::parse(p).map_err(oci_error)?,
+        None => Platform::host(),
+    };
+    events.status(format!("pulling {reference} for {wanted}"));
+    let remote = client
+        .resolve(reference, &wanted)
+        .await
+        .map_err(oci_error)?;
+    if let (Some(_), Some(got)) = (platform, &remote.image.settings.platform) {
+        if !wanted.matches(&got.os, &got.arch, got.variant.as_deref()) {
+            return Err(CoreError::NotFound {
+                kind: crate::error::Object::Image,
+                reference: format!(
+                    "{reference} has no image for {wanted} (its image is for {got})"
+                ),
+            });
+        }
+    }
+    events.status(format!("digest: {}", remote.image.manifest_digest));
+    Ok(remote)
 }
 
 /// Downloads one layer's blob to `dest` (resuming what is there), with progress events.
 async fn download(
-    client: Client,
-    reference: Reference,
+    job: LayerJob,
     layer: Layer,
     dest: PathBuf,
     limit: Arc<tokio::sync::Semaphore>,
-    events: Events,
-    cancel: Arc<AtomicBool>,
 ) -> Result<PathBuf> {
     let _permit = limit
         .acquire_owned()
         .await
         .map_err(|_| CoreError::Cancelled)?;
-    if cancel.load(Ordering::SeqCst) {
+    if job.cancel.load(Ordering::SeqCst) {
         return Err(CoreError::Cancelled);
     }
+    let events = job.events.clone();
     let started = Instant::now();
     let mut last = Instant::now();
     let size = layer.size;
@@ -455,8 +495,14 @@ async fn download(
             });
         }
     };
-    client
-        .fetch_blob(&reference, &layer.digest, layer.size, &dest, &mut progress)
+    job.client
+        .fetch_blob(
+            &job.reference,
+            &layer.digest,
+            layer.size,
+            &dest,
+            &mut progress,
+        )
         .await
         .map_err(|e| CoreError::InvalidInput(format!("layer {}: {e}", layer.digest)))?;
     Ok(dest)

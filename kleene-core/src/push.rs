@@ -81,69 +81,10 @@ impl Engine {
         };
         let mut manifests: Vec<(Descriptor, Vec<u8>)> = Vec::new();
         for reference in images {
-            let image = self.image(reference).await?;
-            events.status(format!("exporting {}", image.nametag()));
-            let dir = tempfile::Builder::new()
-                .prefix("push-")
-                .tempdir_in(&blobs)
-                .map_err(|e| {
-                    CoreError::io(format!("making a directory in {}", blobs.display()), e)
-                })?;
-            let path = dir.path().to_path_buf();
-            let ev = events.clone();
-            let (exported, writer_dir) = self
-                .blocking(move |inner| {
-                    let mut out = LayoutWriter::create(&path).map_err(oci_error)?;
-                    let cancel = AtomicBool::new(false);
-                    let done = inner.export_image(&image, &mut out, None, &ev, &cancel)?;
-                    out.finish().map_err(oci_error)?;
-                    Ok((done, path))
-                })
+            let (exported, desc, bytes) = self
+                .push_one(&client, &target, reference, &blobs, &mut pushed, &events)
                 .await?;
-            let blob = |d: &Descriptor| -> Result<(Digest, std::path::PathBuf)> {
-                let digest = Digest::parse(d.digest().as_ref()).map_err(oci_error)?;
-                let p = writer_dir.join("blobs/sha256").join(digest.hex());
-                Ok((digest, p))
-            };
-            let manifest_path = blob(&exported.manifest)?.1;
-            let manifest_bytes = std::fs::read(&manifest_path)
-                .map_err(|e| CoreError::io(format!("reading {}", manifest_path.display()), e))?;
-            let manifest: kleene_oci::spec::ImageManifest = serde_json::from_slice(&manifest_bytes)
-                .map_err(|e| CoreError::Internal(format!("the manifest just written: {e}")))?;
-            let mut all: Vec<Descriptor> = exported.layers.clone();
-            all.push(manifest.config().clone());
-            for d in &all {
-                let (digest, path) = blob(d)?;
-                let sent = client
-                    .push_blob(&target, &digest, d.size(), &path, None)
-                    .await
-                    .map_err(oci_error)?;
-                events.status(format!(
-                    "{} {}: {}",
-                    if d.media_type() == manifest.config().media_type() {
-                        "config"
-                    } else {
-                        "layer"
-                    },
-                    &digest.hex()[..12],
-                    if sent { "pushed" } else { "already there" }
-                ));
-                if sent {
-                    pushed.uploaded += 1;
-                } else {
-                    pushed.skipped += 1;
-                }
-            }
-            let mut desc = exported.manifest.clone();
-            let mut platform = kleene_oci::spec::PlatformBuilder::default()
-                .os(exported.platform.os.as_str())
-                .architecture(exported.platform.arch.as_str())
-                .build()
-                .map_err(|e| CoreError::Internal(format!("a platform: {e}")))?;
-            platform.set_variant(exported.platform.variant.clone());
-            desc.set_platform(Some(platform));
-            desc.set_annotations(None);
-            manifests.push((desc, manifest_bytes));
+            manifests.push((desc, bytes));
             pushed.images.push(exported);
         }
         if let [(_, bytes)] = manifests.as_slice() {
@@ -178,5 +119,79 @@ impl Engine {
             events.status(said);
         }
         Ok(pushed)
+    }
+
+    /// Exports image `reference` into a directory below `blobs` and uploads its layers
+    /// and config to `target` (those the registry lacks); its manifest (not put yet) and
+    /// its descriptor with the image's platform.
+    async fn push_one(
+        &self,
+        client: &kleene_oci::registry::Client,
+        target: &Reference,
+        reference: &str,
+        blobs: &std::path::Path,
+        pushed: &mut Pushed,
+        events: &Events,
+    ) -> Result<(Exported, Descriptor, Vec<u8>)> {
+        let image = self.image(reference).await?;
+        events.status(format!("exporting {}", image.nametag()));
+        let dir = tempfile::Builder::new()
+            .prefix("push-")
+            .tempdir_in(blobs)
+            .map_err(|e| CoreError::io(format!("making a directory in {}", blobs.display()), e))?;
+        let path = dir.path().to_path_buf();
+        let ev = events.clone();
+        let exported = self
+            .blocking(move |inner| {
+                let mut out = LayoutWriter::create(&path).map_err(oci_error)?;
+                let cancel = AtomicBool::new(false);
+                let done = inner.export_image(&image, &mut out, None, &ev, &cancel)?;
+                out.finish().map_err(oci_error)?;
+                Ok(done)
+            })
+            .await?;
+        let blob = |d: &Descriptor| -> Result<(Digest, std::path::PathBuf)> {
+            let digest = Digest::parse(d.digest().as_ref()).map_err(oci_error)?;
+            let p = dir.path().join("blobs/sha256").join(digest.hex());
+            Ok((digest, p))
+        };
+        let manifest_path = blob(&exported.manifest)?.1;
+        let manifest_bytes = std::fs::read(&manifest_path)
+            .map_err(|e| CoreError::io(format!("reading {}", manifest_path.display()), e))?;
+        let manifest: kleene_oci::spec::ImageManifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| CoreError::Internal(format!("the manifest just written: {e}")))?;
+        let config = manifest.config();
+        for d in exported.layers.iter().chain(std::iter::once(config)) {
+            let (digest, path) = blob(d)?;
+            let sent = client
+                .push_blob(target, &digest, d.size(), &path, None)
+                .await
+                .map_err(oci_error)?;
+            events.status(format!(
+                "{} {}: {}",
+                if d.digest() == config.digest() {
+                    "config"
+                } else {
+                    "layer"
+                },
+                &digest.hex()[..12],
+                if sent { "pushed" } else { "already there" }
+            ));
+            if sent {
+                pushed.uploaded += 1;
+            } else {
+                pushed.skipped += 1;
+            }
+        }
+        let mut desc = exported.manifest.clone();
+        let mut platform = kleene_oci::spec::PlatformBuilder::default()
+            .os(exported.platform.os.as_str())
+            .architecture(exported.platform.arch.as_str())
+            .build()
+            .map_err(|e| CoreError::Internal(format!("a platform: {e}")))?;
+        platform.set_variant(exported.platform.variant.clone());
+        desc.set_platform(Some(platform));
+        desc.set_annotations(None);
+        Ok((exported, desc, manifest_bytes))
     }
 }
