@@ -111,11 +111,17 @@ impl Mode {
     }
 }
 
-/// Resolves at each Ctrl-C; never, if it cannot be caught. Catching it keeps klee alive
-/// while a container on our terminal decides what Ctrl-C means to it.
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+/// Resolves at each Ctrl-C caught by `sigint`; never, if it could not be caught.
+/// Catching it keeps klee alive while a container on our terminal decides what Ctrl-C
+/// means to it.
+async fn ctrl_c(sigint: Option<&mut tokio::signal::unix::Signal>) {
+    match sigint {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 
@@ -139,6 +145,14 @@ async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Result<Exit,
     } else {
         Attach::Piped
     };
+    // Signals are caught from before the start: a Ctrl-C as soon as the container runs
+    // (it may have written already) must find klee ready for it, not end klee.
+    let mut sigint = if mode == Mode::Terminal {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok()
+    } else {
+        None
+    };
+    let interrupt = (mode != Mode::Terminal).then(|| crate::signals::watch("container"));
     let mut started = engine.start_container(reference, attach).await?;
     let id = started.container.id.to_string();
     let copy_out = started.stdout.take().map(|mut s| {
@@ -163,14 +177,14 @@ async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Result<Exit,
         loop {
             tokio::select! {
                 code = &mut wait => break code?,
-                _ = ctrl_c() => {}
+                _ = ctrl_c(sigint.as_mut()) => {}
             }
         }
     } else {
         // Otherwise the container is in its own process group: the first Ctrl-C (or
         // SIGTERM) stops it and waits for its exit to be recorded, a second exits at once
         // (its monitor still records the exit).
-        let interrupt = crate::signals::watch("container");
+        let interrupt = interrupt.unwrap_or_default();
         tokio::select! {
             code = &mut wait => code?,
             _ = interrupt.interrupted() => {
@@ -420,6 +434,8 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Outcome {
     // As kleened: the instance is made (and told) before it starts, so it comes before
     // anything the command writes.
     println!("created execution instance {instance}");
+    // Caught from before the command starts (see start_one).
+    let interrupt = (!detach && !tty).then(|| crate::signals::watch("command"));
     let mut p = engine.exec_container(&a.container, spec).await?;
     if detach {
         return Ok(0);
@@ -430,7 +446,7 @@ pub async fn exec(ctx: &Ctx, a: ExecArgs) -> Outcome {
     } else {
         // The first Ctrl-C (or SIGTERM) is passed on to the command as SIGINT, and its end
         // awaited; a second exits at once (the command dies with klee).
-        let interrupt = crate::signals::watch("command");
+        let interrupt = interrupt.unwrap_or_default();
         let pid = nix::unistd::Pid::from_raw(p.pid());
         let wait = p.wait();
         tokio::pin!(wait);
