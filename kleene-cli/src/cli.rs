@@ -539,6 +539,9 @@ pub struct SaveArgs {
     /// The name the layout's index gives the image [default: the image's tag]
     #[arg(long)]
     pub name: Option<String>,
+    /// Clamp modification times to this Unix time, for reproducible layers
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
 }
 
 /// What a container runs and how: `create`, `run`, and the build container of `build`.

@@ -214,20 +214,26 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Outcome {
 pub async fn save(ctx: &Ctx, a: SaveArgs) -> Outcome {
     ctx.local_only("saving an image")?;
     let engine = ctx.engine().await?;
-    let name = match a.name {
-        Some(n) => Some(n),
+    let mut options = kleene_core::SaveOptions::default();
+    match a.name {
+        Some(n) => options = options.name(n),
         None => {
             let image = engine.image(&a.image).await?;
-            (!image.tag.is_empty()).then(|| image.tag.clone())
+            if !image.tag.is_empty() {
+                options = options.name(image.tag.clone());
+            }
         }
-    };
+    }
+    if let Some(epoch) = a.source_date_epoch {
+        options = options.clamp_mtime(epoch);
+    }
     let events = Events::new(|e| {
         if let kleene_core::Event::Status(t) = e {
             println!("{t}");
         }
     });
     let saved = engine
-        .save_image(&a.image, &a.output, name.as_deref(), events)
+        .save_image(&a.image, &a.output, options, events)
         .await?;
     println!("{}", saved.manifest.digest());
     Ok(0)

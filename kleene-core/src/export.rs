@@ -21,6 +21,31 @@ use crate::interrupt::CancelFlag;
 use crate::model::Image;
 use crate::oci::oci_error;
 
+/// How an image is saved ([`Engine::save_image`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SaveOptions {
+    /// The name the layout's index gives the image (`org.opencontainers.image.ref.name`).
+    pub name: Option<String>,
+    /// Later modification times become this Unix time (`SOURCE_DATE_EPOCH`), so that
+    /// images built from the same sources at other times save the same.
+    pub clamp_mtime: Option<i64>,
+}
+
+impl SaveOptions {
+    /// With the index's name for the image.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// With modification times clamped to `epoch`.
+    pub fn clamp_mtime(mut self, epoch: i64) -> Self {
+        self.clamp_mtime = Some(epoch);
+        self
+    }
+}
+
 /// What saving or pushing an image made.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -105,7 +130,7 @@ impl Inner {
         &self,
         image: &Image,
         out: &mut LayoutWriter,
-        name: Option<&str>,
+        options: &SaveOptions,
         events: &Events,
         cancel: &AtomicBool,
     ) -> Result<Exported> {
@@ -119,8 +144,11 @@ impl Inner {
             }
             let tmp = out.temp_file().map_err(oci_error)?;
             let mut writer = LayerWriter::gzip(tmp.as_file());
-            let stats = diff::write_layer(lower, upper, &mut writer, &diff::DiffOptions::default())
-                .map_err(oci_error)?;
+            let diff_options = diff::DiffOptions {
+                clamp_mtime: options.clamp_mtime,
+            };
+            let stats =
+                diff::write_layer(lower, upper, &mut writer, &diff_options).map_err(oci_error)?;
             let (_, digests) = writer.finish().map_err(oci_error)?;
             lower = Some(upper);
             // Trees that add nothing (an image without dns or localtime on its layers)
@@ -146,7 +174,9 @@ impl Inner {
         }
         let platform = platform_of(image);
         let config = image_configuration(image, &platform, diff_ids)?;
-        let manifest = out.add_image(&config, &layers, name).map_err(oci_error)?;
+        let manifest = out
+            .add_image(&config, &layers, options.name.as_deref())
+            .map_err(oci_error)?;
         Ok(Exported {
             manifest,
             layers,
@@ -246,19 +276,17 @@ impl Engine {
         &self,
         reference: &str,
         dest: &Path,
-        name: Option<&str>,
+        options: SaveOptions,
         events: Events,
     ) -> Result<Exported> {
         let image = self.image(reference).await?;
         let dest = dest.to_path_buf();
-        let name = name.map(str::to_string);
         let guard = CancelFlag::new(None);
         let cancel = guard.flag();
         self.blocking(move |inner| match archive_kind(&dest) {
             None => {
                 let mut out = LayoutWriter::create(&dest).map_err(oci_error)?;
-                let done =
-                    inner.export_image(&image, &mut out, name.as_deref(), &events, &cancel)?;
+                let done = inner.export_image(&image, &mut out, &options, &events, &cancel)?;
                 out.finish().map_err(oci_error)?;
                 Ok(done)
             }
@@ -274,8 +302,7 @@ impl Engine {
                         CoreError::io(format!("making a directory in {}", parent.display()), e)
                     })?;
                 let mut out = LayoutWriter::create(tmp.path()).map_err(oci_error)?;
-                let done =
-                    inner.export_image(&image, &mut out, name.as_deref(), &events, &cancel)?;
+                let done = inner.export_image(&image, &mut out, &options, &events, &cancel)?;
                 out.finish().map_err(oci_error)?;
                 // Also a docker-archive (`docker load`, `podman load`, skopeo's
                 // `docker-archive:`), as Docker's own saves are since 25: the same

@@ -45,7 +45,7 @@ pub use container::{
 pub use engine::{Engine, EngineBuilder, Repairs};
 pub use error::{CoreError, MetadataError, Object, Result};
 pub use event::{Event, Events, OutputStream};
-pub use export::Exported;
+pub use export::{Exported, SaveOptions};
 pub use id::{Id, ID_LEN};
 pub use image::{fetch_auto_url, parse_nametag, BaseSource, CreateImage, IMAGE_SNAPSHOT};
 pub use interrupt::Interrupt;

@@ -13,7 +13,7 @@ use kleene_oci::Digest;
 use crate::engine::Engine;
 use crate::error::{CoreError, Result};
 use crate::event::Events;
-use crate::export::Exported;
+use crate::export::{Exported, SaveOptions};
 use crate::oci::oci_error;
 use crate::pull::client_of;
 use crate::sign::SignWith;
@@ -145,7 +145,8 @@ impl Engine {
             .blocking(move |inner| {
                 let mut out = LayoutWriter::create(&path).map_err(oci_error)?;
                 let cancel = AtomicBool::new(false);
-                let done = inner.export_image(&image, &mut out, None, &ev, &cancel)?;
+                let done =
+                    inner.export_image(&image, &mut out, &SaveOptions::default(), &ev, &cancel)?;
                 out.finish().map_err(oci_error)?;
                 Ok(done)
             })

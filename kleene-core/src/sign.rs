@@ -21,6 +21,7 @@ const MAX_LOOKASIDE: usize = 32;
 
 /// A key that signs on push.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum SignWith {
     /// A cosign/sigstore private key (PEM, cosign's encrypted format or plain PKCS#8),
     /// with its passphrase: the signature goes into the registry.

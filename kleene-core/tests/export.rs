@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use kleene_core::{BaseSource, BuildRequest, CreateImage, Engine, Events, PullImage};
+use kleene_core::{BaseSource, BuildRequest, CreateImage, Engine, Events, PullImage, SaveOptions};
 use kleene_oci::testing::{have_tool, have_umoci, skopeo, umoci, Registry};
 
 /// Path → type, mode, owner, and content or target, below `root`.
@@ -91,7 +91,12 @@ async fn a_saved_image_is_the_tree_umoci_unpacks_and_saves_are_reproducible() {
 
     let out = t.path().join("saved");
     let saved = engine
-        .save_image("built:1", &out, Some("1"), Events::none())
+        .save_image(
+            "built:1",
+            &out,
+            SaveOptions::default().name("1"),
+            Events::none(),
+        )
         .await
         .unwrap();
     // The loaded image's three layers, its own (resolv.conf, localtime), the build's.
@@ -117,17 +122,55 @@ async fn a_saved_image_is_the_tree_umoci_unpacks_and_saves_are_reproducible() {
         .save_image(
             "built:1",
             &t.path().join("again"),
-            Some("1"),
+            SaveOptions::default().name("1"),
             Events::none(),
         )
         .await
         .unwrap();
     assert_eq!(again.manifest.digest(), saved.manifest.digest());
+    // With SOURCE_DATE_EPOCH's clamp: no time after it in what umoci unpacks.
+    let epoch = 1_000_000_000;
+    let clamped = engine
+        .save_image(
+            "built:1",
+            &t.path().join("clamped"),
+            SaveOptions::default().name("1").clamp_mtime(epoch),
+            Events::none(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(clamped.manifest.digest(), saved.manifest.digest());
+    umoci(
+        t.path(),
+        &["unpack", "--image", "clamped:1", "clamped-unpacked"],
+    );
+    let mut stack = vec![t.path().join("clamped-unpacked/rootfs")];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert!(
+                m.mtime() <= epoch,
+                "{} has mtime {}",
+                p.display(),
+                m.mtime()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 3);
 
     // As an archive, loaded back: the same tree.
     let txz = t.path().join("built.txz");
     engine
-        .save_image("built:1", &txz, Some("1"), Events::none())
+        .save_image(
+            "built:1",
+            &txz,
+            SaveOptions::default().name("1"),
+            Events::none(),
+        )
         .await
         .unwrap();
     let back = engine
@@ -152,7 +195,12 @@ async fn a_saved_image_is_the_tree_umoci_unpacks_and_saves_are_reproducible() {
     if have_tool("skopeo") {
         let tar = t.path().join("built.tar");
         engine
-            .save_image("built:1", &tar, Some("1"), Events::none())
+            .save_image(
+                "built:1",
+                &tar,
+                SaveOptions::default().name("1"),
+                Events::none(),
+            )
             .await
             .unwrap();
         let inspected = skopeo(&["inspect", &format!("docker-archive:{}", tar.display())]);
