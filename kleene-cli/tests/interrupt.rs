@@ -1,7 +1,8 @@
 //! Ctrl-C (SIGINT) on klee, as a user presses it: the first stops the operation cleanly
 //! (a build is kept as `<name>:failed`, an attached container is stopped and its exit
-//! recorded, an exec'd command gets SIGINT), a second exits at once; nothing is left
-//! running either way.
+//! recorded, an exec'd command gets SIGINT, an image create in the middle of its
+//! download removes its partial image), a second exits at once; nothing is left running
+//! either way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -262,4 +263,73 @@ fn ctrl_c_on_exec_reaches_the_command() {
     assert!(rest.contains("got-int"), "{rest}");
     assert_eq!(code, 7, "{rest}");
     s.ok(&["container", "rm", "-f", "svc"]);
+}
+
+/// An http server on 127.0.0.1 that sends a tar archive's start, then a little more every
+/// 50 ms for a minute (a slow download); tells `started` once it has begun.
+fn trickling_server(started: std::sync::mpsc::Sender<()>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let mut req = [0u8; 4096];
+        let _ = conn.read(&mut req);
+        let size: u64 = 64 << 20;
+        let mut header = tar::Header::new_gnu();
+        header.set_path("big").unwrap();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", size + 1024);
+        if conn.write_all(head.as_bytes()).is_err() || conn.write_all(header.as_bytes()).is_err() {
+            return;
+        }
+        let _ = started.send(());
+        let chunk = [0u8; 4096];
+        for _ in 0..1200 {
+            if conn.write_all(&chunk).is_err() {
+                return; // klee went away
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    format!("http://{addr}/base.tar")
+}
+
+#[test]
+fn ctrl_c_on_image_create_removes_the_partial_image() {
+    let Some(s) = common::scratch_for_containers() else {
+        return;
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = trickling_server(tx);
+    let (child, out) = spawn(&s, &["image", "create", "-t", "partial", "fetch", &url]);
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("klee started the download");
+    // Some of the archive is extracted into the new image's dataset by now.
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&child);
+    let (code, rest) = finish(child, out);
+    assert_eq!(code, 130, "{rest}");
+    assert!(rest.contains("the partial image was removed"), "{rest}");
+    assert!(!s.ok(&["image", "ls"]).contains("partial"));
+    let datasets = std::process::Command::new("zfs")
+        .args([
+            "list",
+            "-H",
+            "-o",
+            "name",
+            "-r",
+            &format!("{}/image", s.root),
+        ])
+        .output()
+        .unwrap();
+    let datasets = String::from_utf8(datasets.stdout).unwrap();
+    assert_eq!(datasets.lines().count(), 1, "left: {datasets}");
 }
