@@ -434,6 +434,11 @@ pub async fn image_create(client: &Client, req: &CreateImage) -> Outcome {
                 "loading an OCI image is not in kleened's API: it works on the engine itself (drop --host)",
             ))
         }
+        other => {
+            return Err(Failure::usage(format!(
+                "{other:?} is not in kleened's API: it works on the engine itself (drop --host)"
+            )))
+        }
     }
     let mut ws = client.websocket("/images/create").await?;
     ws.send_config(&config).await?;

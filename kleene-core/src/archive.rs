@@ -68,6 +68,7 @@ const PROGRESS_ENTRIES: u64 = 256;
 
 /// The compression of an archive, as recognised by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Compression {
     /// A plain tar archive.
     None,
@@ -1434,6 +1435,7 @@ impl Extractor {
 
 /// A writer that compresses what it is given (`klee image save` to an archive).
 #[allow(missing_debug_implementations)]
+#[non_exhaustive]
 pub enum Compressor<W: Write> {
     /// Written as is.
     None(W),

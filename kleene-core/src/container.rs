@@ -334,6 +334,7 @@ impl StartOverrides {
 
 /// How a started container's standard streams are connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Attach {
     /// Output goes to the container's log; the caller may exit.
     Detached,

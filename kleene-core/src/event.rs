@@ -51,6 +51,7 @@ pub enum Event {
 
 /// Which stream of a process a piece of output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OutputStream {
     /// Standard output.
     Stdout,

@@ -24,6 +24,7 @@ pub const IMAGE_SNAPSHOT: &str = "image";
 
 /// Where a base image comes from (`klee image create METHOD SOURCE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BaseSource {
     /// A tar archive (xz, gzip, zstd or plain) at an http(s) or `file://` URL, or a path;
     /// verified against `sha256` when given.

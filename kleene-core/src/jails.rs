@@ -70,6 +70,7 @@ impl JailRun {
 
 /// How a [`JailRun`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RunEnd {
     /// The command ended by itself.
     Exited(ExitStatus),

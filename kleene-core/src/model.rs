@@ -393,6 +393,7 @@ pub struct ContainerConfig {
 /// When a container is started without being asked, as Kleene's `--restart`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum RestartPolicy {
     /// Never (`no`).
     #[default]
@@ -425,6 +426,7 @@ impl FromStr for RestartPolicy {
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum RunState {
     /// Made, never started.
     #[default]
