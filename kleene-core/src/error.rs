@@ -185,6 +185,11 @@ pub enum CoreError {
     #[error("the container monitor is kleene-core {monitor}, the engine {engine}: they must be the same version")]
     MonitorVersion { engine: String, monitor: String },
 
+    /// An OCI image, layout, archive, registry or signature is at fault (kleene-oci's
+    /// error names the blob, file, URL or key).
+    #[error(transparent)]
+    Oci(kleene_oci::Error),
+
     /// An image's signatures do not satisfy the policy that applies to it (no signature,
     /// or none that verifies with its keys): it was not used.
     #[error("{image}: {reason}")]

@@ -17,15 +17,20 @@ use crate::image::{BaseSource, CreateImage, IMAGE_SNAPSHOT};
 use crate::meta::Table;
 use crate::model::{Image, ImageConfig, ImageOrigin, Instruction};
 
-/// kleene-oci's errors as the engine's: what is not there is `NotFound`, the rest is
-/// bad input (a malformed or lying image).
+/// kleene-oci's errors as the engine's: what is not there is `NotFound` (an image a
+/// layout or index lacks, a manifest a registry answers 404 for), the rest
+/// [`CoreError::Oci`] as it is.
 pub(crate) fn oci_error(e: kleene_oci::Error) -> CoreError {
     match e {
         kleene_oci::Error::NotFound(m) => CoreError::NotFound {
             kind: Object::Image,
             reference: m,
         },
-        other => CoreError::InvalidInput(other.to_string()),
+        kleene_oci::Error::Http { status: 404, .. } => CoreError::NotFound {
+            kind: Object::Image,
+            reference: e.to_string(),
+        },
+        other => CoreError::Oci(other),
     }
 }
 

@@ -89,7 +89,10 @@ pub(crate) fn core_error(e: CoreError, codes: Codes) -> ApiError {
         | CoreError::InUse { .. }
         | CoreError::Running { .. }
         | CoreError::NotRunning { .. } => codes.conflict,
-        CoreError::InvalidInput(_) | CoreError::Unsupported(_) => codes.invalid,
+        CoreError::InvalidInput(_)
+        | CoreError::Unsupported(_)
+        | CoreError::Oci(_)
+        | CoreError::Signature { .. } => codes.invalid,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError::new(status, e.to_string())
