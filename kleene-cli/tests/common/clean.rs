@@ -708,8 +708,17 @@ pub fn check(k: &Klee) -> (State, Vec<String>) {
         format!("{root}/image"),
         format!("{root}/container"),
         format!("{root}/volumes"),
+        format!("{root}/layer"),
     ]
     .into();
+    // OCI layers belong to the images on them.
+    for image in &state.images {
+        for chain in image["config"]["layers"].as_array().into_iter().flatten() {
+            if let Some(c) = chain.as_str() {
+                known.insert(format!("{root}/layer/{}", c.trim_start_matches("sha256:")));
+            }
+        }
+    }
     for (kind, v) in state
         .images
         .iter()
@@ -729,7 +738,7 @@ pub fn check(k: &Klee) -> (State, Vec<String>) {
     }
     for d in on_disk.difference(&known) {
         problems.push(format!(
-            "orphan dataset {d}: no image, container or volume has it"
+            "orphan dataset {d}: no image, container, volume or image layer has it"
         ));
     }
     // (c) mounts
