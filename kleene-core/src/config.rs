@@ -10,6 +10,7 @@ pub const FREEBSD_RELEASE_TEMPLATE: &str =
 /// The engine's settings. Serializable: the engine hands the whole of it to each
 /// container's monitor process.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct Config {
     /// The root dataset; `image`, `container` and `volumes` are made below it.
     pub root: DatasetName,
@@ -43,6 +44,7 @@ pub struct Config {
 /// How the engine speaks to OCI registries.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Registries {
     /// Registries (`host[:port]`) spoken to over https without verifying certificates,
     /// or plain http. Loopback registries are spoken to over http without being listed,
@@ -60,6 +62,7 @@ pub struct Registries {
 /// Which signatures an image must carry to be pulled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct SignaturePolicy {
     /// Public keys (files): PEM `PUBLIC KEY`s verify cosign/sigstore signatures stored in
     /// the registry (`sha256-<hex>.sig`); OpenPGP keys (armored or binary) verify
@@ -71,11 +74,39 @@ pub struct SignaturePolicy {
 
 /// A user name and password (or token) for a registry.
 #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct RegistryCredentials {
     /// The user name.
     pub username: String,
     /// The password or access token.
     pub password: String,
+}
+
+impl SignaturePolicy {
+    /// Signatures that verify with one of `keys`, cosign's from the registry (and simple
+    /// signatures from `lookaside` once [`SignaturePolicy::lookaside`] names it).
+    pub fn keys(keys: Vec<std::path::PathBuf>) -> Self {
+        Self {
+            keys,
+            lookaside: None,
+        }
+    }
+
+    /// The lookaside store of simple signatures (a directory or `file://` URL).
+    pub fn lookaside(mut self, store: impl Into<String>) -> Self {
+        self.lookaside = Some(store.into());
+        self
+    }
+}
+
+impl RegistryCredentials {
+    /// A user name and its password or access token.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RegistryCredentials {

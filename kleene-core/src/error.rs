@@ -138,6 +138,16 @@ pub enum CoreError {
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
 
+    /// An OCI image's layer is bad or unsafe: its tar, its compression, or its content
+    /// against its diff id. Nothing of it was kept.
+    #[error("layer {digest}: {source}")]
+    Layer {
+        /// The layer's blob digest.
+        digest: String,
+        #[source]
+        source: crate::archive::ArchiveError,
+    },
+
     /// ZFS refused.
     #[error(transparent)]
     Zfs(#[from] ZfsError),
@@ -227,20 +237,14 @@ impl MetadataError {
             source: None,
         }
     }
-}
 
-impl From<rusqlite::Error> for MetadataError {
-    fn from(e: rusqlite::Error) -> Self {
+    /// The database's own error (only the store sees rusqlite: these are not `From`
+    /// impls, which would put rusqlite in the public API).
+    pub(crate) fn sql(e: rusqlite::Error) -> Self {
         Self {
             message: e.to_string(),
             source: Some(Box::new(e)),
         }
-    }
-}
-
-impl From<rusqlite::Error> for CoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        CoreError::Metadata(e.into())
     }
 }
 

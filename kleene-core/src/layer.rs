@@ -165,12 +165,17 @@ impl Inner {
         })
         .map_err(|e| match e {
             _ if cancel.load(Ordering::SeqCst) => CoreError::Cancelled,
-            e => CoreError::InvalidInput(format!("layer {}: {e}", layer.digest)),
+            source => CoreError::Layer {
+                digest: layer.digest.to_string(),
+                source,
+            },
         })?;
         // The tar reader stops at the archive's end: the rest is read so that the layer
         // and its blob are verified whole.
-        tar.finish()
-            .map_err(|e| CoreError::InvalidInput(format!("layer {}: {e}", layer.digest)))?;
+        tar.finish().map_err(|source| CoreError::Layer {
+            digest: layer.digest.to_string(),
+            source: archive::ArchiveError::Read { source },
+        })?;
         if cancel.load(Ordering::SeqCst) {
             return Err(CoreError::Cancelled);
         }

@@ -195,6 +195,18 @@ pub struct Pending {
     pub op: String,
 }
 
+/// A database result as the engine's: `.sql()?` where `?` alone would need a public
+/// `From<rusqlite::Error>`.
+trait Sql<T> {
+    fn sql(self) -> Result<T>;
+}
+
+impl<T> Sql<T> for rusqlite::Result<T> {
+    fn sql(self) -> Result<T> {
+        self.map_err(|e| CoreError::Metadata(MetadataError::sql(e)))
+    }
+}
+
 /// Unix time now, in seconds.
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
@@ -307,13 +319,17 @@ fn to_image((id, name, tag, created, parent, dataset, config): ImageRow) -> Resu
 impl Store {
     /// Opens (creating) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let mut conn = Connection::open(path).sql()?;
+        conn.busy_timeout(Duration::from_secs(30)).sql()?;
+        conn.pragma_update(None, "journal_mode", "WAL").sql()?;
+        conn.pragma_update(None, "synchronous", "FULL").sql()?;
+        conn.pragma_update(None, "foreign_keys", "ON").sql()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql()?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .sql()?;
         let version = usize::try_from(version).unwrap_or(0);
         if version > MIGRATIONS.len() {
             return Err(CoreError::Metadata(MetadataError::msg(format!(
@@ -323,10 +339,11 @@ impl Store {
             ))));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.execute_batch(sql).sql()?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .sql()?;
         }
-        tx.commit()?;
+        tx.commit().sql()?;
         Ok(Self { conn })
     }
 
@@ -334,7 +351,8 @@ impl Store {
     pub fn schema_version(&self) -> Result<i64> {
         Ok(self
             .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .sql()?)
     }
 
     // ---- pending operations ----
@@ -348,16 +366,18 @@ impl Store {
                 table.key(),
                 table.name()
             );
-            let mut stmt = self.conn.prepare(&sql)?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                ))
-            })?;
+            let mut stmt = self.conn.prepare(&sql).sql()?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    ))
+                })
+                .sql()?;
             for row in rows {
-                let (key, dataset, op) = row?;
+                let (key, dataset, op) = row.sql()?;
                 out.push(Pending {
                     table,
                     dataset: dataset_of(table, &key, &dataset)?,
@@ -371,10 +391,12 @@ impl Store {
 
     /// Drops a row (any state) of `table` by key.
     pub fn delete_row(&self, table: Table, key: &str) -> Result<()> {
-        self.conn.execute(
-            &format!("DELETE FROM {} WHERE {} = ?1", table.name(), table.key()),
-            [key],
-        )?;
+        self.conn
+            .execute(
+                &format!("DELETE FROM {} WHERE {} = ?1", table.name(), table.key()),
+                [key],
+            )
+            .sql()?;
         Ok(())
     }
 
@@ -387,11 +409,12 @@ impl Store {
                 table.key(),
                 table.name()
             );
-            let mut stmt = self.conn.prepare(&sql)?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut stmt = self.conn.prepare(&sql).sql()?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .sql()?;
             for row in rows {
-                let (key, dataset) = row?;
+                let (key, dataset) = row.sql()?;
                 let dataset = dataset_of(table, &key, &dataset)?;
                 out.push((table, key, dataset));
             }
@@ -406,7 +429,7 @@ impl Store {
         self.conn.execute(
             "INSERT INTO images (id, created, dataset, state, op) VALUES (?1, ?2, ?3, 'pending', ?4)",
             params![id.as_str(), now(), dataset.as_str(), op],
-        )?;
+        ).sql()?;
         Ok(())
     }
 
@@ -424,24 +447,28 @@ impl Store {
         let parent = parent.map(|p| p.to_string());
         let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql()?;
         if !name.is_empty() {
             tx.execute(
                 "UPDATE images SET name = '', tag = '' WHERE name = ?1 AND tag = ?2 AND id != ?3",
                 params![name, tag, id.as_str()],
-            )?;
+            )
+            .sql()?;
         }
-        let n = tx.execute(
-            "UPDATE images SET name = ?2, tag = ?3, parent = ?4, config = ?5, created = ?6,
+        let n = tx
+            .execute(
+                "UPDATE images SET name = ?2, tag = ?3, parent = ?4, config = ?5, created = ?6,
                 state = 'ready', op = NULL WHERE id = ?1",
-            params![id.as_str(), name, tag, parent, json, now()],
-        )?;
+                params![id.as_str(), name, tag, parent, json, now()],
+            )
+            .sql()?;
         if n != 1 {
             return Err(CoreError::Internal(format!(
                 "image {id} vanished while being made"
             )));
         }
-        tx.commit()?;
+        tx.commit().sql()?;
         self.image(id)?
             .ok_or_else(|| CoreError::Internal(format!("image {id} vanished")))
     }
@@ -454,7 +481,8 @@ impl Store {
                 [id.as_str()],
                 image_from_row,
             )
-            .optional()?
+            .optional()
+            .sql()?
             .map(to_image)
             .transpose()
     }
@@ -469,7 +497,7 @@ impl Store {
                 [name, tag],
                 image_from_row,
             )
-            .optional()?
+            .optional().sql()?
             .map(to_image)
             .transpose()
     }
@@ -478,34 +506,39 @@ impl Store {
     pub fn images_by_prefix(&self, prefix: &str) -> Result<Vec<Image>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {IMAGE_COLUMNS} FROM images WHERE substr(id, 1, ?2) = ?1 AND state = 'ready' ORDER BY id"
-        ))?;
-        let rows = stmt.query_map(params![prefix, prefix.len() as i64], image_from_row)?;
-        rows.map(|r| to_image(r?)).collect()
+        )).sql()?;
+        let rows = stmt
+            .query_map(params![prefix, prefix.len() as i64], image_from_row)
+            .sql()?;
+        rows.map(|r| to_image(r.sql()?)).collect()
     }
 
     /// Every ready image, newest first.
     pub fn images(&self) -> Result<Vec<Image>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {IMAGE_COLUMNS} FROM images WHERE state = 'ready' ORDER BY created DESC, rowid DESC"
-        ))?;
-        let rows = stmt.query_map([], image_from_row)?;
-        rows.map(|r| to_image(r?)).collect()
+        )).sql()?;
+        let rows = stmt.query_map([], image_from_row).sql()?;
+        rows.map(|r| to_image(r.sql()?)).collect()
     }
 
     /// Gives `name:tag` to an image; the previous holder becomes untagged.
     pub fn tag_image(&mut self, id: &Id, name: &str, tag: &str) -> Result<()> {
         let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql()?;
         tx.execute(
             "UPDATE images SET name = '', tag = '' WHERE name = ?1 AND tag = ?2 AND id != ?3",
             params![name, tag, id.as_str()],
-        )?;
+        )
+        .sql()?;
         tx.execute(
             "UPDATE images SET name = ?2, tag = ?3 WHERE id = ?1",
             params![id.as_str(), name, tag],
-        )?;
-        tx.commit()?;
+        )
+        .sql()?;
+        tx.commit().sql()?;
         Ok(())
     }
 
@@ -513,37 +546,43 @@ impl Store {
     pub fn image_children(&self, id: &Id) -> Result<Vec<Image>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {IMAGE_COLUMNS} FROM images WHERE (parent = ?1 OR parent LIKE ?1 || '@%') AND state != 'removing'"
-        ))?;
-        let rows = stmt.query_map([id.as_str()], image_from_row)?;
-        rows.map(|r| to_image(r?)).collect()
+        )).sql()?;
+        let rows = stmt.query_map([id.as_str()], image_from_row).sql()?;
+        rows.map(|r| to_image(r.sql()?)).collect()
     }
 
     /// Ids and names of the containers made from image `id`.
     pub fn image_containers(&self, id: &Id) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, name FROM containers WHERE image_id = ?1 ORDER BY created")?;
-        let rows = stmt.query_map([id.as_str()], |r| {
-            Ok(format!(
-                "{} ({})",
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(0)?
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .prepare("SELECT id, name FROM containers WHERE image_id = ?1 ORDER BY created")
+            .sql()?;
+        let rows = stmt
+            .query_map([id.as_str()], |r| {
+                Ok(format!(
+                    "{} ({})",
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(0)?
+                ))
+            })
+            .sql()?;
+        Ok(rows.collect::<rusqlite::Result<_>>().sql()?)
     }
 
     /// Marks a row as being removed (so nothing new may use it), returning whether it was
     /// there and ready.
     pub fn mark_removing(&self, table: Table, key: &str, op: &str) -> Result<bool> {
-        let n = self.conn.execute(
-            &format!(
-                "UPDATE {} SET state = 'pending', op = ?2 WHERE {} = ?1 AND state = 'ready'",
-                table.name(),
-                table.key()
-            ),
-            params![key, op],
-        )?;
+        let n = self
+            .conn
+            .execute(
+                &format!(
+                    "UPDATE {} SET state = 'pending', op = ?2 WHERE {} = ?1 AND state = 'ready'",
+                    table.name(),
+                    table.key()
+                ),
+                params![key, op],
+            )
+            .sql()?;
         Ok(n == 1)
     }
 
@@ -557,7 +596,8 @@ impl Store {
                 [chain_id],
                 layer_from_row,
             )
-            .optional()?
+            .optional()
+            .sql()?
             .map(to_layer)
             .transpose()
     }
@@ -578,7 +618,7 @@ impl Store {
              SELECT ?1, ?2, ?3, ?4, ?5, 'pending', ?6
              WHERE ?3 IS NULL OR EXISTS (SELECT 1 FROM layers WHERE chain_id = ?3 AND state = 'ready')",
             params![chain_id, diff_id, parent, dataset.as_str(), now(), op],
-        )?;
+        ).sql()?;
         if n == 1 {
             return Ok(LayerInsert::Inserted);
         }
@@ -594,7 +634,7 @@ impl Store {
         self.conn.execute(
             "UPDATE layers SET state = 'ready', op = NULL, size = ?2, created = ?3 WHERE chain_id = ?1",
             params![chain_id, size as i64, now()],
-        )?;
+        ).sql()?;
         Ok(())
     }
 
@@ -606,19 +646,22 @@ impl Store {
              AND NOT EXISTS (SELECT 1 FROM images WHERE layer = ?1)
              AND NOT EXISTS (SELECT 1 FROM layers WHERE parent = ?1)",
             params![chain_id, op],
-        )?;
+        ).sql()?;
         Ok(n == 1)
     }
 
     /// Ready layers that nothing uses: no image, no layer above.
     pub fn unused_layers(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT chain_id FROM layers l WHERE state = 'ready'
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT chain_id FROM layers l WHERE state = 'ready'
              AND NOT EXISTS (SELECT 1 FROM images WHERE layer = l.chain_id)
              AND NOT EXISTS (SELECT 1 FROM layers WHERE parent = l.chain_id)",
-        )?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            )
+            .sql()?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).sql()?;
+        Ok(rows.collect::<rusqlite::Result<_>>().sql()?)
     }
 
     /// Records an image being made as a clone of a ready layer; false (nothing written)
@@ -630,12 +673,15 @@ impl Store {
         op: &str,
         layer: &str,
     ) -> Result<bool> {
-        let n = self.conn.execute(
-            "INSERT INTO images (id, created, dataset, state, op, layer)
+        let n = self
+            .conn
+            .execute(
+                "INSERT INTO images (id, created, dataset, state, op, layer)
              SELECT ?1, ?2, ?3, 'pending', ?4, ?5
              WHERE EXISTS (SELECT 1 FROM layers WHERE chain_id = ?5 AND state = 'ready')",
-            params![id.as_str(), now(), dataset.as_str(), op, layer],
-        )?;
+                params![id.as_str(), now(), dataset.as_str(), op, layer],
+            )
+            .sql()?;
         Ok(n == 1)
     }
 
@@ -651,7 +697,7 @@ impl Store {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
                 CoreError::AlreadyExists { kind: Object::Volume, name: name.to_string() }
             }
-            other => other.into(),
+            other => CoreError::Metadata(MetadataError::sql(other)),
         })?;
         Ok(())
     }
@@ -664,10 +710,12 @@ impl Store {
                 mountpoint.display()
             ))
         })?;
-        self.conn.execute(
-            "UPDATE volumes SET mountpoint = ?2, state = 'ready', op = NULL WHERE name = ?1",
-            params![name, mountpoint],
-        )?;
+        self.conn
+            .execute(
+                "UPDATE volumes SET mountpoint = ?2, state = 'ready', op = NULL WHERE name = ?1",
+                params![name, mountpoint],
+            )
+            .sql()?;
         Ok(())
     }
 
@@ -679,7 +727,7 @@ impl Store {
                 [name],
                 volume_from_row,
             )
-            .optional()?
+            .optional().sql()?
             .map(to_volume)
             .transpose()
     }
@@ -688,9 +736,9 @@ impl Store {
     pub fn volumes(&self) -> Result<Vec<Volume>> {
         let mut stmt = self.conn.prepare(
             "SELECT name, dataset, mountpoint, created FROM volumes WHERE state = 'ready' ORDER BY name",
-        )?;
-        let rows = stmt.query_map([], volume_from_row)?;
-        rows.map(|r| to_volume(r?)).collect()
+        ).sql()?;
+        let rows = stmt.query_map([], volume_from_row).sql()?;
+        rows.map(|r| to_volume(r.sql()?)).collect()
     }
 
     /// Names and ids of the containers that mount volume `name`.
@@ -698,15 +746,17 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT DISTINCT c.name, c.id FROM mounts m JOIN containers c ON c.id = m.container_id
              WHERE m.kind = 'volume' AND m.source = ?1 ORDER BY c.name",
-        )?;
-        let rows = stmt.query_map([name], |r| {
-            Ok(format!(
-                "{} ({})",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        ).sql()?;
+        let rows = stmt
+            .query_map([name], |r| {
+                Ok(format!(
+                    "{} ({})",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?
+                ))
+            })
+            .sql()?;
+        Ok(rows.collect::<rusqlite::Result<_>>().sql()?)
     }
 }
 
@@ -738,7 +788,8 @@ impl Store {
                 [key],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()?;
+            .optional()
+            .sql()?;
         row.map(|(id, snap)| Ok((Id::parse(&id)?, snap)))
             .transpose()
     }
@@ -749,24 +800,27 @@ impl Store {
         self.conn.execute(
             "INSERT OR REPLACE INTO build_cache (key, image_id, snapshot, created) VALUES (?1, ?2, ?3, ?4)",
             params![key, image_id.as_str(), snapshot, now()],
-        )?;
+        ).sql()?;
         Ok(())
     }
 
     /// Forgets a cache entry (its snapshot is gone).
     pub fn cache_delete(&self, key: &str) -> Result<()> {
         self.conn
-            .execute("DELETE FROM build_cache WHERE key = ?1", [key])?;
+            .execute("DELETE FROM build_cache WHERE key = ?1", [key])
+            .sql()?;
         Ok(())
     }
 
     /// Sets the parent of an image still being made, so that its parent cannot be
     /// removed from under it.
     pub fn set_image_parent(&self, id: &Id, parent: &ImageSnapshot) -> Result<()> {
-        self.conn.execute(
-            "UPDATE images SET parent = ?2 WHERE id = ?1",
-            params![id.as_str(), parent.to_string()],
-        )?;
+        self.conn
+            .execute(
+                "UPDATE images SET parent = ?2 WHERE id = ?1",
+                params![id.as_str(), parent.to_string()],
+            )
+            .sql()?;
         Ok(())
     }
 }
@@ -839,7 +893,8 @@ impl Store {
     pub fn insert_pending_container(&mut self, c: &Container, op: &str) -> Result<()> {
         let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql()?;
         tx.execute(
             "INSERT INTO containers (id, name, image_id, snapshot, dataset, config, created, state, op, runtime)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
@@ -861,7 +916,7 @@ impl Store {
             {
                 CoreError::AlreadyExists { kind: Object::Container, name: c.name.clone() }
             }
-            other => other.into(),
+            other => CoreError::Metadata(MetadataError::sql(other)),
         })?;
         for m in &c.config.mounts {
             let (kind, source) = match &m.source {
@@ -871,18 +926,20 @@ impl Store {
             tx.execute(
                 "INSERT INTO mounts (container_id, kind, source, destination, read_only) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![c.id.as_str(), kind, source, m.destination, m.read_only],
-            )?;
+            ).sql()?;
         }
-        tx.commit()?;
+        tx.commit().sql()?;
         Ok(())
     }
 
     /// Marks a container made.
     pub fn finish_container(&self, id: &Id) -> Result<()> {
-        self.conn.execute(
-            "UPDATE containers SET state = 'ready', op = NULL WHERE id = ?1",
-            [id.as_str()],
-        )?;
+        self.conn
+            .execute(
+                "UPDATE containers SET state = 'ready', op = NULL WHERE id = ?1",
+                [id.as_str()],
+            )
+            .sql()?;
         Ok(())
     }
 
@@ -896,7 +953,8 @@ impl Store {
                 [id.as_str()],
                 container_from_row,
             )
-            .optional()?
+            .optional()
+            .sql()?
             .map(to_container)
             .transpose()
     }
@@ -909,7 +967,7 @@ impl Store {
                 [name],
                 container_from_row,
             )
-            .optional()?
+            .optional().sql()?
             .map(to_container)
             .transpose()
     }
@@ -918,36 +976,43 @@ impl Store {
     pub fn containers_by_prefix(&self, prefix: &str) -> Result<Vec<Container>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {CONTAINER_COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1 AND state = 'ready' ORDER BY id"
-        ))?;
-        let rows = stmt.query_map(params![prefix, prefix.len() as i64], container_from_row)?;
-        rows.map(|r| to_container(r?)).collect()
+        )).sql()?;
+        let rows = stmt
+            .query_map(params![prefix, prefix.len() as i64], container_from_row)
+            .sql()?;
+        rows.map(|r| to_container(r.sql()?)).collect()
     }
 
     /// Every ready container, newest first.
     pub fn containers(&self) -> Result<Vec<Container>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {CONTAINER_COLUMNS} FROM containers WHERE state = 'ready' ORDER BY created DESC, rowid DESC"
-        ))?;
-        let rows = stmt.query_map([], container_from_row)?;
-        rows.map(|r| to_container(r?)).collect()
+        )).sql()?;
+        let rows = stmt.query_map([], container_from_row).sql()?;
+        rows.map(|r| to_container(r.sql()?)).collect()
     }
 
     /// Replaces a container's runtime state.
     pub fn set_runtime(&self, id: &Id, runtime: &Runtime) -> Result<()> {
-        self.conn.execute(
-            "UPDATE containers SET runtime = ?2 WHERE id = ?1",
-            params![id.as_str(), json(runtime)?],
-        )?;
+        self.conn
+            .execute(
+                "UPDATE containers SET runtime = ?2 WHERE id = ?1",
+                params![id.as_str(), json(runtime)?],
+            )
+            .sql()?;
         Ok(())
     }
 
     /// Replaces a container's runtime state only if it is still `seen`: whether it was.
     /// (A monitor may record the exit between a check and this write.)
     pub fn replace_runtime(&self, id: &Id, seen: &Runtime, runtime: &Runtime) -> Result<bool> {
-        let n = self.conn.execute(
-            "UPDATE containers SET runtime = ?3 WHERE id = ?1 AND runtime = ?2",
-            params![id.as_str(), json(seen)?, json(runtime)?],
-        )?;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE containers SET runtime = ?3 WHERE id = ?1 AND runtime = ?2",
+                params![id.as_str(), json(seen)?, json(runtime)?],
+            )
+            .sql()?;
         Ok(n == 1)
     }
 
@@ -967,17 +1032,19 @@ impl Store {
                         name: name.to_string(),
                     }
                 }
-                other => other.into(),
+                other => CoreError::Metadata(MetadataError::sql(other)),
             })?;
         Ok(())
     }
 
     /// Replaces a container's configuration.
     pub fn set_container_config(&self, id: &Id, config: &ContainerConfig) -> Result<()> {
-        self.conn.execute(
-            "UPDATE containers SET config = ?2 WHERE id = ?1",
-            params![id.as_str(), json(config)?],
-        )?;
+        self.conn
+            .execute(
+                "UPDATE containers SET config = ?2 WHERE id = ?1",
+                params![id.as_str(), json(config)?],
+            )
+            .sql()?;
         Ok(())
     }
 
@@ -1006,7 +1073,7 @@ impl Store {
                         }
                     }
                 }
-                other => other.into(),
+                other => CoreError::Metadata(MetadataError::sql(other)),
             })?;
         Ok(())
     }
@@ -1015,17 +1082,20 @@ impl Store {
     pub fn networks(&self) -> Result<Vec<Network>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, name, spec, created FROM networks ORDER BY created, rowid")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
+            .prepare("SELECT id, name, spec, created FROM networks ORDER BY created, rowid")
+            .sql()?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .sql()?;
         rows.map(|r| {
-            let (id, name, spec, created) = r?;
+            let (id, name, spec, created) = r.sql()?;
             let spec: NetworkSpec = serde_json::from_str(&spec).map_err(|e| {
                 CoreError::Metadata(MetadataError::msg(format!(
                     "network {name} has unreadable metadata: {e}"
@@ -1044,33 +1114,39 @@ impl Store {
     /// Removes a network's row (its endpoints must be gone).
     pub fn delete_network(&self, id: &Id) -> Result<()> {
         self.conn
-            .execute("DELETE FROM networks WHERE id = ?1", [id.as_str()])?;
+            .execute("DELETE FROM networks WHERE id = ?1", [id.as_str()])
+            .sql()?;
         Ok(())
     }
 
     /// Every endpoint, of one container or network when given.
     pub fn endpoints(&self, container: Option<&Id>, network: Option<&Id>) -> Result<Vec<Endpoint>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT e.container_id, e.network_id, n.name, e.ipv4, e.ipv6, e.slot
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT e.container_id, e.network_id, n.name, e.ipv4, e.ipv6, e.slot
              FROM endpoints e JOIN networks n ON n.id = e.network_id
              WHERE (?1 IS NULL OR e.container_id = ?1) AND (?2 IS NULL OR e.network_id = ?2)
              ORDER BY e.container_id, e.slot",
-        )?;
-        let rows = stmt.query_map(
-            params![container.map(Id::as_str), network.map(Id::as_str)],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, u8>(5)?,
-                ))
-            },
-        )?;
+            )
+            .sql()?;
+        let rows = stmt
+            .query_map(
+                params![container.map(Id::as_str), network.map(Id::as_str)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, u8>(5)?,
+                    ))
+                },
+            )
+            .sql()?;
         rows.map(|r| {
-            let (c, n, name, v4, v6, slot) = r?;
+            let (c, n, name, v4, v6, slot) = r.sql()?;
             Ok(Endpoint {
                 slot,
                 container: Id::parse(&c)?,
@@ -1113,42 +1189,52 @@ impl Store {
                     e.container, e.network_name
                 )))
             }
-            Err(other) => Err(other.into()),
+            Err(other) => Err(CoreError::Metadata(MetadataError::sql(other))),
         }
     }
 
     /// Removes every endpoint of `owner` (a build's); how many there were.
     pub fn delete_endpoints_of(&self, owner: &Id) -> Result<usize> {
-        Ok(self.conn.execute(
-            "DELETE FROM endpoints WHERE container_id = ?1",
-            [owner.as_str()],
-        )?)
+        Ok(self
+            .conn
+            .execute(
+                "DELETE FROM endpoints WHERE container_id = ?1",
+                [owner.as_str()],
+            )
+            .sql()?)
     }
 
     /// The builds' endpoints: owner and operation token.
     pub fn build_endpoints(&self) -> Result<Vec<(String, String)>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT DISTINCT container_id, op FROM endpoints WHERE op IS NOT NULL")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .prepare("SELECT DISTINCT container_id, op FROM endpoints WHERE op IS NOT NULL")
+            .sql()?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).sql()?;
+        Ok(rows.collect::<rusqlite::Result<_>>().sql()?)
     }
 
     /// Removes an endpoint; whether there was one.
     pub fn delete_endpoint(&self, container: &Id, network: &Id) -> Result<bool> {
-        let n = self.conn.execute(
-            "DELETE FROM endpoints WHERE container_id = ?1 AND network_id = ?2",
-            [container.as_str(), network.as_str()],
-        )?;
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM endpoints WHERE container_id = ?1 AND network_id = ?2",
+                [container.as_str(), network.as_str()],
+            )
+            .sql()?;
         Ok(n == 1)
     }
 
     /// Marks volume `name` filled from an image (done once, on its first mount).
     pub fn mark_volume_filled(&self, name: &str) -> Result<bool> {
-        let n = self.conn.execute(
-            "UPDATE volumes SET filled = 1 WHERE name = ?1 AND filled = 0",
-            [name],
-        )?;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE volumes SET filled = 1 WHERE name = ?1 AND filled = 0",
+                [name],
+            )
+            .sql()?;
         Ok(n == 1)
     }
 }

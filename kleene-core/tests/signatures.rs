@@ -113,10 +113,7 @@ async fn cosign_signatures_are_made_on_push_and_checked_on_pull() {
     let mut config = s.config.clone();
     config.registries.policy.insert(
         format!("{}/team", reg.addr()),
-        SignaturePolicy {
-            keys: vec![pubkey.clone()],
-            lookaside: None,
-        },
+        SignaturePolicy::keys(vec![pubkey.clone()]),
     );
     let engine = Engine::open(config).await.unwrap();
     let err = engine

@@ -92,6 +92,7 @@ pub(crate) fn core_error(e: CoreError, codes: Codes) -> ApiError {
         CoreError::InvalidInput(_)
         | CoreError::Unsupported(_)
         | CoreError::Oci(_)
+        | CoreError::Layer { .. }
         | CoreError::Signature { .. } => codes.invalid,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -181,6 +181,7 @@ impl BuildRequest {
 
 /// What a successful build made.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BuildOutcome {
     /// The new image.
     pub image: Image,

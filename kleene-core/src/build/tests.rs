@@ -537,15 +537,18 @@ EOF
 #[tokio::test]
 async fn a_stage_runs_in_one_build_container_ended_with_the_stage() {
     let t = TestEngine::new().await;
-    let df = "\
+    let df = format!(
+        "\
 FROM base AS first
 RUN echo a > /a
 RUN echo b > /b
 FROM base
-COPY --from=first /a /a
+COPY --from=first --chown={} /a /a
 RUN echo c > /c
-";
-    let ctx = t.context("stages", df, &[]);
+",
+        me()
+    );
+    let ctx = t.context("stages", &df, &[]);
     let (r, _) = t.build(BuildRequest::new(&ctx).tag("stages")).await;
     r.unwrap();
     let names: Vec<String> = t.jails.runs().iter().map(|r| r.name.clone()).collect();
