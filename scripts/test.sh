@@ -2,7 +2,8 @@
 # scripts/test.sh: every check of the project, on a fresh Debian machine as root.
 # Installs what it needs (zfs-fuse, nftables, buildah as a peer...), starts zfs-fuse,
 # makes its own pool (destroyed on exit, success or not), then: rustfmt, clippy (also with the lzc feature), the whole test suite with
-# KLEENE_REQUIRE_ZFS=1 (tests that need ZFS or root fail rather than skip), the embedding
+# KLEENE_REQUIRE_ZFS=1 (tests that need ZFS or root fail rather than skip), the unit tests
+# again as nobody without a pool (scripts/unit-unprivileged.sh), the embedding
 # examples (scripts/examples.sh), and the FreeBSD type-check.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,6 +54,7 @@ step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo clippy (kleene-zfs features)" cargo clippy -p kleene-zfs --all-targets --features lzc,testing,serde -- -D warnings
 step "cargo clippy (zfs-daemon tests)" cargo clippy -p kleene-cli --all-targets --features zfs-daemon-tests -- -D warnings
 step "cargo test" cargo test --workspace --no-fail-fast
+step "unit tests as nobody, without a pool" "$here/unit-unprivileged.sh"
 step "examples" "$here/examples.sh" "$pool"
 step "cargo test (lzc)" cargo test -p kleene-zfs --features lzc --lib
 step "zfs-fuse killed mid-operation (alone: it kills the daemon)" cargo test -p kleene-cli --features zfs-daemon-tests --test zfs_daemon -- --test-threads=1
