@@ -1,12 +1,11 @@
-//! Golden tests from Kleene's own documentation (https://kleene.dev, a copy in
-//! /work/shared/reference/kleene-docs, found at `$CARGO_MANIFEST_DIR/../../shared/reference/kleene-docs`):
+//! Golden tests from Kleene's own documentation (https://kleene.dev; the pages used are
+//! vendored in `tests/fixtures/kleene-docs`, or `$KLEENE_DOCS` names a whole copy):
 //! each test reads one documented console session from the doc file at test time, runs its
 //! `$ klee ...` commands in order with our klee on a scratch root, and compares our stdout
 //! with the docs line by line (see tests/common/docs.rs for what may differ: ids, ages and
 //! times, sizes, table widths, the root's path, and the container's own FreeBSD output).
 //! The base image is busybox (tests/common), tagged with the names the docs use, so the
-//! documented commands run unchanged. Without the docs the tests skip, unless
-//! `KLEENE_REQUIRE_ZFS=1`, where they fail.
+//! documented commands run unchanged.
 //!
 //! Covered (file, console block counted from 1):
 //! - run/introduction.md 1 (`container create` + `container start 433b`), 2 (`run

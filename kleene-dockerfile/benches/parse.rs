@@ -9,13 +9,13 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn corpus() -> Vec<String> {
+    // The vendored BuildKit cases, or another copy named by `$KLEENE_BUILDKIT_TESTS`.
     let dir = match std::env::var_os("KLEENE_BUILDKIT_TESTS") {
         Some(d) => std::path::PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/peer-tests/buildkit-dockerfile"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/buildkit"),
     };
     let mut files: Vec<_> = std::fs::read_dir(dir.join("testfiles"))
-        .expect("the BuildKit corpus is needed: shared/peer-tests/buildkit-dockerfile or $KLEENE_BUILDKIT_TESTS")
+        .expect("the BuildKit corpus: tests/fixtures/buildkit or $KLEENE_BUILDKIT_TESTS")
         .filter_map(|e| e.ok())
         .map(|e| e.path().join("Dockerfile"))
         .collect();
