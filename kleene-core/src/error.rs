@@ -148,6 +148,20 @@ pub enum CoreError {
         source: crate::archive::ArchiveError,
     },
 
+    /// A path inside an image or container root cannot be used: it leads out of the root
+    /// through a symlink, loops, or names something of the wrong kind.
+    #[error(transparent)]
+    Path(kleene_rootfs::Error),
+
+    /// A jail parameter (`-J`) is malformed, or unknown to this platform.
+    #[error("jail parameter {text:?}: {source}")]
+    JailParam {
+        /// The parameter as given.
+        text: String,
+        #[source]
+        source: kleene_jail::Error,
+    },
+
     /// ZFS refused.
     #[error(transparent)]
     Zfs(#[from] ZfsError),

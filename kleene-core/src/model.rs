@@ -128,7 +128,10 @@ impl FromStr for JailParamText {
     fn from_str(s: &str) -> Result<Self, CoreError> {
         JailParam::parse(s)
             .map(JailParamText)
-            .map_err(|e| CoreError::InvalidInput(format!("jail parameter {s:?}: {e}")))
+            .map_err(|source| CoreError::JailParam {
+                text: s.to_string(),
+                source,
+            })
     }
 }
 

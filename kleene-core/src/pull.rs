@@ -504,7 +504,7 @@ async fn download(
             &mut progress,
         )
         .await
-        .map_err(|e| CoreError::InvalidInput(format!("layer {}: {e}", layer.digest)))?;
+        .map_err(oci_error)?;
     Ok(dest)
 }
 

@@ -30,7 +30,7 @@ impl From<kleene_rootfs::Error> for CoreError {
             kleene_rootfs::Error::OpenRoot { root, source } => {
                 CoreError::io(format!("opening {}", root.display()), source)
             }
-            e => CoreError::InvalidInput(e.to_string()),
+            e => CoreError::Path(e),
         }
     }
 }

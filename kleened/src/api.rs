@@ -93,6 +93,8 @@ pub(crate) fn core_error(e: CoreError, codes: Codes) -> ApiError {
         | CoreError::Unsupported(_)
         | CoreError::Oci(_)
         | CoreError::Layer { .. }
+        | CoreError::Path(_)
+        | CoreError::JailParam { .. }
         | CoreError::Signature { .. } => codes.invalid,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
