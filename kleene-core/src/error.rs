@@ -94,10 +94,21 @@ pub enum CoreError {
         after: std::time::Duration,
     },
 
-    /// Setting up a network failed on the host (an interface, a link, the firewall); the
-    /// message names the interface or rule and the operation.
-    #[error("network: {0}")]
-    Network(String),
+    /// Changing the host's network failed (an interface, an address, a link, the
+    /// firewall): what the engine was doing, naming the network, container or interface,
+    /// and kleene-net's error for the platform, kept whole.
+    #[error("{context}: {source}")]
+    Network {
+        context: String,
+        #[source]
+        source: kleene_net::HostError,
+    },
+
+    /// A network's specification, an address asked for or a published port breaks
+    /// Kleene's rules, or a network has no free address left (kleene-net's error names
+    /// the value): the caller's to fix, as [`CoreError::InvalidInput`].
+    #[error(transparent)]
+    NetworkSpec(#[from] kleene_net::Error),
 
     /// A Dockerfile was rejected; the error keeps its file, line and column.
     #[error(transparent)]

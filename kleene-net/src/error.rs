@@ -1,4 +1,5 @@
-//! The crate's errors.
+//! The crate's errors: [`Error`] for the pure modules (the model, IPAM, ports, the
+//! renderers) and [`HostError`] for the backends that change the host.
 
 use std::net::IpAddr;
 
@@ -109,3 +110,90 @@ pub enum Error {
 
 /// kleene-net's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong changing the host's network, on every platform: the error of the
+/// platform's backend, kept whole, so that a caller can name one type whatever it is
+/// compiled for (kleene-core's `CoreError::Network` keeps it as its source).
+///
+/// The Linux backend's errors exist on Linux only, so [`HostError::Linux`] does too. The
+/// FreeBSD backend's pure parts (interface names, the commands and their output) compile
+/// everywhere, so [`HostError::FreeBsd`] exists everywhere: a plan made on any system may
+/// refuse a name with it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The Linux backend: netlink, namespaces, nftables (boxed: rtnetlink's errors are
+    /// large, and this one travels inside other crates' error types).
+    #[cfg(target_os = "linux")]
+    #[error(transparent)]
+    Linux(Box<crate::linux::Error>),
+
+    /// The FreeBSD backend: `ifconfig`, `route`, `jexec`, `pfctl`, `sysctl`, or a name or
+    /// value it refused before running anything.
+    #[error(transparent)]
+    FreeBsd(#[from] crate::freebsd::Error),
+
+    /// A firewall ruleset could not be rendered from the host's networks and endpoints.
+    #[error(transparent)]
+    Render(#[from] Error),
+
+    /// An interface that must exist on the host does not (a custom network's, which
+    /// Kleene neither creates nor destroys).
+    #[error("interface {name} does not exist on the host")]
+    MissingInterface {
+        /// The interface's name.
+        name: String,
+    },
+}
+
+#[cfg(target_os = "linux")]
+impl From<crate::linux::Error> for HostError {
+    fn from(e: crate::linux::Error) -> Self {
+        HostError::Linux(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_errors_are_small() {
+        // Kept in callers' error types (kleene-core's CoreError), which clippy wants small.
+        assert!(std::mem::size_of::<HostError>() <= 96);
+    }
+
+    #[test]
+    fn host_errors_keep_the_backend_error_whole() {
+        let e = HostError::from(crate::freebsd::Error::Invalid {
+            what: "interface name",
+            value: "em 0".into(),
+            reason: "it contains a space".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "invalid interface name \"em 0\": it contains a space"
+        );
+        assert!(matches!(e, HostError::FreeBsd(_)));
+        let e = HostError::MissingInterface { name: "em9".into() };
+        assert_eq!(e.to_string(), "interface em9 does not exist on the host");
+        let e = HostError::from(Error::Render {
+            what: "pf",
+            reason: "bad template".into(),
+        });
+        assert_eq!(e.to_string(), "cannot render the pf ruleset: bad template");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn linux_errors_are_kept_typed() {
+        let e = HostError::from(crate::linux::Error::LinkNotFound {
+            name: "kleene0".into(),
+            ns: "net:[1]".into(),
+        });
+        assert!(
+            matches!(&e, HostError::Linux(l) if matches!(**l, crate::linux::Error::LinkNotFound { .. }))
+        );
+        assert_eq!(e.to_string(), "interface kleene0 not found in net:[1]");
+    }
+}

@@ -11,4 +11,4 @@ pub mod nft;
 pub mod pf;
 pub mod ports;
 
-pub use error::{Error, Result};
+pub use error::{Error, HostError, Result};

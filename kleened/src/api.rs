@@ -93,6 +93,7 @@ pub(crate) fn core_error(e: CoreError, codes: Codes) -> ApiError {
         | CoreError::Unsupported(_)
         | CoreError::Oci(_)
         | CoreError::Layer { .. }
+        | CoreError::NetworkSpec(_)
         | CoreError::Path(_)
         | CoreError::JailParam { .. }
         | CoreError::Signature { .. } => codes.invalid,

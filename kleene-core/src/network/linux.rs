@@ -1,54 +1,71 @@
 //! Linux: bridges, veths into per-container namespaces, nftables.
+//!
+//! `ipnet` and `vnet` containers are alike here: each gets a namespace of its own with a
+//! veth to each of its networks' bridges. Nothing of a container is left on the host once
+//! its namespace is gone, so there is nothing to reconcile ([`HOST_STATE`] is false).
 
-use kleene_jail::{NetNs, NetworkMode};
+use std::collections::BTreeMap;
+
+use kleene_jail::{JailHandle, NetNs, NetworkMode};
 use kleene_net::linux::{self, Netlink, Sandbox, VethSpec};
 use kleene_net::model::FirewallInput;
+use kleene_net::HostError;
 
-use super::{host_addresses, interface_addresses, with_prefixes};
+use super::{host_addresses, host_err, interface_addresses, with_prefixes};
 use crate::error::{CoreError, Result};
 use crate::id::Id;
-use crate::model::{Container, Endpoint, Network, NetworkType};
+use crate::model::{Container, Driver, Endpoint, Network, NetworkType};
 
-fn err(e: linux::Error) -> CoreError {
-    CoreError::Network(e.to_string())
+/// Whether containers leave network state on the host that is changed under the firewall's
+/// lock and reconciled: not on Linux (a container's links live and die with its namespace).
+pub const HOST_STATE: bool = false;
+
+/// A backend error as the engine's, after `context` (what was being done).
+fn err(context: impl Into<String>) -> impl FnOnce(linux::Error) -> CoreError {
+    let context = context.into();
+    move |e| host_err(context, e)
 }
 
 /// The host's interface names.
 pub async fn interfaces() -> Result<Vec<String>> {
+    const WHAT: &str = "listing the host's interfaces";
     Netlink::current()
         .await
-        .map_err(err)?
+        .map_err(err(WHAT))?
         .links_with_prefix("")
         .await
-        .map_err(err)
+        .map_err(err(WHAT))
 }
 
 pub async fn default_route_interface() -> Result<Option<String>> {
+    const WHAT: &str = "reading the default route";
     Netlink::current()
         .await
-        .map_err(err)?
+        .map_err(err(WHAT))?
         .default_route_interface()
         .await
-        .map_err(err)
+        .map_err(err(WHAT))
 }
 
 /// Makes (or finds) a network's host interface and forwarding.
 pub async fn ensure_interface(n: &Network) -> Result<()> {
-    let nl = Netlink::current().await.map_err(err)?;
+    let what = format!("network {}", n.name);
+    let nl = Netlink::current().await.map_err(err(&what))?;
     if n.spec.kind == NetworkType::Custom {
-        if !nl.link_exists(n.interface()).await.map_err(err)? {
-            return Err(CoreError::Network(format!(
-                "custom network {}: interface {} does not exist",
-                n.name,
-                n.interface()
-            )));
+        if !nl.link_exists(n.interface()).await.map_err(err(&what))? {
+            return Err(host_err(
+                format!("custom network {}", n.name),
+                HostError::MissingInterface {
+                    name: n.interface().to_string(),
+                },
+            ));
         }
     } else {
         nl.ensure_bridge(n.interface(), &interface_addresses(n))
             .await
-            .map_err(err)?;
+            .map_err(err(format!("making the bridge of network {}", n.name)))?;
     }
-    linux::enable_forwarding(None).map_err(err)
+    linux::enable_forwarding(None).map_err(err("turning on ip forwarding"))
 }
 
 /// Removes a network's host interface (a custom one is the user's and stays).
@@ -56,8 +73,9 @@ pub async fn remove_interface(n: &Network) -> Result<()> {
     if n.spec.kind == NetworkType::Custom {
         return Ok(());
     }
-    let nl = Netlink::current().await.map_err(err)?;
-    nl.remove_link(n.interface()).await.map_err(err)?;
+    let what = format!("removing the bridge of network {}", n.name);
+    let nl = Netlink::current().await.map_err(err(&what))?;
+    nl.remove_link(n.interface()).await.map_err(err(&what))?;
     Ok(())
 }
 
@@ -84,13 +102,15 @@ fn veth(c: &Id, n: &Network, e: &Endpoint, default_route: bool) -> VethSpec {
 pub type Hold = Sandbox;
 
 /// A starting container's network: a namespace of its own with its links, which the
-/// jail joins.
+/// jail joins (the same for `ipnet` and `vnet`; the jail's name is FreeBSD's business).
 pub async fn prepare(
     owner: &Id,
     what: &str,
+    _jail: &str,
+    _driver: Driver,
     links: &[(Network, Endpoint)],
 ) -> Result<(NetworkMode, Hold)> {
-    let sandbox = sandbox(owner, links).await?;
+    let sandbox = sandbox(owner, what, links).await?;
     let fd = sandbox
         .fd()
         .try_clone_to_owned()
@@ -100,9 +120,11 @@ pub async fn prepare(
 
 /// A new network namespace for a starting container, linked to each of its networks
 /// (the first that has a gateway gives the default route).
-async fn sandbox(owner: &Id, links: &[(Network, Endpoint)]) -> Result<Sandbox> {
-    let sandbox = Sandbox::new().map_err(err)?;
-    let host = Netlink::current().await.map_err(err)?;
+async fn sandbox(owner: &Id, what: &str, links: &[(Network, Endpoint)]) -> Result<Sandbox> {
+    let sandbox = Sandbox::new().map_err(err(format!("making the network namespace of {what}")))?;
+    let host = Netlink::current()
+        .await
+        .map_err(err(format!("connecting {what} to its networks")))?;
     let mut routed = false;
     for (n, e) in links {
         ensure_interface(n).await?;
@@ -111,37 +133,67 @@ async fn sandbox(owner: &Id, links: &[(Network, Endpoint)]) -> Result<Sandbox> {
         routed |= route;
         linux::attach(&host, &sandbox, &veth(owner, n, e, route))
             .await
-            .map_err(err)?;
+            .map_err(err(format!("connecting {what} to network {}", n.name)))?;
     }
     Ok(sandbox)
 }
 
-/// Links a running container to one more network.
-pub async fn attach_running(c: &Container, n: &Network, e: &Endpoint) -> Result<()> {
+/// Links a running container to one more network (the same for `ipnet` and `vnet`; the
+/// container's other links and its jail need no change).
+pub async fn attach_running(
+    c: &Container,
+    n: &Network,
+    e: &Endpoint,
+    _after: &[(Network, Endpoint)],
+    _jail: Option<&JailHandle>,
+) -> Result<()> {
     let pid = c.runtime.pid.ok_or_else(|| CoreError::NotRunning {
         name: c.name.clone(),
     })?;
-    let sandbox = Sandbox::of_process(pid as u32).map_err(err)?;
+    let what = format!("connecting container {} to network {}", c.name, n.name);
+    let sandbox = Sandbox::of_process(pid as u32).map_err(err(&what))?;
     ensure_interface(n).await?;
-    let host = Netlink::current().await.map_err(err)?;
+    let host = Netlink::current().await.map_err(err(&what))?;
     linux::attach(&host, &sandbox, &veth(&c.id, n, e, false))
         .await
-        .map_err(err)
+        .map_err(err(&what))
 }
 
 /// Cuts a running container's link to a network.
-pub async fn detach_running(c: &Container, e: &Endpoint) -> Result<()> {
-    let host = Netlink::current().await.map_err(err)?;
+pub async fn detach_running(
+    c: &Container,
+    n: &Network,
+    e: &Endpoint,
+    _after: &[(Network, Endpoint)],
+    _jail: Option<&JailHandle>,
+) -> Result<()> {
+    let what = format!("disconnecting container {} from network {}", c.name, n.name);
+    let host = Netlink::current().await.map_err(err(&what))?;
     linux::detach(&host, &host_link(&c.id, e.slot))
         .await
-        .map_err(err)?;
+        .map_err(err(&what))?;
+    Ok(())
+}
+
+/// A build's links need no release: they go with its namespace.
+pub async fn release(_links: &[(Network, Endpoint)]) -> Result<()> {
+    Ok(())
+}
+
+/// Nothing to reconcile on Linux (see [`HOST_STATE`]).
+pub fn reconcile(
+    _networks: &[Network],
+    _endpoints: &[Endpoint],
+    _live: &BTreeMap<Id, Driver>,
+) -> Result<()> {
     Ok(())
 }
 
 pub fn render(input: &FirewallInput) -> Result<String> {
-    kleene_net::nft::try_render_nft(input).map_err(|e| CoreError::Network(e.to_string()))
+    kleene_net::nft::try_render_nft(input)
+        .map_err(|e| host_err("rendering the nftables ruleset", HostError::Render(e)))
 }
 
 pub fn load(rules: &str) -> Result<()> {
-    linux::apply_nft(rules).map_err(err)
+    linux::apply_nft(rules).map_err(err("loading the nftables ruleset"))
 }

@@ -8,15 +8,20 @@
 //! - a container's links live in its own network namespace (Linux), held by the monitor
 //!   until the jail runs and then by the jail's processes: when they end, the kernel frees
 //!   the namespace and both ends of every veth;
+//! - on FreeBSD they are on the host (an `ipnet` container's aliases, a `vnet` container's
+//!   epairs): they are made and changed under the firewall's lock, and the reconciliation
+//!   that runs with every firewall load (after every change, at every container's stop, and
+//!   in `Engine::open`'s repair) removes those of containers that no longer run;
 //! - the firewall is one table of the engine's own, rendered whole from the metadata and
 //!   loaded in one transaction, after every change and by `Engine::open`'s repair; the
 //!   last ruleset loaded is kept in the root (`firewall.rules`) so that an unchanged
 //!   state loads nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use kleene_net::model::{EndpointRules, FirewallInput, PublishRules};
+use kleene_net::HostError;
 
 use crate::engine::{Engine, Inner};
 use crate::error::{CoreError, Object, Result};
@@ -53,7 +58,7 @@ impl Engine {
     /// Creates a network (`klee network create`): its row, then its host interface (a
     /// bridge; on Linux a loopback network is a bridge with no uplink), then the firewall.
     pub async fn create_network(&self, mut spec: NetworkSpec) -> Result<Network> {
-        spec.validate().map_err(net_err)?;
+        spec.validate()?;
         let taken = platform::interfaces().await?;
         let network = self
             .blocking(move |inner| {
@@ -208,7 +213,14 @@ impl Engine {
             .blocking(move |inner| inner.allocate_endpoint(&cid, &net, want))
             .await?;
         if matches!(c.runtime.state, RunState::Running) {
-            if let Err(err) = platform::attach_running(&c, &n, &e).await {
+            let attached = async {
+                let _lock = host_lock(self).await?;
+                let after = container_links(self, &c.id).await?;
+                let jail = running_jail(self, &c).await?;
+                platform::attach_running(&c, &n, &e, &after, jail.as_ref()).await
+            }
+            .await;
+            if let Err(err) = attached {
                 let (cid, nid) = (e.container.clone(), e.network.clone());
                 let _ = self
                     .blocking(move |inner| inner.store().delete_endpoint(&cid, &nid))
@@ -243,7 +255,12 @@ impl Engine {
         // A build's endpoint (or a container's still being made) has no container to cut.
         match self.container(e.container.as_str()).await {
             Ok(c) if matches!(c.runtime.state, RunState::Running) => {
-                platform::detach_running(&c, e).await?;
+                let _lock = host_lock(self).await?;
+                let n = self.network(e.network.as_str()).await?;
+                let mut after = container_links(self, &c.id).await?;
+                after.retain(|(_, other)| other.network != e.network);
+                let jail = running_jail(self, &c).await?;
+                platform::detach_running(&c, &n, e, &after, jail.as_ref()).await?;
             }
             Ok(_) | Err(CoreError::NotFound { .. }) => {}
             Err(err) => return Err(err),
@@ -288,24 +305,73 @@ pub(crate) async fn container_network(engine: &Engine, c: &Container) -> Result<
         Driver::Disabled => return Ok(plain(NetworkMode::Disabled)),
         _ => {}
     }
-    let endpoints = engine.endpoints(None, Some(&c.id)).await?;
+    let links = container_links(engine, &c.id).await?;
+    let jail = crate::container::jail_name(&c.id);
+    let _lock = host_lock(engine).await?;
+    let (mode, hold) = platform::prepare(&c.id, &c.name, &jail, c.config.network, &links).await?;
+    Ok(ContainerNet {
+        mode,
+        _hold: Some(hold),
+    })
+}
+
+/// The links of `owner` (a container or a build): each endpoint with its network, in
+/// slot order.
+async fn container_links(engine: &Engine, owner: &Id) -> Result<Vec<(Network, Endpoint)>> {
+    let endpoints = engine.endpoints(None, Some(owner)).await?;
     let networks = engine.networks().await?;
-    let links: Vec<(Network, Endpoint)> = endpoints
+    Ok(endpoints
         .into_iter()
         .filter_map(|e| {
             let n = networks.iter().find(|n| n.id == e.network)?.clone();
             Some((n, e))
         })
-        .collect();
-    if cfg!(not(target_os = "linux")) && c.config.network == Driver::Vnet && !links.is_empty() {
-        let names: Vec<&str> = links.iter().map(|(n, _)| n.name.as_str()).collect();
-        return Err(freebsd_plan::vnet_unsupported(&c.name, &names));
+        .collect())
+}
+
+/// The firewall's lock, held while the host's per-container network state changes
+/// (FreeBSD's aliases and epairs), so that the reconciliation of a concurrent firewall
+/// load (another container's stop, say) never reads the containers' states before the
+/// change and removes what it made. `None` where that state lives in the containers'
+/// own namespaces (Linux). It must be dropped before the firewall is applied.
+async fn host_lock(engine: &Engine) -> Result<Option<std::fs::File>> {
+    if !platform::HOST_STATE {
+        return Ok(None);
     }
-    let (mode, hold) = platform::prepare(&c.id, &c.name, &links).await?;
-    Ok(ContainerNet {
-        mode,
-        _hold: Some(hold),
-    })
+    engine
+        .blocking(|inner| inner.network_lock().map(Some))
+        .await
+}
+
+/// A running container's jail, where the platform changes it in place (FreeBSD's
+/// jail_set(2) updates of an `ipnet` jail's addresses); `None` elsewhere.
+async fn running_jail(engine: &Engine, c: &Container) -> Result<Option<kleene_jail::JailHandle>> {
+    if !platform::HOST_STATE {
+        return Ok(None);
+    }
+    let (Some(pid), Some(jid)) = (c.runtime.pid, c.runtime.jid) else {
+        return Err(CoreError::NotRunning {
+            name: c.name.clone(),
+        });
+    };
+    let (dataset, name) = (c.dataset.clone(), crate::container::jail_name(&c.id));
+    let root = engine
+        .blocking(move |inner| inner.mountpoint(&dataset))
+        .await?;
+    Ok(Some(kleene_jail::JailHandle::new(
+        Some(name),
+        kleene_jail::JailId(jid),
+        pid,
+        root,
+    )))
+}
+
+/// A failure of the host's network backend, with what the engine was doing.
+pub(crate) fn host_err(context: impl Into<String>, source: impl Into<HostError>) -> CoreError {
+    CoreError::Network {
+        context: context.into(),
+        source: source.into(),
+    }
 }
 
 /// A build's network: its endpoints on `networks` (kept with the build's operation token,
@@ -330,12 +396,28 @@ pub(crate) async fn build_network(
         links.push((n, e));
     }
     // The namespace lives as long as the mode's descriptor: the build's RUN steps.
-    let (mode, _hold) = platform::prepare(build, &format!("build {build}"), &links).await?;
+    let _lock = host_lock(engine).await?;
+    let (mode, _hold) = platform::prepare(
+        build,
+        &format!("build {build}"),
+        &crate::build::jail_name(build),
+        Driver::Ipnet,
+        &links,
+    )
+    .await?;
     Ok(Some(mode))
 }
 
-/// Releases a build's endpoints (its namespace goes with the last descriptor).
+/// Releases a build's endpoints (its namespace goes with the last descriptor; FreeBSD's
+/// aliases are removed here, or by the next reconciliation if that fails).
 pub(crate) async fn release_build_network(engine: &Engine, build: &Id) -> Result<()> {
+    let links = container_links(engine, build).await?;
+    if !links.is_empty() {
+        let _lock = host_lock(engine).await?;
+        if let Err(e) = platform::release(&links).await {
+            log::warn!("build {build}: {e}");
+        }
+    }
     let b = build.clone();
     engine
         .blocking(move |inner| inner.store().delete_endpoints_of(&b).map(drop))
@@ -430,13 +512,11 @@ impl Inner {
             let ipv4 = spec
                 .subnet
                 .map(|s| kleene_net::ipam::allocate_v4(s, host4, &used4, want.ipv4))
-                .transpose()
-                .map_err(net_err)?;
+                .transpose()?;
             let ipv6 = spec
                 .subnet6
                 .map(|s| kleene_net::ipam::allocate_v6(s, host6, &used6, want.ipv6))
-                .transpose()
-                .map_err(net_err)?;
+                .transpose()?;
             let slot = (0..=u8::MAX).find(|s| !slots.contains(s)).ok_or_else(|| {
                 CoreError::InvalidInput(format!("container {container} has 256 networks"))
             })?;
@@ -458,9 +538,8 @@ impl Inner {
         )))
     }
 
-    /// What the firewall is rendered from: every network, the endpoints and published
-    /// ports of the containers that run.
-    fn firewall_input(&self, host_gateway: Option<String>) -> Result<FirewallInput> {
+    /// The containers that run or are starting.
+    fn live_containers(&self) -> Result<Vec<Container>> {
         let all = self.store().containers()?;
         // A container whose monitor died is not running, whatever its row said.
         let mut running = Vec::new();
@@ -470,6 +549,52 @@ impl Inner {
                 running.push(c);
             }
         }
+        Ok(running)
+    }
+
+    /// Removes from the host what containers that no longer run left there (FreeBSD: the
+    /// aliases of `ipnet` containers, the epairs of `vnet` ones; nothing on Linux, where
+    /// a container's links go with its namespace). Builds in progress count as running
+    /// `ipnet` owners. Called with the firewall's lock held.
+    fn reconcile_host(&self, running: &[Container]) -> Result<()> {
+        let store = self.store();
+        let networks = store.networks()?;
+        let endpoints = store.endpoints(None, None)?;
+        let mut live: BTreeMap<Id, Driver> = running
+            .iter()
+            .map(|c| (c.id.clone(), c.config.network))
+            .collect();
+        for (owner, _) in store.build_endpoints()? {
+            if let Ok(id) = Id::parse(&owner) {
+                live.insert(id, Driver::Ipnet);
+            }
+        }
+        drop(store);
+        platform::reconcile(&networks, &endpoints, &live)
+    }
+
+    /// The firewall's lock (a file lock in the root): serializes firewall loads, and on
+    /// FreeBSD every change of the host's per-container network state, across processes.
+    pub(crate) fn network_lock(&self) -> Result<std::fs::File> {
+        let lock_path = self.root_mount.join("firewall.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| CoreError::io(format!("opening {}", lock_path.display()), e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| CoreError::io(format!("locking {}", lock_path.display()), e.into()))?;
+        Ok(lock)
+    }
+
+    /// What the firewall is rendered from: every network, the endpoints and published
+    /// ports of the `running` containers.
+    fn firewall_input(
+        &self,
+        running: &[Container],
+        host_gateway: Option<String>,
+    ) -> Result<FirewallInput> {
         let store = self.store();
         let networks = store.networks()?;
         let mut input = FirewallInput {
@@ -480,7 +605,7 @@ impl Inner {
             host_gateway: host_gateway.clone(),
             ..FirewallInput::default()
         };
-        for c in &running {
+        for c in running {
             let endpoints = store.endpoints(Some(&c.id), None)?;
             for e in &endpoints {
                 input.endpoints.push(EndpointRules {
@@ -512,18 +637,18 @@ impl Inner {
         Ok(input)
     }
 
-    /// Loads the firewall (see [`Engine::apply_firewall`]); blocking.
+    /// Loads the firewall (see [`Engine::apply_firewall`]), after the reconciliation of
+    /// the host's per-container network state ([`Inner::reconcile_host`], whose failures
+    /// are logged: they must not keep the rules from loading); blocking.
     pub(crate) fn apply_firewall(&self, host_gateway: Option<String>) -> Result<()> {
-        let lock_path = self.root_mount.join("firewall.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| CoreError::io(format!("opening {}", lock_path.display()), e))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| CoreError::io(format!("locking {}", lock_path.display()), e.into()))?;
-        let input = self.firewall_input(host_gateway)?;
+        let _lock = self.network_lock()?;
+        let running = self.live_containers()?;
+        if platform::HOST_STATE {
+            if let Err(e) = self.reconcile_host(&running) {
+                log::warn!("{e}");
+            }
+        }
+        let input = self.firewall_input(&running, host_gateway)?;
         let last_path = self.root_mount.join(LAST_RULES);
         let last = std::fs::read_to_string(&last_path).ok();
         let rules = platform::render(&input)?;
@@ -633,10 +758,6 @@ pub(crate) fn with_prefixes(
 pub(crate) fn interface_addresses(n: &Network) -> Vec<ipnet::IpNet> {
     let (v4, v6) = host_addresses(&n.spec);
     with_prefixes(&n.spec, v4, v6)
-}
-
-fn net_err(e: kleene_net::Error) -> CoreError {
-    CoreError::InvalidInput(e.to_string())
 }
 
 mod freebsd_plan;

@@ -3,7 +3,9 @@
 //! `nmount(2)`, `jail_remove(2)` and unmounts at teardown.
 //!
 //! The parameter list itself is built by the platform-neutral [`crate::params`] code; this
-//! module only turns it into iovecs and makes the system calls.
+//! module only turns it into iovecs and makes the system calls. The one exception is the
+//! network's `exec.created` commands ([`created`]), run between the jail's creation and
+//! its command.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -25,6 +27,8 @@ use crate::params::{kernel_params, KernelParam};
 use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
 use crate::process::{cloexec_pipe, prepare_stdio, ExitStatus, Process};
 use crate::report::{encode, failure_error, Stage, RECORD};
+
+mod created;
 
 pub(crate) const PLATFORM: &str = "FreeBSD";
 
@@ -216,7 +220,7 @@ fn child(p: &ChildPlan, argv: &[*const libc::c_char], env: &[*const libc::c_char
     if let Some(owner) = p.owner {
         die_with_owner(err, owner);
     }
-    // SAFETY (whole block): system calls on data prepared before the fork; every pointer is
+    // SAFETY: (the whole block) system calls on data prepared before the fork; every pointer is
     // to a NUL-terminated string or a null-terminated array that outlives the calls.
     unsafe {
         if libc::jail_attach(p.jid) < 0 {
@@ -371,7 +375,8 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         ));
     }
     let (pseudo, user_params) = split_params(&cfg.params)?;
-    let params = jail_params(cfg, user_params);
+    // The network's exec.created commands run once the jail exists (see `created`).
+    let (created, params) = created::split(jail_params(cfg, user_params))?;
     let devfs = pseudo.devfs.unwrap_or(cfg.devfs);
     let clean = pseudo.clean.or(cfg.process.clean_env).unwrap_or(true);
     let root_fd = open_root(&cfg.root)?;
@@ -389,51 +394,14 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     let mut state = BackendState::default();
     let result = async {
         if devfs {
-            let ruleset = params
-                .iter()
-                .rev()
-                .find(|p| p.name() == "devfs_ruleset")
-                .and_then(|p| p.as_str().ok().map(str::to_owned))
-                .unwrap_or_else(|| DEFAULT_DEVFS_RULESET.to_string());
-            let point = mount_point(&cfg.root, Path::new("/dev"), false)?;
-            let fspath = cstr(point.as_os_str().as_bytes(), "the root")?;
-            nmount(
-                &[
-                    str_param("fstype", b"devfs"),
-                    str_param("fspath", fspath.as_bytes()),
-                    str_param("ruleset", ruleset.as_bytes()),
-                ],
-                0,
-            )
-            .map_err(|e| Error::Setup {
-                step: "mounting devfs".into(),
-                source: e,
-            })?;
-            state.mounts.push(fspath);
+            state.mounts.push(mount_devfs(&cfg.root, &params)?);
         }
         for m in &cfg.mounts {
-            let point = mount_point(&cfg.root, &m.target, !m.source.is_dir())?;
-            let fspath = cstr(point.as_os_str().as_bytes(), "a mount target")?;
-            nmount(
-                &[
-                    str_param("fstype", b"nullfs"),
-                    str_param("fspath", fspath.as_bytes()),
-                    str_param("target", m.source.as_os_str().as_bytes()),
-                ],
-                if m.read_only { libc::MNT_RDONLY } else { 0 },
-            )
-            .map_err(|e| Error::Setup {
-                step: format!(
-                    "nullfs mount of {} at {}",
-                    m.source.display(),
-                    m.target.display()
-                ),
-                source: e,
-            })?;
-            state.mounts.push(fspath);
+            state.mounts.push(mount_nullfs(&cfg.root, m)?);
         }
         let jid = jail_create(&kernel)?;
         state.jid = Some(jid);
+        created::run_all(created).await?;
         let process = spawn_in_jail(jid, &cfg.process, &user, clean).await?;
         if let Some(update) = persist_update(cfg.lifetime, &cfg.params, jid)? {
             jail_update(&update)?;
@@ -457,6 +425,56 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
             Err(e)
         }
     }
+}
+
+/// Mounts devfs on the jail's `/dev` under `root`, with the ruleset of `params` (the
+/// jails' default without one): the mount's path.
+fn mount_devfs(root: &Path, params: &[crate::JailParam]) -> Result<CString> {
+    let ruleset = params
+        .iter()
+        .rev()
+        .find(|p| p.name() == "devfs_ruleset")
+        .and_then(|p| p.as_str().ok().map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_DEVFS_RULESET.to_string());
+    let point = mount_point(root, Path::new("/dev"), false)?;
+    let fspath = cstr(point.as_os_str().as_bytes(), "the root")?;
+    nmount(
+        &[
+            str_param("fstype", b"devfs"),
+            str_param("fspath", fspath.as_bytes()),
+            str_param("ruleset", ruleset.as_bytes()),
+        ],
+        0,
+    )
+    .map_err(|e| Error::Setup {
+        step: "mounting devfs".into(),
+        source: e,
+    })?;
+    Ok(fspath)
+}
+
+/// Mounts `m` by nullfs inside the jail's `root` (its mount point made there): the
+/// mount's path.
+fn mount_nullfs(root: &Path, m: &crate::config::Mount) -> Result<CString> {
+    let point = mount_point(root, &m.target, !m.source.is_dir())?;
+    let fspath = cstr(point.as_os_str().as_bytes(), "a mount target")?;
+    nmount(
+        &[
+            str_param("fstype", b"nullfs"),
+            str_param("fspath", fspath.as_bytes()),
+            str_param("target", m.source.as_os_str().as_bytes()),
+        ],
+        if m.read_only { libc::MNT_RDONLY } else { 0 },
+    )
+    .map_err(|e| Error::Setup {
+        step: format!(
+            "nullfs mount of {} at {}",
+            m.source.display(),
+            m.target.display()
+        ),
+        source: e,
+    })?;
+    Ok(fspath)
 }
 
 pub(crate) async fn exec(

@@ -8,7 +8,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{Command, Epair, Family, IfName, IFCONFIG, NETSTAT, PFCTL, ROUTE, SYSCTL};
+use super::{
+    Command, Epair, Family, IfName, JailName, IFCONFIG, JEXEC, NETSTAT, PFCTL, ROUTE, SYSCTL,
+};
 
 fn ifconfig<I, S>(args: I) -> Command
 where
@@ -125,16 +127,47 @@ pub fn set_address(iface: &IfName, addr: &IpNet) -> Command {
     ifconfig(args)
 }
 
+/// `ifconfig IFACE inet ADDR/LEN up`: the jail side of an epair's IPv4 address, set and the
+/// interface brought up in one step (run inside the jail, see [`in_jail`]).
+pub fn set_address_up(iface: &IfName, addr: &IpNet) -> Command {
+    let mut cmd = set_address(iface, addr);
+    cmd.args.push("up".to_owned());
+    cmd
+}
+
+/// `ifconfig IFACE inet6 -ifdisabled`: lets IPv6 run on an interface that came up with
+/// `IFDISABLED` (a new epair end does, unless `ipv6_activate_all_interfaces` is set).
+pub fn enable_inet6(iface: &IfName) -> Command {
+    ifconfig([iface.as_str(), "inet6", "-ifdisabled"])
+}
+
 /// `ifconfig IFACE -vnet JAIL`: takes an interface back from a vnet jail.
 pub fn reclaim_vnet_interface(iface: &IfName, jail: &str) -> super::Result<Command> {
-    if jail.is_empty() || jail.starts_with('-') || jail.chars().any(char::is_whitespace) {
-        return Err(super::invalid(
-            "jail name",
-            jail,
-            "it is empty, starts with '-' or contains whitespace",
-        ));
+    let jail = JailName::new(jail)?;
+    Ok(ifconfig([iface.as_str(), "-vnet", jail.as_str()]))
+}
+
+/// `ifconfig IFACE vnet JAIL`: moves an interface (an epair's jail side) into a vnet jail's
+/// network stack, as jail(8)'s `vnet.interface` does once the jail exists. The interface
+/// loses its addresses on the way: they are set inside the jail afterwards. When the jail
+/// is removed the kernel gives the interface back to the host.
+pub fn move_to_vnet(iface: &IfName, jail: &JailName) -> Command {
+    ifconfig([iface.as_str(), "vnet", jail.as_str()])
+}
+
+/// `jexec JAIL PROGRAM ARGS…`: runs `cmd` inside the jail — the jail's own program at
+/// `cmd.program` (`/sbin/ifconfig`, `/sbin/route`), in the jail's network stack, as root.
+/// Its stdin, if any, is kept.
+pub fn in_jail(jail: &JailName, cmd: &Command) -> Command {
+    let mut args = Vec::with_capacity(cmd.args.len() + 2);
+    args.push(jail.to_string());
+    args.push(cmd.program.clone());
+    args.extend(cmd.args.iter().cloned());
+    Command {
+        program: JEXEC.to_owned(),
+        args,
+        stdin: cmd.stdin.clone(),
     }
-    Ok(ifconfig([iface.as_str(), "-vnet", jail]))
 }
 
 /// `pfctl -f -`: loads `ruleset` (given on stdin) as pf's main ruleset, atomically
@@ -280,6 +313,49 @@ mod tests {
         assert_eq!(
             set_address(&name("epair0b"), &net("fd00::2/64")).args,
             ["epair0b", "inet6", "fd00::2", "prefixlen", "64"]
+        );
+    }
+
+    #[test]
+    fn vnet_moves_and_jexec() {
+        let jail = JailName::new("kleene-0123456789ab").expect("valid");
+        assert_eq!(
+            move_to_vnet(&name("ep012345678900b"), &jail).argv(),
+            [
+                "/sbin/ifconfig",
+                "ep012345678900b",
+                "vnet",
+                "kleene-0123456789ab"
+            ]
+        );
+        let inside = in_jail(&jail, &set_address_up(&name("ep0b"), &net("10.4.6.2/24")));
+        assert_eq!(
+            inside.argv(),
+            [
+                "/usr/sbin/jexec",
+                "kleene-0123456789ab",
+                "/sbin/ifconfig",
+                "ep0b",
+                "inet",
+                "10.4.6.2/24",
+                "up"
+            ]
+        );
+        assert!(inside.stdin.is_none());
+        assert_eq!(
+            in_jail(&jail, &route_add_default(&ip("10.4.6.1"))).args,
+            [
+                "kleene-0123456789ab",
+                "/sbin/route",
+                "add",
+                "-inet",
+                "default",
+                "10.4.6.1"
+            ]
+        );
+        assert_eq!(
+            enable_inet6(&name("ep0b")).args,
+            ["ep0b", "inet6", "-ifdisabled"]
         );
     }
 

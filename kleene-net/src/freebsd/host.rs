@@ -23,6 +23,18 @@ pub fn interface_exists(name: &IfName) -> Result<bool> {
     ))
 }
 
+/// The addresses on the interface `name` (`ifconfig NAME`), or `None` when it does not
+/// exist.
+pub fn interface_addresses(name: &IfName) -> Result<Option<Vec<IpAddr>>> {
+    match run(&argv::show_interface(name)) {
+        Ok(out) => Ok(Some(parse::interface_addresses(&out))),
+        Err(Error::Failed { ref stderr, .. }) if parse::interface_does_not_exist(stderr) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates the bridge `name` unless an interface of that name exists, then brings it up.
 /// Returns whether it was created.
 pub fn ensure_bridge(name: &IfName) -> Result<bool> {

@@ -5,11 +5,30 @@
 //! of list parameters (`ip4.addr`, `ip6.addr`, `vnet.interface`) to the list instead of
 //! replacing it. Addresses carrying an interface (`IFACE|ADDR/LEN`) must be given one per
 //! argument — `jail(8)` splits the interface and prefix off each value, not off each element
-//! of a comma-separated list — so [`ipnet`] returns one pair per address.
+//! of a comma-separated list — so [`ipnet()`] returns one pair per address.
+//!
+//! [`vnet_created`] gives a `vnet` jail its links with `exec.created` commands: jail(8)'s
+//! parameter for commands run on the host once the jail exists and before anything runs in
+//! it. Each value is one command, its words separated by spaces and free of shell
+//! metacharacters, which jail(8) runs without a shell; kleene-jail's FreeBSD backend runs
+//! the `exec.created` pairs of a container's network parameters the same way, in order,
+//! and never through a shell ([`exec_created_argv`] is how both split a value).
 
 use ipnet::IpNet;
 
-use super::{Epair, IfName};
+use super::vnet::{self, VnetLink};
+use super::{invalid, Command, Epair, IfName, JailName, Result};
+
+/// The name of jail(8)'s parameter for commands run on the host after the jail is created
+/// and before anything runs in it.
+pub const EXEC_CREATED: &str = "exec.created";
+
+/// The characters that would make jail(8) run an `exec.created` command through `sh -c`;
+/// no word of a command built here has one.
+const SHELL_META: &[char] = &[
+    '!', '"', '#', '$', '&', '\'', '(', ')', '*', ';', '<', '>', '?', '[', '\\', ']', '`', '{',
+    '|', '}', '~',
+];
 
 /// A jail parameter: its name and value.
 pub type JailParam = (String, String);
@@ -76,11 +95,12 @@ pub fn ipnet(addresses: &[IpnetAddress]) -> Vec<JailParam> {
     params
 }
 
-/// The `vnet` driver: `vnet=new` (a network stack of its own) and one
+/// The `vnet` driver for `jail -c`: `vnet=new` (a network stack of its own) and one
 /// `vnet.interface=EPAIRb` per epair, handing its jail side to the jail. Adding the a-sides
 /// to their bridges, and addresses and default routes inside the jail, are separate commands
-/// (see [`super::argv::bridge_add_member`], [`super::argv::set_address`] and
-/// [`super::argv::route_add_default`]).
+/// (see [`super::vnet`]). `vnet.interface` is jail(8)'s, not the kernel's: for kleene-jail,
+/// which creates jails with jail_set(2), use [`vnet_created`], which also sets the
+/// addresses and routes.
 pub fn vnet(epairs: &[Epair]) -> Vec<JailParam> {
     std::iter::once(param("vnet", "new"))
         .chain(
@@ -88,6 +108,45 @@ pub fn vnet(epairs: &[Epair]) -> Vec<JailParam> {
                 .iter()
                 .map(|e| param("vnet.interface", e.b().as_str())),
         )
+        .collect()
+}
+
+/// `cmd` as an `exec.created` parameter: its program and arguments joined by spaces. Refused
+/// when it reads stdin, or a word is empty or has white space, a control character or a
+/// shell metacharacter (so the words come back unchanged from [`exec_created_argv`], and
+/// jail(8) would not hand the command to a shell).
+pub fn exec_created(cmd: &Command) -> Result<JailParam> {
+    let text = cmd.to_string();
+    if cmd.stdin.is_some() {
+        return Err(invalid(EXEC_CREATED, &text, "it reads stdin"));
+    }
+    let words = cmd.argv();
+    if let Some(bad) = words.iter().find(|w| {
+        w.is_empty()
+            || w.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || SHELL_META.contains(&c))
+    }) {
+        return Err(invalid(
+            EXEC_CREATED,
+            &text,
+            format!("the word {bad:?} is empty or has white space or a shell metacharacter"),
+        ));
+    }
+    Ok(param(EXEC_CREATED, words.join(" ")))
+}
+
+/// The argument vector of an `exec.created` value: its words, split at white space.
+pub fn exec_created_argv(value: &str) -> Vec<String> {
+    value.split_whitespace().map(str::to_owned).collect()
+}
+
+/// A `vnet` jail on its links: `vnet=new`, then one `exec.created` per command of
+/// [`vnet::on_created`] (each `b` side moved into the jail, then its addresses and the
+/// default routes set inside it with `jexec`). The jail must be created with the name
+/// `jail`, which the commands use (its jid is not known before).
+pub fn vnet_created(jail: &JailName, links: &[VnetLink]) -> Result<Vec<JailParam>> {
+    std::iter::once(Ok(param("vnet", "new")))
+        .chain(vnet::on_created(jail, links).iter().map(exec_created))
         .collect()
 }
 
@@ -159,6 +218,61 @@ mod tests {
             [("ip4", "disable"), ("ip6.addr", "kleene0|fd00::2/128")]
         );
         assert_eq!(pairs(&ipnet(&[])), pairs(&disabled()));
+    }
+
+    #[test]
+    fn exec_created_round_trips_and_refuses_what_a_shell_would_read() {
+        let cmd = Command::new("/sbin/ifconfig", ["ep0b", "vnet", "kleene-0123456789ab"]);
+        let p = exec_created(&cmd).expect("plain words");
+        assert_eq!(
+            (p.0.as_str(), p.1.as_str()),
+            (
+                "exec.created",
+                "/sbin/ifconfig ep0b vnet kleene-0123456789ab"
+            )
+        );
+        assert_eq!(exec_created_argv(&p.1), cmd.argv());
+        for bad in [
+            Command::new("/sbin/ifconfig", ["a b"]),
+            Command::new("/sbin/ifconfig", [""]),
+            Command::new("/sbin/ifconfig", ["x;reboot"]),
+            Command::new("/sbin/ifconfig", ["$HOME"]),
+            Command::new("/sbin/pfctl", ["-f", "-"]).with_stdin("pass\n"),
+        ] {
+            assert!(exec_created(&bad).is_err(), "{bad}");
+        }
+        let e = exec_created(&Command::new("/bin/echo", ["a|b"]))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("invalid exec.created \"/bin/echo a|b\": the word \"a|b\" is empty or has white space or a shell metacharacter")
+        );
+    }
+
+    #[test]
+    fn vnet_created_params() {
+        let link = VnetLink {
+            epair: Epair::from_base("ep012345678900").expect("valid"),
+            bridge: IfName::new("kleene1").expect("valid"),
+            addresses: vec!["10.4.6.2/24".parse().expect("net")],
+            gateways: vec!["10.4.6.1".parse().expect("ip")],
+        };
+        let jail = JailName::new("kleene-0123456789ab").expect("valid");
+        let params = vnet_created(&jail, std::slice::from_ref(&link)).expect("params");
+        assert_eq!(
+            pairs(&params),
+            [
+                ("vnet", "new"),
+                ("exec.created", "/sbin/ifconfig ep012345678900b vnet kleene-0123456789ab"),
+                ("exec.created", "/usr/sbin/jexec kleene-0123456789ab /sbin/ifconfig ep012345678900b inet 10.4.6.2/24 up"),
+                ("exec.created", "/usr/sbin/jexec kleene-0123456789ab /sbin/route add -inet default 10.4.6.1"),
+            ]
+        );
+        assert_eq!(
+            pairs(&vnet_created(&jail, &[]).expect("params")),
+            [("vnet", "new")]
+        );
     }
 
     #[test]

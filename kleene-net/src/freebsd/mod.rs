@@ -10,15 +10,20 @@
 //!   `pfctl -f -`, the text fed on stdin) — no shell is ever involved;
 //! * [`parse`] reads the output of `ifconfig -l`, `ifconfig epair create`,
 //!   `ifconfig BRIDGE`, `netstat -rn` and `route -n get default`;
-//! * [`jail`] turns a container's network driver into `jail(8)` parameters.
+//! * [`jail`] turns a container's network driver into `jail(8)` parameters;
+//! * [`vnet`] plans a `vnet` jail's links: the host side of each epair (renamed, a member
+//!   of its bridge, up) and the jail side (moved into the jail, its addresses and the
+//!   default routes set inside it with `jexec`).
 //!
 //! Only the runner, which executes those commands with a deadline, and the small
-//! functions built on it ([`ensure_bridge`], [`load_pf`], …) are compiled for FreeBSD alone.
+//! functions built on it (`ensure_bridge`, `load_pf`, …) are compiled for FreeBSD alone.
 //!
 //! The model follows Kleene: `loopback` networks are cloned `lo` interfaces that carry the
 //! `ipnet` containers' addresses as aliases, `bridge` networks are `if_bridge` interfaces whose
 //! members are the host ends (`epairNa`) of the `vnet` containers' epairs, and the other end
-//! (`epairNb`) is handed to the jail with `vnet.interface`.
+//! (`epairNb`) is moved into the jail's own network stack (`ifconfig epairNb vnet JAIL`, what
+//! jail(8)'s `vnet.interface` does), where it gets its addresses and the jail its default
+//! routes.
 #![deny(missing_docs)]
 
 use std::fmt;
@@ -32,6 +37,7 @@ pub mod jail;
 pub mod parse;
 #[cfg(any(target_os = "freebsd", test))]
 mod run;
+pub mod vnet;
 
 #[cfg(target_os = "freebsd")]
 mod host;
@@ -40,7 +46,8 @@ mod host;
 pub use host::{
     add_alias, bridge_add_member, check_pf, create_epair, default_route_interface,
     destroy_interface, enable_forwarding, enable_pf, ensure_bridge, ensure_loopback,
-    interface_exists, list_interfaces, load_pf, remove_alias, rename_interface,
+    interface_addresses, interface_exists, list_interfaces, load_pf, remove_alias,
+    rename_interface,
 };
 #[cfg(any(target_os = "freebsd", test))]
 pub use run::{run, run_with_timeout};
@@ -55,6 +62,8 @@ pub const SYSCTL: &str = "/sbin/sysctl";
 pub const NETSTAT: &str = "/usr/bin/netstat";
 /// `route(8)`.
 pub const ROUTE: &str = "/sbin/route";
+/// `jexec(8)`: runs a program of a jail inside it.
+pub const JEXEC: &str = "/usr/sbin/jexec";
 
 /// How long a command may run before it is killed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -225,6 +234,48 @@ impl TryFrom<String> for IfName {
 impl From<IfName> for String {
     fn from(name: IfName) -> Self {
         name.0
+    }
+}
+
+/// Checks a jail's name or jid as `ifconfig … vnet JAIL`, `jexec JAIL` and
+/// `ifconfig … -vnet JAIL` take it: not empty, not starting with `-` (an option), and no
+/// white space or control characters (it is one argument, and one word of an
+/// `exec.created` command, see [`jail::exec_created`]).
+pub fn validate_jail_name(jail: &str) -> Result<()> {
+    if jail.is_empty()
+        || jail.starts_with('-')
+        || jail.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            "jail name",
+            jail,
+            "it is empty, starts with '-' or contains white space",
+        ));
+    }
+    Ok(())
+}
+
+/// A validated jail name or jid (see [`validate_jail_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JailName(String);
+
+impl JailName {
+    /// Validates `jail` and wraps it.
+    pub fn new(jail: impl Into<String>) -> Result<Self> {
+        let jail = jail.into();
+        validate_jail_name(&jail)?;
+        Ok(Self(jail))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JailName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -435,6 +486,26 @@ mod tests {
         assert!(Epair::from_a_side("a").is_err());
         assert!(Epair::from_base("abcdefghijklmno").is_err());
         assert!(Epair::from_base("abcdefghijklmn").is_ok());
+    }
+
+    #[test]
+    fn jail_names_are_validated() {
+        for ok in ["kleene-0123456789ab", "7", "a.b"] {
+            assert_eq!(
+                JailName::new(ok).map(|j| j.to_string()).ok().as_deref(),
+                Some(ok)
+            );
+        }
+        for bad in ["", "-x", "a b", "a\tb", "a\nb"] {
+            assert!(JailName::new(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            JailName::new(12.to_string())
+                .map(|j| j.as_str().to_owned())
+                .ok()
+                .as_deref(),
+            Some("12")
+        );
     }
 
     #[test]

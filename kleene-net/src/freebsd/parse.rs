@@ -1,5 +1,7 @@
 //! Pure parsers of the output of FreeBSD's network tools.
 
+use std::net::IpAddr;
+
 use super::{Epair, Family, IfName, Result, IFCONFIG};
 
 /// The interface names printed by `ifconfig -l` (one line, separated by spaces).
@@ -38,6 +40,24 @@ pub fn bridge_members(output: &str) -> Vec<String> {
             let mut words = line.split_whitespace();
             match (words.next(), words.next()) {
                 (Some("member:"), Some(member)) => Some(member.to_owned()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The addresses of an interface, from the `inet ADDR netmask …` and
+/// `inet6 ADDR[%SCOPE] prefixlen …` lines of `ifconfig IFACE` (the scope of a link-local
+/// address is dropped), in the order printed.
+pub fn interface_addresses(output: &str) -> Vec<IpAddr> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("inet" | "inet6"), Some(addr)) => {
+                    addr.split('%').next().and_then(|a| a.parse().ok())
+                }
                 _ => None,
             }
         })
@@ -175,6 +195,25 @@ fe80::%lo0/64                     link#2                        U           lo0
 ";
         assert_eq!(bridge_members(out), ["epair0a", "epair1a"]);
         assert!(bridge_members("kleene1: flags=0<> metric 0\n").is_empty());
+    }
+
+    #[test]
+    fn addresses_of_an_interface() {
+        let out = "kleene0: flags=8049<UP,LOOPBACK,RUNNING,MULTICAST> metric 0 mtu 16384
+\toptions=680003<RXCSUM,TXCSUM,LINKSTATE,RXCSUM_IPV6,TXCSUM_IPV6>
+\tinet 10.2.3.1 netmask 0xffffffff
+\tinet 10.2.3.2 netmask 0xffffffff
+\tinet6 fe80::1%kleene0 prefixlen 64 scopeid 0x5
+\tinet6 fd00:2::2 prefixlen 128
+\tgroups: lo
+\tnd6 options=21<PERFORMNUD,AUTO_LINKLOCAL>
+";
+        let want: Vec<IpAddr> = ["10.2.3.1", "10.2.3.2", "fe80::1", "fd00:2::2"]
+            .iter()
+            .map(|a| a.parse().expect("ip"))
+            .collect();
+        assert_eq!(interface_addresses(out), want);
+        assert!(interface_addresses("kleene1: flags=0<> metric 0\n").is_empty());
     }
 
     #[test]
