@@ -738,6 +738,26 @@ fn walk_error(name: &str, what: &str, e: kleene_rootfs::Error) -> ArchiveError {
     }
 }
 
+/// A link entry's target (empty when it has none).
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>) -> Vec<u8> {
+    entry
+        .link_name_bytes()
+        .map(|t| t.into_owned())
+        .unwrap_or_default()
+}
+
+/// The error for entry `name` of a kind that is not extracted, the kind shown as its
+/// header byte.
+fn unsupported(name: String, kind: tar::EntryType) -> ArchiveError {
+    let b = kind.as_byte();
+    let kind = if b.is_ascii_graphic() {
+        format!("'{}'", char::from(b))
+    } else {
+        format!("0x{b:02x}")
+    };
+    ArchiveError::Unsupported { entry: name, kind }
+}
+
 impl Extractor {
     fn new(root: RootDir) -> Result<Self, ArchiveError> {
         let root_fd = root
@@ -867,45 +887,10 @@ impl Extractor {
             T::Regular | T::Continuous | T::GNUSparse => {
                 self.file(entry, &comps, &name, &meta, progress)?
             }
-            T::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                self.symlink(&comps, &name, &target, &meta)?;
-            }
-            T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                self.hardlink(&comps, &name, &target)?;
-            }
-            T::Char | T::Block | T::Fifo => {
-                let header = entry.header();
-                let major = header
-                    .device_major()
-                    .map_err(|e| entry_err(&name, "reading its header", e))?;
-                let minor = header
-                    .device_minor()
-                    .map_err(|e| entry_err(&name, "reading its header", e))?;
-                let ft = match kind {
-                    T::Char => FileType::CharacterDevice,
-                    T::Block => FileType::BlockDevice,
-                    _ => FileType::Fifo,
-                };
-                let dev = rfs::makedev(major.unwrap_or(0), minor.unwrap_or(0));
-                self.node(&comps, &name, ft, dev, &meta)?;
-            }
-            other => {
-                let b = other.as_byte();
-                let kind = if b.is_ascii_graphic() {
-                    format!("'{}'", char::from(b))
-                } else {
-                    format!("0x{b:02x}")
-                };
-                return Err(ArchiveError::Unsupported { entry: name, kind });
-            }
+            T::Symlink => self.symlink(&comps, &name, &link_target(entry), &meta)?,
+            T::Link => self.hardlink(&comps, &name, &link_target(entry))?,
+            T::Char | T::Block | T::Fifo => self.device(entry, kind, &comps, &name, &meta)?,
+            other => return Err(unsupported(name, other)),
         }
         if self.layer {
             self.made.insert(comps.join(&b'/'));
@@ -913,6 +898,32 @@ impl Extractor {
         self.stats.entries += 1;
         self.tick(progress);
         Ok(())
+    }
+
+    /// A device or fifo entry of `kind`, its device numbers read from its header.
+    fn device<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        kind: tar::EntryType,
+        comps: &[&[u8]],
+        name: &str,
+        meta: &Meta,
+    ) -> Result<(), ArchiveError> {
+        use tar::EntryType as T;
+        let header = entry.header();
+        let major = header
+            .device_major()
+            .map_err(|e| entry_err(name, "reading its header", e))?;
+        let minor = header
+            .device_minor()
+            .map_err(|e| entry_err(name, "reading its header", e))?;
+        let ft = match kind {
+            T::Char => FileType::CharacterDevice,
+            T::Block => FileType::BlockDevice,
+            _ => FileType::Fifo,
+        };
+        let dev = rfs::makedev(major.unwrap_or(0), minor.unwrap_or(0));
+        self.node(comps, name, ft, dev, meta)
     }
 
     /// An OCI whiteout in the directory `dir` (archive components): `target` is the name

@@ -610,36 +610,8 @@ impl Engine {
         overrides: StartOverrides,
     ) -> Result<Started> {
         let c = self.container(reference).await?;
-        if matches!(c.runtime.state, RunState::Running | RunState::Starting) {
-            return Err(CoreError::Running {
-                name: c.name,
-                force_helps: false,
-            });
-        }
-        if !c.config.publish.is_empty() {
-            let running: Vec<Container> = self
-                .containers()
-                .await?
-                .into_iter()
-                .filter(|o| matches!(o.runtime.state, RunState::Running | RunState::Starting))
-                .collect();
-            if let Some(why) = crate::network::port_conflict(&c, &running) {
-                return Err(CoreError::InvalidInput(why));
-            }
-        }
-        {
-            let id = c.id.clone();
-            self.blocking(move |inner| {
-                inner.store().set_runtime(
-                    &id,
-                    &Runtime {
-                        state: RunState::Starting,
-                        ..Runtime::default()
-                    },
-                )
-            })
-            .await?;
-        }
+        self.check_startable(&c).await?;
+        self.mark_starting(c.id.clone()).await?;
         // The monitor says started, or why not, on its socket.
         // A monitor stuck below a wedged filesystem never answers: the watch ends the wait.
         let spawned = crate::watch::until(
@@ -651,30 +623,7 @@ impl Engine {
         let mut spawned = match spawned {
             Ok(s) => s,
             Err(e) => {
-                // A monitor that failed before recording anything leaves no container
-                // starting: the error is recorded in its place.
-                let id = c.id.clone();
-                let error = e.to_string();
-                let _ = self
-                    .blocking(move |inner| {
-                        let starting = inner
-                            .store()
-                            .container(&id)?
-                            .is_some_and(|now| now.runtime.state == RunState::Starting);
-                        if starting {
-                            inner.store().set_runtime(
-                                &id,
-                                &Runtime {
-                                    state: RunState::Exited,
-                                    finished: Some(now()),
-                                    error: Some(error),
-                                    ..Runtime::default()
-                                },
-                            )?;
-                        }
-                        Ok(())
-                    })
-                    .await;
+                self.record_failed_start(c.id.clone(), e.to_string()).await;
                 return Err(e);
             }
         };
@@ -688,6 +637,71 @@ impl Engine {
             reports: spawned.reports,
             engine: self.clone(),
         })
+    }
+
+    /// Refuses to start `c` when it runs (or starts) already, or when a running container
+    /// publishes one of its ports.
+    async fn check_startable(&self, c: &Container) -> Result<()> {
+        if matches!(c.runtime.state, RunState::Running | RunState::Starting) {
+            return Err(CoreError::Running {
+                name: c.name.clone(),
+                force_helps: false,
+            });
+        }
+        if !c.config.publish.is_empty() {
+            let running: Vec<Container> = self
+                .containers()
+                .await?
+                .into_iter()
+                .filter(|o| matches!(o.runtime.state, RunState::Running | RunState::Starting))
+                .collect();
+            if let Some(why) = crate::network::port_conflict(c, &running) {
+                return Err(CoreError::InvalidInput(why));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records container `id` as starting.
+    async fn mark_starting(&self, id: Id) -> Result<()> {
+        self.blocking(move |inner| {
+            inner.store().set_runtime(
+                &id,
+                &Runtime {
+                    state: RunState::Starting,
+                    ..Runtime::default()
+                },
+            )
+        })
+        .await
+    }
+
+    /// Records `error` as the end of container `id` when it is still starting (best
+    /// effort).
+    ///
+    /// A monitor that failed before recording anything leaves no container starting:
+    /// the error is recorded in its place.
+    async fn record_failed_start(&self, id: Id, error: String) {
+        let _ = self
+            .blocking(move |inner| {
+                let starting = inner
+                    .store()
+                    .container(&id)?
+                    .is_some_and(|now| now.runtime.state == RunState::Starting);
+                if starting {
+                    inner.store().set_runtime(
+                        &id,
+                        &Runtime {
+                            state: RunState::Exited,
+                            finished: Some(now()),
+                            error: Some(error),
+                            ..Runtime::default()
+                        },
+                    )?;
+                }
+                Ok(())
+            })
+            .await;
     }
 
     /// Stops a running container as jail(8) stops a jail: its `exec.stop` command

@@ -485,24 +485,7 @@ impl Inner {
             self.zfs
                 .snapshot(&dataset.snapshot(IMAGE_SNAPSHOT)?, &Properties::new())?;
             crate::failpoint("image-before-finish");
-            let from = Instruction {
-                text: format!("FROM {desc}"),
-                snapshot: None,
-            };
-            let config = match oci_config {
-                Some(c) => ImageConfig {
-                    instructions: vec![from],
-                    ..c
-                },
-                None => ImageConfig {
-                    // As kleened's base images: a container without a command boots the
-                    // system, which starts its services and exits (the container runs
-                    // on).
-                    cmd: BASE_IMAGE_CMD.iter().map(|s| s.to_string()).collect(),
-                    instructions: vec![from],
-                    ..ImageConfig::default()
-                },
-            };
+            let config = base_image_config(&desc, oci_config);
             let (name, tag) = nametag.unwrap_or_default();
             self.store().finish_image(&id, &name, &tag, None, &config)
         });
@@ -522,16 +505,7 @@ impl Inner {
                 Ok(image)
             }
             Err(e) => {
-                let cleanup = self.destroy_dataset(&dataset);
-                if let Some(s) = &temp_snapshot {
-                    let _ = self.zfs.destroy_snapshot(s);
-                }
-                if cleanup.is_ok() {
-                    self.store().delete_row(Table::Images, id.as_str())?;
-                } else {
-                    // Left pending: the next open finishes the cleanup.
-                    log::warn!("could not remove {dataset} after a failure: {cleanup:?}");
-                }
+                self.discard_base_image(&id, &dataset, temp_snapshot.as_ref())?;
                 drop(op);
                 Err(if cancel.load(Ordering::SeqCst) {
                     CoreError::Cancelled
@@ -540,6 +514,28 @@ impl Inner {
                 })
             }
         }
+    }
+
+    /// Removes what a failed base image left (its dataset, the temporary snapshot and,
+    /// once the dataset is gone, its row); a dataset that stays is left pending for the
+    /// next open.
+    fn discard_base_image(
+        &self,
+        id: &Id,
+        dataset: &DatasetName,
+        temp_snapshot: Option<&SnapshotName>,
+    ) -> Result<()> {
+        let cleanup = self.destroy_dataset(dataset);
+        if let Some(s) = temp_snapshot {
+            let _ = self.zfs.destroy_snapshot(s);
+        }
+        if cleanup.is_ok() {
+            self.store().delete_row(Table::Images, id.as_str())?;
+        } else {
+            // Left pending: the next open finishes the cleanup.
+            log::warn!("could not remove {dataset} after a failure: {cleanup:?}");
+        }
+        Ok(())
     }
 
     /// Fills the new dataset (made here) from the source; an OCI image's config.
@@ -776,6 +772,29 @@ impl Inner {
             }
         }
         Ok(())
+    }
+}
+
+/// A new base image's configuration: an OCI image's own, else a booting system's; its
+/// history the one `FROM {desc}`.
+fn base_image_config(desc: &str, oci_config: Option<ImageConfig>) -> ImageConfig {
+    let from = Instruction {
+        text: format!("FROM {desc}"),
+        snapshot: None,
+    };
+    match oci_config {
+        Some(c) => ImageConfig {
+            instructions: vec![from],
+            ..c
+        },
+        None => ImageConfig {
+            // As kleened's base images: a container without a command boots the
+            // system, which starts its services and exits (the container runs
+            // on).
+            cmd: BASE_IMAGE_CMD.iter().map(|s| s.to_string()).collect(),
+            instructions: vec![from],
+            ..ImageConfig::default()
+        },
     }
 }
 

@@ -183,6 +183,131 @@ impl JailRun {
     }
 }
 
+impl HostJails {
+    /// The build container `run` runs in, and the process it started there when the
+    /// container was already running (`None` when `run` is a new container's first process).
+    async fn enter(
+        &self,
+        run: &JailRun,
+    ) -> Result<(BuildJail, Option<kleene_jail::Process>), kleene_jail::Error> {
+        let mut running = self.take(&run.name);
+        if running
+            .as_ref()
+            .is_some_and(|b| b.root != run.root || b.network != run.network)
+        {
+            // Another network (RUN --network) or root: a container of its own.
+            if let Some(mut old) = running.take() {
+                stop(&mut old).await;
+            }
+        }
+        match running {
+            Some(b) => {
+                let jail = b.jail.as_ref().ok_or(kleene_jail::Error::NotRunning)?;
+                let p = jail
+                    .exec(
+                        &run.exec_config()
+                            .stdin(kleene_jail::Stdio::Null)
+                            .stdout(output_stdio(run.quiet))
+                            .stderr(output_stdio(run.quiet)),
+                    )
+                    .await;
+                match p {
+                    Ok(p) => Ok((b, Some(p))),
+                    Err(e) => {
+                        let mut b = b;
+                        stop(&mut b).await;
+                        Err(e)
+                    }
+                }
+            }
+            None => {
+                let jail = run
+                    .jail_config()
+                    .lifetime(kleene_jail::Lifetime::Processes)
+                    .param(kleene_jail::JailParam::with_bool("persist", true))
+                    .stdin(kleene_jail::Stdio::Null)
+                    .stdout(output_stdio(run.quiet))
+                    .stderr(output_stdio(run.quiet))
+                    .start()
+                    .await?;
+                let b = BuildJail {
+                    jail: Some(jail),
+                    root: run.root.clone(),
+                    network: run.network.clone(),
+                };
+                Ok((b, None))
+            }
+        }
+    }
+}
+
+/// Where a run's stdout and stderr go: nowhere when it is quiet, else to a pipe.
+fn output_stdio(quiet: bool) -> kleene_jail::Stdio {
+    if quiet {
+        kleene_jail::Stdio::Null
+    } else {
+        kleene_jail::Stdio::Piped
+    }
+}
+
+/// Forwards the run's output as events until its command ends, answering its status, or
+/// `None` when `cancel` changes (or its sender is dropped) first.
+async fn wait_run(
+    process: &mut Option<kleene_jail::Process>,
+    build: &mut BuildJail,
+    events: &Events,
+    mut cancel: watch::Receiver<()>,
+) -> Option<Result<ExitStatus, kleene_jail::Error>> {
+    let (stdout, stderr) = match (&mut *process, build.jail.as_mut()) {
+        (Some(p), _) => (p.stdout.take(), p.stderr.take()),
+        (None, Some(j)) => (j.process_mut().stdout.take(), j.process_mut().stderr.take()),
+        (None, None) => (None, None),
+    };
+    let ended = async {
+        match (process, build.jail.as_mut()) {
+            (Some(p), _) => p.wait().await,
+            (None, Some(j)) => j.wait_command().await.map(|e| e.status),
+            (None, None) => Err(kleene_jail::Error::NotRunning),
+        }
+    };
+    let io = async {
+        let pumps = async {
+            tokio::join!(
+                pump(stdout, OutputStream::Stdout, events),
+                pump(stderr, OutputStream::Stderr, events)
+            )
+        };
+        tokio::pin!(pumps);
+        tokio::pin!(ended);
+        // What the command left running in the background may hold its output
+        // open: once it ended, what is already written is read, no more.
+        let status = tokio::select! {
+            _ = &mut pumps => (&mut ended).await,
+            status = &mut ended => {
+                let _ = tokio::time::timeout(OUTPUT_GRACE, &mut pumps).await;
+                status
+            }
+        };
+        status
+    };
+    tokio::select! {
+        s = io => Some(s),
+        _ = cancel.changed() => None,
+    }
+}
+
+/// Kills and reaps the process a run started in a running build container, if any.
+///
+/// A process exec started is our child, in the jail's pid namespace: it must be
+/// reaped before the jail's init can finish dying (the kernel waits for every
+/// process of the namespace to be reaped).
+async fn reap(process: Option<kleene_jail::Process>) {
+    if let Some(mut p) = process {
+        let _ = p.signal(Signal::SIGKILL);
+        let _ = p.wait().await;
+    }
+}
+
 impl Jails for HostJails {
     fn run<'a>(
         &'a self,
@@ -191,109 +316,8 @@ impl Jails for HostJails {
         cancel: watch::Receiver<()>,
     ) -> RunFuture<'a> {
         Box::pin(async move {
-            let out = || {
-                if run.quiet {
-                    kleene_jail::Stdio::Null
-                } else {
-                    kleene_jail::Stdio::Piped
-                }
-            };
-            let mut running = self.take(&run.name);
-            if running
-                .as_ref()
-                .is_some_and(|b| b.root != run.root || b.network != run.network)
-            {
-                // Another network (RUN --network) or root: a container of its own.
-                if let Some(mut old) = running.take() {
-                    stop(&mut old).await;
-                }
-            }
-            let (mut build, mut process) = match running {
-                Some(b) => {
-                    let jail = b.jail.as_ref().ok_or(kleene_jail::Error::NotRunning)?;
-                    let p = jail
-                        .exec(
-                            &run.exec_config()
-                                .stdin(kleene_jail::Stdio::Null)
-                                .stdout(out())
-                                .stderr(out()),
-                        )
-                        .await;
-                    match p {
-                        Ok(p) => (b, Some(p)),
-                        Err(e) => {
-                            let mut b = b;
-                            stop(&mut b).await;
-                            return Err(e);
-                        }
-                    }
-                }
-                None => {
-                    let jail = run
-                        .jail_config()
-                        .lifetime(kleene_jail::Lifetime::Processes)
-                        .param(kleene_jail::JailParam::with_bool("persist", true))
-                        .stdin(kleene_jail::Stdio::Null)
-                        .stdout(out())
-                        .stderr(out())
-                        .start()
-                        .await?;
-                    let b = BuildJail {
-                        jail: Some(jail),
-                        root: run.root.clone(),
-                        network: run.network.clone(),
-                    };
-                    (b, None)
-                }
-            };
-            let (stdout, stderr) = match (&mut process, build.jail.as_mut()) {
-                (Some(p), _) => (p.stdout.take(), p.stderr.take()),
-                (None, Some(j)) => (j.process_mut().stdout.take(), j.process_mut().stderr.take()),
-                (None, None) => (None, None),
-            };
-            let status = {
-                let ended = async {
-                    match (&mut process, build.jail.as_mut()) {
-                        (Some(p), _) => p.wait().await,
-                        (None, Some(j)) => j.wait_command().await.map(|e| e.status),
-                        (None, None) => Err(kleene_jail::Error::NotRunning),
-                    }
-                };
-                let io = async {
-                    let pumps = async {
-                        tokio::join!(
-                            pump(stdout, OutputStream::Stdout, events),
-                            pump(stderr, OutputStream::Stderr, events)
-                        )
-                    };
-                    tokio::pin!(pumps);
-                    tokio::pin!(ended);
-                    // What the command left running in the background may hold its output
-                    // open: once it ended, what is already written is read, no more.
-                    let status = tokio::select! {
-                        _ = &mut pumps => (&mut ended).await,
-                        status = &mut ended => {
-                            let _ = tokio::time::timeout(OUTPUT_GRACE, &mut pumps).await;
-                            status
-                        }
-                    };
-                    status
-                };
-                let mut cancel = cancel;
-                tokio::select! {
-                    s = io => Some(s),
-                    _ = cancel.changed() => None,
-                }
-            };
-            // A process exec started is our child, in the jail's pid namespace: it must be
-            // reaped before the jail's init can finish dying (the kernel waits for every
-            // process of the namespace to be reaped).
-            let reap = |process: Option<kleene_jail::Process>| async move {
-                if let Some(mut p) = process {
-                    let _ = p.signal(Signal::SIGKILL);
-                    let _ = p.wait().await;
-                }
-            };
+            let (mut build, mut process) = self.enter(&run).await?;
+            let status = wait_run(&mut process, &mut build, events, cancel).await;
             let Some(status) = status else {
                 reap(process).await;
                 stop_now(&mut build).await;

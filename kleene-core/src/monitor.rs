@@ -197,6 +197,26 @@ pub(crate) async fn command_end(reports: &mut Reports) -> Option<(i32, bool)> {
     }
 }
 
+/// A monitor's request, sent as far as the socket's buffer took it before the monitor runs.
+#[derive(Debug)]
+struct SentRequest {
+    /// The engine's end of the socket.
+    ours: UnixStream,
+    /// The monitor's end, which becomes its stdin.
+    theirs: UnixStream,
+    /// The whole request line.
+    line: Vec<u8>,
+    /// How many bytes of `line` are already in the socket.
+    sent: usize,
+    /// The end the caller writes the container's stdin to, with [`Attach::Piped`].
+    stdin_writer: Option<OwnedFd>,
+}
+
+/// An I/O error of the monitor of container `c` while doing `what`.
+fn monitor_io(c: &Container, what: &str, e: std::io::Error) -> CoreError {
+    CoreError::io(format!("{what} for the monitor of container {}", c.name), e)
+}
+
 /// Starts the monitor of container `c` and waits for its report: the monitor runs on
 /// when this returns (and when the future is dropped).
 pub(crate) async fn spawn(
@@ -206,8 +226,56 @@ pub(crate) async fn spawn(
     overrides: &crate::container::StartOverrides,
 ) -> Result<Spawned> {
     let (program, arg0) = monitor_program(config)?;
-    let io =
-        |what: &str, e| CoreError::io(format!("{what} for the monitor of container {}", c.name), e);
+    let request = send_request(config, c, attach, overrides)?;
+    let mut child = start_monitor(&program, arg0, c, attach, request.theirs)?;
+    let stdin = match request.stdin_writer {
+        Some(w) => Some(
+            tokio::net::unix::pipe::Sender::from_owned_fd(w)
+                .map_err(|e| monitor_io(c, "setting up a pipe", e))?,
+        ),
+        None => None,
+    };
+    let (answer, reports) =
+        read_start_report(c, attach, request.ours, &request.line[request.sent..]).await?;
+    if answer.last() != Some(&b'\n') {
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| monitor_io(c, "waiting for the monitor", e))?;
+        return Err(CoreError::MonitorFailed {
+            container: c.name.clone(),
+            reason: format!("it ended ({status}) before reporting whether the container started"),
+        });
+    }
+    match read_report(&answer) {
+        Ok((pid, jid)) => {
+            log::debug!(
+                "the monitor of container {} started it: pid {pid}, jail {jid}",
+                c.name
+            );
+            Ok(Spawned {
+                child,
+                stdin,
+                reports,
+            })
+        }
+        Err(failure) => {
+            // It ends right after a failure: reaped here, not left a zombie.
+            let _ = child.wait().await;
+            Err(failure.into_error(&c.name))
+        }
+    }
+}
+
+/// Makes the monitor's socket and sends it the request (with the container's stdin) as
+/// far as the socket's buffer takes it.
+fn send_request(
+    config: &Config,
+    c: &Container,
+    attach: Attach,
+    overrides: &crate::container::StartOverrides,
+) -> Result<SentRequest> {
+    let io = |what: &str, e| monitor_io(c, what, e);
     let (ours, theirs) = UnixStream::pair().map_err(|e| io("making a socket", e))?;
     // The container's stdin, sent with the request.
     let (stdin, stdin_writer) = match attach {
@@ -236,8 +304,24 @@ pub(crate) async fn spawn(
     let sent =
         send_with_fd(&ours, &line, stdin.as_ref()).map_err(|e| io("sending the request", e))?;
     drop(stdin);
+    Ok(SentRequest {
+        ours,
+        theirs,
+        line,
+        sent,
+        stdin_writer,
+    })
+}
 
-    let mut cmd = tokio::process::Command::new(&program);
+/// Starts the monitor process of container `c`, its stdin the monitor's end of the socket.
+fn start_monitor(
+    program: &Path,
+    arg0: OsString,
+    c: &Container,
+    attach: Attach,
+    theirs: UnixStream,
+) -> Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(program);
     cmd.arg0(arg0)
         .arg(MONITOR_ARG)
         .arg(c.id.as_str())
@@ -258,7 +342,7 @@ pub(crate) async fn spawn(
     // The command holds a copy of the monitor's end: an end of file must mean that the
     // monitor is gone.
     drop(cmd);
-    let mut child = spawned.map_err(|e| {
+    spawned.map_err(|e| {
         CoreError::io(
             format!(
                 "starting the monitor of container {} ({})",
@@ -267,22 +351,25 @@ pub(crate) async fn spawn(
             ),
             e,
         )
-    })?;
-    let stdin = match stdin_writer {
-        Some(w) => Some(
-            tokio::net::unix::pipe::Sender::from_owned_fd(w)
-                .map_err(|e| io("setting up a pipe", e))?,
-        ),
-        None => None,
-    };
+    })
+}
 
-    let mut socket =
-        tokio::net::UnixStream::from_std(ours).map_err(|e| io("setting up a socket", e))?;
+/// Sends the rest of the request and reads the monitor's start report line (without its
+/// newline when the monitor died first), with, for an attached container, the socket
+/// its later report comes on.
+async fn read_start_report(
+    c: &Container,
+    attach: Attach,
+    ours: UnixStream,
+    rest: &[u8],
+) -> Result<(Vec<u8>, Option<Reports>)> {
+    let mut socket = tokio::net::UnixStream::from_std(ours)
+        .map_err(|e| monitor_io(c, "setting up a socket", e))?;
     let mut answer = Vec::new();
     let mut reports = None;
     // A monitor that died leaves an end of file, or an error (a reset, when it did not
     // read everything): either way its exit status tells more.
-    if socket.write_all(&line[sent..]).await.is_ok() {
+    if socket.write_all(rest).await.is_ok() {
         let mut reader = tokio::io::BufReader::new(socket);
         if (&mut reader)
             .take(MAX_LINE)
@@ -294,34 +381,7 @@ pub(crate) async fn spawn(
         }
         reports = (attach != Attach::Detached).then_some(reader);
     }
-    if answer.last() != Some(&b'\n') {
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| io("waiting for the monitor", e))?;
-        return Err(CoreError::MonitorFailed {
-            container: c.name.clone(),
-            reason: format!("it ended ({status}) before reporting whether the container started"),
-        });
-    }
-    match read_report(&answer) {
-        Ok((pid, jid)) => {
-            log::debug!(
-                "the monitor of container {} started it: pid {pid}, jail {jid}",
-                c.name
-            );
-            Ok(Spawned {
-                child,
-                stdin,
-                reports,
-            })
-        }
-        Err(failure) => {
-            // It ends right after a failure: reaped here, not left a zombie.
-            let _ = child.wait().await;
-            Err(failure.into_error(&c.name))
-        }
-    }
+    Ok((answer, reports))
 }
 
 /// The monitor program and its `argv[0]`: [`Config::monitor`], else this program.
@@ -772,7 +832,34 @@ fn jail_config(
     network: kleene_jail::NetworkMode,
 ) -> Result<JailConfig> {
     let root = inner.mountpoint(&c.dataset)?;
-    let mut run = JailRun::new(&root, jail_name(&c.id), c.config.cmd.clone());
+    let run = container_run(&root, c, network);
+    // Kleene's model: the container runs while its jail has processes.
+    let mut cfg = run.jail_config().lifetime(kleene_jail::Lifetime::Processes);
+    // WORKDIR and mount points are made and found inside the root as the jail sees it.
+    let root_dir = RootDir::open(&root)?;
+    if let Some(w) = &run.workdir {
+        // WORKDIR is made if missing, as docker does.
+        drop(root_dir.open_dir(w, Symlinks::FollowInRoot, true)?);
+    }
+    for m in &c.config.mounts {
+        cfg = cfg.mount(container_mount(inner, &root, &root_dir, m)?);
+    }
+    if detached {
+        let (file, err) = open_log(inner, c)?;
+        cfg = cfg
+            .stdin(kleene_jail::Stdio::Null)
+            .stdout(kleene_jail::Stdio::fd(file))
+            .stderr(kleene_jail::Stdio::fd(err));
+    } else {
+        cfg = cfg.stdin(stdin.map_or(kleene_jail::Stdio::Null, kleene_jail::Stdio::fd));
+    }
+    Ok(cfg)
+}
+
+/// The container's command as a [`JailRun`] on `root`: its name, environment, user,
+/// workdir, jail parameters and `network`.
+fn container_run(root: &Path, c: &Container, network: kleene_jail::NetworkMode) -> JailRun {
+    let mut run = JailRun::new(root, jail_name(&c.id), c.config.cmd.clone());
     run.hostname = c.id.to_string();
     run.network = network;
     run.params = c.config.jail_params.clone();
@@ -785,65 +872,62 @@ fn jail_config(
         .collect();
     run.user = (!c.config.user.is_empty()).then(|| c.config.user.clone());
     run.workdir = (!c.config.workdir.is_empty()).then(|| c.config.workdir.clone());
-    // Kleene's model: the container runs while its jail has processes.
-    let mut cfg = run.jail_config().lifetime(kleene_jail::Lifetime::Processes);
-    // WORKDIR and mount points are made and found inside the root as the jail sees it.
-    let root_dir = RootDir::open(&root)?;
-    if let Some(w) = &run.workdir {
-        // WORKDIR is made if missing, as docker does.
-        drop(root_dir.open_dir(w, Symlinks::FollowInRoot, true)?);
-    }
-    for m in &c.config.mounts {
-        // The mount point is made inside the root, its symlinks followed there: a
-        // directory, or for a host file its directory (kleene-jail makes the file).
-        let file = matches!(&m.source, MountSource::HostPath(p) if !Path::new(p).is_dir());
-        let dir = if file {
-            Path::new(&m.destination)
-                .parent()
-                .map_or_else(|| "/".to_string(), |p| p.to_string_lossy().into_owned())
-        } else {
-            m.destination.clone()
-        };
-        drop(root_dir.open_dir(&dir, Symlinks::FollowInRoot, true)?);
-        let source = match &m.source {
-            MountSource::HostPath(p) => std::path::PathBuf::from(p),
-            MountSource::Volume(v) => {
-                let volume = inner.volume(v)?;
-                if inner.store().mark_volume_filled(v)? {
-                    let real = root_dir.resolve(&m.destination, Symlinks::FollowInRoot)?;
-                    fill_volume(&root.join(real), &volume.mountpoint)?;
-                }
-                volume.mountpoint
-            }
-        };
-        let mut mount = Mount::bind(source, &m.destination);
-        if m.read_only {
-            mount = mount.read_only();
-        }
-        cfg = cfg.mount(mount);
-    }
-    if detached {
-        let log = inner.log_path(&c.id);
-        if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| CoreError::io(format!("opening {}", log.display()), e))?;
-        let err = file
-            .try_clone()
-            .map_err(|e| CoreError::io(format!("opening {}", log.display()), e))?;
-        cfg = cfg
-            .stdin(kleene_jail::Stdio::Null)
-            .stdout(kleene_jail::Stdio::fd(file))
-            .stderr(kleene_jail::Stdio::fd(err));
+    run
+}
+
+/// The bind mount of `m`, its mount point made inside the root (and a volume filled with
+/// the image's content on its first mount).
+fn container_mount(
+    inner: &Inner,
+    root: &Path,
+    root_dir: &RootDir,
+    m: &crate::model::MountSpec,
+) -> Result<Mount> {
+    // The mount point is made inside the root, its symlinks followed there: a
+    // directory, or for a host file its directory (kleene-jail makes the file).
+    let file = matches!(&m.source, MountSource::HostPath(p) if !Path::new(p).is_dir());
+    let dir = if file {
+        Path::new(&m.destination)
+            .parent()
+            .map_or_else(|| "/".to_string(), |p| p.to_string_lossy().into_owned())
     } else {
-        cfg = cfg.stdin(stdin.map_or(kleene_jail::Stdio::Null, kleene_jail::Stdio::fd));
+        m.destination.clone()
+    };
+    drop(root_dir.open_dir(&dir, Symlinks::FollowInRoot, true)?);
+    let source = match &m.source {
+        MountSource::HostPath(p) => std::path::PathBuf::from(p),
+        MountSource::Volume(v) => {
+            let volume = inner.volume(v)?;
+            if inner.store().mark_volume_filled(v)? {
+                let real = root_dir.resolve(&m.destination, Symlinks::FollowInRoot)?;
+                fill_volume(&root.join(real), &volume.mountpoint)?;
+            }
+            volume.mountpoint
+        }
+    };
+    let mut mount = Mount::bind(source, &m.destination);
+    if m.read_only {
+        mount = mount.read_only();
     }
-    Ok(cfg)
+    Ok(mount)
+}
+
+/// Opens (appending, made if missing) the container's log twice: its stdout and stderr.
+fn open_log(inner: &Inner, c: &Container) -> Result<(std::fs::File, std::fs::File)> {
+    let log = inner.log_path(&c.id);
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CoreError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| CoreError::io(format!("opening {}", log.display()), e))?;
+    let err = file
+        .try_clone()
+        .map_err(|e| CoreError::io(format!("opening {}", log.display()), e))?;
+    Ok((file, err))
 }
 
 /// An empty volume takes the image's content at its mount point, on its first mount.

@@ -97,6 +97,45 @@ pub(crate) async fn verify(
 ) -> Result<String> {
     let image = reference.to_string();
     let repo = format!("{}/{}", reference.registry, reference.repository);
+    let (cosign_keys, gpg_keys) = policy_keys(policy)?;
+    if cosign_keys.is_empty() && gpg_keys.is_empty() {
+        return Err(CoreError::Signature {
+            image,
+            reason: "its signature policy has no keys".into(),
+        });
+    }
+    let mut tried: Vec<String> = Vec::new();
+    for digest in digests {
+        if !cosign_keys.is_empty() {
+            let checked = CosignCheck {
+                client,
+                reference,
+                repo: &repo,
+                keys: &cosign_keys,
+            };
+            if let Some(verified) = checked.verify(digest, &mut tried).await? {
+                return Ok(verified);
+            }
+        }
+        if !gpg_keys.is_empty() {
+            if let Some(verified) = verify_simple(policy, &repo, digest, &gpg_keys, &mut tried)? {
+                return Ok(verified);
+            }
+        }
+    }
+    Err(CoreError::Signature {
+        image,
+        reason: format!(
+            "no signature verifies with the policy's keys ({})",
+            tried.join("; ")
+        ),
+    })
+}
+
+/// The policy's keys, read: cosign public keys (PEM) and OpenPGP keys (the others).
+fn policy_keys(
+    policy: &SignaturePolicy,
+) -> Result<(Vec<cosign::VerifyingKey>, Vec<simple::PublicKeys>)> {
     let mut cosign_keys = Vec::new();
     let mut gpg_keys = Vec::new();
     for path in &policy.keys {
@@ -113,74 +152,84 @@ pub(crate) async fn verify(
             );
         }
     }
-    if cosign_keys.is_empty() && gpg_keys.is_empty() {
-        return Err(CoreError::Signature {
-            image,
-            reason: "its signature policy has no keys".into(),
-        });
-    }
-    let mut tried: Vec<String> = Vec::new();
-    for digest in digests {
-        if !cosign_keys.is_empty() {
-            let sig_ref = reference.with_tag(&cosign::signature_tag(digest));
-            match client.manifest(&sig_ref).await {
-                Ok(fetched) => {
-                    let sigs = cosign::signatures_in(&fetched.bytes).map_err(oci_error)?;
-                    for (payload_digest, _, signature) in sigs {
-                        let payload = client
-                            .blob_bytes(reference, &payload_digest, MAX_PAYLOAD)
-                            .await
-                            .map_err(oci_error)?;
-                        match cosign::verify(
-                            &cosign_keys,
-                            &payload,
-                            &signature,
-                            digest,
-                            Some(&repo),
-                        ) {
-                            Ok(()) => return Ok(format!("cosign signature of {digest} verified")),
-                            Err(e) => tried.push(e.to_string()),
+    Ok((cosign_keys, gpg_keys))
+}
+
+/// Where cosign signatures of an image are looked for, and the keys they must verify with.
+struct CosignCheck<'a> {
+    client: &'a Client,
+    reference: &'a Reference,
+    /// The image's repository, with its registry.
+    repo: &'a str,
+    keys: &'a [cosign::VerifyingKey],
+}
+
+impl CosignCheck<'_> {
+    /// What verified, when one of the registry's cosign signatures of `digest` does;
+    /// what failed is added to `tried`.
+    async fn verify(&self, digest: &Digest, tried: &mut Vec<String>) -> Result<Option<String>> {
+        let client = self.client;
+        let sig_ref = self.reference.with_tag(&cosign::signature_tag(digest));
+        match client.manifest(&sig_ref).await {
+            Ok(fetched) => {
+                let sigs = cosign::signatures_in(&fetched.bytes).map_err(oci_error)?;
+                for (payload_digest, _, signature) in sigs {
+                    let payload = client
+                        .blob_bytes(self.reference, &payload_digest, MAX_PAYLOAD)
+                        .await
+                        .map_err(oci_error)?;
+                    match cosign::verify(self.keys, &payload, &signature, digest, Some(self.repo)) {
+                        Ok(()) => {
+                            return Ok(Some(format!("cosign signature of {digest} verified")))
                         }
-                    }
-                }
-                Err(kleene_oci::Error::Http { status: 404, .. }) => {
-                    tried.push(format!("no cosign signature of {digest} ({sig_ref})"));
-                }
-                Err(e) => return Err(oci_error(e)),
-            }
-        }
-        if !gpg_keys.is_empty() {
-            let Some(store) = &policy.lookaside else {
-                tried.push("no lookaside store to read simple signatures from".into());
-                continue;
-            };
-            let dir = lookaside_dir(store)?;
-            for n in 1..=MAX_LOOKASIDE {
-                let path = dir.join(simple::lookaside_path(&repo, digest, n));
-                let Ok(signature) = std::fs::read(&path) else {
-                    if n == 1 {
-                        tried.push(format!("no simple signature at {}", path.display()));
-                    }
-                    break;
-                };
-                for keys in &gpg_keys {
-                    match simple::verify(keys, &signature, digest, Some(&repo)) {
-                        Ok(_) => {
-                            return Ok(format!("simple signature {} verified", path.display()))
-                        }
-                        Err(e) => tried.push(format!("{}: {e}", path.display())),
+                        Err(e) => tried.push(e.to_string()),
                     }
                 }
             }
+            Err(kleene_oci::Error::Http { status: 404, .. }) => {
+                tried.push(format!("no cosign signature of {digest} ({sig_ref})"));
+            }
+            Err(e) => return Err(oci_error(e)),
+        }
+        Ok(None)
+    }
+}
+
+/// What verified, when one of the lookaside store's simple signatures of `digest` does
+/// with one of `keys`; what failed is added to `tried`.
+fn verify_simple(
+    policy: &SignaturePolicy,
+    repo: &str,
+    digest: &Digest,
+    keys: &[simple::PublicKeys],
+    tried: &mut Vec<String>,
+) -> Result<Option<String>> {
+    let Some(store) = &policy.lookaside else {
+        tried.push("no lookaside store to read simple signatures from".into());
+        return Ok(None);
+    };
+    let dir = lookaside_dir(store)?;
+    for n in 1..=MAX_LOOKASIDE {
+        let path = dir.join(simple::lookaside_path(repo, digest, n));
+        let Ok(signature) = std::fs::read(&path) else {
+            if n == 1 {
+                tried.push(format!("no simple signature at {}", path.display()));
+            }
+            break;
+        };
+        for keys in keys {
+            match simple::verify(keys, &signature, digest, Some(repo)) {
+                Ok(_) => {
+                    return Ok(Some(format!(
+                        "simple signature {} verified",
+                        path.display()
+                    )))
+                }
+                Err(e) => tried.push(format!("{}: {e}", path.display())),
+            }
         }
     }
-    Err(CoreError::Signature {
-        image,
-        reason: format!(
-            "no signature verifies with the policy's keys ({})",
-            tried.join("; ")
-        ),
-    })
+    Ok(None)
 }
 
 /// Signs `digest` (what `reference`'s tag names) with `with`: a cosign signature added
@@ -192,87 +241,122 @@ pub(crate) async fn sign(
     digest: &Digest,
     with: &SignWith,
 ) -> Result<String> {
-    let repo = format!("{}/{}", reference.registry, reference.repository);
     match with {
         SignWith::Cosign { key, passphrase } => {
-            let pem = read(key)?;
-            let key = cosign::SigningKey::from_pem(&pem, passphrase.as_deref().map(str::as_bytes))
-                .map_err(|e| CoreError::InvalidInput(format!("key {}: {e}", key.display())))?;
-            let payload = cosign::payload(&reference.to_string(), digest);
-            let signature = key.sign(&payload);
-            let sig_ref = reference.with_tag(&cosign::signature_tag(digest));
-            // Signatures already there stay.
-            let mut all: Vec<(Vec<u8>, String)> = Vec::new();
-            match client.manifest(&sig_ref).await {
-                Ok(fetched) => {
-                    for (d, _, s) in cosign::signatures_in(&fetched.bytes).map_err(oci_error)? {
-                        let p = client
-                            .blob_bytes(reference, &d, MAX_PAYLOAD)
-                            .await
-                            .map_err(oci_error)?;
-                        if p != payload || s != signature {
-                            all.push((p, s));
-                        }
-                    }
-                }
-                Err(kleene_oci::Error::Http { status: 404, .. }) => {}
-                Err(e) => return Err(oci_error(e)),
-            }
-            all.push((payload, signature));
-            let (config, manifest) = cosign::signature_manifest(&all);
-            for (p, _) in &all {
-                client
-                    .push_blob_bytes(reference, p)
-                    .await
-                    .map_err(oci_error)?;
-            }
-            client
-                .push_blob_bytes(reference, &config)
-                .await
-                .map_err(oci_error)?;
-            client
-                .put_manifest(
-                    &sig_ref,
-                    "application/vnd.oci.image.manifest.v1+json",
-                    &manifest,
-                )
-                .await
-                .map_err(oci_error)?;
-            Ok(format!("signed {digest} (cosign, {sig_ref})"))
+            sign_cosign(client, reference, digest, key, passphrase.as_deref()).await
         }
         SignWith::Gpg {
             key,
             passphrase,
             lookaside,
-        } => {
-            let bytes = read(key)?;
-            let secret = simple::SecretKey::from_armored(&bytes, passphrase.as_deref())
-                .map_err(|e| CoreError::InvalidInput(format!("key {}: {e}", key.display())))?;
-            let signature =
-                simple::sign(&secret, &reference.to_string(), digest).map_err(oci_error)?;
-            let dir = lookaside_dir(&lookaside.to_string_lossy())?;
-            for n in 1..=MAX_LOOKASIDE {
-                let path = dir.join(simple::lookaside_path(&repo, digest, n));
-                if path.exists() {
-                    if std::fs::read(&path).is_ok_and(|b| b == signature) {
-                        return Ok(format!("signed {digest} ({})", path.display()));
-                    }
-                    continue;
+        } => sign_simple(reference, digest, key, passphrase.as_deref(), lookaside),
+    }
+}
+
+/// Signs `digest` with the cosign key at `key`, adding the signature to the registry's
+/// `.sig` artifact of `reference` (the signatures already there kept).
+async fn sign_cosign(
+    client: &Client,
+    reference: &Reference,
+    digest: &Digest,
+    key: &Path,
+    passphrase: Option<&str>,
+) -> Result<String> {
+    let pem = read(key)?;
+    let key = cosign::SigningKey::from_pem(&pem, passphrase.map(str::as_bytes))
+        .map_err(|e| CoreError::InvalidInput(format!("key {}: {e}", key.display())))?;
+    let payload = cosign::payload(&reference.to_string(), digest);
+    let signature = key.sign(&payload);
+    let sig_ref = reference.with_tag(&cosign::signature_tag(digest));
+    // Signatures already there stay.
+    let mut all =
+        other_cosign_signatures(client, reference, &sig_ref, &payload, &signature).await?;
+    all.push((payload, signature));
+    let (config, manifest) = cosign::signature_manifest(&all);
+    for (p, _) in &all {
+        client
+            .push_blob_bytes(reference, p)
+            .await
+            .map_err(oci_error)?;
+    }
+    client
+        .push_blob_bytes(reference, &config)
+        .await
+        .map_err(oci_error)?;
+    client
+        .put_manifest(
+            &sig_ref,
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        )
+        .await
+        .map_err(oci_error)?;
+    Ok(format!("signed {digest} (cosign, {sig_ref})"))
+}
+
+/// The payloads and signatures of the `.sig` artifact `sig_ref` (none when there is none
+/// yet), but for `payload` signed with `signature`.
+async fn other_cosign_signatures(
+    client: &Client,
+    reference: &Reference,
+    sig_ref: &Reference,
+    payload: &[u8],
+    signature: &str,
+) -> Result<Vec<(Vec<u8>, String)>> {
+    let mut all: Vec<(Vec<u8>, String)> = Vec::new();
+    match client.manifest(sig_ref).await {
+        Ok(fetched) => {
+            for (d, _, s) in cosign::signatures_in(&fetched.bytes).map_err(oci_error)? {
+                let p = client
+                    .blob_bytes(reference, &d, MAX_PAYLOAD)
+                    .await
+                    .map_err(oci_error)?;
+                if p != payload || s != signature {
+                    all.push((p, s));
                 }
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| CoreError::io(format!("creating {}", parent.display()), e))?;
-                }
-                std::fs::write(&path, &signature)
-                    .map_err(|e| CoreError::io(format!("writing {}", path.display()), e))?;
+            }
+        }
+        Err(kleene_oci::Error::Http { status: 404, .. }) => {}
+        Err(e) => return Err(oci_error(e)),
+    }
+    Ok(all)
+}
+
+/// Signs `digest` with the OpenPGP key at `key`, writing the simple signature to the
+/// next free place of the `lookaside` directory (or finding it there already).
+fn sign_simple(
+    reference: &Reference,
+    digest: &Digest,
+    key: &Path,
+    passphrase: Option<&str>,
+    lookaside: &Path,
+) -> Result<String> {
+    let repo = format!("{}/{}", reference.registry, reference.repository);
+    let bytes = read(key)?;
+    let secret = simple::SecretKey::from_armored(&bytes, passphrase)
+        .map_err(|e| CoreError::InvalidInput(format!("key {}: {e}", key.display())))?;
+    let signature = simple::sign(&secret, &reference.to_string(), digest).map_err(oci_error)?;
+    let dir = lookaside_dir(&lookaside.to_string_lossy())?;
+    for n in 1..=MAX_LOOKASIDE {
+        let path = dir.join(simple::lookaside_path(&repo, digest, n));
+        if path.exists() {
+            if std::fs::read(&path).is_ok_and(|b| b == signature) {
                 return Ok(format!("signed {digest} ({})", path.display()));
             }
-            Err(CoreError::InvalidInput(format!(
-                "{reference}: the lookaside store {} holds {MAX_LOOKASIDE} signatures of {digest} already",
-                dir.display()
-            )))
+            continue;
         }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| CoreError::io(format!("creating {}", parent.display()), e))?;
+        }
+        std::fs::write(&path, &signature)
+            .map_err(|e| CoreError::io(format!("writing {}", path.display()), e))?;
+        return Ok(format!("signed {digest} ({})", path.display()));
     }
+    Err(CoreError::InvalidInput(format!(
+        "{reference}: the lookaside store {} holds {MAX_LOOKASIDE} signatures of {digest} already",
+        dir.display()
+    )))
 }
 
 #[cfg(test)]

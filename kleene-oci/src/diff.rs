@@ -351,7 +351,6 @@ impl Walk {
                 }
                 continue;
             }
-            let path = join(rel, name);
             if umeta.is_file() && umeta.nlink() > 1 {
                 self.links
                     .entry((umeta.dev(), umeta.ino()))
@@ -367,38 +366,53 @@ impl Walk {
                 }
                 _ => None,
             };
-            match lower_child {
-                None => {
-                    let is_dir = umeta.is_dir();
+            self.child(rel, name, usrc, umeta, lower_child)?;
+        }
+        Ok(())
+    }
+
+    /// The entry `name` of the layer's directory `rel`: upper's `usrc` against what
+    /// the lower layer has there (`None`: it is new), its directories walked.
+    fn child(
+        &mut self,
+        rel: &[u8],
+        name: &[u8],
+        usrc: PathBuf,
+        umeta: Metadata,
+        lower: Option<(PathBuf, Metadata)>,
+    ) -> Result<()> {
+        let path = join(rel, name);
+        match lower {
+            None => {
+                let is_dir = umeta.is_dir();
+                self.push(rel, name, usrc.clone(), umeta);
+                if is_dir {
+                    self.dir(&path, None, &usrc)?;
+                }
+            }
+            Some((lsrc, lmeta)) => {
+                let (ud, ld) = (umeta.is_dir(), lmeta.is_dir());
+                if ud && ld {
+                    if self.same_history && umeta.ino() != lmeta.ino() {
+                        // Replaced by a new directory of the same name.
+                        self.push(rel, name, usrc.clone(), umeta);
+                        self.whiteout(&path, OPAQUE);
+                        self.dir(&path, None, &usrc)?;
+                    } else {
+                        if meta_changed(&lmeta, &umeta) {
+                            self.push(rel, name, usrc.clone(), umeta);
+                        }
+                        self.dir(&path, Some(&lsrc), &usrc)?;
+                    }
+                } else if ud || ld {
+                    // A directory for a non-directory or the other way round.
+                    self.whiteout(rel, name);
                     self.push(rel, name, usrc.clone(), umeta);
-                    if is_dir {
+                    if ud {
                         self.dir(&path, None, &usrc)?;
                     }
-                }
-                Some((lsrc, lmeta)) => {
-                    let (ud, ld) = (umeta.is_dir(), lmeta.is_dir());
-                    if ud && ld {
-                        if self.same_history && umeta.ino() != lmeta.ino() {
-                            // Replaced by a new directory of the same name.
-                            self.push(rel, name, usrc.clone(), umeta);
-                            self.whiteout(&path, OPAQUE);
-                            self.dir(&path, None, &usrc)?;
-                        } else {
-                            if meta_changed(&lmeta, &umeta) {
-                                self.push(rel, name, usrc.clone(), umeta);
-                            }
-                            self.dir(&path, Some(&lsrc), &usrc)?;
-                        }
-                    } else if ud || ld {
-                        // A directory for a non-directory or the other way round.
-                        self.whiteout(rel, name);
-                        self.push(rel, name, usrc.clone(), umeta);
-                        if ud {
-                            self.dir(&path, None, &usrc)?;
-                        }
-                    } else if self.changed(&lsrc, &lmeta, &usrc, &umeta)? {
-                        self.push(rel, name, usrc, umeta);
-                    }
+                } else if self.changed(&lsrc, &lmeta, &usrc, &umeta)? {
+                    self.push(rel, name, usrc, umeta);
                 }
             }
         }

@@ -13,7 +13,9 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifestBuilder, MediaType};
+use oci_spec::image::{
+    Descriptor, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType,
+};
 use sha2::{Digest as _, Sha256};
 
 use crate::image::settings_of;
@@ -53,120 +55,28 @@ impl DockerArchive {
     /// `<hex>.json`) and hashes every layer.
     pub fn open_dir(dir: &Path) -> Result<Self> {
         let manifest_path = dir.join("manifest.json");
-        let bad = |reason: String| Error::Layout {
-            path: manifest_path.clone(),
-            reason,
-        };
         let root = std::fs::canonicalize(dir)
             .map_err(|e| Error::io(format!("opening the docker archive {}", dir.display()), e))?;
-        let text = read_small(&manifest_path)?;
+        let mut opening = Opening {
+            root,
+            manifest_path,
+            files: BTreeMap::new(),
+            hashed: BTreeMap::new(),
+        };
+        let text = read_small(&opening.manifest_path)?;
         let doc: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+            serde_json::from_slice(&text).map_err(|e| opening.bad(format!("not JSON: {e}")))?;
         let entries = doc
             .as_array()
-            .ok_or_else(|| bad("not a list of images".into()))?;
+            .ok_or_else(|| opening.bad("not a list of images".into()))?;
         let mut images = Vec::new();
-        let mut files: BTreeMap<Digest, PathBuf> = BTreeMap::new();
-        // Each layer file is hashed once, however many images list it.
-        let mut hashed: BTreeMap<PathBuf, LayerFile> = BTreeMap::new();
         for (i, entry) in entries.iter().enumerate() {
-            let field = |key: &str| entry.get(key).filter(|v| !v.is_null());
-            let config_name = field("Config")
-                .and_then(serde_json::Value::as_str)
-                .ok_or_else(|| bad(format!("image {i} has no Config file")))?;
-            let tags = match field("RepoTags") {
-                None => Vec::new(),
-                Some(v) => v
-                    .as_array()
-                    .and_then(|a| {
-                        a.iter()
-                            .map(|t| t.as_str().map(str::to_string))
-                            .collect::<Option<Vec<_>>>()
-                    })
-                    .ok_or_else(|| bad(format!("image {i}: RepoTags is not a list of strings")))?,
-            };
-            let layer_names = field("Layers")
-                .and_then(serde_json::Value::as_array)
-                .and_then(|a| {
-                    a.iter()
-                        .map(serde_json::Value::as_str)
-                        .collect::<Option<Vec<_>>>()
-                })
-                .ok_or_else(|| bad(format!("image {i}: Layers is not a list of files")))?;
-
-            // Every path is checked before anything is read.
-            let config_path = inside(&root, config_name, &manifest_path)?;
-            let layer_paths = layer_names
-                .iter()
-                .map(|name| inside(&root, name, &manifest_path))
-                .collect::<Result<Vec<_>>>()?;
-            let bytes = read_small(&config_path)?;
-            let config_digest = Digest::of(&bytes);
-            if let Some(named) = hex_name(&config_path) {
-                if named != config_digest.hex() {
-                    return Err(Error::Mismatch {
-                        digest: format!("sha256:{named}"),
-                        reason: format!(
-                            "the config {} has the digest {config_digest}",
-                            config_path.display()
-                        ),
-                    });
-                }
-            }
-            let config =
-                ImageConfiguration::from_reader(&bytes[..]).map_err(|e| Error::Invalid {
-                    what: "config",
-                    digest: config_digest.to_string(),
-                    reason: format!("{}: {e}", config_path.display()),
-                })?;
-            let diff_ids = config
-                .rootfs()
-                .diff_ids()
-                .iter()
-                .map(|d| Digest::parse(d))
-                .collect::<Result<Vec<_>>>()?;
-            if diff_ids.len() != layer_names.len() {
-                return Err(bad(format!(
-                    "image {i} lists {} layers where its config {config_name} has {} diff ids",
-                    layer_names.len(),
-                    diff_ids.len()
-                )));
-            }
-            let mut layers = Vec::new();
-            for (path, want) in layer_paths.into_iter().zip(&diff_ids) {
-                let layer = match hashed.get(&path) {
-                    Some(l) => l.clone(),
-                    None => {
-                        let l = hash_layer(&path)?;
-                        hashed.insert(path.clone(), l.clone());
-                        l
-                    }
-                };
-                if &layer.diff_id != want {
-                    return Err(Error::Mismatch {
-                        digest: want.to_string(),
-                        reason: format!(
-                            "the layer {} is of the uncompressed digest {} where the config {config_name} says {want}",
-                            path.display(),
-                            layer.diff_id
-                        ),
-                    });
-                }
-                files.entry(layer.digest.clone()).or_insert(path);
-                layers.push(layer);
-            }
-            images.push(Image {
-                tags,
-                config_digest,
-                config_size: bytes.len() as u64,
-                config,
-                layers,
-            });
+            images.push(opening.image(i, entry)?);
         }
         Ok(Self {
             dir: dir.to_path_buf(),
             images,
-            files,
+            files: opening.files,
         })
     }
 
@@ -186,70 +96,8 @@ impl DockerArchive {
     /// compression); its digest is of that manifest's canonical JSON, not of any
     /// registry's manifest.
     pub fn resolve(&self, name: Option<&str>) -> Result<ResolvedImage> {
-        let image = match name {
-            Some(n) => {
-                let want = familiar(n);
-                self.images
-                    .iter()
-                    .find(|i| i.tags.iter().any(|t| familiar(t) == want))
-                    .ok_or_else(|| {
-                        Error::NotFound(format!(
-                            "{}: no image tagged {n:?} (it has {})",
-                            self.dir.display(),
-                            tags_or_none(&self.tags())
-                        ))
-                    })?
-            }
-            None => match self.images.as_slice() {
-                [one] => one,
-                [] => {
-                    return Err(Error::NotFound(format!(
-                        "{}: its manifest.json lists no image",
-                        self.dir.display()
-                    )))
-                }
-                more => {
-                    return Err(Error::NotFound(format!(
-                        "{}: {} images, name one of them ({})",
-                        self.dir.display(),
-                        more.len(),
-                        tags_or_none(&self.tags())
-                    )))
-                }
-            },
-        };
-        let layer_descs = image
-            .layers
-            .iter()
-            .map(|l| {
-                let media_type = match l.compression {
-                    LayerCompression::None => MediaType::ImageLayer,
-                    LayerCompression::Gzip => MediaType::ImageLayerGzip,
-                    LayerCompression::Zstd => MediaType::ImageLayerZstd,
-                };
-                Ok(Descriptor::new(media_type, l.size, spec_digest(&l.digest)?))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let config_desc = Descriptor::new(
-            MediaType::ImageConfig,
-            image.config_size,
-            spec_digest(&image.config_digest)?,
-        );
-        let invalid = |reason: String| Error::Invalid {
-            what: "config",
-            digest: image.config_digest.to_string(),
-            reason,
-        };
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(config_desc)
-            .layers(layer_descs)
-            .build()
-            .map_err(|e| invalid(format!("making its manifest: {e}")))?;
-        let value = serde_json::to_value(&manifest)
-            .map_err(|e| invalid(format!("making its manifest: {e}")))?;
-        let manifest_digest = Digest::of(&canonical_json(value));
+        let image = self.find(name)?;
+        let (manifest, manifest_digest) = manifest_of(image)?;
         let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
         let layers = image
             .layers
@@ -273,6 +121,39 @@ impl DockerArchive {
         })
     }
 
+    /// The image tagged `name` (in docker's short form or not), or with no name the
+    /// archive's only image.
+    fn find(&self, name: Option<&str>) -> Result<&Image> {
+        match name {
+            Some(n) => {
+                let want = familiar(n);
+                self.images
+                    .iter()
+                    .find(|i| i.tags.iter().any(|t| familiar(t) == want))
+                    .ok_or_else(|| {
+                        Error::NotFound(format!(
+                            "{}: no image tagged {n:?} (it has {})",
+                            self.dir.display(),
+                            tags_or_none(&self.tags())
+                        ))
+                    })
+            }
+            None => match self.images.as_slice() {
+                [one] => Ok(one),
+                [] => Err(Error::NotFound(format!(
+                    "{}: its manifest.json lists no image",
+                    self.dir.display()
+                ))),
+                more => Err(Error::NotFound(format!(
+                    "{}: {} images, name one of them ({})",
+                    self.dir.display(),
+                    more.len(),
+                    tags_or_none(&self.tags())
+                ))),
+            },
+        }
+    }
+
     /// Where a layer's file is. A layer of no image of this archive gives the path its
     /// blob would have in an OCI layout there (`blobs/sha256/<hex>`), which need not
     /// exist.
@@ -286,6 +167,201 @@ impl DockerArchive {
                 .join(layer.digest.hex()),
         }
     }
+}
+
+/// The OCI manifest made of an archive image's parts (media types by the layers'
+/// compression), and the digest of its canonical JSON.
+fn manifest_of(image: &Image) -> Result<(ImageManifest, Digest)> {
+    let layer_descs = image
+        .layers
+        .iter()
+        .map(|l| {
+            let media_type = match l.compression {
+                LayerCompression::None => MediaType::ImageLayer,
+                LayerCompression::Gzip => MediaType::ImageLayerGzip,
+                LayerCompression::Zstd => MediaType::ImageLayerZstd,
+            };
+            Ok(Descriptor::new(media_type, l.size, spec_digest(&l.digest)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let config_desc = Descriptor::new(
+        MediaType::ImageConfig,
+        image.config_size,
+        spec_digest(&image.config_digest)?,
+    );
+    let invalid = |reason: String| Error::Invalid {
+        what: "config",
+        digest: image.config_digest.to_string(),
+        reason,
+    };
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc)
+        .layers(layer_descs)
+        .build()
+        .map_err(|e| invalid(format!("making its manifest: {e}")))?;
+    let value = serde_json::to_value(&manifest)
+        .map_err(|e| invalid(format!("making its manifest: {e}")))?;
+    let manifest_digest = Digest::of(&canonical_json(value));
+    Ok((manifest, manifest_digest))
+}
+
+/// What [`DockerArchive::open_dir`] keeps across the images of `manifest.json`.
+#[derive(Debug)]
+struct Opening {
+    /// The archive's directory, canonical: every file named must be inside.
+    root: PathBuf,
+    /// Its `manifest.json`.
+    manifest_path: PathBuf,
+    /// Layer blobs by digest → their file.
+    files: BTreeMap<Digest, PathBuf>,
+    /// Each layer file is hashed once, however many images list it.
+    hashed: BTreeMap<PathBuf, LayerFile>,
+}
+
+/// The files one image of `manifest.json` names, and its tags.
+#[derive(Debug)]
+struct EntryNames<'a> {
+    config: &'a str,
+    tags: Vec<String>,
+    layers: Vec<&'a str>,
+}
+
+impl Opening {
+    /// An error of `manifest.json`.
+    fn bad(&self, reason: String) -> Error {
+        Error::Layout {
+            path: self.manifest_path.clone(),
+            reason,
+        }
+    }
+
+    /// Image `i` of `manifest.json`, `entry`: its paths checked, its config read
+    /// (verified when named after its digest) and its layers hashed.
+    fn image(&mut self, i: usize, entry: &serde_json::Value) -> Result<Image> {
+        let names = self.names(i, entry)?;
+        let config_name = names.config;
+        // Every path is checked before anything is read.
+        let config_path = inside(&self.root, config_name, &self.manifest_path)?;
+        let layer_paths = names
+            .layers
+            .iter()
+            .map(|name| inside(&self.root, name, &self.manifest_path))
+            .collect::<Result<Vec<_>>>()?;
+        let (bytes, config_digest, config) = read_config(&config_path)?;
+        let diff_ids = config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<Result<Vec<_>>>()?;
+        if diff_ids.len() != names.layers.len() {
+            return Err(self.bad(format!(
+                "image {i} lists {} layers where its config {config_name} has {} diff ids",
+                names.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let layers = self.layers(layer_paths, &diff_ids, config_name)?;
+        Ok(Image {
+            tags: names.tags,
+            config_digest,
+            config_size: bytes.len() as u64,
+            config,
+            layers,
+        })
+    }
+
+    /// The config file, tags and layer files that image `i` of `manifest.json` names.
+    fn names<'a>(&self, i: usize, entry: &'a serde_json::Value) -> Result<EntryNames<'a>> {
+        let field = |key: &str| entry.get(key).filter(|v| !v.is_null());
+        let config = field("Config")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| self.bad(format!("image {i} has no Config file")))?;
+        let tags = match field("RepoTags") {
+            None => Vec::new(),
+            Some(v) => v
+                .as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .map(|t| t.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| self.bad(format!("image {i}: RepoTags is not a list of strings")))?,
+        };
+        let layers = field("Layers")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .map(serde_json::Value::as_str)
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| self.bad(format!("image {i}: Layers is not a list of files")))?;
+        Ok(EntryNames {
+            config,
+            tags,
+            layers,
+        })
+    }
+
+    /// The layers at `paths`, hashed (once per file), each checked against its diff id
+    /// in `diff_ids` (of the config `config_name`) and recorded as its digest's file.
+    fn layers(
+        &mut self,
+        paths: Vec<PathBuf>,
+        diff_ids: &[Digest],
+        config_name: &str,
+    ) -> Result<Vec<LayerFile>> {
+        let mut layers = Vec::new();
+        for (path, want) in paths.into_iter().zip(diff_ids) {
+            let layer = match self.hashed.get(&path) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = hash_layer(&path)?;
+                    self.hashed.insert(path.clone(), l.clone());
+                    l
+                }
+            };
+            if &layer.diff_id != want {
+                return Err(Error::Mismatch {
+                    digest: want.to_string(),
+                    reason: format!(
+                        "the layer {} is of the uncompressed digest {} where the config {config_name} says {want}",
+                        path.display(),
+                        layer.diff_id
+                    ),
+                });
+            }
+            self.files.entry(layer.digest.clone()).or_insert(path);
+            layers.push(layer);
+        }
+        Ok(layers)
+    }
+}
+
+/// Reads an image's config file: its bytes, their digest (checked against the file's
+/// name when it is `<hex>.json`) and the config.
+fn read_config(config_path: &Path) -> Result<(Vec<u8>, Digest, ImageConfiguration)> {
+    let bytes = read_small(config_path)?;
+    let config_digest = Digest::of(&bytes);
+    if let Some(named) = hex_name(config_path) {
+        if named != config_digest.hex() {
+            return Err(Error::Mismatch {
+                digest: format!("sha256:{named}"),
+                reason: format!(
+                    "the config {} has the digest {config_digest}",
+                    config_path.display()
+                ),
+            });
+        }
+    }
+    let config = ImageConfiguration::from_reader(&bytes[..]).map_err(|e| Error::Invalid {
+        what: "config",
+        digest: config_digest.to_string(),
+        reason: format!("{}: {e}", config_path.display()),
+    })?;
+    Ok((bytes, config_digest, config))
 }
 
 fn tags_or_none(tags: &[String]) -> String {

@@ -498,6 +498,29 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
         libc::chdir(p.workdir.as_ptr())
     });
     limit_capabilities(p);
+    set_ids(p);
+    // SAFETY: umask only sets the process' mask.
+    unsafe { libc::umask(0o022) };
+    set_stdio(p);
+    // Whatever else is open (from C code that did not use O_CLOEXEC) is not the jail's.
+    // SAFETY: close_range with integer arguments; errors (old kernels) are harmless.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    reset_signals();
+    let last = try_exec(p, arrays);
+    fail(err, Stage::Exec, 0, last)
+}
+
+/// Sets the groups, gid and uid (and no_new_privs for a non-root user), then arms the
+/// owner's death signal, which the change of ids cleared.
+fn set_ids(p: &ProcPlan) {
+    let err = p.err_fd;
     // Raw system calls: glibc's set*id wrappers signal every thread the process had before
     // the clone, which this child does not have.
     // SAFETY: setgroups reads `groups.len()` gids from the pointer.
@@ -523,8 +546,12 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
     if let Some(link) = &p.owner {
         die_with_owner(link, err);
     }
-    // SAFETY: umask only sets the process' mask.
-    unsafe { libc::umask(0o022) };
+}
+
+/// Puts the prepared descriptors on 0, 1 and 2, and with a terminal makes it the
+/// controlling one of a new session.
+fn set_stdio(p: &ProcPlan) {
+    let err = p.err_fd;
     for (target, fd) in p.stdio.iter().enumerate() {
         if *fd < 0 {
             continue;
@@ -542,17 +569,11 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
             try_sys!(err, Stage::Terminal, 1, libc::ioctl(0, libc::TIOCSCTTY, 0));
         }
     }
-    // Whatever else is open (from C code that did not use O_CLOEXEC) is not the jail's.
-    // SAFETY: close_range with integer arguments; errors (old kernels) are harmless.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    reset_signals();
+}
+
+/// Tries execve on each candidate path in turn, as execvp does; returns (only when
+/// none execs) the errno to report.
+fn try_exec(p: &ProcPlan, arrays: &ExecArrays) -> i32 {
     let mut last = libc::ENOENT;
     for cand in &p.candidates {
         let mut e = libc::ETXTBSY;
@@ -581,7 +602,7 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
             }
         }
     }
-    fail(err, Stage::Exec, 0, last)
+    last
 }
 
 /// The child of a new jail: pid 1 of the new pid namespace. Never returns.
@@ -598,68 +619,9 @@ pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
     }
     // SAFETY: umask only sets the process' mask (device nodes get exactly 0666 below).
     unsafe { libc::umask(0) };
-    try_sys!(
-        err,
-        Stage::MountPrivate,
-        0,
-        mount(
-            NULL,
-            c"/".as_ptr(),
-            NULL,
-            libc::MS_REC | libc::MS_PRIVATE,
-            NULL
-        )
-    );
-    let root = plan.root.as_ptr();
-    try_sys!(
-        err,
-        Stage::BindRoot,
-        0,
-        mount(root, root, NULL, libc::MS_BIND | libc::MS_REC, NULL)
-    );
-    // SAFETY: open with a NUL-terminated path.
-    let root_fd = unsafe { libc::open(root, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    try_sys!(err, Stage::OpenRoot, 0, root_fd);
-    for (i, b) in plan.binds.iter().enumerate() {
-        let fd = openat2_raw(root_fd, &b.target_rel, libc::O_PATH);
-        try_sys!(err, Stage::OpenBindTarget, i, fd);
-        let mut buf = [0u8; 32];
-        let target = proc_fd_path(fd, &mut buf);
-        try_sys!(
-            err,
-            Stage::Bind,
-            i,
-            mount(
-                b.source.as_ptr(),
-                target,
-                NULL,
-                libc::MS_BIND | libc::MS_REC,
-                NULL
-            )
-        );
-        // SAFETY: closes a descriptor this function opened.
-        unsafe { libc::close(fd) };
-    }
-    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
-    // jail's tree (runc's way, no directory for the old root needed).
-    // SAFETY: fchdir/pivot_root/umount2/chdir with valid descriptors and NUL-terminated paths.
-    unsafe {
-        try_sys!(err, Stage::Pivot, 0, libc::fchdir(root_fd));
-        try_sys!(
-            err,
-            Stage::Pivot,
-            1,
-            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr())
-        );
-        try_sys!(
-            err,
-            Stage::UmountOldRoot,
-            0,
-            libc::umount2(c".".as_ptr(), libc::MNT_DETACH)
-        );
-        try_sys!(err, Stage::Pivot, 2, libc::chdir(c"/".as_ptr()));
-        libc::close(root_fd);
-    }
+    let root_fd = bind_root(plan);
+    bind_mounts(plan, root_fd);
+    pivot_to(root_fd, err);
     // From here on every path resolves inside the jail.
     for (i, b) in plan.binds.iter().enumerate().filter(|(_, b)| b.read_only) {
         let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | b.kept_flags;
@@ -698,6 +660,85 @@ pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
     finish_and_exec(&plan.proc, arrays)
 }
 
+/// Makes every mount private, bind-mounts the jail's root on itself and opens it: its
+/// descriptor.
+fn bind_root(plan: &StartPlan) -> RawFd {
+    let err = plan.proc.err_fd;
+    try_sys!(
+        err,
+        Stage::MountPrivate,
+        0,
+        mount(
+            NULL,
+            c"/".as_ptr(),
+            NULL,
+            libc::MS_REC | libc::MS_PRIVATE,
+            NULL
+        )
+    );
+    let root = plan.root.as_ptr();
+    try_sys!(
+        err,
+        Stage::BindRoot,
+        0,
+        mount(root, root, NULL, libc::MS_BIND | libc::MS_REC, NULL)
+    );
+    // SAFETY: open with a NUL-terminated path.
+    let root_fd = unsafe { libc::open(root, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    try_sys!(err, Stage::OpenRoot, 0, root_fd);
+    root_fd
+}
+
+/// Bind-mounts each of the plan's sources on its target, found inside the root
+/// (`root_fd`) before the pivot.
+fn bind_mounts(plan: &StartPlan, root_fd: RawFd) {
+    let err = plan.proc.err_fd;
+    for (i, b) in plan.binds.iter().enumerate() {
+        let fd = openat2_raw(root_fd, &b.target_rel, libc::O_PATH);
+        try_sys!(err, Stage::OpenBindTarget, i, fd);
+        let mut buf = [0u8; 32];
+        let target = proc_fd_path(fd, &mut buf);
+        try_sys!(
+            err,
+            Stage::Bind,
+            i,
+            mount(
+                b.source.as_ptr(),
+                target,
+                NULL,
+                libc::MS_BIND | libc::MS_REC,
+                NULL
+            )
+        );
+        // SAFETY: closes a descriptor this function opened.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Makes the root `root_fd` the process' root (the old one detached) and closes it.
+fn pivot_to(root_fd: RawFd, err: RawFd) {
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
+    // jail's tree (runc's way, no directory for the old root needed).
+    // SAFETY: fchdir/pivot_root/umount2/chdir with valid descriptors and NUL-terminated paths.
+    unsafe {
+        try_sys!(err, Stage::Pivot, 0, libc::fchdir(root_fd));
+        try_sys!(
+            err,
+            Stage::Pivot,
+            1,
+            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr())
+        );
+        try_sys!(
+            err,
+            Stage::UmountOldRoot,
+            0,
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH)
+        );
+        try_sys!(err, Stage::Pivot, 2, libc::chdir(c"/".as_ptr()));
+        libc::close(root_fd);
+    }
+}
+
 /// Init mode: fork the command, then reap every child and forward signals until the
 /// command ends; report its raw status on `status_fd` and exit with its code. In jail mode
 /// ([`StartPlan::init_jail`]) the init goes on after the command while other processes of
@@ -705,7 +746,6 @@ pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
 /// started, which are not), passes every signal to all of them, and with `persist` runs on
 /// with none until a signal stops it.
 fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
-    let err = plan.proc.err_fd;
     mask_all_signals(true);
     // The jail's /proc (mounted above): how the init sees processes that are not its
     // children. Kept open, so a command that unmounts /proc does not blind it.
@@ -719,6 +759,17 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         },
         None => -1,
     };
+    let cmd = fork_command(plan, arrays, status_fd);
+    // Named for what it is in `ps` (it is a copy of its starter otherwise).
+    // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"kleene-init".as_ptr()) };
+    close_all_but(plan, status_fd, proc_fd);
+    supervise(plan, cmd, status_fd, proc_fd)
+}
+
+/// Forks the init's child, which execs the command (without the status pipe): its pid.
+fn fork_command(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> libc::pid_t {
+    let err = plan.proc.err_fd;
     // SAFETY: a fork-like clone (no new stack: the child continues here on a copy).
     let pid = unsafe {
         libc::syscall(
@@ -736,10 +787,12 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         unsafe { libc::close(status_fd) };
         finish_and_exec(&plan.proc, arrays);
     }
-    let cmd = pid as libc::pid_t;
-    // Named for what it is in `ps` (it is a copy of its starter otherwise).
-    // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"kleene-init".as_ptr()) };
+    pid as libc::pid_t
+}
+
+/// Closes every descriptor of the init but its status pipe and the jail's /proc.
+fn close_all_but(plan: &StartPlan, status_fd: RawFd, proc_fd: RawFd) {
+    let err = plan.proc.err_fd;
     // The init keeps no descriptor but its status pipe and /proc: not the streams (the
     // command's end of them is what the caller reads), not the owner's /proc, and not what
     // other threads of the caller had open at the clone (their pipes would never see EOF).
@@ -767,6 +820,12 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         }
         libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, 0u32);
     }
+}
+
+/// The init's loop: waits for signals (or, `polling`, looks again shortly), forwards
+/// them, reaps, reports the command's end on `status_fd` and exits when the jail ends.
+/// Never returns.
+fn supervise(plan: &StartPlan, cmd: libc::pid_t, status_fd: RawFd, proc_fd: RawFd) -> ! {
     // SAFETY: sigset_t is plain data, filled by sigfillset.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: fills the set.
@@ -791,45 +850,11 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         if sig < 0 && errno() != libc::EAGAIN {
             continue;
         }
-        if sig > 0 && sig != libc::SIGCHLD {
-            match plan.init_jail {
-                None => {
-                    // SAFETY: forwards the signal to the command.
-                    unsafe { libc::kill(cmd, sig) };
-                }
-                Some(_) => {
-                    // A signal to the jail is one to all of it; one that ends processes by
-                    // default stops it, whatever `persist` says.
-                    // SAFETY: kill(-1) in a pid namespace reaches every process of the
-                    // namespace but its init.
-                    unsafe { libc::kill(-1, sig) };
-                    if matches!(
-                        sig,
-                        libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
-                    ) {
-                        stopping = true;
-                    }
-                }
-            }
+        if sig > 0 && sig != libc::SIGCHLD && forward_signal(plan.init_jail, cmd, sig) {
+            stopping = true;
         }
         // Reap whatever ended (also on a timeout, and after a forwarded signal).
-        let mut children_left = true;
-        let mut cmd_status = None;
-        loop {
-            let mut status = 0;
-            // SAFETY: reaps any child; `status` is valid.
-            let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if r == 0 {
-                break;
-            }
-            if r < 0 {
-                children_left = errno() != libc::ECHILD;
-                break;
-            }
-            if r == cmd {
-                cmd_status = Some(status);
-            }
-        }
+        let (children_left, cmd_status) = reap_children(cmd);
         let Some(jail) = plan.init_jail else {
             if let Some(status) = cmd_status {
                 let raw = status.to_ne_bytes();
@@ -858,6 +883,52 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
         // Other processes than children: looked for again shortly.
         polling = code.is_some() && !children_left && !empty;
     }
+}
+
+/// Passes signal `sig` on: to the command, or in jail mode to every process of the
+/// jail. Whether it stops the jail (one that ends processes by default, in jail mode).
+fn forward_signal(init_jail: Option<InitJail>, cmd: libc::pid_t, sig: libc::c_int) -> bool {
+    match init_jail {
+        None => {
+            // SAFETY: forwards the signal to the command.
+            unsafe { libc::kill(cmd, sig) };
+            false
+        }
+        Some(_) => {
+            // A signal to the jail is one to all of it; one that ends processes by
+            // default stops it, whatever `persist` says.
+            // SAFETY: kill(-1) in a pid namespace reaches every process of the
+            // namespace but its init.
+            unsafe { libc::kill(-1, sig) };
+            matches!(
+                sig,
+                libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
+            )
+        }
+    }
+}
+
+/// Reaps every child that ended, without waiting: whether any child is left, and the
+/// command's wait status if it was among them.
+fn reap_children(cmd: libc::pid_t) -> (bool, Option<libc::c_int>) {
+    let mut children_left = true;
+    let mut cmd_status = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: reaps any child; `status` is valid.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r == 0 {
+            break;
+        }
+        if r < 0 {
+            children_left = errno() != libc::ECHILD;
+            break;
+        }
+        if r == cmd {
+            cmd_status = Some(status);
+        }
+    }
+    (children_left, cmd_status)
 }
 
 /// The shell's convention for a wait status: the code, or 128 + the signal.

@@ -198,8 +198,69 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     let user_spec = lp.user.clone().or_else(|| cfg.process.user.clone());
     let share_ipc = lp.sysvipc.unwrap_or(false);
 
+    let (user, binds) = prepare_root(cfg, devfs, user_spec.as_deref())?;
+    let netns = network_namespace(&cfg.network)?;
+    let (child_stdio, parent_stdio) = prepare_stdio(&cfg.process)?;
+    let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
+    let init_jail = (cfg.lifetime == Lifetime::Processes).then_some(InitJail {
+        persist: lp.persist.unwrap_or(false),
+    });
+    let status_pipe = if cfg.init || init_jail.is_some() {
+        Some(cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?)
+    } else {
+        None
+    };
+    let plan = StartPlan {
+        root: cstr(cfg.root.as_os_str().as_bytes(), "the root")?,
+        binds,
+        devfs,
+        hostname: cstr(hostname.as_bytes(), "the host name")?,
+        loopback: cfg.network == NetworkMode::Disabled,
+        netns: netns.as_ref().map(|n| n.as_fd().as_raw_fd()),
+        init_status_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
+        init_jail,
+        owner: None,
+        proc: proc_plan(
+            &cfg.process,
+            &user,
+            clean,
+            child_stdio.raw(),
+            child_stdio.tty,
+            err_w.as_raw_fd(),
+        )?,
+    };
+    let flags = start_flags(share_ipc, &cfg.network);
+    // Kept open until the clone is done (the child joins it by descriptor).
+    let child_netns = netns;
+    let with_owner = cfg.process.dies_with_owner();
+    let (status_r, status_w) = status_pipe.unzip();
+    // The job owns the child's descriptors, so they stay open until the clone is done.
+    let child_fds = (err_w, child_stdio, status_w, child_netns);
+    let (pid, pidfd) = clone_jail(plan, flags, with_owner, child_fds).await?;
+    if let Some(r) = &status_r {
+        set_nonblocking(r.as_raw_fd()).map_err(|e| Error::io("set up the status pipe", e))?;
+    }
+    let waiter = KillUnlessKept(Some(Waiter::new(pid, pidfd, status_r)?));
+    let waiter = confirm_start(waiter, err_r, cfg).await?;
+    let process = Process::new(pid, waiter, parent_stdio)?;
+    let handle = JailHandle {
+        name: cfg.name.clone(),
+        id: JailId(pid),
+        pid,
+        root: cfg.root.clone(),
+    };
+    Ok((handle, process, BackendState))
+}
+
+/// Resolves the jail's user in its root and makes the mount points there (`/proc`,
+/// `/dev` with `devfs`, the bind mounts' targets): the user and the bind mounts' plans.
+fn prepare_root(
+    cfg: &JailConfig,
+    devfs: bool,
+    user_spec: Option<&str>,
+) -> Result<(ResolvedUser, Vec<BindPlan>)> {
     let root_fd = open_root(&cfg.root)?;
-    let user = resolve_in_root(&root_fd, user_spec.as_deref().unwrap_or("0"))?;
+    let user = resolve_in_root(&root_fd, user_spec.unwrap_or("0"))?;
     make_mount_point(&root_fd, Path::new("proc"), false)?;
     if devfs {
         make_mount_point(&root_fd, Path::new("dev"), false)?;
@@ -222,58 +283,44 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         });
     }
     drop(root_fd);
+    Ok((user, binds))
+}
 
-    let netns = match &cfg.network {
-        NetworkMode::Namespace(n) => Some(n.clone()),
-        NetworkMode::JailParams(_) => return Err(Error::InvalidConfig(
+/// The network namespace the jail joins, if any; FreeBSD's network parameters are refused.
+fn network_namespace(network: &NetworkMode) -> Result<Option<crate::config::NetNs>> {
+    match network {
+        NetworkMode::Namespace(n) => Ok(Some(n.clone())),
+        NetworkMode::JailParams(_) => Err(Error::InvalidConfig(
             "network jail parameters are FreeBSD's: on Linux a container joins a network namespace"
                 .into(),
         )),
-        _ => None,
-    };
-    let (child_stdio, parent_stdio) = prepare_stdio(&cfg.process)?;
-    let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
-    let init_jail = (cfg.lifetime == Lifetime::Processes).then_some(InitJail {
-        persist: lp.persist.unwrap_or(false),
-    });
-    let status_pipe = if cfg.init || init_jail.is_some() {
-        Some(cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?)
-    } else {
-        None
-    };
-    let mut plan = StartPlan {
-        root: cstr(cfg.root.as_os_str().as_bytes(), "the root")?,
-        binds,
-        devfs,
-        hostname: cstr(hostname.as_bytes(), "the host name")?,
-        loopback: cfg.network == NetworkMode::Disabled,
-        netns: netns.as_ref().map(|n| n.as_fd().as_raw_fd()),
-        init_status_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
-        init_jail,
-        owner: None,
-        proc: proc_plan(
-            &cfg.process,
-            &user,
-            clean,
-            child_stdio.raw(),
-            child_stdio.tty,
-            err_w.as_raw_fd(),
-        )?,
-    };
+        _ => Ok(None),
+    }
+}
+
+/// The `clone` flags of a jail's first process: its own namespaces (ipc unless shared,
+/// net when the network is disabled) and a pidfd.
+fn start_flags(share_ipc: bool, network: &NetworkMode) -> libc::c_int {
     let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_PIDFD;
     if !share_ipc {
         flags |= libc::CLONE_NEWIPC;
     }
-    if cfg.network == NetworkMode::Disabled {
+    if *network == NetworkMode::Disabled {
         flags |= libc::CLONE_NEWNET;
     }
-    // Kept open until the clone is done (the child joins it by descriptor).
-    let child_netns = netns;
-    let with_owner = cfg.process.dies_with_owner();
-    let (status_r, status_w) = status_pipe.unzip();
-    // The job owns the child's descriptors, so they stay open until the clone is done.
-    let child_fds = (err_w, child_stdio, status_w, child_netns);
-    let (pid, pidfd) = spawner::run(
+    flags
+}
+
+/// Clones the jail's first process with `flags` on the owner's spawner thread, the child
+/// running [`child::start_child`] on `plan`: its pid and pidfd. `child_fds` stay open
+/// until the clone is done.
+async fn clone_jail<K: Send + 'static>(
+    mut plan: StartPlan,
+    flags: libc::c_int,
+    with_owner: bool,
+    child_fds: K,
+) -> Result<(libc::pid_t, OwnedFd)> {
+    spawner::run(
         move |link| {
             if with_owner {
                 // pid 1 arms the signal first thing; without the init it is also the command,
@@ -301,11 +348,16 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         },
     )
     .await?
-    .map_err(|e| Error::io("clone the jail's first process", e))?;
-    if let Some(r) = &status_r {
-        set_nonblocking(r.as_raw_fd()).map_err(|e| Error::io("set up the status pipe", e))?;
-    }
-    let mut waiter = KillUnlessKept(Some(Waiter::new(pid, pidfd, status_r)?));
+    .map_err(|e| Error::io("clone the jail's first process", e))
+}
+
+/// Waits for the jail's command to exec: its waiter, or the child's reported failure
+/// once its first process (an init outlives the command) is killed and reaped.
+async fn confirm_start(
+    mut waiter: KillUnlessKept,
+    err_r: OwnedFd,
+    cfg: &JailConfig,
+) -> Result<Waiter> {
     if let Some(rec) = read_failure(err_r).await? {
         // An init (above all one that persists) outlives the command that failed.
         let _ = waiter.get()?.signal(nix::sys::signal::Signal::SIGKILL);
@@ -317,15 +369,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
             &cfg.mounts,
         ));
     }
-    let waiter = waiter.keep()?;
-    let process = Process::new(pid, waiter, parent_stdio)?;
-    let handle = JailHandle {
-        name: cfg.name.clone(),
-        id: JailId(pid),
-        pid,
-        root: cfg.root.clone(),
-    };
-    Ok((handle, process, BackendState))
+    waiter.keep()
 }
 
 /// The namespaces of `pid` that differ from ours (joining one's own is pointless).
@@ -356,6 +400,65 @@ pub(crate) async fn exec(
     cfg: &ExecConfig,
 ) -> Result<Process> {
     cfg.validate()?;
+    let (pidfd, ns_flags) = jail_to_enter(handle, jail_pidfd)?;
+    let root_fd = open_root(Path::new(&format!("/proc/{}/root", handle.pid)))
+        .map_err(|_| Error::NotRunning)?;
+    let user = resolve_in_root(&root_fd, cfg.user.as_deref().unwrap_or("0"))?;
+    drop(root_fd);
+    let clean = cfg.clean_env.unwrap_or(true);
+    let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
+    let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
+    let (pid_r, pid_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
+    let plan = proc_plan(
+        cfg,
+        &user,
+        clean,
+        child_stdio.raw(),
+        child_stdio.tty,
+        err_w.as_raw_fd(),
+    )?;
+    let job = ExecJob {
+        pidfd,
+        ns_flags,
+        plan,
+        with_owner: cfg.dies_with_owner(),
+        pid_r,
+        child_fds: (err_w, pid_w, child_stdio),
+    };
+    let Some(pid) = fork_in_jail(job).await? else {
+        return match read_failure(err_r).await? {
+            Some(rec) => Err(failure_error(
+                &rec,
+                &cfg.argv[0],
+                cfg.workdir.as_deref(),
+                &[],
+            )),
+            None => Err(Error::Setup {
+                step: "entering the jail".into(),
+                source: io::Error::other("the helper process ended without a report"),
+            }),
+        };
+    };
+    let child_pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("open a pidfd", e))?;
+    let mut waiter = KillUnlessKept(Some(Waiter::new(pid, child_pidfd, None)?));
+    if let Some(rec) = read_failure(err_r).await? {
+        let _ = waiter.get()?.wait().await;
+        return Err(failure_error(
+            &rec,
+            &cfg.argv[0],
+            cfg.workdir.as_deref(),
+            &[],
+        ));
+    }
+    Process::new(pid, waiter.keep()?, parent_stdio)
+}
+
+/// The jail `handle` to start a process in: a pidfd of its init, and the namespaces of
+/// it that differ from ours. A process that is no jail's init is refused.
+fn jail_to_enter(
+    handle: &JailHandle,
+    jail_pidfd: Option<BorrowedFd<'_>>,
+) -> Result<(OwnedFd, libc::c_int)> {
     let pidfd = match jail_pidfd {
         Some(fd) => fd
             .try_clone_to_owned()
@@ -369,25 +472,38 @@ pub(crate) async fn exec(
             handle.pid
         )));
     }
-    let root_fd = open_root(Path::new(&format!("/proc/{}/root", handle.pid)))
-        .map_err(|_| Error::NotRunning)?;
-    let user = resolve_in_root(&root_fd, cfg.user.as_deref().unwrap_or("0"))?;
-    drop(root_fd);
-    let clean = cfg.clean_env.unwrap_or(true);
-    let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
-    let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
-    let (pid_r, pid_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
-    let mut plan = proc_plan(
-        cfg,
-        &user,
-        clean,
-        child_stdio.raw(),
-        child_stdio.tty,
-        err_w.as_raw_fd(),
-    )?;
-    let with_owner = cfg.dies_with_owner();
-    let child_fds = (err_w, pid_w, child_stdio);
-    let pid = spawner::run(
+    Ok((pidfd, ns_flags))
+}
+
+/// What [`fork_in_jail`] hands the spawner thread: the jail to enter and the process to
+/// start there.
+struct ExecJob {
+    /// The jail's init.
+    pidfd: OwnedFd,
+    /// The namespaces to enter.
+    ns_flags: libc::c_int,
+    plan: ProcPlan,
+    /// Whether the process dies with its owner.
+    with_owner: bool,
+    /// Where the helper writes the process's pid.
+    pid_r: OwnedFd,
+    /// The child's ends (failure pipe, pid pipe, stdio), open until the clone is done.
+    child_fds: (OwnedFd, OwnedFd, crate::process::ChildStdio),
+}
+
+/// Starts `job`'s process in its jail from the owner's spawner thread, through a helper
+/// that enters the namespaces and forks: the process's pid, `None` when the helper
+/// ended without one (its failure is on the failure pipe, if it made it that far).
+async fn fork_in_jail(job: ExecJob) -> Result<Option<libc::pid_t>> {
+    let ExecJob {
+        pidfd,
+        ns_flags,
+        mut plan,
+        with_owner,
+        pid_r,
+        child_fds,
+    } = job;
+    spawner::run(
         move |link| {
             if with_owner {
                 plan.owner = Some(*link);
@@ -427,33 +543,7 @@ pub(crate) async fn exec(
         },
     )
     .await?
-    .map_err(|e| Error::io("fork", e))?;
-    let Some(pid) = pid else {
-        return match read_failure(err_r).await? {
-            Some(rec) => Err(failure_error(
-                &rec,
-                &cfg.argv[0],
-                cfg.workdir.as_deref(),
-                &[],
-            )),
-            None => Err(Error::Setup {
-                step: "entering the jail".into(),
-                source: io::Error::other("the helper process ended without a report"),
-            }),
-        };
-    };
-    let child_pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("open a pidfd", e))?;
-    let mut waiter = KillUnlessKept(Some(Waiter::new(pid, child_pidfd, None)?));
-    if let Some(rec) = read_failure(err_r).await? {
-        let _ = waiter.get()?.wait().await;
-        return Err(failure_error(
-            &rec,
-            &cfg.argv[0],
-            cfg.workdir.as_deref(),
-            &[],
-        ));
-    }
-    Process::new(pid, waiter.keep()?, parent_stdio)
+    .map_err(|e| Error::io("fork", e))
 }
 
 /// SIGKILLs and reaps a child that nobody will own (its starter is gone).

@@ -193,6 +193,149 @@ fn hasher_digest(h: Sha256) -> Result<Digest> {
     Digest::parse(&hex)
 }
 
+/// A blob's file while the blob downloads into it: how much of the blob it holds, and
+/// the hash of that.
+struct BlobFile<'a> {
+    file: tokio::fs::File,
+    /// How many bytes of the blob the file holds.
+    have: u64,
+    /// The hash of those bytes.
+    hasher: Sha256,
+    /// The file's path.
+    dest: &'a Path,
+    /// The blob's digest.
+    digest: &'a Digest,
+}
+
+/// An I/O error on `dest`, the file of blob `digest`, while doing `what`.
+fn blob_io(what: &str, dest: &Path, digest: &Digest, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {} (blob {digest})", dest.display()), e)
+}
+
+impl<'a> BlobFile<'a> {
+    /// Opens (or makes) `dest` for blob `digest`, keeping what it holds.
+    async fn open(dest: &'a Path, digest: &'a Digest) -> Result<Self> {
+        let io = |what: &str, e| blob_io(what, dest, digest, e);
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dest)
+            .await
+            .map_err(|e| io("opening", e))?;
+        let have = file.metadata().await.map_err(|e| io("reading", e))?.len();
+        Ok(Self {
+            file,
+            have,
+            hasher: Sha256::new(),
+            dest,
+            digest,
+        })
+    }
+
+    /// Hashes what the file holds of a blob of `size` bytes (nothing when it holds more):
+    /// whether that is the whole blob, verified.
+    async fn resume(&mut self, size: u64) -> Result<bool> {
+        let (dest, digest) = (self.dest, self.digest);
+        let io = |what: &str, e| blob_io(what, dest, digest, e);
+        if self.have > size {
+            self.have = 0;
+        } else if self.have > 0 {
+            // Re-hash what is there.
+            let mut left = self.have;
+            let mut buf = vec![0u8; 256 * 1024];
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = self
+                    .file
+                    .read(&mut buf[..want])
+                    .await
+                    .map_err(|e| io("reading", e))?;
+                if n == 0 {
+                    break;
+                }
+                self.hasher.update(&buf[..n]);
+                left -= n as u64;
+            }
+            self.have -= left;
+            if self.have == size {
+                if hasher_digest(self.hasher.clone())? == *digest {
+                    return Ok(true);
+                }
+                self.have = 0;
+                self.hasher = Sha256::new();
+            }
+        }
+        Ok(false)
+    }
+
+    /// Cuts the file to the bytes of the blob it holds, and moves to their end.
+    async fn cut(&mut self) -> Result<()> {
+        let (dest, digest) = (self.dest, self.digest);
+        let io = |what: &str, e| blob_io(what, dest, digest, e);
+        self.file
+            .set_len(self.have)
+            .await
+            .map_err(|e| io("truncating", e))?;
+        self.file
+            .seek(SeekFrom::Start(self.have))
+            .await
+            .map_err(|e| io("seeking", e))?;
+        Ok(())
+    }
+
+    /// Writes the rest of the blob, from `resp`, and verifies its size and digest; on a
+    /// mismatch the file is removed.
+    async fn receive(
+        self,
+        r: &Reference,
+        resp: reqwest::Response,
+        size: u64,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<()> {
+        let BlobFile {
+            mut file,
+            mut have,
+            mut hasher,
+            dest,
+            digest,
+        } = self;
+        let io = |what: &str, e| blob_io(what, dest, digest, e);
+        let url = resp.url().clone();
+        let mut stream = resp.bytes_stream();
+        let remove = |reason: String| async move {
+            let _ = tokio::fs::remove_file(dest).await;
+            Error::Mismatch {
+                digest: digest.to_string(),
+                reason: format!("from {r}: {reason}; {} removed", dest.display()),
+            }
+        };
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Client::transport(&r.registry, &url, &e))?;
+            let n = chunk.len() as u64;
+            if have + n > size {
+                drop(file);
+                return Err(remove(format!("it is longer than its {size} bytes")).await);
+            }
+            file.write_all(&chunk).await.map_err(|e| io("writing", e))?;
+            hasher.update(&chunk);
+            have += n;
+            progress(have);
+        }
+        file.flush().await.map_err(|e| io("writing", e))?;
+        drop(file);
+        if have != size {
+            return Err(remove(format!("it ended after {have} of its {size} bytes")).await);
+        }
+        let got = hasher_digest(hasher)?;
+        if got != *digest {
+            return Err(remove(format!("its content has the digest {got}")).await);
+        }
+        Ok(())
+    }
+}
+
 fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
@@ -374,46 +517,7 @@ impl Client {
                     });
                 }
                 retried = true;
-                let challenge = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_challenge);
-                let new = match challenge {
-                    Some(Challenge::Bearer {
-                        realm,
-                        service,
-                        scope,
-                    }) => {
-                        let mut all = scopes.clone();
-                        if let Some(s) = scope.filter(|s| !all.contains(s)) {
-                            all.push(s);
-                        }
-                        let token = self
-                            .token(registry, &realm, service.as_deref(), &all)
-                            .await?;
-                        Auth::Bearer(token)
-                    }
-                    Some(Challenge::Basic) => match self.credentials(registry) {
-                        Some(c) => Auth::Basic(c.clone()),
-                        None => {
-                            return Err(Error::Auth {
-                                registry: registry.clone(),
-                                reason: format!(
-                                    "{} asks for a user name and password and none is configured",
-                                    shown(&url)
-                                ),
-                            })
-                        }
-                    },
-                    None => {
-                        let e = status_error(&url, resp).await;
-                        return Err(Error::Auth {
-                            registry: registry.clone(),
-                            reason: format!("no challenge this client answers: {e}"),
-                        });
-                    }
-                };
+                let new = self.answer_challenge(registry, &scopes, &url, resp).await?;
                 self.lock_auth().insert(key.clone(), new);
                 continue;
             }
@@ -423,6 +527,56 @@ impl Client {
                     .await;
             }
             return Ok(resp);
+        }
+    }
+
+    /// The authorization that answers the challenge of `resp`, a 401 of `registry` to
+    /// `url`: a token for `scopes` (and the scope the challenge names), or the
+    /// registry's user name and password.
+    async fn answer_challenge(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        url: &Url,
+        resp: reqwest::Response,
+    ) -> Result<Auth> {
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        match challenge {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let mut all = scopes.to_vec();
+                if let Some(s) = scope.filter(|s| !all.contains(s)) {
+                    all.push(s);
+                }
+                let token = self
+                    .token(registry, &realm, service.as_deref(), &all)
+                    .await?;
+                Ok(Auth::Bearer(token))
+            }
+            Some(Challenge::Basic) => match self.credentials(registry) {
+                Some(c) => Ok(Auth::Basic(c.clone())),
+                None => Err(Error::Auth {
+                    registry: registry.to_string(),
+                    reason: format!(
+                        "{} asks for a user name and password and none is configured",
+                        shown(url)
+                    ),
+                }),
+            },
+            None => {
+                let e = status_error(url, resp).await;
+                Err(Error::Auth {
+                    registry: registry.to_string(),
+                    reason: format!("no challenge this client answers: {e}"),
+                })
+            }
         }
     }
 
@@ -688,61 +842,35 @@ impl Client {
         dest: &Path,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<()> {
-        let io = |what: &str, e: std::io::Error| {
-            Error::io(format!("{what} {} (blob {digest})", dest.display()), e)
-        };
-        let mut file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dest)
-            .await
-            .map_err(|e| io("opening", e))?;
-        let mut have = file.metadata().await.map_err(|e| io("reading", e))?.len();
-        let mut hasher = Sha256::new();
-        if have > size {
-            have = 0;
-        } else if have > 0 {
-            // Re-hash what is there.
-            let mut left = have;
-            let mut buf = vec![0u8; 256 * 1024];
-            while left > 0 {
-                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                let n = file
-                    .read(&mut buf[..want])
-                    .await
-                    .map_err(|e| io("reading", e))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                left -= n as u64;
-            }
-            have -= left;
-            if have == size {
-                if hasher_digest(hasher.clone())? == *digest {
-                    progress(size);
-                    return Ok(());
-                }
-                have = 0;
-                hasher = Sha256::new();
-            }
+        let mut blob = BlobFile::open(dest, digest).await?;
+        if blob.resume(size).await? {
+            progress(size);
+            return Ok(());
         }
+        let resp = self.request_blob(r, &mut blob, progress).await?;
+        blob.receive(r, resp, size, progress).await
+    }
+
+    /// Asks `r`'s registry for the rest of `blob` (all of it when the registry does not
+    /// answer the range), the file cut to where the answer starts.
+    async fn request_blob(
+        &self,
+        r: &Reference,
+        blob: &mut BlobFile<'_>,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<reqwest::Response> {
+        let digest = blob.digest;
         let mut restarted = false;
-        let resp = loop {
-            if have == 0 {
-                hasher = Sha256::new();
+        loop {
+            if blob.have == 0 {
+                blob.hasher = Sha256::new();
             }
-            file.set_len(have).await.map_err(|e| io("truncating", e))?;
-            file.seek(SeekFrom::Start(have))
-                .await
-                .map_err(|e| io("seeking", e))?;
-            progress(have);
+            blob.cut().await?;
+            progress(blob.have);
             let url = self.url(r, &format!("blobs/{digest}")).await?;
             let mut headers = HeaderMap::new();
-            if have > 0 {
-                let v = HeaderValue::from_str(&format!("bytes={have}-"))
+            if blob.have > 0 {
+                let v = HeaderValue::from_str(&format!("bytes={}-", blob.have))
                     .expect("a range of digits is a header value");
                 headers.insert(RANGE, v);
             }
@@ -750,14 +878,14 @@ impl Client {
                 .send(r, &Scope::Pull, Method::GET, url.clone(), headers, &no_body)
                 .await?;
             match resp.status() {
-                StatusCode::PARTIAL_CONTENT if have > 0 => {
+                StatusCode::PARTIAL_CONTENT if blob.have > 0 => {
                     let range = resp
                         .headers()
                         .get(CONTENT_RANGE)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    if range.starts_with(&format!("bytes {have}-")) {
-                        break resp;
+                    if range.starts_with(&format!("bytes {}-", blob.have)) {
+                        return Ok(resp);
                     }
                     if restarted {
                         return Err(Error::Http {
@@ -768,57 +896,23 @@ impl Client {
                     }
                 }
                 StatusCode::OK => {
-                    if have == 0 {
-                        break resp;
+                    if blob.have == 0 {
+                        return Ok(resp);
                     }
                     // The whole blob: start over with it.
-                    have = 0;
-                    hasher = Sha256::new();
-                    file.set_len(0).await.map_err(|e| io("truncating", e))?;
-                    file.seek(SeekFrom::Start(0))
-                        .await
-                        .map_err(|e| io("seeking", e))?;
+                    blob.have = 0;
+                    blob.hasher = Sha256::new();
+                    blob.cut().await?;
                     progress(0);
-                    break resp;
+                    return Ok(resp);
                 }
-                StatusCode::RANGE_NOT_SATISFIABLE if have > 0 && !restarted => {}
+                StatusCode::RANGE_NOT_SATISFIABLE if blob.have > 0 && !restarted => {}
                 _ => return Err(status_error(&url, resp).await),
             }
             // An answer to the range that does not fit: ask for all of it.
             restarted = true;
-            have = 0;
-        };
-        let url = resp.url().clone();
-        let mut stream = resp.bytes_stream();
-        let remove = |reason: String| async move {
-            let _ = tokio::fs::remove_file(dest).await;
-            Error::Mismatch {
-                digest: digest.to_string(),
-                reason: format!("from {r}: {reason}; {} removed", dest.display()),
-            }
-        };
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Self::transport(&r.registry, &url, &e))?;
-            let n = chunk.len() as u64;
-            if have + n > size {
-                drop(file);
-                return Err(remove(format!("it is longer than its {size} bytes")).await);
-            }
-            file.write_all(&chunk).await.map_err(|e| io("writing", e))?;
-            hasher.update(&chunk);
-            have += n;
-            progress(have);
+            blob.have = 0;
         }
-        file.flush().await.map_err(|e| io("writing", e))?;
-        drop(file);
-        if have != size {
-            return Err(remove(format!("it ended after {have} of its {size} bytes")).await);
-        }
-        let got = hasher_digest(hasher)?;
-        if got != *digest {
-            return Err(remove(format!("its content has the digest {got}")).await);
-        }
-        Ok(())
     }
 
     /// Reads a small blob (a config, a signature) whole, verified, at most `max` bytes.
