@@ -257,46 +257,14 @@ impl EngineBuilder {
         let container_root = root.child("container")?;
         let volume_root = root.child("volumes")?;
         let layer_root = root.child("layer")?;
-        // One listing answers the usual case (everything made, the root mounted) and is
-        // what the repair compares the metadata with; each zfs(8) run costs ~10 ms.
-        let listing = if repair { Depth::All } else { Depth::Children };
-        let listed = match zfs.list_datasets(&root, listing, &["mounted", "mountpoint"]) {
-            Ok(list) => Some(list),
-            Err(ZfsError::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let ready = listed.as_ref().and_then(|list| {
-            let has = |d: &DatasetName| list.iter().any(|e| &e.name == d);
-            let top = list.iter().find(|e| e.name == root)?;
-            let mounted = top.properties.get("mounted") == Some("yes");
-            let mp = top
-                .properties
-                .get("mountpoint")
-                .filter(|m| m.starts_with('/'))?;
-            (mounted
-                && has(&image_root)
-                && has(&container_root)
-                && has(&volume_root)
-                && has(&layer_root))
-            .then(|| PathBuf::from(mp))
-        });
+        let children = [&image_root, &container_root, &volume_root, &layer_root];
+        let listed = list_root(&zfs, &root, repair)?;
+        let ready = listed
+            .as_deref()
+            .and_then(|list| ready_mountpoint(list, &root, children));
         let (root_mount, listed) = match ready {
             Some(mp) => (mp, listed),
-            None => {
-                zfs.create_all(&root, &Properties::new())?;
-                if zfs.mountpoint(&root)?.is_none() {
-                    zfs.mount(&root)?;
-                }
-                let mp = zfs
-                    .mountpoint(&root)?
-                    .ok_or_else(|| CoreError::NotMounted {
-                        dataset: root.to_string(),
-                    })?;
-                for d in [&image_root, &container_root, &volume_root, &layer_root] {
-                    zfs.create_all(d, &Properties::new())?;
-                }
-                (mp, None)
-            }
+            None => (make_root(&zfs, &root, children)?, None),
         };
         // A wedged FUSE daemon makes every access below its mounts hang for good: ask
         // the root once, on a thread of its own, before anything else touches it.
@@ -325,36 +293,86 @@ impl EngineBuilder {
         } else {
             Repairs::default()
         };
-        for r in repairs
-            .removed_unfinished
-            .iter()
-            .map(|d| format!("removed {d}, left by an interrupted operation"))
-            .chain(
-                repairs
-                    .removed_orphans
-                    .iter()
-                    .map(|d| format!("removed {d}, which no metadata knows")),
-            )
-            .chain(
-                repairs
-                    .dropped_rows
-                    .iter()
-                    .map(|d| format!("dropped the metadata of {d}: its dataset is gone")),
-            )
-        {
-            log::warn!("{r}");
-            events.emit(Event::Repaired(r));
-        }
-        for r in &repairs.held_back {
-            log::error!("{r}");
-            events.emit(Event::NotRepaired(r.clone()));
-        }
+        report_repairs(&repairs, &events);
         Ok((
             Engine {
                 inner: Arc::new(inner),
             },
             repairs,
         ))
+    }
+}
+
+/// The root and the datasets below it (all of them with `repair`, else its children)
+/// with their `mounted` and `mountpoint`; `None` when there is no root yet.
+fn list_root(zfs: &Zfs, root: &DatasetName, repair: bool) -> Result<Option<Vec<Dataset>>> {
+    // One listing answers the usual case (everything made, the root mounted) and is
+    // what the repair compares the metadata with; each zfs(8) run costs ~10 ms.
+    let listing = if repair { Depth::All } else { Depth::Children };
+    match zfs.list_datasets(root, listing, &["mounted", "mountpoint"]) {
+        Ok(list) => Ok(Some(list)),
+        Err(ZfsError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The root's mountpoint when `list` shows it mounted with all of its `children` made:
+/// nothing to create.
+fn ready_mountpoint(
+    list: &[Dataset],
+    root: &DatasetName,
+    children: [&DatasetName; 4],
+) -> Option<PathBuf> {
+    let has = |d: &DatasetName| list.iter().any(|e| &e.name == d);
+    let top = list.iter().find(|e| &e.name == root)?;
+    let mounted = top.properties.get("mounted") == Some("yes");
+    let mp = top
+        .properties
+        .get("mountpoint")
+        .filter(|m| m.starts_with('/'))?;
+    (mounted && children.into_iter().all(has)).then(|| PathBuf::from(mp))
+}
+
+/// Makes the root dataset (mounted) and its `children`: the root's mountpoint.
+fn make_root(zfs: &Zfs, root: &DatasetName, children: [&DatasetName; 4]) -> Result<PathBuf> {
+    zfs.create_all(root, &Properties::new())?;
+    if zfs.mountpoint(root)?.is_none() {
+        zfs.mount(root)?;
+    }
+    let mp = zfs.mountpoint(root)?.ok_or_else(|| CoreError::NotMounted {
+        dataset: root.to_string(),
+    })?;
+    for d in children {
+        zfs.create_all(d, &Properties::new())?;
+    }
+    Ok(mp)
+}
+
+/// Logs what `open` repaired, and what it could not, and tells `events`.
+fn report_repairs(repairs: &Repairs, events: &Events) {
+    for r in repairs
+        .removed_unfinished
+        .iter()
+        .map(|d| format!("removed {d}, left by an interrupted operation"))
+        .chain(
+            repairs
+                .removed_orphans
+                .iter()
+                .map(|d| format!("removed {d}, which no metadata knows")),
+        )
+        .chain(
+            repairs
+                .dropped_rows
+                .iter()
+                .map(|d| format!("dropped the metadata of {d}: its dataset is gone")),
+        )
+    {
+        log::warn!("{r}");
+        events.emit(Event::Repaired(r));
+    }
+    for r in &repairs.held_back {
+        log::error!("{r}");
+        events.emit(Event::NotRepaired(r.clone()));
     }
 }
 
@@ -445,38 +463,11 @@ impl Inner {
                     .list_datasets(&self.config.root, Depth::All, &["mounted", "mountpoint"])?
             }
         };
-        let mounts: Vec<(DatasetName, PathBuf)> = listed
-            .iter()
-            .filter(|d| d.properties.get("mounted") == Some("yes"))
-            .filter_map(|d| {
-                let mp = d.properties.get("mountpoint")?;
-                mp.starts_with('/')
-                    .then(|| (d.name.clone(), PathBuf::from(mp)))
-            })
-            .collect();
+        let mounts = mounted(&listed);
         // 1. Unfinished operations of dead processes: undo (for a removal: finish it).
-        let pending = self.store().pending()?;
-        for p in pending {
-            if op_alive(&self.ops_dir, &p.op) {
-                continue;
-            }
-            match self.remove_leftover(&p.dataset, &mounts) {
-                Ok(()) => {
-                    self.store().delete_row(p.table, &p.key)?;
-                    repairs.removed_unfinished.push(p.dataset);
-                }
-                // Left pending: a later open tries again.
-                Err(why) => repairs.held_back.push(why),
-            }
-        }
+        self.undo_unfinished(&mounts, &mut repairs)?;
         // 1b. Addresses of builds whose process died (a build's network endpoints).
-        for (owner, op) in self.store().build_endpoints()? {
-            if !op_alive(&self.ops_dir, &op) {
-                if let Ok(id) = Id::parse(&owner) {
-                    self.store().delete_endpoints_of(&id)?;
-                }
-            }
-        }
+        self.drop_dead_build_endpoints()?;
         // 2. Datasets listed before rows are read: a row is always written before its
         // dataset and removed after it, so a dataset without a row here is an orphan.
         let parents = [
@@ -492,23 +483,7 @@ impl Inner {
             .filter(|d| !repairs.removed_unfinished.contains(d))
             .collect();
         let rows = self.store().datasets()?;
-        let mut pending_now: Vec<DatasetName> = self
-            .store()
-            .pending()?
-            .into_iter()
-            .map(|p| p.dataset)
-            .collect();
-        pending_now.sort();
-        for d in &on_disk {
-            let known =
-                rows.iter().any(|(_, _, ds)| ds == d) || pending_now.binary_search(d).is_ok();
-            if !known {
-                match self.remove_leftover(d, &mounts) {
-                    Ok(()) => repairs.removed_orphans.push(d.clone()),
-                    Err(why) => repairs.held_back.push(why),
-                }
-            }
-        }
+        self.remove_orphans(&on_disk, &rows, &mounts, &mut repairs)?;
         // 3. Rows whose dataset vanished.
         for (table, key, ds) in rows {
             if !on_disk.contains(&ds) {
@@ -519,6 +494,72 @@ impl Inner {
         // 4. Lock files of operations that died with no pending row.
         sweep_locks(&self.ops_dir);
         Ok(repairs)
+    }
+
+    /// Undoes (for a removal: finishes) the pending operations of dead processes.
+    fn undo_unfinished(
+        &self,
+        mounts: &[(DatasetName, PathBuf)],
+        repairs: &mut Repairs,
+    ) -> Result<()> {
+        let pending = self.store().pending()?;
+        for p in pending {
+            if op_alive(&self.ops_dir, &p.op) {
+                continue;
+            }
+            match self.remove_leftover(&p.dataset, mounts) {
+                Ok(()) => {
+                    self.store().delete_row(p.table, &p.key)?;
+                    repairs.removed_unfinished.push(p.dataset);
+                }
+                // Left pending: a later open tries again.
+                Err(why) => repairs.held_back.push(why),
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the network endpoints of builds whose process died.
+    pub(crate) fn drop_dead_build_endpoints(&self) -> Result<()> {
+        // The store's guard must not live through the loop, which locks it again.
+        let endpoints = self.store().build_endpoints()?;
+        for (owner, op) in endpoints {
+            if !op_alive(&self.ops_dir, &op) {
+                if let Ok(id) = Id::parse(&owner) {
+                    self.store().delete_endpoints_of(&id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the datasets of `on_disk` that neither a row of `rows` nor a pending
+    /// operation knows.
+    fn remove_orphans(
+        &self,
+        on_disk: &[DatasetName],
+        rows: &[(crate::meta::Table, String, DatasetName)],
+        mounts: &[(DatasetName, PathBuf)],
+        repairs: &mut Repairs,
+    ) -> Result<()> {
+        let mut pending_now: Vec<DatasetName> = self
+            .store()
+            .pending()?
+            .into_iter()
+            .map(|p| p.dataset)
+            .collect();
+        pending_now.sort();
+        for d in on_disk {
+            let known =
+                rows.iter().any(|(_, _, ds)| ds == d) || pending_now.binary_search(d).is_ok();
+            if !known {
+                match self.remove_leftover(d, mounts) {
+                    Ok(()) => repairs.removed_orphans.push(d.clone()),
+                    Err(why) => repairs.held_back.push(why),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes a dataset that a dead operation left, or that no metadata knows: first
@@ -550,3 +591,16 @@ impl Inner {
 
 /// How long processes a dead operation left running get to end after SIGTERM.
 const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The mounted datasets of `listed` with their mountpoints.
+fn mounted(listed: &[Dataset]) -> Vec<(DatasetName, PathBuf)> {
+    listed
+        .iter()
+        .filter(|d| d.properties.get("mounted") == Some("yes"))
+        .filter_map(|d| {
+            let mp = d.properties.get("mountpoint")?;
+            mp.starts_with('/')
+                .then(|| (d.name.clone(), PathBuf::from(mp)))
+        })
+        .collect()
+}

@@ -225,6 +225,61 @@ async fn open_on_an_empty_pool_makes_the_root_and_needs_no_repair() {
     assert!(engine.images().await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn the_endpoints_of_dead_builds_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let zfs = Zfs::memory(dir.path().join("zfs"), POOL).unwrap();
+    let jails: Arc<dyn Jails> = Arc::new(FakeJails::default());
+    let (engine, _) = Engine::builder(config())
+        .zfs(zfs)
+        .jails(jails)
+        .open_with(crate::Events::none())
+        .await
+        .unwrap();
+    let mut spec = crate::model::NetworkSpec::new("n", crate::model::NetworkType::Bridge);
+    spec.subnet = Some("10.9.0.0/24".parse().unwrap());
+    let network = crate::model::Network {
+        id: id("e0e000000001"),
+        name: "n".into(),
+        spec,
+        created: 0,
+    };
+    let endpoint = |container: &str, last: u8| crate::model::Endpoint {
+        container: id(container),
+        network: network.id.clone(),
+        network_name: "n".into(),
+        ipv4: Some(std::net::Ipv4Addr::new(10, 9, 0, last)),
+        ipv6: None,
+        slot: 0,
+    };
+    let live = OpLock::begin(&engine.inner.ops_dir).unwrap();
+    {
+        let store = engine.inner.store();
+        store.insert_network(&network).unwrap();
+        // Two builds whose process died, one running.
+        assert!(store
+            .insert_endpoint(&endpoint("b00000000001", 2), Some("dead00000001"))
+            .unwrap());
+        assert!(store
+            .insert_endpoint(&endpoint("b00000000002", 3), Some("dead00000002"))
+            .unwrap());
+        assert!(store
+            .insert_endpoint(&endpoint("b00000000003", 4), Some(&live.token))
+            .unwrap());
+    }
+    // Runs to its end (it once held the store's lock through its loop and deadlocked).
+    engine.inner.drop_dead_build_endpoints().unwrap();
+    let left: Vec<Id> = engine
+        .inner
+        .store()
+        .endpoints(None, None)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.container)
+        .collect();
+    assert_eq!(left, [id("b00000000003")]);
+}
+
 /// A tar archive of many files trickled by a loopback HTTP server (4 KiB every 20 ms), like
 /// a slow download; its URL.
 fn trickle_tar() -> String {

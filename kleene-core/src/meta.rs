@@ -349,10 +349,9 @@ impl Store {
 
     /// The schema version.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
+        self.conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .sql()?)
+            .sql()
     }
 
     // ---- pending operations ----
@@ -566,7 +565,7 @@ impl Store {
                 ))
             })
             .sql()?;
-        Ok(rows.collect::<rusqlite::Result<_>>().sql()?)
+        rows.collect::<rusqlite::Result<_>>().sql()
     }
 
     /// Marks a row as being removed (so nothing new may use it), returning whether it was
@@ -661,7 +660,7 @@ impl Store {
             )
             .sql()?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).sql()?;
-        Ok(rows.collect::<rusqlite::Result<_>>().sql()?)
+        rows.collect::<rusqlite::Result<_>>().sql()
     }
 
     /// Records an image being made as a clone of a ready layer; false (nothing written)
@@ -756,7 +755,7 @@ impl Store {
                 ))
             })
             .sql()?;
-        Ok(rows.collect::<rusqlite::Result<_>>().sql()?)
+        rows.collect::<rusqlite::Result<_>>().sql()
     }
 }
 
@@ -1195,13 +1194,12 @@ impl Store {
 
     /// Removes every endpoint of `owner` (a build's); how many there were.
     pub fn delete_endpoints_of(&self, owner: &Id) -> Result<usize> {
-        Ok(self
-            .conn
+        self.conn
             .execute(
                 "DELETE FROM endpoints WHERE container_id = ?1",
                 [owner.as_str()],
             )
-            .sql()?)
+            .sql()
     }
 
     /// The builds' endpoints: owner and operation token.
@@ -1211,7 +1209,7 @@ impl Store {
             .prepare("SELECT DISTINCT container_id, op FROM endpoints WHERE op IS NOT NULL")
             .sql()?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).sql()?;
-        Ok(rows.collect::<rusqlite::Result<_>>().sql()?)
+        rows.collect::<rusqlite::Result<_>>().sql()
     }
 
     /// Removes an endpoint; whether there was one.
