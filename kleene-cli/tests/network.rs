@@ -477,6 +477,164 @@ fn nothing_is_left_behind_after_rm_prune_and_a_killed_run() {
     );
 }
 
+/// How many kills `monitors_and_klee_killed_during_network_set_up_leave_nothing` makes.
+const SET_UP_KILLS: usize = 10;
+
+/// The monitor of a container (a child of `klee`, its program `kleene-monitor` or klee
+/// re-executed as one).
+fn monitor_of(klee: i32) -> Option<i32> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(klee)
+                && argv
+                    .split(|b| *b == 0)
+                    .nth(1)
+                    .is_some_and(|a| a == b"kleene-monitor")
+        })
+}
+
+/// The network set-up of a container runs in its monitor: kill -9 of the monitor (and,
+/// every other time, of klee with it) at a seeded random moment of `run --rm -n NET -p`,
+/// then the next klee repairs. After every kill and a `rm -f` of what is left: no veth, no
+/// rule naming a dead container's address, no endpoint in `network inspect`.
+#[test]
+fn monitors_and_klee_killed_during_network_set_up_leave_nothing() {
+    let Some(lab) = Lab::new("setupkill") else {
+        return;
+    };
+    lab.busybox_image();
+    lab.network("k", "10.120.0.0/24", &[]);
+    let seed = std::env::var("KLEENE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    println!("seed {seed} (replay: KLEENE_FAULT_SEED={seed})");
+    let mut x = seed;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut landed, mut mid_set_up) = (0, 0);
+    for i in 0..SET_UP_KILLS {
+        let name = format!("k{i}");
+        let mut child = lab
+            .klee_command(&[
+                "run", "--rm", "--name", &name, "-n", "k", "-p", "8090:80", "bb", "sleep", "5",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let klee = child.id() as i32;
+        let start = Instant::now();
+        let monitor = loop {
+            if let Some(m) = monitor_of(klee) {
+                break Some(m);
+            }
+            if start.elapsed() > Duration::from_secs(15) || child.try_wait().unwrap().is_some() {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let Some(monitor) = monitor else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kill {i}: no monitor of klee {klee} appeared");
+        };
+        // Within the monitor's first 300 ms: its set-up (links, addresses, rules, jail).
+        std::thread::sleep(Duration::from_micros(next() % 300_000));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(monitor),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        if i % 2 == 1 {
+            let _ = child.kill();
+        }
+        let end = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                end.elapsed() < Duration::from_secs(30),
+                "kill {i}: klee did not end after its monitor was killed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        landed += 1;
+        // What the kill left for the repair (none: it came before the set-up began).
+        let links = lab
+            .host_links()
+            .iter()
+            .filter(|l| l.starts_with("kv"))
+            .count();
+        let inspect = lab.json(&["network", "inspect", "k"]);
+        let left = links + endpoints(&inspect).len();
+        if left > 0 {
+            mid_set_up += 1;
+        }
+        println!(
+            "kill {i}: {links} container links and {} endpoints left to repair",
+            endpoints(&inspect).len()
+        );
+        let repair = lab.klee(&["lsc", "-a"]);
+        assert!(repair.success(), "kill {i}: the next klee: {repair}");
+        let all = lab.json(&["lsc", "-a", "--format", "json"]);
+        for c in all.as_array().cloned().unwrap_or_default() {
+            if let Some(id) = c["id"].as_str().or(c["container_id"].as_str()) {
+                lab.ok(&["rmc", "-f", id]);
+            }
+        }
+        assert_nothing_left(&lab, false, &[], &format!("kill {i} (seed {seed})"));
+        let v = lab.json(&["network", "inspect", "k"]);
+        assert!(
+            endpoints(&v).is_empty(),
+            "kill {i} (seed {seed}): endpoints left: {v:#}"
+        );
+        // The subnet and its gateway stay in the rules; no container's address does.
+        let rules = lab.host_ruleset_text();
+        let named: Vec<&str> = rules
+            .match_indices("10.120.0.")
+            .map(|(at, _)| {
+                let rest = &rules[at + 9..];
+                &rest[..rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len())]
+            })
+            .filter(|host| !matches!(*host, "0" | "1"))
+            .collect();
+        assert!(
+            named.is_empty(),
+            "kill {i} (seed {seed}): the ruleset names container addresses {named:?}:\n{rules}"
+        );
+    }
+    assert_eq!(landed, SET_UP_KILLS);
+    // The kills came while there was something to repair, not all before or after it.
+    assert!(
+        mid_set_up > 0,
+        "seed {seed}: no kill left a link or an endpoint behind: the moments missed the set-up"
+    );
+    // The network still works after it all.
+    let out = lab.klee(&["run", "--rm", "-n", "k", "bb", "true"]);
+    assert!(out.success(), "{out}");
+    lab.ok(&["network", "rm", "k"]);
+    assert_nothing_left(&lab, true, &["10.120.0.0"], "after network rm");
+}
+
 // ---- 8. listings ----
 
 #[test]
