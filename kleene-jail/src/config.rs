@@ -7,9 +7,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::caps::Capabilities;
 use crate::error::{Error, Result};
 use crate::params::JailParam;
 use crate::passwd::ResolvedUser;
+use crate::rlimit::Rlimit;
 
 /// The `PATH` of a clean environment (and the search path when the environment has none).
 pub const DEFAULT_PATH: &str = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin";
@@ -30,7 +32,9 @@ pub enum NetworkMode {
     /// anything else. Refused on FreeBSD.
     Namespace(NetNs),
     /// FreeBSD: the network jail parameters given in place of `ip4`/`ip6` (`ip4.addr`,
-    /// `ip6.addr`, `vnet`, `vnet.interface`; kleene-net makes them). Refused on Linux.
+    /// `ip6.addr`, `vnet`, and `exec.created`: argv lists run after the jail is made and before
+    /// its command, which move and configure a vnet jail's epairs; kleene-net makes them).
+    /// Refused on Linux.
     JailParams(Vec<(String, String)>),
 }
 
@@ -60,33 +64,278 @@ impl PartialEq for NetNs {
 
 impl Eq for NetNs {}
 
-/// A directory or file of the host made visible in the jail (a bind mount on Linux, nullfs
-/// on FreeBSD).
+/// A mount in the jail: a directory or file of the host made visible there (a bind mount
+/// on Linux, nullfs on FreeBSD), or on Linux a file system (`proc`, `tmpfs`, ...) for an
+/// OCI bundle's mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
-    /// Path on the host.
+    /// Path on the host of a bind mount; for a file system its source (`proc`, `tmpfs`,
+    /// `shm`: what `/proc/self/mountinfo` shows).
     pub source: PathBuf,
     /// Absolute path inside the jail; created (as a directory, or an empty file when the
-    /// source is a file) when missing.
+    /// source of a bind mount is a file) when missing.
     pub target: PathBuf,
-    /// Mounted read-only.
+    /// Mounted read-only (the same as [`MountFlags::read_only`]).
     pub read_only: bool,
+    /// The file system type, `None` for a bind mount.
+    pub(crate) fstype: Option<String>,
+    pub(crate) flags: MountFlags,
+    pub(crate) data: String,
+    pub(crate) recursive: bool,
+    pub(crate) propagation: Option<Propagation>,
 }
 
+/// The file systems [`Mount::filesystem`] accepts.
+pub const MOUNT_FILESYSTEMS: &[&str] = &[
+    "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2",
+];
+
 impl Mount {
-    /// A read-write bind of `source` at `target` (absolute, inside the jail).
+    /// A read-write bind of `source` at `target` (absolute, inside the jail), recursive
+    /// (what is mounted below `source` comes along) unless [`Mount::recursive`] says
+    /// otherwise.
     pub fn bind(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Self {
         Mount {
             source: source.into(),
             target: target.into(),
             read_only: false,
+            fstype: None,
+            flags: MountFlags::default(),
+            data: String::new(),
+            recursive: true,
+            propagation: None,
+        }
+    }
+
+    /// Linux: a new instance of file system `fstype` (one of [`MOUNT_FILESYSTEMS`]:
+    /// `proc`, `sysfs`, `tmpfs`, `devpts`, `mqueue`, `cgroup`, `cgroup2`) at `target`,
+    /// `source` being what the mount table shows as its source. Refused on FreeBSD.
+    pub fn filesystem(
+        fstype: impl Into<String>,
+        source: impl Into<PathBuf>,
+        target: impl Into<PathBuf>,
+    ) -> Self {
+        Mount {
+            fstype: Some(fstype.into()),
+            recursive: false,
+            ..Mount::bind(source, target)
         }
     }
 
     /// Makes the mount read-only.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self.flags.read_only = true;
         self
+    }
+
+    /// The mount's flags (they replace earlier ones, [`Mount::read_only`] included). A bind
+    /// mount is made, then remounted with them (keeping `nosuid`, `nodev`, `noexec` and
+    /// the atime flags of the mount its source is on, so a bind never lifts a
+    /// restriction of the host's); a file system is mounted with them.
+    pub fn flags(mut self, flags: MountFlags) -> Self {
+        self.read_only = flags.read_only;
+        self.flags = flags;
+        self
+    }
+
+    /// The file system's options, comma-separated as mount(8) takes them after `-o`
+    /// (`mode=755,size=65536k`); empty: none. Not for bind mounts.
+    pub fn data(mut self, data: impl Into<String>) -> Self {
+        self.data = data.into();
+        self
+    }
+
+    /// For a bind mount: whether the mounts below the source come along (`rbind`, the
+    /// default) or not (`bind`).
+    pub fn recursive(mut self, on: bool) -> Self {
+        self.recursive = on;
+        self
+    }
+
+    /// The propagation of the mount once made (default: that of the jail's mounts,
+    /// private). Linux only.
+    pub fn propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = Some(propagation);
+        self
+    }
+
+    /// The file system type, `None` for a bind mount.
+    pub fn fstype(&self) -> Option<&str> {
+        self.fstype.as_deref()
+    }
+
+    /// The flags the mount is made with ([`Mount::read_only`] included).
+    pub fn mount_flags(&self) -> MountFlags {
+        MountFlags {
+            read_only: self.read_only,
+            ..self.flags
+        }
+    }
+
+    /// Whether the mount uses more than FreeBSD's nullfs can do (a file system, flags but
+    /// `read_only`, data, a propagation, a non-recursive bind).
+    #[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
+    pub(crate) fn beyond_nullfs(&self) -> bool {
+        self.fstype.is_some()
+            || self.mount_flags()
+                != MountFlags {
+                    read_only: self.read_only,
+                    ..MountFlags::default()
+                }
+            || !self.data.is_empty()
+            || self.propagation.is_some()
+            || !self.recursive
+    }
+}
+
+/// The flags of a [`Mount`], as mount(8) names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    /// `ro`.
+    pub read_only: bool,
+    /// `nosuid`: set-user-ID and file capabilities do nothing.
+    pub nosuid: bool,
+    /// `nodev`: device nodes cannot be opened.
+    pub nodev: bool,
+    /// `noexec`: nothing can be executed.
+    pub noexec: bool,
+    /// `noatime`.
+    pub noatime: bool,
+    /// `nodiratime`.
+    pub nodiratime: bool,
+    /// `relatime`.
+    pub relatime: bool,
+    /// `strictatime`.
+    pub strictatime: bool,
+    /// `sync`.
+    pub sync: bool,
+    /// `dirsync`.
+    pub dirsync: bool,
+}
+
+/// The propagation of a mount (see mount_namespaces(7)): `R` variants apply to the mounts
+/// below it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// `private`.
+    Private,
+    /// `rprivate`.
+    RPrivate,
+    /// `slave`.
+    Slave,
+    /// `rslave`.
+    RSlave,
+    /// `shared`.
+    Shared,
+    /// `rshared`.
+    RShared,
+    /// `unbindable`.
+    Unbindable,
+    /// `runbindable`.
+    RUnbindable,
+}
+
+/// A namespace of a Linux jail that can be new, joined or the host's (the mount namespace
+/// is always new; the network is [`NetworkMode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Namespace {
+    /// Process ids (default: new, the command is pid 1).
+    Pid,
+    /// System V IPC and POSIX message queues (default: new).
+    Ipc,
+    /// Host and NIS domain name (default: new).
+    Uts,
+    /// The cgroup root the jail sees (default: the host's).
+    Cgroup,
+}
+
+impl Namespace {
+    /// Its name in `/proc/PID/ns`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Namespace::Pid => "pid",
+            Namespace::Ipc => "ipc",
+            Namespace::Uts => "uts",
+            Namespace::Cgroup => "cgroup",
+        }
+    }
+
+    /// Its index in [`Namespaces`], for failure records.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn index(self) -> u32 {
+        match self {
+            Namespace::Pid => 0,
+            Namespace::Ipc => 1,
+            Namespace::Uts => 2,
+            Namespace::Cgroup => 3,
+        }
+    }
+
+    pub(crate) const ALL: [Namespace; 4] = [
+        Namespace::Pid,
+        Namespace::Ipc,
+        Namespace::Uts,
+        Namespace::Cgroup,
+    ];
+}
+
+/// What a jail gets of a [`Namespace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NamespaceMode {
+    /// A new one of its own.
+    New,
+    /// The one of this file (`/proc/PID/ns/ipc`, a bind-mounted namespace), opened before
+    /// the jail's first process is made and joined by it before any other set-up.
+    Join(PathBuf),
+    /// The host's (the caller's).
+    Host,
+}
+
+/// The namespaces set with [`JailConfig::namespace`] (`None`: the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Namespaces {
+    pub pid: Option<NamespaceMode>,
+    pub ipc: Option<NamespaceMode>,
+    pub uts: Option<NamespaceMode>,
+    pub cgroup: Option<NamespaceMode>,
+}
+
+impl Namespaces {
+    /// The mode of `ns`: the one set, else the default (new, but the host's cgroup
+    /// namespace).
+    pub fn mode(&self, ns: Namespace) -> NamespaceMode {
+        let set = match ns {
+            Namespace::Pid => &self.pid,
+            Namespace::Ipc => &self.ipc,
+            Namespace::Uts => &self.uts,
+            Namespace::Cgroup => &self.cgroup,
+        };
+        match (set, ns) {
+            (Some(m), _) => m.clone(),
+            (None, Namespace::Cgroup) => NamespaceMode::Host,
+            (None, _) => NamespaceMode::New,
+        }
+    }
+
+    /// Whether any is set to other than its default.
+    #[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
+    pub fn changed(&self) -> bool {
+        Namespace::ALL
+            .iter()
+            .any(|ns| self.mode(*ns) != Namespaces::default().mode(*ns))
+    }
+
+    fn set(&mut self, ns: Namespace, mode: NamespaceMode) {
+        let slot = match ns {
+            Namespace::Pid => &mut self.pid,
+            Namespace::Ipc => &mut self.ipc,
+            Namespace::Uts => &mut self.uts,
+            Namespace::Cgroup => &mut self.cgroup,
+        };
+        *slot = Some(mode);
     }
 }
 
@@ -133,6 +382,7 @@ pub struct ExecConfig {
     pub(crate) argv: Vec<OsString>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) clean_env: Option<bool>,
+    pub(crate) exact_env: bool,
     pub(crate) user: Option<String>,
     pub(crate) workdir: Option<PathBuf>,
     pub(crate) stdin: Stdio,
@@ -140,6 +390,12 @@ pub struct ExecConfig {
     pub(crate) stderr: Stdio,
     pub(crate) tty: Option<WinSize>,
     pub(crate) kill_with_owner: Option<bool>,
+    pub(crate) capabilities: Option<Capabilities>,
+    pub(crate) rlimits: Vec<(Rlimit, u64, u64)>,
+    pub(crate) no_new_privileges: Option<bool>,
+    pub(crate) oom_score_adj: Option<i32>,
+    pub(crate) additional_gids: Option<Vec<u32>>,
+    pub(crate) umask: Option<u32>,
 }
 
 impl ExecConfig {
@@ -168,6 +424,25 @@ impl ExecConfig {
     pub fn clean_env(mut self, clean: bool) -> Self {
         self.clean_env = Some(clean);
         self
+    }
+
+    /// Exactly the variables given ([`ExecConfig::env`]), and `HOME` from the user's
+    /// passwd entry when they do not set it: what an OCI runtime gives (runc's rule).
+    /// The command is still looked up in the `PATH` given.
+    pub fn exact_env(mut self, on: bool) -> Self {
+        self.exact_env = on;
+        self
+    }
+
+    /// How [`build_env`] starts this process's environment.
+    pub(crate) fn env_mode(&self, clean: bool) -> EnvMode {
+        if self.exact_env {
+            EnvMode::Exact
+        } else if clean {
+            EnvMode::Clean
+        } else {
+            EnvMode::Inherit
+        }
     }
 
     /// The user: a name or `uid[:gid]` (also `name:group`), resolved in the container's
@@ -228,9 +503,121 @@ impl ExecConfig {
         self.kill_with_owner.unwrap_or(true)
     }
 
+    /// Linux: the process's capabilities, in place of the default (Docker's set as the
+    /// bounding set, effective and permitted; nothing inheritable or ambient). The bounding
+    /// set is reduced to `bounding` before the user is switched (keeping the capabilities
+    /// across it, as runc does), then the effective, permitted and inheritable sets are
+    /// set and the `ambient` ones raised (each must be permitted and inheritable).
+    /// Capabilities this kernel does not know are ignored. Refused on FreeBSD.
+    ///
+    /// `execve` then applies the kernel's rules: a non-root process keeps only its
+    /// ambient capabilities as effective and permitted; root's become its bounding set
+    /// (plus the inheritable ones).
+    pub fn capabilities(mut self, caps: Capabilities) -> Self {
+        self.capabilities = Some(caps);
+        self
+    }
+
+    /// A resource limit, set before the process's user is switched: `soft` and `hard`,
+    /// `u64::MAX` meaning unlimited. A later setting of the same resource wins. On FreeBSD
+    /// the limits FreeBSD has are set; the others are refused.
+    pub fn rlimit(mut self, resource: Rlimit, soft: u64, hard: u64) -> Self {
+        self.rlimits.retain(|(r, _, _)| *r != resource);
+        self.rlimits.push((resource, soft, hard));
+        self
+    }
+
+    /// Whether `no_new_privs` is set (set-user-ID bits and file capabilities do nothing at
+    /// `execve`, and it is inherited). Default: set for a user other than root, not for
+    /// root. On FreeBSD `true` is `PROC_NO_NEW_PRIVS_CTL`.
+    pub fn no_new_privileges(mut self, on: bool) -> Self {
+        self.no_new_privileges = Some(on);
+        self
+    }
+
+    /// Linux: the process's `oom_score_adj` (-1000 to 1000), written before it enters the
+    /// jail's root (so inherited by what it starts). Refused on FreeBSD.
+    pub fn oom_score_adj(mut self, adj: i32) -> Self {
+        self.oom_score_adj = Some(adj);
+        self
+    }
+
+    /// The supplementary groups (setgroups(2)) of a numeric user (`uid` or `uid:gid`, as an
+    /// OCI bundle gives it): exactly these, as runc sets them (without this setting such a
+    /// user's only group is its gid). A user given by name keeps the groups of the
+    /// container's `/etc/group` and gets these too.
+    pub fn additional_gids(mut self, gids: Vec<u32>) -> Self {
+        self.additional_gids = Some(gids);
+        self
+    }
+
+    /// The supplementary groups of a process whose user (as given, `spec`) resolved to
+    /// `resolved` (its gid first, then those of `/etc/group`).
+    pub(crate) fn groups(&self, spec: Option<&str>, resolved: &[u32]) -> Vec<u32> {
+        let numeric = spec
+            .unwrap_or("0")
+            .split(':')
+            .next()
+            .is_some_and(|u| u.parse::<u32>().is_ok());
+        match &self.additional_gids {
+            None => resolved.to_vec(),
+            Some(extra) if numeric => extra.clone(),
+            Some(extra) => {
+                let mut groups = resolved.to_vec();
+                for g in extra {
+                    if !groups.contains(g) {
+                        groups.push(*g);
+                    }
+                }
+                groups
+            }
+        }
+    }
+
+    /// The file mode creation mask of the process (default `0o022`).
+    pub fn umask(mut self, umask: u32) -> Self {
+        self.umask = Some(umask);
+        self
+    }
+
+    /// Whether a setting beyond those FreeBSD maps (capabilities, `oom_score_adj`) is set:
+    /// its name.
+    #[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
+    pub(crate) fn linux_only_setting(&self) -> Option<&'static str> {
+        if self.capabilities.is_some() {
+            Some("capabilities")
+        } else if self.oom_score_adj.is_some() {
+            Some("oom_score_adj")
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if self.argv.is_empty() || self.argv[0].is_empty() {
             return Err(Error::InvalidConfig("the command is empty".into()));
+        }
+        if let Some(adj) = self.oom_score_adj {
+            if !(-1000..=1000).contains(&adj) {
+                return Err(Error::InvalidConfig(format!(
+                    "oom_score_adj {adj} is not in -1000..=1000"
+                )));
+            }
+        }
+        if let Some(umask) = self.umask {
+            if umask > 0o777 {
+                return Err(Error::InvalidConfig(format!(
+                    "umask {umask:o} is not a file mode mask"
+                )));
+            }
+        }
+        for (r, soft, hard) in &self.rlimits {
+            if soft > hard {
+                return Err(Error::InvalidConfig(format!(
+                    "{}: the soft limit {soft} is over the hard limit {hard}",
+                    r.name()
+                )));
+            }
         }
         if let Some(w) = &self.workdir {
             if !w.is_absolute() {
@@ -260,6 +647,14 @@ pub struct JailConfig {
     pub(crate) init: bool,
     pub(crate) lifetime: Lifetime,
     pub(crate) process: ExecConfig,
+    pub(crate) namespaces: Namespaces,
+    pub(crate) standard_mounts: bool,
+    pub(crate) root_propagation: Option<Propagation>,
+    pub(crate) readonly_root: bool,
+    pub(crate) masked_paths: Vec<PathBuf>,
+    pub(crate) readonly_paths: Vec<PathBuf>,
+    pub(crate) sysctls: Vec<(String, String)>,
+    pub(crate) hold: Option<PathBuf>,
 }
 
 /// When a jail ends.
@@ -291,6 +686,14 @@ impl JailConfig {
             init: false,
             lifetime: Lifetime::Command,
             process: ExecConfig::default(),
+            namespaces: Namespaces::default(),
+            standard_mounts: true,
+            root_propagation: None,
+            readonly_root: false,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
+            sysctls: Vec::new(),
+            hold: None,
         }
     }
 
@@ -425,9 +828,169 @@ impl JailConfig {
         self
     }
 
+    /// Linux: what the jail gets of namespace `ns` (defaults: new pid, ipc and uts
+    /// namespaces, the host's cgroup namespace; the mount namespace is always new and the
+    /// network is [`JailConfig::network`]). The `allow.sysvipc` parameter, when given, wins
+    /// for the ipc namespace (true: the host's, false: a new one).
+    ///
+    /// - [`NamespaceMode::Join`] of the pid namespace: the jail's first process is forked
+    ///   in it after joining (it is not that namespace's pid 1; what it orphans goes to
+    ///   that namespace's init), a child of the caller as usual.
+    /// - [`NamespaceMode::Host`] of the pid namespace: the command is not pid 1 and sees
+    ///   the host's processes; `kill_all` and a dying owner kill the first process only.
+    /// - Without a new pid namespace, [`JailConfig::init`] makes the init a child
+    ///   subreaper (it still reaps what the command orphans), and
+    ///   [`Lifetime::Processes`] is refused (its init counts the processes of its pid
+    ///   namespace).
+    /// - Without a new uts namespace the host name is left alone: setting one
+    ///   ([`JailConfig::hostname`], `host.hostname`) is refused.
+    ///
+    /// FreeBSD refuses anything but the defaults.
+    pub fn namespace(mut self, ns: Namespace, mode: NamespaceMode) -> Self {
+        self.namespaces.set(ns, mode);
+        self
+    }
+
+    /// `true` (the default): the jail gets the crate's own `/proc` and (with
+    /// [`JailConfig::devfs`]) minimal `/dev`, mounted after the configured mounts. `false`
+    /// (for an OCI bundle): only the configured mounts are made, in their order, inside the
+    /// root before it is entered, each mount point created when missing (also inside a
+    /// file system mounted before, such as `/dev/pts` in a tmpfs at `/dev`). A `tmpfs` at
+    /// `/dev` is then filled as runc does: the device nodes `null`, `zero`, `full`,
+    /// `random`, `urandom` and `tty`, the links `ptmx` (to `pts/ptmx`), `fd`, `stdin`,
+    /// `stdout` and `stderr` (to `/proc/self/fd`), and `console` (the terminal, bound
+    /// there) when the process has one. [`JailConfig::devfs`] and `mount.devfs` then have
+    /// no effect. A target inside an earlier mount is resolved inside the root when the
+    /// jail's first process makes it (a symlink there cannot lead out); the others are
+    /// checked before, and one whose path leads out of the root is an error naming the
+    /// mount. Linux only: FreeBSD refuses `false`.
+    pub fn standard_mounts(mut self, on: bool) -> Self {
+        self.standard_mounts = on;
+        self
+    }
+
+    /// Linux: the propagation of the jail's root once entered (default: private, as every
+    /// mount of the jail is). The host's mount table never changes: the jail's mounts are
+    /// made private first, or slaves of the host's for the `Slave` and `Shared` variants
+    /// (so the host's later mounts reach the jail); `Shared` then makes them a peer group of
+    /// the jail's own. Refused on FreeBSD.
+    pub fn root_propagation(mut self, propagation: Propagation) -> Self {
+        self.root_propagation = Some(propagation);
+        self
+    }
+
+    /// Linux: remounts the jail's root read-only once every mount is made (the mounts on
+    /// it keep their own flags). Default false. Refused on FreeBSD.
+    pub fn readonly_root(mut self, on: bool) -> Self {
+        self.readonly_root = on;
+        self
+    }
+
+    /// Linux: hides `path` in the jail once its mounts are made: a file is covered by
+    /// `/dev/null`, a directory by an empty read-only tmpfs; a missing path is ignored (as
+    /// runc does). A file needs `/proc` in the jail. Refused on FreeBSD.
+    pub fn masked_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.masked_paths.push(path.into());
+        self
+    }
+
+    /// Linux: makes `path` read-only in the jail once its mounts are made (bound onto
+    /// itself and remounted read-only); a missing path is ignored. Refused on FreeBSD.
+    pub fn readonly_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.readonly_paths.push(path.into());
+        self
+    }
+
+    /// Linux: writes `value` to `/proc/sys/<key, its dots as slashes>` in the jail's
+    /// namespaces before its command runs (after its mounts, before the read-only paths:
+    /// the jail needs `/proc`). Whether the key is one of the jail's own namespaces (an ipc
+    /// or network one) is the caller's to check; a failure names the key. Refused on
+    /// FreeBSD.
+    pub fn sysctl(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.sysctls.push((key.into(), value.into()));
+        self
+    }
+
+    /// Linux: holds the command just before `execve` until [`crate::release`] is called on
+    /// `gate`, a FIFO the caller made (outside the root). Everything else is set up first
+    /// (mounts, user, capabilities, limits, working directory, the command found), so
+    /// [`JailConfig::start`] still returns those failures; it returns once the process is
+    /// held. With [`JailConfig::init`] the command is held, not the init.
+    ///
+    /// The process opens the FIFO for writing through `/proc/self/fd` (so the jail needs
+    /// `/proc`), as the jail's user: the FIFO must be writable by that user (runc makes
+    /// its own `0622`); both are checked before `start` returns. With
+    /// `kill_with_owner(false)` the held process outlives the caller. Refused on FreeBSD.
+    pub fn hold(mut self, gate: impl Into<PathBuf>) -> Self {
+        self.hold = Some(gate.into());
+        self
+    }
+
+    /// See [`ExecConfig::capabilities`].
+    pub fn capabilities(mut self, caps: Capabilities) -> Self {
+        self.process = self.process.capabilities(caps);
+        self
+    }
+
+    /// See [`ExecConfig::rlimit`].
+    pub fn rlimit(mut self, resource: Rlimit, soft: u64, hard: u64) -> Self {
+        self.process = self.process.rlimit(resource, soft, hard);
+        self
+    }
+
+    /// See [`ExecConfig::no_new_privileges`].
+    pub fn no_new_privileges(mut self, on: bool) -> Self {
+        self.process = self.process.no_new_privileges(on);
+        self
+    }
+
+    /// See [`ExecConfig::oom_score_adj`].
+    pub fn oom_score_adj(mut self, adj: i32) -> Self {
+        self.process = self.process.oom_score_adj(adj);
+        self
+    }
+
+    /// See [`ExecConfig::additional_gids`].
+    pub fn additional_gids(mut self, gids: Vec<u32>) -> Self {
+        self.process = self.process.additional_gids(gids);
+        self
+    }
+
+    /// See [`ExecConfig::umask`].
+    pub fn umask(mut self, umask: u32) -> Self {
+        self.process = self.process.umask(umask);
+        self
+    }
+
     /// The root directory.
     pub fn root_path(&self) -> &Path {
         &self.root
+    }
+
+    /// The first setting FreeBSD does not have, by name, if any is set.
+    #[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
+    pub(crate) fn linux_only_setting(&self) -> Option<&'static str> {
+        if self.namespaces.changed() {
+            Some("namespace")
+        } else if !self.standard_mounts {
+            Some("standard_mounts(false)")
+        } else if self.root_propagation.is_some() {
+            Some("root_propagation")
+        } else if self.readonly_root {
+            Some("readonly_root")
+        } else if !self.masked_paths.is_empty() {
+            Some("masked_path")
+        } else if !self.readonly_paths.is_empty() {
+            Some("readonly_path")
+        } else if !self.sysctls.is_empty() {
+            Some("sysctl")
+        } else if self.hold.is_some() {
+            Some("hold")
+        } else if self.mounts.iter().any(Mount::beyond_nullfs) {
+            Some("a mount other than a bind mount with read_only")
+        } else {
+            self.process.linux_only_setting()
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -459,24 +1022,97 @@ impl JailConfig {
                     m.target.display()
                 )));
             }
-            if !m.source.exists() {
+            if !m
+                .target
+                .components()
+                .any(|c| matches!(c, std::path::Component::Normal(_)))
+            {
                 return Err(Error::InvalidConfig(format!(
-                    "mount source {} does not exist",
-                    m.source.display()
+                    "mount target {} is the jail's root",
+                    m.target.display()
                 )));
             }
+            match &m.fstype {
+                None => {
+                    if !m.source.exists() {
+                        return Err(Error::InvalidConfig(format!(
+                            "mount source {} does not exist",
+                            m.source.display()
+                        )));
+                    }
+                    if !m.data.is_empty() {
+                        return Err(Error::InvalidConfig(format!(
+                            "the bind mount at {} has file system options ({})",
+                            m.target.display(),
+                            m.data
+                        )));
+                    }
+                }
+                Some(t) if !MOUNT_FILESYSTEMS.contains(&t.as_str()) => {
+                    return Err(Error::InvalidConfig(format!(
+                        "file system {t:?} at {} is not one of {}",
+                        m.target.display(),
+                        MOUNT_FILESYSTEMS.join(", ")
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        for (what, paths) in [
+            ("masked path", &self.masked_paths),
+            ("read-only path", &self.readonly_paths),
+        ] {
+            for p in paths {
+                if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir)
+                {
+                    return Err(Error::InvalidConfig(format!(
+                        "{what} {} is not absolute or contains ..",
+                        p.display()
+                    )));
+                }
+            }
+        }
+        for (key, _) in &self.sysctls {
+            sysctl_path(key)?;
         }
         Ok(())
     }
+}
+
+/// The file of sysctl `key` below `/proc/sys` (`kernel.shmmax`: `kernel/shmmax`).
+pub(crate) fn sysctl_path(key: &str) -> Result<String> {
+    let path = key.replace('.', "/");
+    if key.is_empty()
+        || key.contains('\0')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(Error::InvalidConfig(format!(
+            "sysctl {key:?} is not a sysctl name"
+        )));
+    }
+    Ok(path)
 }
 
 pub(crate) fn cstr(bytes: &[u8], what: &str) -> Result<CString> {
     CString::new(bytes).map_err(|_| Error::InvalidConfig(format!("{what} contains a NUL byte")))
 }
 
+/// Where a process's environment starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnvMode {
+    /// `PATH`, `HOME`, `SHELL`, `USER`, `LOGNAME` and the caller's `TERM` (`exec.clean`).
+    Clean,
+    /// The caller's environment.
+    Inherit,
+    /// Nothing but `HOME` when the given variables lack it (an OCI runtime's).
+    Exact,
+}
+
 /// The environment of a jailed process, as `KEY=VALUE` strings.
 pub(crate) fn build_env(
-    clean: bool,
+    mode: EnvMode,
     given: &[(String, String)],
     user: &ResolvedUser,
     host: impl IntoIterator<Item = (OsString, OsString)>,
@@ -489,7 +1125,11 @@ pub(crate) fn build_env(
         }
     }
     let host: Vec<(OsString, OsString)> = host.into_iter().collect();
-    if clean {
+    if mode == EnvMode::Exact {
+        if !given.iter().any(|(k, _)| k == "HOME") {
+            set(&mut vars, b"HOME", user.home.as_bytes());
+        }
+    } else if mode == EnvMode::Clean {
         set(&mut vars, b"PATH", DEFAULT_PATH.as_bytes());
         set(&mut vars, b"HOME", user.home.as_bytes());
         set(&mut vars, b"SHELL", user.shell.as_bytes());
@@ -575,7 +1215,15 @@ mod tests {
 
     #[test]
     fn clean_env_keeps_only_the_login_variables() {
-        let env = strings(build_env(true, &[("A".into(), "b".into())], &alice(), host()).unwrap());
+        let env = strings(
+            build_env(
+                EnvMode::Clean,
+                &[("A".into(), "b".into())],
+                &alice(),
+                host(),
+            )
+            .unwrap(),
+        );
         assert_eq!(
             env,
             vec![
@@ -591,18 +1239,66 @@ mod tests {
     }
 
     #[test]
+    fn exact_env_is_the_given_and_home() {
+        let env = strings(
+            build_env(
+                EnvMode::Exact,
+                &[("A".into(), "b".into())],
+                &alice(),
+                host(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(env, ["HOME=/home/alice", "A=b"]);
+        let env = strings(
+            build_env(
+                EnvMode::Exact,
+                &[("HOME".into(), "/x".into())],
+                &alice(),
+                host(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(env, ["HOME=/x"]);
+    }
+
+    #[test]
     fn unclean_env_is_the_callers_plus_given() {
         let env = strings(
-            build_env(false, &[("PATH".into(), "/mine".into())], &alice(), host()).unwrap(),
+            build_env(
+                EnvMode::Inherit,
+                &[("PATH".into(), "/mine".into())],
+                &alice(),
+                host(),
+            )
+            .unwrap(),
         );
         assert_eq!(env, vec!["SECRET=x", "TERM=xterm", "PATH=/mine"]);
     }
 
     #[test]
     fn bad_variables_are_refused() {
-        assert!(build_env(true, &[("A=B".into(), "c".into())], &alice(), host()).is_err());
-        assert!(build_env(true, &[("A".into(), "c\0".into())], &alice(), host()).is_err());
-        assert!(build_env(true, &[(String::new(), "c".into())], &alice(), host()).is_err());
+        assert!(build_env(
+            EnvMode::Clean,
+            &[("A=B".into(), "c".into())],
+            &alice(),
+            host()
+        )
+        .is_err());
+        assert!(build_env(
+            EnvMode::Clean,
+            &[("A".into(), "c\0".into())],
+            &alice(),
+            host()
+        )
+        .is_err());
+        assert!(build_env(
+            EnvMode::Clean,
+            &[(String::new(), "c".into())],
+            &alice(),
+            host()
+        )
+        .is_err());
     }
 
     #[test]
@@ -614,6 +1310,20 @@ mod tests {
         assert_eq!(c, vec!["./x"]);
         let c = strings(exec_candidates(OsStr::new("sh"), &[]).unwrap());
         assert_eq!(c[1], "/bin/sh");
+    }
+
+    #[test]
+    fn additional_groups() {
+        let resolved = [5, 7];
+        let plain = ExecConfig::new(["x"]);
+        assert_eq!(plain.groups(Some("1:5"), &resolved), [5, 7]);
+        let given = ExecConfig::new(["x"]).additional_gids(vec![7, 9]);
+        assert_eq!(given.groups(Some("1:5"), &resolved), [7, 9]);
+        assert_eq!(given.groups(Some("1"), &resolved), [7, 9]);
+        assert_eq!(given.groups(None, &resolved), [7, 9]);
+        assert_eq!(given.groups(Some("alice"), &resolved), [5, 7, 9]);
+        let none = ExecConfig::new(["x"]).additional_gids(vec![]);
+        assert!(none.groups(Some("0:0"), &[0]).is_empty());
     }
 
     #[test]

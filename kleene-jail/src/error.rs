@@ -100,6 +100,23 @@ pub enum Error {
     /// The jail (or process) is gone.
     #[error("the jail is not running")]
     NotRunning,
+    /// [`crate::release`] found no held process answering on the gate.
+    #[error("the process held on {} {reason}", gate.display())]
+    Release {
+        /// The gate FIFO.
+        gate: PathBuf,
+        /// What happened.
+        reason: String,
+    },
+    /// A setting this platform does not have (Linux's namespaces, capabilities, ... on
+    /// FreeBSD).
+    #[error("{setting} is not supported on {platform}")]
+    UnsupportedSetting {
+        /// The setting, as the API names it.
+        setting: String,
+        /// The platform that refuses it.
+        platform: &'static str,
+    },
     /// This platform has no jail backend.
     #[error("jails are not supported on this platform")]
     UnsupportedPlatform,

@@ -37,7 +37,8 @@ pub struct JailHandle {
 
 impl JailHandle {
     /// A handle from persisted fields. The caller vouches that `pid`/`id` still name this
-    /// jail (on Linux `exec` checks that `pid` is the init of a pid namespace).
+    /// jail (on Linux `exec` checks that `pid` is in another mount namespace, as every
+    /// jail's first process is).
     pub fn new(name: Option<String>, id: JailId, pid: i32, root: impl Into<PathBuf>) -> Self {
         JailHandle {
             name,

@@ -4,6 +4,7 @@ mod caps;
 mod config;
 mod error;
 mod freebsd_plan;
+mod hold;
 mod jail;
 #[cfg(any(target_os = "linux", target_os = "freebsd"))]
 mod mountpoint;
@@ -12,6 +13,7 @@ mod params;
 mod passwd;
 mod process;
 mod report;
+mod rlimit;
 
 #[cfg(target_os = "freebsd")]
 mod freebsd;
@@ -28,18 +30,22 @@ use linux as sys;
 use unsupported as sys;
 
 pub use caps::{
-    capabilities_to_drop, default_mask as default_capability_mask, DEFAULT_CAPABILITIES,
+    capabilities_to_drop, capability_name, capability_number,
+    default_mask as default_capability_mask, Capabilities, DEFAULT_CAPABILITIES,
 };
 pub use config::{
-    ExecConfig, JailConfig, Lifetime, Mount, NetNs, NetworkMode, Stdio, WinSize, DEFAULT_PATH,
+    ExecConfig, JailConfig, Lifetime, Mount, MountFlags, Namespace, NamespaceMode, NetNs,
+    NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH, MOUNT_FILESYSTEMS,
 };
 pub use error::{Error, Result};
+pub use hold::{release, RELEASE_TIMEOUT};
 pub use jail::{CommandEnd, Jail, JailHandle, JailId};
 pub use nix::sys::signal::Signal;
 pub use orphans::{processes_under, stop_processes_under, KILL_TIMEOUT};
 pub use params::{JailParam, ParamValue, LINUX_PARAMS};
 pub use passwd::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
 pub use process::{ChildOutput, ChildStdin, ExitStatus, Output, Process, Pty};
+pub use rlimit::Rlimit;
 
 /// The platform the backend of this build isolates with.
 pub const PLATFORM: &str = sys::PLATFORM;

@@ -113,6 +113,43 @@ impl Pty {
         }
         Ok(())
     }
+
+    /// The path of the terminal's slave side on the host (`/dev/pts/N`).
+    pub fn name(&self) -> Option<String> {
+        #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+        {
+            let mut buf = [0 as libc::c_char; 128];
+            // SAFETY: ptsname_r writes a NUL-terminated name of at most `buf.len()` bytes
+            // into `buf`; the descriptor is the pty master this value owns.
+            let r = unsafe {
+                libc::ptsname_r(self.fd.get_ref().as_raw_fd(), buf.as_mut_ptr(), buf.len())
+            };
+            if r != 0 {
+                return None;
+            }
+            // SAFETY: ptsname_r succeeded, so `buf` holds a NUL-terminated string.
+            let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+            Some(name.to_string_lossy().into_owned())
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+        {
+            None
+        }
+    }
+
+    /// The master side's descriptor, for another process to own the terminal (sent over a
+    /// unix socket, for instance): taken out of tokio's reactor and made blocking again.
+    pub fn into_master(self) -> OwnedFd {
+        let fd = self.fd.into_inner();
+        // SAFETY: F_GETFL/F_SETFL on the descriptor this value owned; no pointers.
+        unsafe {
+            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+        fd
+    }
 }
 
 impl AsyncRead for Pty {

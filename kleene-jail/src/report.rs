@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 
+use crate::config::JailConfig;
 use crate::error::Error;
 
 /// What failed in the child, sent to the parent with the errno.
@@ -37,12 +38,28 @@ pub(crate) enum Stage {
     Signals,
     OwnerDeath,
     JoinNetwork,
+    JoinNamespace,
+    MountPoint,
+    Mount,
+    Propagation,
+    DevNodes,
+    Console,
+    RootPropagation,
+    ReadonlyRoot,
+    Sysctl,
+    ReadonlyPath,
+    MaskedPath,
+    Rlimit,
+    OomScoreAdj,
+    Hold,
+    Held,
+    Subreaper,
 }
 
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 26] = [
+        const ALL: [Stage; 42] = [
             MountPrivate,
             BindRoot,
             OpenRoot,
@@ -69,6 +86,22 @@ impl Stage {
             Signals,
             OwnerDeath,
             JoinNetwork,
+            JoinNamespace,
+            MountPoint,
+            Mount,
+            Propagation,
+            DevNodes,
+            Console,
+            RootPropagation,
+            ReadonlyRoot,
+            Sysctl,
+            ReadonlyPath,
+            MaskedPath,
+            Rlimit,
+            OomScoreAdj,
+            Hold,
+            Held,
+            Subreaper,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -79,11 +112,11 @@ impl Stage {
             MountPrivate => "making mounts private",
             BindRoot => "binding the root onto itself",
             OpenRoot => "opening the root",
-            OpenBindTarget => "opening a mount target",
+            OpenBindTarget => "opening the target",
             Bind => "bind mount",
             Pivot => "pivot_root",
             UmountOldRoot => "detaching the old root",
-            RemountReadOnly => "read-only remount",
+            RemountReadOnly => "remounting with its flags",
             Proc => "mounting /proc",
             Dev => "making /dev",
             Hostname => "setting the host name",
@@ -102,6 +135,22 @@ impl Stage {
             Signals => "resetting signals",
             OwnerDeath => "tying the process to its owner",
             JoinNetwork => "joining the container's network namespace",
+            JoinNamespace => "joining",
+            MountPoint => "creating the mount point",
+            Mount => "mount",
+            Propagation => "setting the propagation",
+            DevNodes => "filling /dev",
+            Console => "binding the terminal at /dev/console",
+            RootPropagation => "setting the root's propagation",
+            ReadonlyRoot => "remounting the root read-only",
+            Sysctl => "writing sysctl",
+            ReadonlyPath => "making a path read-only",
+            MaskedPath => "masking a path",
+            Rlimit => "setting",
+            OomScoreAdj => "writing oom_score_adj",
+            Hold => "holding the process before its command (through /proc/self/fd, as its user)",
+            Held => "held",
+            Subreaper => "making the init a child subreaper",
         }
     }
 }
@@ -132,12 +181,13 @@ pub(crate) fn encode(stage: Stage, errno: i32, index: u32) -> [u8; RECORD] {
     rec
 }
 
-/// The error a failure record stands for.
+/// The error a failure record stands for; `cfg` (of a start, `None` for an exec) names
+/// the mount, namespace, sysctl or path a record's index points at.
 pub(crate) fn failure_error(
     rec: &[u8; RECORD],
     argv0: &OsString,
     workdir: Option<&Path>,
-    binds: &[crate::config::Mount],
+    cfg: Option<&JailConfig>,
 ) -> Error {
     let (stage, errno, index) = decode(rec);
     let source = io::Error::from_raw_os_error(errno);
@@ -148,30 +198,72 @@ pub(crate) fn failure_error(
         };
     };
     let command = argv0.to_string_lossy().into_owned();
-    match stage {
+    let i = index as usize;
+    let what = match stage {
         Stage::Exec if errno == libc::ENOENT || errno == libc::ENOTDIR => {
-            Error::CommandNotFound { command }
+            return Error::CommandNotFound { command }
         }
-        Stage::Exec => Error::Exec { command, source },
+        Stage::Exec => return Error::Exec { command, source },
         Stage::Workdir if errno == libc::ENOENT || errno == libc::ENOTDIR => {
-            Error::WorkdirNotFound {
+            return Error::WorkdirNotFound {
                 path: workdir.unwrap_or(Path::new("/")).to_owned(),
             }
         }
-        Stage::OpenBindTarget | Stage::Bind | Stage::RemountReadOnly => {
-            let what = binds
-                .get(index as usize)
-                .map(|m| format!(" of {} at {}", m.source.display(), m.target.display()))
-                .unwrap_or_default();
-            Error::Setup {
-                step: format!("{}{what}", stage.describe()),
-                source,
-            }
+        Stage::OpenBindTarget
+        | Stage::MountPoint
+        | Stage::Bind
+        | Stage::Mount
+        | Stage::RemountReadOnly
+        | Stage::Propagation
+        | Stage::DevNodes
+        | Stage::Console => cfg
+            .and_then(|c| c.mounts.get(i))
+            .map(|m| {
+                let kind = m.fstype().map_or_else(String::new, |t| format!(" ({t})"));
+                format!(" of {}{kind} at {}", m.source.display(), m.target.display())
+            })
+            .unwrap_or_default(),
+        Stage::JoinNamespace => crate::config::Namespace::ALL
+            .get(i)
+            .map(|ns| {
+                let path = cfg
+                    .map(|c| c.namespaces.mode(*ns))
+                    .and_then(|m| match m {
+                        crate::config::NamespaceMode::Join(p) => Some(p),
+                        _ => None,
+                    })
+                    .map(|p| format!(" {}", p.display()))
+                    .unwrap_or_default();
+                format!(" the {} namespace{path}", ns.name())
+            })
+            .unwrap_or_default(),
+        Stage::Sysctl => cfg
+            .and_then(|c| c.sysctls.get(i))
+            .map(|(k, _)| format!(" {k}"))
+            .unwrap_or_default(),
+        Stage::ReadonlyPath => cfg
+            .and_then(|c| c.readonly_paths.get(i))
+            .map(|p| format!(" {}", p.display()))
+            .unwrap_or_default(),
+        Stage::MaskedPath => cfg
+            .and_then(|c| c.masked_paths.get(i))
+            .map(|p| format!(" {}", p.display()))
+            .unwrap_or_default(),
+        Stage::Rlimit => crate::rlimit::Rlimit::ALL
+            .get(i)
+            .map(|r| format!(" {}", r.name()))
+            .unwrap_or_default(),
+        Stage::Capabilities if (64..128).contains(&index) => {
+            format!(
+                ": raising the ambient capability {}",
+                crate::caps::capability_name(index - 64).unwrap_or("unknown")
+            )
         }
-        _ => Error::Setup {
-            step: stage.describe().to_owned(),
-            source,
-        },
+        _ => String::new(),
+    };
+    Error::Setup {
+        step: format!("{}{what}", stage.describe()),
+        source,
     }
 }
 
@@ -181,12 +273,12 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=26 {
+        for v in 1..=42 {
             let s = Stage::from_u32(v).expect("every code names a stage");
             assert_eq!(s as u32, v);
         }
         assert!(Stage::from_u32(0).is_none());
-        assert!(Stage::from_u32(27).is_none());
+        assert!(Stage::from_u32(43).is_none());
     }
 
     #[test]
@@ -197,10 +289,10 @@ mod tests {
             &encode(Stage::Exec, libc::ENOENT, 0),
             &"x".into(),
             None,
-            &[],
+            None,
         );
         assert!(matches!(err, Error::CommandNotFound { .. }));
-        let err = failure_error(&encode(Stage::Uid, libc::EPERM, 0), &"x".into(), None, &[]);
+        let err = failure_error(&encode(Stage::Uid, libc::EPERM, 0), &"x".into(), None, None);
         assert_eq!(
             err.to_string(),
             format!(
@@ -208,5 +300,27 @@ mod tests {
                 io::Error::from_raw_os_error(libc::EPERM)
             )
         );
+        let cfg = JailConfig::new("/r")
+            .sysctl("kernel.shmmax", "1")
+            .mount(crate::config::Mount::filesystem("tmpfs", "shm", "/dev/shm"))
+            .namespace(
+                crate::config::Namespace::Ipc,
+                crate::config::NamespaceMode::Join("/proc/7/ns/ipc".into()),
+            );
+        let text = |stage, index| {
+            failure_error(
+                &encode(stage, libc::EINVAL, index),
+                &"x".into(),
+                None,
+                Some(&cfg),
+            )
+            .to_string()
+        };
+        assert!(text(Stage::Sysctl, 0).contains("writing sysctl kernel.shmmax: "));
+        assert!(text(Stage::Mount, 0).contains("mount of shm (tmpfs) at /dev/shm: "));
+        assert!(
+            text(Stage::JoinNamespace, 1).contains("joining the ipc namespace /proc/7/ns/ipc: ")
+        );
+        assert!(text(Stage::Rlimit, 7).contains("setting RLIMIT_NOFILE: "));
     }
 }

@@ -1175,3 +1175,773 @@ async fn stop_processes_under_stops_what_was_left() {
     })
     .await;
 }
+
+/// Makes a FIFO at `path` (the gate of a held jail), writable by everyone (as runc's).
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o622)).unwrap();
+    // The umask may have removed bits.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o622)).unwrap();
+}
+
+/// The state letter of `/proc/<pid>/stat` (`S`, `R`, `Z`), `None` when the process is gone.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// Releases `gate` from a blocking thread.
+async fn release(gate: &Path) -> kleene_jail::Result<()> {
+    let gate = gate.to_owned();
+    tokio::task::spawn_blocking(move || kleene_jail::release(&gate))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_process_runs_its_command_once_released() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let gate = t.dir.path().join("gate");
+        mkfifo(&gate);
+        let started = Instant::now();
+        let mut jail = sh(&t, "echo ran > /tmp/ran; echo $$")
+            .hold(&gate)
+            .stdout(Stdio::Piped)
+            .start()
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Held: set up, alive (asleep in the open of the gate), the command not run.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(proc_state(jail.pid()), Some('S'));
+        assert!(jail.handle().is_running());
+        assert!(!t.root.join("tmp/ran").exists());
+        assert_eq!(jail.process_mut().try_wait().unwrap(), None);
+        release(&gate).await.unwrap();
+        let o = jail.output().await.unwrap();
+        assert!(o.status.success());
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "1\n");
+        assert!(t.root.join("tmp/ran").exists());
+
+        // With the init the command is held (pid 2), the init runs.
+        let mut jail = sh(&t, "echo $$")
+            .init(true)
+            .hold(&gate)
+            .stdout(Stdio::Piped)
+            .start()
+            .await
+            .unwrap();
+        release(&gate).await.unwrap();
+        let o = jail.output().await.unwrap();
+        assert!(o.status.success());
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "2\n");
+
+        // What fails before the hold is still start's error: the command is looked for.
+        let err = t
+            .config()
+            .command(["/bin/nosuch"])
+            .hold(&gate)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CommandNotFound { .. }), "{err}");
+        let err = t
+            .config()
+            .command(["true"])
+            .user("nosuchuser")
+            .hold(&gate)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::UnknownUser { .. }), "{err}");
+        // A gate the user cannot open is reported at start.
+        let closed = t.dir.path().join("closed");
+        nix::unistd::mkfifo(&closed, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = t
+            .config()
+            .command(["true"])
+            .user("kleenetest")
+            .hold(&closed)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("holding the process"), "{err}");
+        // Not a FIFO.
+        let err = t
+            .config()
+            .command(["true"])
+            .hold(t.root.join("etc/passwd"))
+            .start()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+        // A killed held process: the release says so (the FIFO closes without its byte, or
+        // nobody answers in time).
+        let mut jail = t
+            .config()
+            .command(["true"])
+            .hold(&gate)
+            .start()
+            .await
+            .unwrap();
+        jail.signal(Signal::SIGKILL).unwrap();
+        assert_eq!(jail.wait().await.unwrap(), ExitStatus::Signaled(9));
+        t
+    })
+    .await;
+}
+
+/// The environment variables that make `held_starter_helper` start a held jail in a root
+/// on a gate, print its pid and exit.
+const HELD_ROOT_ENV: &str = "KLEENE_JAIL_TEST_HELD_ROOT";
+const HELD_GATE_ENV: &str = "KLEENE_JAIL_TEST_HELD_GATE";
+
+/// Not a test of its own: with HELD_ROOT_ENV set, starts a held jail that outlives this
+/// process, prints `KLEENE-HELD pid` and returns (the process exits).
+#[test]
+fn held_starter_helper() {
+    let (Some(root), Some(gate)) = (
+        std::env::var_os(HELD_ROOT_ENV),
+        std::env::var_os(HELD_GATE_ENV),
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pid = rt.block_on(async move {
+        JailConfig::new(PathBuf::from(root))
+            .command(["sh", "-c", "echo released > /tmp/released"])
+            .hold(PathBuf::from(gate))
+            .kill_with_owner(false)
+            .stdin(Stdio::Null)
+            .stdout(Stdio::Null)
+            .stderr(Stdio::Null)
+            .start()
+            .await
+            .unwrap()
+            .pid()
+    });
+    println!("KLEENE-HELD {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_process_outlives_its_starter_and_is_released_later() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let gate = t.dir.path().join("gate");
+        mkfifo(&gate);
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args(["held_starter_helper", "--exact", "--nocapture"])
+                .env(HELD_ROOT_ENV, &t.root)
+                .env(HELD_GATE_ENV, &gate)
+                .stdin(std::process::Stdio::null())
+                .output(),
+        )
+        .await
+        .expect("the starter exits")
+        .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let pid: i32 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("KLEENE-HELD "))
+            .unwrap_or_else(|| panic!("{text}"))
+            .trim()
+            .parse()
+            .unwrap();
+        // The starter is gone; the held process is not, and has not run its command.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(proc_state(pid), Some('S'));
+        assert!(!t.root.join("tmp/released").exists());
+        release(&gate).await.unwrap();
+        let ran = eventually(Duration::from_secs(5), || {
+            t.root.join("tmp/released").exists().then_some(())
+        })
+        .await;
+        assert!(
+            ran.is_some(),
+            "the released process did not run its command"
+        );
+        // It ends (reaped by whoever adopted it).
+        let ended = eventually(Duration::from_secs(5), || {
+            matches!(proc_state(pid), None | Some('Z')).then_some(())
+        })
+        .await;
+        assert!(ended.is_some());
+        t
+    })
+    .await;
+}
+
+/// The hexadecimal mask of a `Cap...:` line of /proc/self/status output.
+fn cap_line(status: &str, name: &str) -> u64 {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {status}"));
+    u64::from_str_radix(line.trim(), 16).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capabilities_limits_and_process_settings() {
+    if !can_run() {
+        return;
+    }
+    use kleene_jail::{capability_number, Capabilities, Rlimit};
+    let cap = |name: &str| 1u64 << capability_number(name).unwrap();
+    with_root(|t| async move {
+        // A user: execve keeps its ambient capabilities as effective and permitted.
+        let kept = cap("CAP_KILL") | cap("CAP_NET_BIND_SERVICE");
+        let caps = Capabilities {
+            bounding: kept | cap("CAP_CHOWN") | cap("CAP_NET_RAW"),
+            effective: kept,
+            permitted: kept,
+            inheritable: kept,
+            ambient: kept,
+        };
+        let (st, out, err) = run(t
+            .config()
+            .command(["cat", "/proc/self/status"])
+            .user("kleenetest")
+            .capabilities(caps))
+        .await;
+        assert!(st.success(), "{err}");
+        assert_eq!(cap_line(&out, "CapBnd"), caps.bounding, "{out}");
+        assert_eq!(cap_line(&out, "CapEff"), caps.effective, "{out}");
+        assert_eq!(cap_line(&out, "CapPrm"), caps.permitted, "{out}");
+        assert_eq!(cap_line(&out, "CapInh"), caps.inheritable, "{out}");
+        assert_eq!(cap_line(&out, "CapAmb"), caps.ambient, "{out}");
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+        // Root: its sets after execve are its bounding set.
+        let caps = Capabilities {
+            bounding: cap("CAP_CHOWN") | cap("CAP_SETUID") | cap("CAP_KILL"),
+            effective: cap("CAP_CHOWN") | cap("CAP_SETUID") | cap("CAP_KILL"),
+            permitted: cap("CAP_CHOWN") | cap("CAP_SETUID") | cap("CAP_KILL"),
+            inheritable: 0,
+            ambient: 0,
+        };
+        let (st, out, err) = run(t
+            .config()
+            .command(["cat", "/proc/self/status"])
+            .capabilities(caps)
+            .no_new_privileges(true))
+        .await;
+        assert!(st.success(), "{err}");
+        for (line, mask) in [
+            ("CapBnd", caps.bounding),
+            ("CapEff", caps.effective),
+            ("CapPrm", caps.permitted),
+            ("CapInh", 0),
+            ("CapAmb", 0),
+        ] {
+            assert_eq!(cap_line(&out, line), mask, "{line}: {out}");
+        }
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+        // An ambient capability that is not inheritable is refused by name.
+        let err = t
+            .config()
+            .command(["true"])
+            .user("kleenetest")
+            .capabilities(Capabilities {
+                ambient: cap("CAP_KILL"),
+                ..caps
+            })
+            .start()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("CAP_KILL"), "{err}");
+
+        // no_new_privs off for a user, limits, oom_score_adj, groups, umask.
+        let script = "grep -E 'NoNewPrivs|Groups' /proc/self/status; \
+                      grep -E 'Max open files|Max core file size|Max processes' /proc/self/limits; \
+                      cat /proc/self/oom_score_adj; umask; id -u; id -g";
+        let (st, out, err) = run(sh(&t, script)
+            .user("4321:4322")
+            .no_new_privileges(false)
+            .rlimit(Rlimit::Nofile, 123, 456)
+            .rlimit(Rlimit::Core, 0, 0)
+            .rlimit(Rlimit::Nproc, 1000, 2000)
+            .oom_score_adj(500)
+            .additional_gids(vec![10, 4400, 20])
+            .umask(0o027))
+        .await;
+        assert!(st.success(), "{err}");
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert!(lines.contains(&vec!["NoNewPrivs:", "0"]), "{out}");
+        // The kernel sorts the groups.
+        // A numeric user's supplementary groups are exactly those given (sorted).
+        assert!(
+            lines.contains(&vec!["Groups:", "10", "20", "4400"]),
+            "{out}"
+        );
+        assert!(
+            out.contains("Max core file size        0                    0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Max processes             1000                 2000"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Max open files            123                  456"),
+            "{out}"
+        );
+        assert_eq!(
+            &lines[5..],
+            [["500"], ["0027"], ["4321"], ["4322"]],
+            "{out}"
+        );
+        // The same settings for an exec'd process.
+        let mut jail = t.config().command(["sleep", "100"]).start().await.unwrap();
+        let o = jail
+            .exec(
+                &ExecConfig::new(["sh", "-c", script])
+                    .user("4321:4322")
+                    .rlimit(Rlimit::Nofile, 77, 88)
+                    .oom_score_adj(300)
+                    .additional_gids(vec![30])
+                    .umask(0o077)
+                    .capabilities(Capabilities {
+                        bounding: cap("CAP_KILL"),
+                        ..Capabilities::default()
+                    })
+                    .stdout(Stdio::Piped),
+            )
+            .await
+            .unwrap()
+            .output()
+            .await
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{out}");
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+        assert!(out.contains("Groups:\t30 \n"), "{out}");
+        assert!(
+            out.contains("Max open files            77                   88"),
+            "{out}"
+        );
+        assert!(out.ends_with("300\n0077\n4321\n4322\n"), "{out}");
+        jail.stop(Duration::from_millis(100)).await.unwrap();
+        // A user by name keeps its groups of /etc/group and gets those given too.
+        let (_, out, _) = run(t
+            .config()
+            .command(["grep", "Groups", "/proc/self/status"])
+            .user("kleenetest")
+            .additional_gids(vec![10]))
+        .await;
+        assert_eq!(out.trim_end(), "Groups:\t10 4322 4400");
+        // A limit the kernel refuses is named.
+        let err = t
+            .config()
+            .command(["true"])
+            .rlimit(Rlimit::Nofile, 1 << 40, 1 << 40)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("RLIMIT_NOFILE"), "{err}");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn masked_and_readonly_paths_and_sysctls() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        std::fs::create_dir_all(t.root.join("secret")).unwrap();
+        std::fs::write(t.root.join("secret/file"), "hidden\n").unwrap();
+        let host_shmmax = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+        // (/proc/kcore is missing on some kernels, /proc/timer_list is not.)
+        let (_, out, _) = run(t.config().command(["head", "-c", "1", "/proc/timer_list"])).await;
+        assert_eq!(out.len(), 1, "unmasked, /proc/timer_list has content");
+        let script = "wc -c < /proc/timer_list; stat -c %t:%T /proc/timer_list; \
+                      ls -A /secret | wc -l; \
+                      cat /proc/sys/kernel/shmmax; \
+                      echo 1 > /proc/sys/kernel/shmmax || echo refused; \
+                      touch /tmp/x && echo wrote; touch /etc/x || echo ro";
+        let (st, out, err) = run(sh(&t, script)
+            .masked_path("/proc/kcore")
+            .masked_path("/proc/timer_list")
+            .masked_path("/secret")
+            .masked_path("/no/such/path")
+            .readonly_path("/proc/sys")
+            .readonly_path("/etc")
+            .readonly_path("/nothing/here")
+            .sysctl("kernel.shmmax", "123456789"))
+        .await;
+        assert!(st.success(), "{err}");
+        assert_eq!(out, "0\n1:3\n0\n123456789\nrefused\nwrote\nro\n", "{err}");
+        assert!(err.contains("Read-only file system"), "{err}");
+        // The host's value is untouched (the jail has its own ipc namespace).
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+            host_shmmax
+        );
+        // A sysctl that cannot be written is named.
+        let err = t
+            .config()
+            .command(["true"])
+            .sysctl("kernel.nosuchsysctl", "1")
+            .start()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("kernel.nosuchsysctl"), "{err}");
+        assert!(matches!(
+            t.config()
+                .command(["true"])
+                .sysctl("kernel..x", "1")
+                .start()
+                .await,
+            Err(Error::InvalidConfig(_))
+        ));
+        // A read-only root.
+        let (_, out, err) =
+            run(sh(&t, "touch /tmp/y || echo ro; touch /dev/null && echo dev").readonly_root(true))
+                .await;
+        assert_eq!(out, "ro\ndev\n", "{err}");
+        t
+    })
+    .await;
+}
+
+/// The mount points and options of a /proc/self/mountinfo text: (point, options).
+fn mount_points(mountinfo: &str) -> Vec<(String, String)> {
+    mountinfo
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[4].to_owned(), f[5].to_owned())
+        })
+        .collect()
+}
+
+/// An OCI bundle's mounts (runc's default config), with `data` bound read-only and nosuid.
+fn oci_config(t: &TestRoot, data: &Path) -> JailConfig {
+    use kleene_jail::MountFlags;
+    let flags = |f: &[&str]| MountFlags {
+        read_only: f.contains(&"ro"),
+        nosuid: f.contains(&"nosuid"),
+        nodev: f.contains(&"nodev"),
+        noexec: f.contains(&"noexec"),
+        strictatime: f.contains(&"strictatime"),
+        ..MountFlags::default()
+    };
+    JailConfig::new(&t.root)
+        .hostname("oci")
+        .standard_mounts(false)
+        .mount(Mount::filesystem("proc", "proc", "/proc"))
+        .mount(
+            Mount::filesystem("tmpfs", "tmpfs", "/dev")
+                .flags(flags(&["nosuid", "strictatime"]))
+                .data("mode=755,size=65536k"),
+        )
+        .mount(
+            Mount::filesystem("devpts", "devpts", "/dev/pts")
+                .flags(flags(&["nosuid", "noexec"]))
+                .data("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        )
+        .mount(
+            Mount::filesystem("tmpfs", "shm", "/dev/shm")
+                .flags(flags(&["nosuid", "noexec", "nodev"]))
+                .data("mode=1777,size=65536k"),
+        )
+        .mount(
+            Mount::filesystem("mqueue", "mqueue", "/dev/mqueue")
+                .flags(flags(&["nosuid", "noexec", "nodev"])),
+        )
+        .mount(
+            Mount::filesystem("sysfs", "sysfs", "/sys")
+                .flags(flags(&["nosuid", "noexec", "nodev", "ro"])),
+        )
+        .mount(
+            Mount::bind(data, "/srv/data")
+                .recursive(false)
+                .flags(flags(&["ro", "nosuid"])),
+        )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_mounts_without_the_standard_ones() {
+    if !can_run() {
+        return;
+    }
+    with_root(|t| async move {
+        let data = t.dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("file"), "data\n").unwrap();
+        // No /proc, /dev or /sys in the image: all made inside the root (or inside /dev).
+        std::fs::remove_dir(t.root.join("proc")).unwrap();
+        std::fs::remove_dir(t.root.join("dev")).unwrap();
+        let script = "cat /proc/self/mountinfo; echo ---; ls -A /dev | sort | tr '\\n' ' '; echo; \
+                      for l in ptmx fd stdin stderr; do readlink /dev/$l; done; \
+                      echo x > /dev/null && head -c 3 /dev/zero | wc -c; \
+                      cat /srv/data/file; touch /srv/data/new || echo ro; \
+                      test -e /dev/console || echo no console";
+        let (st, out, err) = run(oci_config(&t, &data).command(["sh", "-c", script])).await;
+        assert!(st.success(), "{err}");
+        let (mountinfo, rest) = out.split_once("---\n").unwrap();
+        let points = mount_points(mountinfo);
+        let names: Vec<&str> = points.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "/",
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/dev/mqueue",
+                "/sys",
+                "/srv/data"
+            ],
+            "{mountinfo}"
+        );
+        let opts = |p: &str| points.iter().find(|(q, _)| q == p).unwrap().1.clone();
+        assert!(
+            opts("/sys").starts_with("ro,nosuid,nodev,noexec"),
+            "{mountinfo}"
+        );
+        assert!(opts("/srv/data").starts_with("ro,nosuid"), "{mountinfo}");
+        assert!(opts("/dev").starts_with("rw,nosuid"), "{mountinfo}");
+        assert!(
+            opts("/dev/shm").starts_with("rw,nosuid,nodev,noexec"),
+            "{mountinfo}"
+        );
+        assert!(mountinfo.contains(" - mqueue mqueue "), "{mountinfo}");
+        assert!(mountinfo.contains(" - tmpfs shm "), "{mountinfo}");
+        let mut lines = rest.lines();
+        assert_eq!(
+            lines.next(),
+            Some("fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero ")
+        );
+        assert_eq!(
+            lines.by_ref().take(4).collect::<Vec<_>>(),
+            [
+                "pts/ptmx",
+                "/proc/self/fd",
+                "/proc/self/fd/0",
+                "/proc/self/fd/2"
+            ]
+        );
+        assert_eq!(
+            lines.collect::<Vec<_>>(),
+            ["3", "data", "ro", "no console"],
+            "{err}"
+        );
+        assert!(!data.join("new").exists());
+        // Nothing of the crate's own: no /proc mount point was made in the image for it.
+        assert!(t.root.join("proc").is_dir());
+        assert!(
+            !t.root.join("dev/pts").exists(),
+            "made in the image, not the tmpfs"
+        );
+
+        // With a terminal, /dev/console is it.
+        let mut jail = oci_config(&t, &data)
+            .command(["sh", "-c", "stat -c %t /dev/console; tty"])
+            .tty(WinSize::default())
+            .start()
+            .await
+            .unwrap();
+        let mut pty = jail.process_mut().pty.take().unwrap();
+        let name = pty.name().unwrap();
+        assert!(name.starts_with("/dev/pts/"), "{name}");
+        let mut out = Vec::new();
+        pty.read_to_end(&mut out).await.unwrap();
+        let out = String::from_utf8_lossy(&out);
+        // Major 136 (0x88): a Unix98 pty slave.
+        assert!(out.starts_with("88\r\n"), "{out}");
+        assert!(jail.wait().await.unwrap().success());
+
+        // A bind target through a symlink climbing out of the root is refused, naming the
+        // mount, and nothing is made outside.
+        std::os::unix::fs::symlink("../../../../../../../../..", t.root.join("up")).unwrap();
+        let err = oci_config(&t, &data)
+            .mount(Mount::bind(&data, "/up/kleene-oci-escape"))
+            .command(["true"])
+            .start()
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("leads out of the root"), "{text}");
+        assert!(text.contains("/up/kleene-oci-escape"), "{text}");
+        assert!(text.contains(&data.display().to_string()), "{text}");
+        assert!(!Path::new("/kleene-oci-escape").exists());
+        // An unknown file system is refused before anything is made.
+        let err = oci_config(&t, &data)
+            .mount(Mount::filesystem("ext4", "/dev/sda1", "/mnt"))
+            .command(["true"])
+            .start()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+        // A propagation and a read-only root with the OCI mounts.
+        let (st, out, err) = run(oci_config(&t, &data)
+            .root_propagation(kleene_jail::Propagation::RShared)
+            .readonly_root(true)
+            .command([
+                "sh",
+                "-c",
+                "grep -E '^[0-9]+ [0-9]+ [0-9:]+ [^ ]+ / ' /proc/self/mountinfo; \
+                 touch /x || echo ro",
+            ]))
+        .await;
+        assert!(st.success(), "{err}");
+        assert!(out.contains(" / ro,"), "{out}");
+        assert!(out.contains(" shared:"), "an rshared root is shared: {out}");
+        assert!(out.ends_with("ro\n"), "{out}");
+        // rslave (of the host's mounts, which may all be private: then nothing to show).
+        let (st, _, err) = run(oci_config(&t, &data)
+            .root_propagation(kleene_jail::Propagation::RSlave)
+            .command(["true"]))
+        .await;
+        assert!(st.success(), "{err}");
+        t
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespaces_new_joined_or_the_hosts() {
+    if !can_run() {
+        return;
+    }
+    use kleene_jail::{Namespace, NamespaceMode};
+    with_root(|t| async move {
+        // The host's uts namespace: its host name, untouched.
+        let host = nix::unistd::gethostname().unwrap();
+        let (st, out, err) = run(JailConfig::new(&t.root)
+            .name("not-a-hostname")
+            .namespace(Namespace::Uts, NamespaceMode::Host)
+            .command(["hostname"]))
+        .await;
+        assert!(st.success(), "{err}");
+        assert_eq!(out.trim(), host.to_string_lossy());
+        assert_eq!(nix::unistd::gethostname().unwrap(), host);
+        // Setting a host name then is refused.
+        let err = t
+            .config()
+            .namespace(Namespace::Uts, NamespaceMode::Host)
+            .command(["true"])
+            .start()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("uts namespace"), "{err}");
+
+        // A new cgroup namespace: the jail's cgroups are its roots.
+        let (st, out, err) = run(t
+            .config()
+            .namespace(Namespace::Cgroup, NamespaceMode::New)
+            .command(["cat", "/proc/self/cgroup"]))
+        .await;
+        assert!(st.success(), "{err}");
+        assert!(out.lines().any(|l| l == "0::/"), "{out}");
+        assert!(out.lines().all(|l| l.ends_with(":/")), "{out}");
+        let theirs = run(t.config().command(["readlink", "/proc/self/ns/cgroup"]))
+            .await
+            .1;
+        let ours = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
+        assert_eq!(
+            theirs.trim(),
+            ours.to_string_lossy(),
+            "the default is the host's"
+        );
+
+        // Joining another jail's ipc and pid namespaces.
+        let mut first = t.config().command(["sleep", "100"]).start().await.unwrap();
+        let ns = |kind: &str| PathBuf::from(format!("/proc/{}/ns/{kind}", first.pid()));
+        let first_ipc = std::fs::read_link(ns("ipc")).unwrap();
+        let (st, out, err) = run(t
+            .config()
+            .namespace(Namespace::Ipc, NamespaceMode::Join(ns("ipc")))
+            .namespace(Namespace::Pid, NamespaceMode::Join(ns("pid")))
+            .command([
+                "sh",
+                "-c",
+                "readlink /proc/self/ns/ipc; cat /proc/1/comm; echo $$",
+            ]))
+        .await;
+        assert!(st.success(), "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], first_ipc.to_string_lossy());
+        assert_eq!(lines[1], "sleep", "{out}");
+        assert_ne!(lines[2], "1", "{out}");
+        // ... with the init (a subreaper there), and exec into such a jail.
+        let mut second = t
+            .config()
+            .namespace(Namespace::Pid, NamespaceMode::Join(ns("pid")))
+            .command(["sleep", "100"])
+            .init(true)
+            .start()
+            .await
+            .unwrap();
+        let o = second
+            .exec(&ExecConfig::new(["cat", "/proc/1/comm"]).stdout(Stdio::Piped))
+            .await
+            .unwrap()
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "sleep\n");
+        second.signal(Signal::SIGKILL).unwrap();
+        second.wait().await.unwrap();
+        let err = t
+            .config()
+            .namespace(
+                Namespace::Ipc,
+                NamespaceMode::Join(t.root.join("etc/passwd")),
+            )
+            .command(["true"])
+            .start()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("joining the ipc namespace"),
+            "{err}"
+        );
+        first.stop(Duration::from_millis(100)).await.unwrap();
+
+        // The host's pid namespace: the command is not pid 1 and sees the host.
+        let (st, out, err) = run(t
+            .config()
+            .namespace(Namespace::Pid, NamespaceMode::Host)
+            .command(["sh", "-c", "echo $$; test -d /proc/$PPID && echo parent"]))
+        .await;
+        assert!(st.success(), "{err}");
+        assert_ne!(out.lines().next(), Some("1"), "{out}");
+        assert!(out.ends_with("parent\n"), "{out}");
+        // The init there is a subreaper: it reaps the orphan, and reports the command.
+        let (st, out, _) = run(t
+            .config()
+            .namespace(Namespace::Pid, NamespaceMode::Host)
+            .init(true)
+            .command(["sh", "-c", "(sleep 0.1 &); exit 4"]))
+        .await;
+        assert_eq!(st, ExitStatus::Exited(4), "{out}");
+        let err = t
+            .config()
+            .namespace(Namespace::Pid, NamespaceMode::Host)
+            .lifetime(Lifetime::Processes)
+            .command(["true"])
+            .start()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+        t
+    })
+    .await;
+}

@@ -176,6 +176,11 @@ struct ChildPlan {
     err_fd: RawFd,
     /// The owner's pid, when the process is to die with it.
     owner: Option<libc::pid_t>,
+    /// Resource limits: resource, soft, hard.
+    rlimits: Vec<(libc::c_int, libc::rlim_t, libc::rlim_t)>,
+    /// `PROC_NO_NEW_PRIVS_CTL` before the exec.
+    no_new_privs: bool,
+    umask: libc::mode_t,
 }
 
 fn fail(err_fd: RawFd, stage: Stage, errno: i32) -> ! {
@@ -229,6 +234,15 @@ fn child(p: &ChildPlan, argv: &[*const libc::c_char], env: &[*const libc::c_char
         if libc::chdir(p.workdir.as_ptr()) < 0 {
             fail(err, Stage::Workdir, errno());
         }
+        for (resource, soft, hard) in &p.rlimits {
+            let lim = libc::rlimit {
+                rlim_cur: *soft,
+                rlim_max: *hard,
+            };
+            if libc::setrlimit(*resource, &lim) < 0 {
+                fail(err, Stage::Rlimit, errno());
+            }
+        }
         if libc::setgroups(p.groups.len() as libc::c_int, p.groups.as_ptr()) < 0 {
             fail(err, Stage::Groups, errno());
         }
@@ -242,7 +256,19 @@ fn child(p: &ChildPlan, argv: &[*const libc::c_char], env: &[*const libc::c_char
         if let Some(owner) = p.owner {
             die_with_owner(err, owner);
         }
-        libc::umask(0o022);
+        if p.no_new_privs {
+            let mut on: libc::c_int = libc::PROC_NO_NEW_PRIVS_ENABLE;
+            if libc::procctl(
+                libc::P_PID,
+                libc::getpid() as libc::id_t,
+                libc::PROC_NO_NEW_PRIVS_CTL,
+                (&mut on as *mut libc::c_int).cast(),
+            ) < 0
+            {
+                fail(err, Stage::NoNewPrivs, errno());
+            }
+        }
+        libc::umask(p.umask);
         for (target, fd) in p.stdio.iter().enumerate() {
             if *fd >= 0 && libc::dup2(*fd, target as RawFd) < 0 {
                 fail(err, Stage::Stdio, errno());
@@ -305,10 +331,11 @@ async fn read_failure(fd: OwnedFd) -> Result<Option<[u8; RECORD]>> {
 async fn spawn_in_jail(
     jid: i32,
     cfg: &ExecConfig,
+    user_spec: Option<&str>,
     user: &ResolvedUser,
     clean: bool,
 ) -> Result<Process> {
-    let env = build_env(clean, &cfg.env, user, std::env::vars_os())?;
+    let env = build_env(cfg.env_mode(clean), &cfg.env, user, std::env::vars_os())?;
     let candidates = exec_candidates(&cfg.argv[0], &env)?;
     let argv = cfg
         .argv
@@ -318,6 +345,25 @@ async fn spawn_in_jail(
     let workdir = cfg.workdir.as_ref().map_or(Ok(CString::from(c"/")), |w| {
         cstr(w.as_os_str().as_bytes(), "the working directory")
     })?;
+    let rlimits = cfg
+        .rlimits
+        .iter()
+        .map(|(r, soft, hard)| {
+            // u64::MAX (and anything beyond rlim_t) is RLIM_INFINITY.
+            let lim = |v: u64| {
+                libc::rlim_t::try_from(v)
+                    .unwrap_or(libc::RLIM_INFINITY)
+                    .min(libc::RLIM_INFINITY)
+            };
+            r.resource()
+                .map(|res| (res, lim(*soft), lim(*hard)))
+                .ok_or_else(|| Error::UnsupportedSetting {
+                    setting: r.name().to_owned(),
+                    platform: PLATFORM,
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let groups = cfg.groups(user_spec, &user.groups);
     let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
     let plan = ChildPlan {
@@ -325,7 +371,11 @@ async fn spawn_in_jail(
         workdir,
         uid: user.uid,
         gid: user.gid,
-        groups: user.groups.clone(),
+        groups,
+        rlimits,
+        // Explicitly on only: FreeBSD jails never had it by default.
+        no_new_privs: cfg.no_new_privileges == Some(true),
+        umask: cfg.umask.unwrap_or(0o022) as libc::mode_t,
         stdio: child_stdio.raw(),
         tty: child_stdio.tty,
         candidates,
@@ -360,14 +410,26 @@ async fn spawn_in_jail(
             &rec,
             &cfg.argv[0],
             cfg.workdir.as_deref(),
-            &[],
+            None,
         ));
     }
     Process::new(pid, waiter, parent_stdio)
 }
 
+/// Refuses a setting FreeBSD does not have, by name.
+fn refuse_linux_settings(setting: Option<&'static str>) -> Result<()> {
+    match setting {
+        Some(setting) => Err(Error::UnsupportedSetting {
+            setting: setting.to_owned(),
+            platform: PLATFORM,
+        }),
+        None => Ok(()),
+    }
+}
+
 pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, BackendState)> {
     cfg.validate()?;
+    refuse_linux_settings(cfg.linux_only_setting())?;
     if matches!(cfg.network, NetworkMode::Namespace(_)) {
         return Err(Error::InvalidConfig(
             "network namespaces are Linux's: on FreeBSD a container's network is jail parameters"
@@ -380,14 +442,8 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     let devfs = pseudo.devfs.unwrap_or(cfg.devfs);
     let clean = pseudo.clean.or(cfg.process.clean_env).unwrap_or(true);
     let root_fd = open_root(&cfg.root)?;
-    let user = resolve_in_root(
-        &root_fd,
-        pseudo
-            .user
-            .as_deref()
-            .or(cfg.process.user.as_deref())
-            .unwrap_or("0"),
-    )?;
+    let user_spec = pseudo.user.as_deref().or(cfg.process.user.as_deref());
+    let user = resolve_in_root(&root_fd, user_spec.unwrap_or("0"))?;
     drop(root_fd);
     let kernel = kernel_params(&params)?;
 
@@ -402,7 +458,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         let jid = jail_create(&kernel)?;
         state.jid = Some(jid);
         created::run_all(created).await?;
-        let process = spawn_in_jail(jid, &cfg.process, &user, clean).await?;
+        let process = spawn_in_jail(jid, &cfg.process, user_spec, &user, clean).await?;
         if let Some(update) = persist_update(cfg.lifetime, &cfg.params, jid)? {
             jail_update(&update)?;
         }
@@ -483,10 +539,18 @@ pub(crate) async fn exec(
     cfg: &ExecConfig,
 ) -> Result<Process> {
     cfg.validate()?;
+    refuse_linux_settings(cfg.linux_only_setting())?;
     let root_fd = open_root(&handle.root)?;
     let user = resolve_in_root(&root_fd, cfg.user.as_deref().unwrap_or("0"))?;
     drop(root_fd);
-    spawn_in_jail(handle.id.0, cfg, &user, cfg.clean_env.unwrap_or(true)).await
+    spawn_in_jail(
+        handle.id.0,
+        cfg,
+        cfg.user.as_deref(),
+        &user,
+        cfg.clean_env.unwrap_or(true),
+    )
+    .await
 }
 
 pub(crate) async fn teardown(state: &mut BackendState, _handle: &JailHandle) -> Result<()> {

@@ -11,17 +11,63 @@ use std::os::fd::RawFd;
 
 use crate::report::{encode, Stage, RECORD};
 
-/// A bind mount, prepared.
+/// A mount, prepared: a bind mount (no `fstype`) or a file system.
 #[derive(Debug)]
-pub(crate) struct BindPlan {
+pub(crate) struct MountPlan {
+    /// The bind mount's source on the host, or the file system's source (`tmpfs`).
     pub source: CString,
+    /// The file system type; `None` for a bind mount.
+    pub fstype: Option<CString>,
     /// The target relative to the root, for `openat2(RESOLVE_IN_ROOT)` before pivot_root.
     pub target_rel: CString,
-    /// The target inside the jail, for the read-only remount after pivot_root.
-    pub target_abs: CString,
-    pub read_only: bool,
-    /// nosuid/nodev/noexec/atime flags of the source mount, repeated in the remount.
-    pub kept_flags: libc::c_ulong,
+    /// Create the target (and its parents) when missing, as an empty file with
+    /// `target_file`, else a directory (the standard_mounts(false) mode).
+    pub create: bool,
+    pub target_file: bool,
+    /// The flags of mount(2): `MS_BIND` (with `MS_REC`) for a bind, the file system's flags.
+    pub flags: libc::c_ulong,
+    /// The file system's options.
+    pub data: Option<CString>,
+    /// A bind's remount flags (`MS_BIND | MS_REMOUNT | ...`, with the nosuid/nodev/noexec
+    /// and atime flags of the source mount); 0: no remount.
+    pub remount: libc::c_ulong,
+    /// The propagation flags set afterwards; 0: none.
+    pub propagation: libc::c_ulong,
+    /// A tmpfs at /dev, filled with the device nodes and links runc makes.
+    pub populate_dev: bool,
+}
+
+/// A namespace the jail's first process joins.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JoinPlan {
+    /// The namespace file, opened by the parent.
+    pub fd: RawFd,
+    /// Its `CLONE_NEW*` type.
+    pub nstype: libc::c_int,
+    /// Its [`crate::config::Namespace::index`], for the failure record.
+    pub index: u32,
+}
+
+/// Capabilities given in place of the default set.
+#[derive(Debug)]
+pub(crate) struct CapsPlan {
+    /// Dropped from the bounding set.
+    pub drop: Vec<u32>,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    /// Raised one by one.
+    pub ambient: Vec<u32>,
+}
+
+/// A resource limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RlimitPlan {
+    pub resource: libc::c_int,
+    pub soft: u64,
+    pub hard: u64,
+    /// Its [`crate::Rlimit`] index, for the failure record.
+    pub index: u32,
 }
 
 /// What ties a jailed process to its owner, the process that started it: its parent is the
@@ -53,18 +99,50 @@ pub(crate) struct ProcPlan {
     /// Die with the owner, armed (again) after the ids are set, which clears the
     /// parent-death signal: for a jail's command that is pid 1, and an exec'd process.
     pub owner: Option<OwnerLink>,
+    /// Capabilities in place of the default set.
+    pub caps: Option<CapsPlan>,
+    pub rlimits: Vec<RlimitPlan>,
+    pub no_new_privs: bool,
+    /// `oom_score_adj` as the decimal text written to `/proc/self/oom_score_adj`.
+    pub oom_score_adj: Option<CString>,
+    pub umask: libc::mode_t,
+    /// The gate FIFO (an `O_PATH` descriptor) the command is held on before `execve`.
+    pub hold: Option<RawFd>,
 }
 
 /// Everything a new jail's child does.
 #[derive(Debug)]
 pub(crate) struct StartPlan {
     pub root: CString,
-    pub binds: Vec<BindPlan>,
+    pub mounts: Vec<MountPlan>,
+    /// The crate's own /proc (and /dev with `devfs`), mounted after pivot_root.
+    pub standard_mounts: bool,
     pub devfs: bool,
-    pub hostname: CString,
+    /// The host name, set unless the uts namespace is joined or the host's.
+    pub hostname: Option<CString>,
     pub loopback: bool,
     /// The network namespace to join, first thing (it has its own `lo`).
     pub netns: Option<RawFd>,
+    /// Other namespaces to join, right after it.
+    pub joins: Vec<JoinPlan>,
+    /// A joined pid namespace: where the process forked into it reports its pid (the
+    /// first child exits then).
+    pub pid_report: Option<RawFd>,
+    /// The propagation every mount gets before the root is bound (`MS_REC` with
+    /// `MS_PRIVATE`, or `MS_SLAVE`).
+    pub root_initial: libc::c_ulong,
+    /// The propagation set on the root after pivot_root; 0: none.
+    pub root_after: libc::c_ulong,
+    /// The flags the root is remounted read-only with; `None`: left writable.
+    pub readonly_root: Option<libc::c_ulong>,
+    /// `/proc/sys/...` files and the values written to them.
+    pub sysctls: Vec<(CString, CString)>,
+    pub readonly_paths: Vec<CString>,
+    pub masked_paths: Vec<CString>,
+    /// The pty's slave on the host (`/dev/pts/N`), bound at /dev/console of a filled /dev.
+    pub console: Option<CString>,
+    /// The init is not pid 1: it makes itself a child subreaper.
+    pub subreaper: bool,
     /// Init mode: the write end of the pipe the init reports the command's status on.
     pub init_status_fd: Option<RawFd>,
     /// Init mode: the init outlives the command while any process of the jail remains
@@ -159,7 +237,7 @@ fn proc_fd_path(fd: RawFd, buf: &mut [u8; 32]) -> *const c_char {
     buf.as_ptr().cast()
 }
 
-fn openat2_raw(dir: RawFd, path: &CStr, flags: i32) -> RawFd {
+fn openat2_raw(dir: RawFd, path: *const c_char, flags: i32) -> RawFd {
     // SAFETY: open_how is a plain C struct for which all-zero is valid.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
@@ -169,7 +247,7 @@ fn openat2_raw(dir: RawFd, path: &CStr, flags: i32) -> RawFd {
         libc::syscall(
             libc::SYS_openat2,
             dir,
-            path.as_ptr(),
+            path,
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
         ) as RawFd
@@ -490,17 +568,36 @@ fn reset_signals() {
     mask_all_signals(false);
 }
 
-/// Working directory, capabilities, ids, stdio, then execve. Never returns.
+/// Working directory, limits, capabilities, ids, stdio, then (held first, with a gate)
+/// execve. Never returns.
 pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
     let err = p.err_fd;
     // SAFETY: chdir with a NUL-terminated path.
     try_sys!(err, Stage::Workdir, 0, unsafe {
         libc::chdir(p.workdir.as_ptr())
     });
-    limit_capabilities(p);
+    set_rlimits(p);
+    match &p.caps {
+        None => limit_capabilities(p),
+        Some(c) => {
+            drop_bounding(c, err);
+            // The permitted set survives the change of uid (the effective one is set after).
+            // SAFETY: prctl with integer arguments.
+            try_sys!(err, Stage::Capabilities, 103, unsafe {
+                libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0)
+            });
+        }
+    }
     set_ids(p);
+    if let Some(c) = &p.caps {
+        // SAFETY: prctl with integer arguments.
+        try_sys!(err, Stage::Capabilities, 104, unsafe {
+            libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0)
+        });
+        set_capabilities(c, err);
+    }
     // SAFETY: umask only sets the process' mask.
-    unsafe { libc::umask(0o022) };
+    unsafe { libc::umask(p.umask) };
     set_stdio(p);
     // Whatever else is open (from C code that did not use O_CLOEXEC) is not the jail's.
     // SAFETY: close_range with integer arguments; errors (old kernels) are harmless.
@@ -513,12 +610,225 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
         )
     };
     reset_signals();
-    let last = try_exec(p, arrays);
+    if let Some(gate) = p.hold {
+        hold_then_exec(p, arrays, gate);
+    }
+    let last = try_exec(&p.candidates, arrays);
     fail(err, Stage::Exec, 0, last)
 }
 
-/// Sets the groups, gid and uid (and no_new_privs for a non-root user), then arms the
-/// owner's death signal, which the change of ids cleared.
+/// Sets the plan's resource limits (before the user and capabilities change: raising a
+/// hard limit needs `CAP_SYS_RESOURCE`).
+fn set_rlimits(p: &ProcPlan) {
+    #[repr(C)]
+    struct Rlimit64 {
+        cur: u64,
+        max: u64,
+    }
+    for r in &p.rlimits {
+        // u64::MAX is RLIM64_INFINITY.
+        let lim = Rlimit64 {
+            cur: r.soft,
+            max: r.hard,
+        };
+        // SAFETY: prlimit64 on this process reads one struct rlimit64 (two u64s) from the
+        // pointer, valid for the call; the old limit is not asked for.
+        try_sys!(p.err_fd, Stage::Rlimit, r.index, unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                r.resource,
+                &lim as *const Rlimit64,
+                std::ptr::null_mut::<Rlimit64>(),
+            )
+        });
+    }
+}
+
+/// Writes the plan's `oom_score_adj` (inherited by the children of this process).
+pub(crate) fn write_oom_score_adj(p: &ProcPlan) {
+    let Some(text) = &p.oom_score_adj else {
+        return;
+    };
+    let err = p.err_fd;
+    // SAFETY: open with a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    try_sys!(err, Stage::OomScoreAdj, 0, fd);
+    let len = text.as_bytes().len();
+    // SAFETY: writes `len` bytes of the prepared string; closes the descriptor opened above.
+    let n = unsafe {
+        let n = libc::write(fd, text.as_ptr().cast(), len);
+        let e = errno();
+        libc::close(fd);
+        if n < 0 {
+            fail(err, Stage::OomScoreAdj, 0, e)
+        }
+        n
+    };
+    if n as usize != len {
+        fail(err, Stage::OomScoreAdj, 1, libc::EIO)
+    }
+}
+
+/// Drops from the bounding set what the plan does not keep.
+fn drop_bounding(c: &CapsPlan, err: RawFd) {
+    for cap in &c.drop {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, *cap as libc::c_ulong, 0, 0, 0) };
+        // EINVAL: a capability this kernel does not know.
+        if r < 0 && errno() != libc::EINVAL {
+            fail(err, Stage::Capabilities, *cap, errno());
+        }
+    }
+}
+
+/// Sets the effective, permitted and inheritable sets, then raises the ambient ones.
+fn set_capabilities(c: &CapsPlan, err: RawFd) {
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let half = |mask: u64, i: usize| (mask >> (32 * i)) as u32;
+    let data = [0usize, 1].map(|i| CapData {
+        effective: half(c.effective, i),
+        permitted: half(c.permitted, i),
+        inheritable: half(c.inheritable, i),
+    });
+    // SAFETY: capset with a version-3 header and two data structs, as the ABI wants.
+    try_sys!(err, Stage::Capabilities, 101, unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    });
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if r < 0 && errno() != libc::EINVAL {
+        fail(err, Stage::Capabilities, 102, errno());
+    }
+    for cap in &c.ambient {
+        // SAFETY: prctl with integer arguments.
+        try_sys!(err, Stage::Capabilities, 64 + cap, unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                *cap as libc::c_ulong,
+                0,
+                0,
+            )
+        });
+    }
+}
+
+/// access(2) with the effective ids and capabilities, as open(2) and execve(2) check
+/// (`faccessat2` with `AT_EACCESS`; plain access(2) before Linux 5.8).
+fn access_effective(path: *const c_char, mode: libc::c_int) -> libc::c_int {
+    // SAFETY: faccessat2 with a NUL-terminated path and integer arguments.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            libc::AT_FDCWD,
+            path,
+            mode,
+            libc::AT_EACCESS,
+        )
+    } as libc::c_int;
+    if r < 0 && errno() == libc::ENOSYS {
+        // SAFETY: access with a NUL-terminated path.
+        return unsafe { libc::access(path, mode) };
+    }
+    r
+}
+
+/// The command's path as execvp would find it (an executable regular file), without
+/// executing it: Err(errno) as execve would report it.
+fn resolve_command(candidates: &[CString]) -> Result<&CString, i32> {
+    let mut last = libc::ENOENT;
+    for cand in candidates {
+        let e = if access_effective(cand.as_ptr(), libc::X_OK) < 0 {
+            errno()
+        } else {
+            // SAFETY: stat is plain data; stat writes into it through a valid pointer.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: stat with a NUL-terminated path and a valid struct.
+            if unsafe { libc::stat(cand.as_ptr(), &mut st) } < 0 {
+                errno()
+            } else if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                return Ok(cand);
+            } else {
+                libc::EACCES
+            }
+        };
+        if e != libc::ENOENT && e != libc::ENOTDIR {
+            last = e;
+            if e != libc::EACCES {
+                break;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Holds the process on its gate: finds the command (so its absence is still reported),
+/// checks the gate can be opened, tells the parent it is held, waits in the open of the
+/// FIFO for writing until [`crate::release`] opens it for reading, writes one byte and
+/// executes the command. Failures after the report only end the process (exit 127).
+fn hold_then_exec(p: &ProcPlan, arrays: &ExecArrays, gate: RawFd) -> ! {
+    let err = p.err_fd;
+    let cmd = match resolve_command(&p.candidates) {
+        Ok(c) => c,
+        Err(e) => fail(err, Stage::Exec, 0, e),
+    };
+    let mut buf = [0u8; 32];
+    let path = proc_fd_path(gate, &mut buf);
+    try_sys!(err, Stage::Hold, 0, access_effective(path, libc::W_OK));
+    // While held, the process keeps nothing of its starter's but its standard streams:
+    // close-on-exec descriptors would otherwise stay open until the execve (a lock the
+    // starter holds, a pipe whose reader waits for EOF).
+    close_all_but([err, gate]);
+    let rec = encode(Stage::Held, 0, 0);
+    // SAFETY: writes RECORD bytes from the stack, then closes the report pipe: nothing is
+    // reported after this.
+    unsafe {
+        libc::write(err, rec.as_ptr().cast(), RECORD);
+        libc::close(err);
+    }
+    let fd = loop {
+        // SAFETY: open with a NUL-terminated path; blocks until a reader opens the FIFO.
+        let fd = unsafe { libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            break fd;
+        }
+        if errno() != libc::EINTR {
+            fail(-1, Stage::Hold, 1, errno())
+        }
+    };
+    // SAFETY: writes one byte from a static string; closes the descriptors of the gate.
+    unsafe {
+        libc::write(fd, c"0".as_ptr().cast(), 1);
+        libc::close(fd);
+        libc::close(gate);
+    }
+    let last = try_exec(std::slice::from_ref(cmd), arrays);
+    fail(-1, Stage::Exec, 0, last)
+}
+
+/// Sets the groups, gid and uid (and no_new_privs unless off), then arms the owner's death
+/// signal, which the change of ids cleared.
 fn set_ids(p: &ProcPlan) {
     let err = p.err_fd;
     // Raw system calls: glibc's set*id wrappers signal every thread the process had before
@@ -535,7 +845,7 @@ fn set_ids(p: &ProcPlan) {
     try_sys!(err, Stage::Uid, 0, unsafe {
         libc::syscall(libc::SYS_setresuid, p.uid, p.uid, p.uid)
     });
-    if p.uid != 0 {
+    if p.no_new_privs {
         // SAFETY: prctl with integer arguments.
         try_sys!(err, Stage::NoNewPrivs, 0, unsafe {
             libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
@@ -573,9 +883,9 @@ fn set_stdio(p: &ProcPlan) {
 
 /// Tries execve on each candidate path in turn, as execvp does; returns (only when
 /// none execs) the errno to report.
-fn try_exec(p: &ProcPlan, arrays: &ExecArrays) -> i32 {
+fn try_exec(candidates: &[CString], arrays: &ExecArrays) -> i32 {
     let mut last = libc::ENOENT;
-    for cand in &p.candidates {
+    for cand in candidates {
         let mut e = libc::ETXTBSY;
         // ETXTBSY: another thread of the caller had the file open for writing when it cloned
         // a child, which holds it until its own exec; that is a matter of milliseconds.
@@ -605,54 +915,80 @@ fn try_exec(p: &ProcPlan, arrays: &ExecArrays) -> i32 {
     last
 }
 
-/// The child of a new jail: pid 1 of the new pid namespace. Never returns.
+/// The child of a new jail: pid 1 of the new pid namespace (unless that is joined or the
+/// host's). Never returns.
 pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
     let err = plan.proc.err_fd;
     if let Some(link) = &plan.owner {
         die_with_owner(link, err);
     }
+    // Through the host's /proc, before the root changes; the children inherit it.
+    write_oom_score_adj(&plan.proc);
     if let Some(fd) = plan.netns {
         // SAFETY: setns on a descriptor the parent keeps open until the clone is done.
         try_sys!(err, Stage::JoinNetwork, 0, unsafe {
             libc::setns(fd, libc::CLONE_NEWNET)
         });
     }
+    for j in &plan.joins {
+        // SAFETY: setns on a descriptor the parent keeps open until the clone is done.
+        try_sys!(err, Stage::JoinNamespace, j.index, unsafe {
+            libc::setns(j.fd, j.nstype)
+        });
+    }
+    if let Some(report) = plan.pid_report {
+        fork_into_pid_namespace(plan, report);
+    }
     // SAFETY: umask only sets the process' mask (device nodes get exactly 0666 below).
     unsafe { libc::umask(0) };
     let root_fd = bind_root(plan);
-    bind_mounts(plan, root_fd);
+    make_mounts(plan, root_fd);
     pivot_to(root_fd, err);
     // From here on every path resolves inside the jail.
-    for (i, b) in plan.binds.iter().enumerate().filter(|(_, b)| b.read_only) {
-        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | b.kept_flags;
+    if plan.standard_mounts {
         try_sys!(
             err,
-            Stage::RemountReadOnly,
-            i,
-            mount(NULL, b.target_abs.as_ptr(), NULL, flags, NULL)
+            Stage::Proc,
+            0,
+            mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                NULL
+            )
+        );
+        if plan.devfs {
+            make_dev(err);
+        }
+    }
+    if plan.root_after != 0 {
+        try_sys!(
+            err,
+            Stage::RootPropagation,
+            0,
+            mount(NULL, c"/".as_ptr(), NULL, plan.root_after, NULL)
         );
     }
-    try_sys!(
-        err,
-        Stage::Proc,
-        0,
-        mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            NULL
-        )
-    );
-    if plan.devfs {
-        make_dev(err);
+    if let Some(hostname) = &plan.hostname {
+        // SAFETY: sethostname reads `len` bytes.
+        try_sys!(err, Stage::Hostname, 0, unsafe {
+            libc::sethostname(hostname.as_ptr(), hostname.as_bytes().len())
+        });
     }
-    // SAFETY: sethostname reads `len` bytes.
-    try_sys!(err, Stage::Hostname, 0, unsafe {
-        libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len())
-    });
     if plan.loopback {
         loopback_up(err);
+    }
+    write_sysctls(plan);
+    readonly_paths(plan);
+    mask_paths(plan);
+    if let Some(flags) = plan.readonly_root {
+        try_sys!(
+            err,
+            Stage::ReadonlyRoot,
+            0,
+            mount(NULL, c"/".as_ptr(), NULL, flags, NULL)
+        );
     }
     if let Some(status_fd) = plan.init_status_fd {
         run_init(plan, arrays, status_fd);
@@ -660,21 +996,50 @@ pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
     finish_and_exec(&plan.proc, arrays)
 }
 
-/// Makes every mount private, bind-mounts the jail's root on itself and opens it: its
-/// descriptor.
+/// A joined pid namespace takes effect for children only: forks the process that goes on
+/// in it, as a child of this one's parent (`CLONE_PARENT`), which gets its pid on `report`;
+/// this process exits. Returns in the forked process only.
+fn fork_into_pid_namespace(plan: &StartPlan, report: RawFd) {
+    let err = plan.proc.err_fd;
+    // SAFETY: a fork-like clone whose child gets our parent as its parent.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    try_sys!(err, Stage::Fork, 1, pid);
+    if pid == 0 {
+        // The parent reads the pid until every write end is closed.
+        // SAFETY: closes this process' copy of the report pipe.
+        unsafe { libc::close(report) };
+        // The parent-death signal is not inherited.
+        if let Some(link) = &plan.owner {
+            die_with_owner(link, err);
+        }
+        return;
+    }
+    let raw = (pid as i32).to_ne_bytes();
+    // SAFETY: writes 4 bytes from the stack; exits without atexit handlers.
+    unsafe {
+        libc::write(report, raw.as_ptr().cast(), raw.len());
+        libc::_exit(0)
+    }
+}
+
+/// Sets the propagation of every mount (private, or slaves of the host's), bind-mounts the
+/// jail's root on itself and opens it: its descriptor.
 fn bind_root(plan: &StartPlan) -> RawFd {
     let err = plan.proc.err_fd;
     try_sys!(
         err,
         Stage::MountPrivate,
         0,
-        mount(
-            NULL,
-            c"/".as_ptr(),
-            NULL,
-            libc::MS_REC | libc::MS_PRIVATE,
-            NULL
-        )
+        mount(NULL, c"/".as_ptr(), NULL, plan.root_initial, NULL)
     );
     let root = plan.root.as_ptr();
     try_sys!(
@@ -689,29 +1054,393 @@ fn bind_root(plan: &StartPlan) -> RawFd {
     root_fd
 }
 
-/// Bind-mounts each of the plan's sources on its target, found inside the root
-/// (`root_fd`) before the pivot.
-fn bind_mounts(plan: &StartPlan, root_fd: RawFd) {
+/// Makes each of the plan's mounts on its target, found inside the root (`root_fd`) before
+/// the pivot (and created there in the standard_mounts(false) mode), then remounts it with
+/// its flags, sets its propagation and fills a /dev.
+fn make_mounts(plan: &StartPlan, root_fd: RawFd) {
     let err = plan.proc.err_fd;
-    for (i, b) in plan.binds.iter().enumerate() {
-        let fd = openat2_raw(root_fd, &b.target_rel, libc::O_PATH);
+    for (i, m) in plan.mounts.iter().enumerate() {
+        if m.create {
+            if let Err(e) = ensure_mount_point(root_fd, &m.target_rel, m.target_file) {
+                fail(err, Stage::MountPoint, i as u32, e);
+            }
+        }
+        let fd = openat2_raw(root_fd, m.target_rel.as_ptr(), libc::O_PATH);
         try_sys!(err, Stage::OpenBindTarget, i, fd);
         let mut buf = [0u8; 32];
         let target = proc_fd_path(fd, &mut buf);
+        match &m.fstype {
+            None => try_sys!(
+                err,
+                Stage::Bind,
+                i,
+                mount(m.source.as_ptr(), target, NULL, m.flags, NULL)
+            ),
+            Some(fstype) => try_sys!(
+                err,
+                Stage::Mount,
+                i,
+                mount(
+                    m.source.as_ptr(),
+                    target,
+                    fstype.as_ptr(),
+                    m.flags,
+                    m.data.as_ref().map_or(NULL, |d| d.as_ptr())
+                )
+            ),
+        }
+        // SAFETY: closes a descriptor this function opened.
+        unsafe { libc::close(fd) };
+        if m.remount == 0 && m.propagation == 0 && !m.populate_dev {
+            continue;
+        }
+        // Opened again: now the root of the new mount.
+        let fd = openat2_raw(root_fd, m.target_rel.as_ptr(), libc::O_PATH);
+        try_sys!(err, Stage::OpenBindTarget, i, fd);
+        let target = proc_fd_path(fd, &mut buf);
+        if m.remount != 0 {
+            try_sys!(
+                err,
+                Stage::RemountReadOnly,
+                i,
+                mount(NULL, target, NULL, m.remount, NULL)
+            );
+        }
+        if m.propagation != 0 {
+            try_sys!(
+                err,
+                Stage::Propagation,
+                i,
+                mount(NULL, target, NULL, m.propagation, NULL)
+            );
+        }
+        if m.populate_dev {
+            fill_dev(fd, plan, i as u32);
+        }
+        // SAFETY: closes a descriptor this function opened.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Makes `rel` below the root `root_fd` when it is missing, each component resolved inside
+/// the root (`RESOLVE_IN_ROOT`): the missing parent directories, then the last component as
+/// a directory or (`file`) an empty file. Err(errno).
+fn ensure_mount_point(root_fd: RawFd, rel: &CStr, file: bool) -> Result<(), i32> {
+    let fd = openat2_raw(root_fd, rel.as_ptr(), libc::O_PATH);
+    if fd >= 0 {
+        // SAFETY: closes a descriptor this function opened.
+        unsafe { libc::close(fd) };
+        return Ok(());
+    }
+    if errno() != libc::ENOENT {
+        return Err(errno());
+    }
+    let bytes = rel.to_bytes();
+    let mut prefix = [0u8; 4096];
+    let mut name = [0u8; 256];
+    if bytes.len() >= prefix.len() {
+        return Err(libc::ENAMETOOLONG);
+    }
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|b| *b == b'/')
+            .map_or(bytes.len(), |p| start + p);
+        prefix[..end].copy_from_slice(&bytes[..end]);
+        prefix[end] = 0;
+        let fd = openat2_raw(root_fd, prefix.as_ptr().cast(), libc::O_PATH);
+        if fd >= 0 {
+            // SAFETY: closes a descriptor this function opened.
+            unsafe { libc::close(fd) };
+            start = end + 1;
+            continue;
+        }
+        if errno() != libc::ENOENT {
+            return Err(errno());
+        }
+        let parent = if start == 0 {
+            root_fd
+        } else {
+            // The prefix up to the slash before this component.
+            prefix[start - 1] = 0;
+            let p = openat2_raw(
+                root_fd,
+                prefix.as_ptr().cast(),
+                libc::O_PATH | libc::O_DIRECTORY,
+            );
+            if p < 0 {
+                return Err(errno());
+            }
+            p
+        };
+        let len = end - start;
+        if len >= name.len() {
+            return Err(libc::ENAMETOOLONG);
+        }
+        name[..len].copy_from_slice(&bytes[start..end]);
+        name[len] = 0;
+        let r = if end == bytes.len() && file {
+            // SAFETY: openat with a descriptor of this function and a NUL-terminated name.
+            let f = unsafe {
+                libc::openat(
+                    parent,
+                    name.as_ptr().cast(),
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_NOFOLLOW
+                        | libc::O_NOCTTY
+                        | libc::O_CLOEXEC,
+                    0o644 as libc::c_uint,
+                )
+            };
+            if f >= 0 {
+                // SAFETY: closes the file just made.
+                unsafe { libc::close(f) };
+            }
+            f
+        } else {
+            // SAFETY: mkdirat with a descriptor of this function and a NUL-terminated name.
+            unsafe { libc::mkdirat(parent, name.as_ptr().cast(), 0o755) }
+        };
+        let e = errno();
+        if parent != root_fd {
+            // SAFETY: closes a descriptor this function opened.
+            unsafe { libc::close(parent) };
+        }
+        // EEXIST: made meanwhile, or a dangling symlink (the mount then fails on it).
+        if r < 0 && e != libc::EEXIST {
+            return Err(e);
+        }
+        start = end + 1;
+    }
+    Ok(())
+}
+
+/// Fills the tmpfs `dev` (an `O_PATH` descriptor of its root) as runc does: device nodes,
+/// the links of a /dev, and the terminal bound at `console` when there is one.
+fn fill_dev(dev: RawFd, plan: &StartPlan, index: u32) {
+    let err = plan.proc.err_fd;
+    let nodes: [(&CStr, u32, u32); 6] = [
+        (c"null", 1, 3),
+        (c"zero", 1, 5),
+        (c"full", 1, 7),
+        (c"random", 1, 8),
+        (c"urandom", 1, 9),
+        (c"tty", 5, 0),
+    ];
+    for (path, major, minor) in nodes {
+        // SAFETY: mknodat with a descriptor of the caller and a NUL-terminated name;
+        // makedev is arithmetic.
+        try_sys!(err, Stage::DevNodes, index, unsafe {
+            libc::mknodat(
+                dev,
+                path.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(major, minor),
+            )
+        });
+    }
+    let links: [(&CStr, &CStr); 5] = [
+        (c"pts/ptmx", c"ptmx"),
+        (c"/proc/self/fd", c"fd"),
+        (c"/proc/self/fd/0", c"stdin"),
+        (c"/proc/self/fd/1", c"stdout"),
+        (c"/proc/self/fd/2", c"stderr"),
+    ];
+    for (to, from) in links {
+        // SAFETY: symlinkat with NUL-terminated strings and a descriptor of the caller.
+        try_sys!(err, Stage::DevNodes, index, unsafe {
+            libc::symlinkat(to.as_ptr(), dev, from.as_ptr())
+        });
+    }
+    let Some(slave) = &plan.console else {
+        return;
+    };
+    // SAFETY: openat with a descriptor of the caller and a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dev,
+            c"console".as_ptr(),
+            libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_WRONLY
+                | libc::O_NOFOLLOW
+                | libc::O_NOCTTY
+                | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    try_sys!(err, Stage::Console, index, fd);
+    let mut buf = [0u8; 32];
+    // The slave's path in the host's tree, still there before pivot_root (a descriptor of
+    // it, opened in the caller's mount namespace, could not be bound in this one).
+    try_sys!(
+        err,
+        Stage::Console,
+        index,
+        mount(
+            slave.as_ptr(),
+            proc_fd_path(fd, &mut buf),
+            NULL,
+            libc::MS_BIND,
+            NULL
+        )
+    );
+    // SAFETY: closes a descriptor this function opened.
+    unsafe { libc::close(fd) };
+}
+
+/// Writes the plan's sysctls (in the jail, through its /proc).
+fn write_sysctls(plan: &StartPlan) {
+    let err = plan.proc.err_fd;
+    for (i, (path, value)) in plan.sysctls.iter().enumerate() {
+        // SAFETY: open with a NUL-terminated path.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        try_sys!(err, Stage::Sysctl, i, fd);
+        let len = value.as_bytes().len();
+        // SAFETY: writes `len` bytes of the prepared value; closes what was opened.
+        let (n, e) = unsafe {
+            let n = libc::write(fd, value.as_ptr().cast(), len);
+            let e = errno();
+            libc::close(fd);
+            (n, e)
+        };
+        if n < 0 {
+            fail(err, Stage::Sysctl, i as u32, e);
+        }
+        if n as usize != len {
+            fail(err, Stage::Sysctl, i as u32, libc::EIO);
+        }
+    }
+}
+
+/// The flags of the mount holding `path` that a bind remount must repeat (nosuid, nodev,
+/// noexec, the atime ones), from statfs(2); Err(errno).
+fn kept_flags(path: *const c_char) -> Result<libc::c_ulong, i32> {
+    // SAFETY: statfs is plain data for which all-zero is valid.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs (a system call wrapper) with a NUL-terminated path and a valid struct.
+    if unsafe { libc::statfs(path, &mut st) } < 0 {
+        return Err(errno());
+    }
+    // The libc crate keeps `f_flags` private (in `f_spare`): it is the word after
+    // `f_frsize`, of its type, in every Linux ABI.
+    let at = std::mem::offset_of!(libc::statfs, f_frsize) + std::mem::size_of_val(&st.f_frsize);
+    let word = std::mem::size_of_val(&st.f_frsize);
+    let mut bytes = [0u8; 8];
+    // SAFETY: `at + word` is within `st` (f_spare follows f_frsize), `word` is at most 8,
+    // and the bytes are copied out of a fully initialised struct.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&st as *const libc::statfs).cast::<u8>().add(at),
+            bytes.as_mut_ptr(),
+            word.min(8),
+        )
+    };
+    let flags = if word == 4 {
+        u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as u64
+    } else {
+        u64::from_ne_bytes(bytes)
+    };
+    // The ST_* flags of f_flags have the values of the MS_* ones.
+    let keep = libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC
+        | libc::MS_NOATIME
+        | libc::MS_NODIRATIME
+        | libc::MS_RELATIME;
+    Ok(flags as libc::c_ulong & keep)
+}
+
+/// Binds each read-only path onto itself and remounts it read-only; a missing one is
+/// skipped.
+fn readonly_paths(plan: &StartPlan) {
+    let err = plan.proc.err_fd;
+    for (i, path) in plan.readonly_paths.iter().enumerate() {
+        let p = path.as_ptr();
+        if mount(p, p, NULL, libc::MS_BIND | libc::MS_REC, NULL) < 0 {
+            if errno() == libc::ENOENT {
+                continue;
+            }
+            fail(err, Stage::ReadonlyPath, i as u32, errno());
+        }
+        let kept = match kept_flags(p) {
+            Ok(f) => f,
+            Err(e) => fail(err, Stage::ReadonlyPath, i as u32, e),
+        };
         try_sys!(
             err,
-            Stage::Bind,
+            Stage::ReadonlyPath,
             i,
             mount(
-                b.source.as_ptr(),
-                target,
                 NULL,
-                libc::MS_BIND | libc::MS_REC,
+                p,
+                NULL,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept,
                 NULL
             )
         );
-        // SAFETY: closes a descriptor this function opened.
-        unsafe { libc::close(fd) };
+    }
+}
+
+/// Covers each masked path as runc does: a directory with an empty read-only tmpfs,
+/// anything else with the jail's /dev/null (checked to be the device); a missing one is
+/// skipped.
+fn mask_paths(plan: &StartPlan) {
+    let err = plan.proc.err_fd;
+    let mut null_checked = false;
+    for (i, path) in plan.masked_paths.iter().enumerate() {
+        // SAFETY: stat is plain data; stat writes into it through a valid pointer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: stat with a NUL-terminated path and a valid struct.
+        if unsafe { libc::stat(path.as_ptr(), &mut st) } < 0 {
+            if errno() == libc::ENOENT || errno() == libc::ENOTDIR {
+                continue;
+            }
+            fail(err, Stage::MaskedPath, i as u32, errno());
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let tmpfs = c"tmpfs".as_ptr();
+            try_sys!(
+                err,
+                Stage::MaskedPath,
+                i,
+                mount(tmpfs, path.as_ptr(), tmpfs, libc::MS_RDONLY, NULL)
+            );
+            continue;
+        }
+        if !null_checked {
+            // SAFETY: stat is plain data; lstat writes into it through a valid pointer.
+            let mut null: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: lstat with a NUL-terminated path and a valid struct.
+            let r = unsafe { libc::lstat(c"/dev/null".as_ptr(), &mut null) };
+            if r < 0 {
+                fail(err, Stage::MaskedPath, i as u32, errno());
+            }
+            if null.st_mode & libc::S_IFMT != libc::S_IFCHR || null.st_rdev != libc::makedev(1, 3) {
+                fail(err, Stage::MaskedPath, i as u32, libc::ENODEV);
+            }
+            null_checked = true;
+        }
+        try_sys!(
+            err,
+            Stage::MaskedPath,
+            i,
+            mount(
+                c"/dev/null".as_ptr(),
+                path.as_ptr(),
+                NULL,
+                libc::MS_BIND,
+                NULL
+            )
+        );
     }
 }
 
@@ -747,6 +1476,13 @@ fn pivot_to(root_fd: RawFd, err: RawFd) {
 /// with none until a signal stops it.
 fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
     mask_all_signals(true);
+    if plan.subreaper {
+        // Not pid 1 of a pid namespace: what the command orphans comes here all the same.
+        // SAFETY: prctl with integer arguments.
+        try_sys!(plan.proc.err_fd, Stage::Subreaper, 0, unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        });
+    }
     // The jail's /proc (mounted above): how the init sees processes that are not its
     // children. Kept open, so a command that unmounts /proc does not blind it.
     let proc_fd = match plan.init_jail {
@@ -763,7 +1499,7 @@ fn run_init(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> ! {
     // Named for what it is in `ps` (it is a copy of its starter otherwise).
     // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"kleene-init".as_ptr()) };
-    close_all_but(plan, status_fd, proc_fd);
+    close_init_fds(plan, status_fd, proc_fd);
     supervise(plan, cmd, status_fd, proc_fd)
 }
 
@@ -790,8 +1526,26 @@ fn fork_command(plan: &StartPlan, arrays: &ExecArrays, status_fd: RawFd) -> libc
     pid as libc::pid_t
 }
 
+/// Closes every descriptor from 3 up but those of `keep` (negative ones are ignored).
+fn close_all_but<const N: usize>(mut keep: [RawFd; N]) {
+    keep.sort_unstable();
+    let mut from = 3 as libc::c_int;
+    // SAFETY: close_range with integer arguments, on descriptors this process owns.
+    unsafe {
+        for k in keep {
+            if k >= from {
+                if k > from {
+                    libc::syscall(libc::SYS_close_range, from as u32, (k - 1) as u32, 0u32);
+                }
+                from = k + 1;
+            }
+        }
+        libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, 0u32);
+    }
+}
+
 /// Closes every descriptor of the init but its status pipe and the jail's /proc.
-fn close_all_but(plan: &StartPlan, status_fd: RawFd, proc_fd: RawFd) {
+fn close_init_fds(plan: &StartPlan, status_fd: RawFd, proc_fd: RawFd) {
     let err = plan.proc.err_fd;
     // The init keeps no descriptor but its status pipe and /proc: not the streams (the
     // command's end of them is what the caller reads), not the owner's /proc, and not what
@@ -807,19 +1561,8 @@ fn close_all_but(plan: &StartPlan, status_fd: RawFd, proc_fd: RawFd) {
         for fd in 0..3 {
             libc::close(fd);
         }
-        let mut keep = [status_fd, proc_fd];
-        keep.sort_unstable();
-        let mut from = 3 as libc::c_int;
-        for k in keep {
-            if k >= from {
-                if k > from {
-                    libc::syscall(libc::SYS_close_range, from as u32, (k - 1) as u32, 0u32);
-                }
-                from = k + 1;
-            }
-        }
-        libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, 0u32);
     }
+    close_all_but([status_fd, proc_fd]);
 }
 
 /// The init's loop: waits for signals (or, `polling`, looks again shortly), forwards
@@ -1027,6 +1770,8 @@ pub(crate) fn exec_child(
     arrays: &ExecArrays,
 ) -> ! {
     let err = p.err_fd;
+    // Through the host's /proc, before entering the jail; the process forked inherits it.
+    write_oom_score_adj(p);
     // SAFETY: setns with a pidfd and a namespace mask.
     try_sys!(err, Stage::Setns, 0, unsafe {
         libc::setns(ns_fd, ns_flags)

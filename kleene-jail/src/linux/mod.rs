@@ -17,7 +17,8 @@ pub(crate) use procs::{find_under, release_under, wait_exited, Found};
 pub(crate) use sys::Waiter;
 
 use crate::config::{
-    build_env, cstr, exec_candidates, ExecConfig, JailConfig, Lifetime, NetworkMode,
+    build_env, cstr, exec_candidates, sysctl_path, ExecConfig, JailConfig, Lifetime, Mount,
+    MountFlags, Namespace, NamespaceMode, NetworkMode, Propagation,
 };
 use crate::error::{Error, Result};
 use crate::jail::{CommandEnd, JailHandle, JailId};
@@ -25,8 +26,8 @@ use crate::mountpoint::make_mount_point;
 use crate::params::linux_params;
 use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
 use crate::process::{cloexec_pipe, prepare_stdio, set_nonblocking, ExitStatus, Process};
-use crate::report::{failure_error, RECORD};
-use child::{BindPlan, ExecArrays, InitJail, ProcPlan, StartPlan};
+use crate::report::{decode, failure_error, Stage, RECORD};
+use child::{CapsPlan, ExecArrays, InitJail, JoinPlan, MountPlan, ProcPlan, RlimitPlan, StartPlan};
 
 /// The name of the platform in messages.
 pub(crate) const PLATFORM: &str = "Linux";
@@ -75,16 +76,66 @@ fn relative(target: &Path) -> std::path::PathBuf {
         .collect()
 }
 
+/// The mount(2) flags of `f`.
+fn ms_flags(f: MountFlags) -> libc::c_ulong {
+    [
+        (f.read_only, libc::MS_RDONLY),
+        (f.nosuid, libc::MS_NOSUID),
+        (f.nodev, libc::MS_NODEV),
+        (f.noexec, libc::MS_NOEXEC),
+        (f.noatime, libc::MS_NOATIME),
+        (f.nodiratime, libc::MS_NODIRATIME),
+        (f.relatime, libc::MS_RELATIME),
+        (f.strictatime, libc::MS_STRICTATIME),
+        (f.sync, libc::MS_SYNCHRONOUS),
+        (f.dirsync, libc::MS_DIRSYNC),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .fold(0, |acc, (_, flag)| acc | flag)
+}
+
+/// The mount(2) flags of a propagation.
+fn propagation_flags(p: Propagation) -> libc::c_ulong {
+    match p {
+        Propagation::Private => libc::MS_PRIVATE,
+        Propagation::RPrivate => libc::MS_PRIVATE | libc::MS_REC,
+        Propagation::Slave => libc::MS_SLAVE,
+        Propagation::RSlave => libc::MS_SLAVE | libc::MS_REC,
+        Propagation::Shared => libc::MS_SHARED,
+        Propagation::RShared => libc::MS_SHARED | libc::MS_REC,
+        Propagation::Unbindable => libc::MS_UNBINDABLE,
+        Propagation::RUnbindable => libc::MS_UNBINDABLE | libc::MS_REC,
+    }
+}
+
+/// The remount flags of a bind mount with `flags` of source `source`, 0 when the bind
+/// needs no remount: the flags asked for plus the restrictions of the source's mount (an
+/// atime mode asked for replaces the source's).
+fn bind_remount_flags(flags: MountFlags, source: &Path) -> Result<libc::c_ulong> {
+    let asked = ms_flags(flags);
+    if asked == 0 {
+        return Ok(0);
+    }
+    let mut kept = kept_mount_flags(source)?;
+    let atime = libc::MS_NOATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
+    if asked & atime != 0 {
+        kept &= !atime;
+    }
+    Ok(libc::MS_BIND | libc::MS_REMOUNT | asked | kept)
+}
+
 /// Builds the part of the plan shared by start and exec.
 fn proc_plan(
     cfg: &ExecConfig,
+    user_spec: Option<&str>,
     user: &ResolvedUser,
     clean: bool,
     stdio: [RawFd; 3],
     tty: bool,
     err_fd: RawFd,
 ) -> Result<ProcPlan> {
-    let env = build_env(clean, &cfg.env, user, std::env::vars_os())?;
+    let env = build_env(cfg.env_mode(clean), &cfg.env, user, std::env::vars_os())?;
     let candidates = exec_candidates(&cfg.argv[0], &env)?;
     let argv = cfg
         .argv
@@ -94,12 +145,46 @@ fn proc_plan(
     let workdir = cfg.workdir.as_ref().map_or(Ok(CString::from(c"/")), |w| {
         cstr(w.as_os_str().as_bytes(), "the working directory")
     })?;
+    let groups = cfg.groups(user_spec, &user.groups);
+    let last = last_cap();
+    let known = if last >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last + 1)) - 1
+    };
+    let caps = cfg.capabilities.map(|c| CapsPlan {
+        drop: (0..=last.min(63))
+            .filter(|n| c.bounding & (1u64 << n) == 0)
+            .collect(),
+        effective: c.effective & known,
+        permitted: c.permitted & known,
+        inheritable: c.inheritable & known,
+        ambient: (0..=last.min(63))
+            .filter(|n| c.ambient & (1u64 << n) != 0)
+            .collect(),
+    });
+    let rlimits = cfg
+        .rlimits
+        .iter()
+        .map(|(r, soft, hard)| {
+            let resource = r.resource().ok_or_else(|| Error::UnsupportedSetting {
+                setting: r.name().to_owned(),
+                platform: PLATFORM,
+            })?;
+            Ok(RlimitPlan {
+                resource,
+                soft: *soft,
+                hard: *hard,
+                index: r.index(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(ProcPlan {
         workdir,
-        drop_caps: crate::caps::capabilities_to_drop(last_cap()),
+        drop_caps: crate::caps::capabilities_to_drop(last),
         uid: user.uid,
         gid: user.gid,
-        groups: user.groups.clone(),
+        groups,
         stdio,
         tty,
         candidates,
@@ -107,6 +192,15 @@ fn proc_plan(
         env,
         err_fd,
         owner: None,
+        caps,
+        rlimits,
+        no_new_privs: cfg.no_new_privileges.unwrap_or(user.uid != 0),
+        oom_score_adj: cfg
+            .oom_score_adj
+            .map(|adj| cstr(adj.to_string().as_bytes(), "oom_score_adj"))
+            .transpose()?,
+        umask: cfg.umask.unwrap_or(0o022) as libc::mode_t,
+        hold: None,
     })
 }
 
@@ -141,7 +235,8 @@ fn own(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// Reads the child's failure record from the close-on-exec pipe: None at EOF (exec done).
+/// Reads the child's failure record from the close-on-exec pipe: None at EOF (exec done),
+/// or the record (of a failure, or that the process is held).
 async fn read_failure(fd: OwnedFd) -> Result<Option<[u8; RECORD]>> {
     set_nonblocking(fd.as_raw_fd()).map_err(|e| Error::io("read the child's report", e))?;
     let afd = crate::process::register(fd, tokio::io::Interest::READABLE)
@@ -184,24 +279,103 @@ async fn read_failure(fd: OwnedFd) -> Result<Option<[u8; RECORD]>> {
     }
 }
 
+/// Whether a record says the process is held (not a failure).
+fn is_held(rec: &[u8; RECORD]) -> bool {
+    decode(rec).0 == Stage::Held as u32
+}
+
+/// The namespaces of a jail, its parameters applied.
+struct JailNamespaces {
+    pid: NamespaceMode,
+    ipc: NamespaceMode,
+    uts: NamespaceMode,
+    cgroup: NamespaceMode,
+}
+
+impl JailNamespaces {
+    fn of(cfg: &JailConfig, sysvipc: Option<bool>) -> Self {
+        let ns = |n| cfg.namespaces.mode(n);
+        JailNamespaces {
+            pid: ns(Namespace::Pid),
+            ipc: match sysvipc {
+                Some(true) => NamespaceMode::Host,
+                Some(false) => NamespaceMode::New,
+                None => ns(Namespace::Ipc),
+            },
+            uts: ns(Namespace::Uts),
+            cgroup: ns(Namespace::Cgroup),
+        }
+    }
+
+    fn each(&self) -> [(Namespace, &NamespaceMode, libc::c_int); 4] {
+        [
+            (Namespace::Pid, &self.pid, libc::CLONE_NEWPID),
+            (Namespace::Ipc, &self.ipc, libc::CLONE_NEWIPC),
+            (Namespace::Uts, &self.uts, libc::CLONE_NEWUTS),
+            (Namespace::Cgroup, &self.cgroup, libc::CLONE_NEWCGROUP),
+        ]
+    }
+
+    /// Opens the namespace files to join: each descriptor, its type and index.
+    fn open_joins(&self) -> Result<Vec<(OwnedFd, libc::c_int, u32)>> {
+        let mut out = Vec::new();
+        for (ns, mode, flag) in self.each() {
+            if let NamespaceMode::Join(path) = mode {
+                let f = std::fs::File::open(path).map_err(|e| {
+                    Error::io(
+                        format!("open the {} namespace {}", ns.name(), path.display()),
+                        e,
+                    )
+                })?;
+                out.push((OwnedFd::from(f), flag, ns.index()));
+            }
+        }
+        Ok(out)
+    }
+}
+
 pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, BackendState)> {
     cfg.validate()?;
     let lp = linux_params(&cfg.params)?;
-    let hostname = lp
-        .hostname
-        .clone()
-        .or_else(|| cfg.hostname.clone())
-        .or_else(|| cfg.name.clone())
-        .unwrap_or_else(|| "kleene".to_owned());
+    let ns = JailNamespaces::of(cfg, lp.sysvipc);
+    if ns.pid != NamespaceMode::New && cfg.lifetime == Lifetime::Processes {
+        return Err(Error::InvalidConfig(
+            "Lifetime::Processes needs a new pid namespace (its init counts the processes of its own)"
+                .into(),
+        ));
+    }
+    let given_hostname = lp.hostname.clone().or_else(|| cfg.hostname.clone());
+    let hostname = match (&ns.uts, given_hostname) {
+        (NamespaceMode::New, given) => Some(
+            given
+                .or_else(|| cfg.name.clone())
+                .unwrap_or_else(|| "kleene".to_owned()),
+        ),
+        (_, Some(h)) => {
+            return Err(Error::InvalidConfig(format!(
+                "host name {h}: the jail has no uts namespace of its own"
+            )))
+        }
+        (_, None) => None,
+    };
     let devfs = lp.devfs.unwrap_or(cfg.devfs);
     let clean = lp.clean.or(cfg.process.clean_env).unwrap_or(true);
     let user_spec = lp.user.clone().or_else(|| cfg.process.user.clone());
-    let share_ipc = lp.sysvipc.unwrap_or(false);
 
-    let (user, binds) = prepare_root(cfg, devfs, user_spec.as_deref())?;
+    let (user, mounts) = prepare_root(cfg, devfs, user_spec.as_deref())?;
     let netns = network_namespace(&cfg.network)?;
+    let joins = ns.open_joins()?;
+    let gate = cfg.hold.as_deref().map(open_gate).transpose()?;
     let (child_stdio, parent_stdio) = prepare_stdio(&cfg.process)?;
+    let console = match (&parent_stdio.pty, cfg.standard_mounts) {
+        (Some(master), false) => Some(pty_slave_name(master)?),
+        _ => None,
+    };
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
+    let pid_pipe = match ns.pid {
+        NamespaceMode::Join(_) => Some(cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?),
+        _ => None,
+    };
     let init_jail = (cfg.lifetime == Lifetime::Processes).then_some(InitJail {
         persist: lp.persist.unwrap_or(false),
     });
@@ -210,33 +384,118 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     } else {
         None
     };
+    let mut proc = proc_plan(
+        &cfg.process,
+        user_spec.as_deref(),
+        &user,
+        clean,
+        child_stdio.raw(),
+        child_stdio.tty,
+        err_w.as_raw_fd(),
+    )?;
+    proc.hold = gate.as_ref().map(|g| g.as_raw_fd());
+    let slave_of = |p: Option<Propagation>| {
+        matches!(
+            p,
+            Some(
+                Propagation::Slave
+                    | Propagation::RSlave
+                    | Propagation::Shared
+                    | Propagation::RShared
+            )
+        )
+    };
     let plan = StartPlan {
         root: cstr(cfg.root.as_os_str().as_bytes(), "the root")?,
-        binds,
+        mounts,
+        standard_mounts: cfg.standard_mounts,
         devfs,
-        hostname: cstr(hostname.as_bytes(), "the host name")?,
+        hostname: hostname
+            .map(|h| cstr(h.as_bytes(), "the host name"))
+            .transpose()?,
         loopback: cfg.network == NetworkMode::Disabled,
         netns: netns.as_ref().map(|n| n.as_fd().as_raw_fd()),
+        joins: joins
+            .iter()
+            .map(|(fd, nstype, index)| JoinPlan {
+                fd: fd.as_raw_fd(),
+                nstype: *nstype,
+                index: *index,
+            })
+            .collect(),
+        pid_report: pid_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
+        root_initial: libc::MS_REC
+            | if slave_of(cfg.root_propagation) {
+                libc::MS_SLAVE
+            } else {
+                libc::MS_PRIVATE
+            },
+        root_after: match cfg.root_propagation {
+            Some(
+                p @ (Propagation::Shared
+                | Propagation::RShared
+                | Propagation::Unbindable
+                | Propagation::RUnbindable),
+            ) => propagation_flags(p),
+            _ => 0,
+        },
+        readonly_root: if cfg.readonly_root {
+            Some(libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept_mount_flags(&cfg.root)?)
+        } else {
+            None
+        },
+        sysctls: cfg
+            .sysctls
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    cstr(
+                        format!("/proc/sys/{}", sysctl_path(k)?).as_bytes(),
+                        "a sysctl",
+                    )?,
+                    cstr(v.as_bytes(), "a sysctl value")?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        readonly_paths: cfg
+            .readonly_paths
+            .iter()
+            .map(|p| cstr(p.as_os_str().as_bytes(), "a read-only path"))
+            .collect::<Result<Vec<_>>>()?,
+        masked_paths: cfg
+            .masked_paths
+            .iter()
+            .map(|p| cstr(p.as_os_str().as_bytes(), "a masked path"))
+            .collect::<Result<Vec<_>>>()?,
+        console,
+        subreaper: ns.pid != NamespaceMode::New,
         init_status_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
         init_jail,
         owner: None,
-        proc: proc_plan(
-            &cfg.process,
-            &user,
-            clean,
-            child_stdio.raw(),
-            child_stdio.tty,
-            err_w.as_raw_fd(),
-        )?,
+        proc,
     };
-    let flags = start_flags(share_ipc, &cfg.network);
-    // Kept open until the clone is done (the child joins it by descriptor).
-    let child_netns = netns;
+    let flags = start_flags(&ns, &cfg.network);
     let with_owner = cfg.process.dies_with_owner();
     let (status_r, status_w) = status_pipe.unzip();
-    // The job owns the child's descriptors, so they stay open until the clone is done.
-    let child_fds = (err_w, child_stdio, status_w, child_netns);
-    let (pid, pidfd) = clone_jail(plan, flags, with_owner, child_fds).await?;
+    let (pid_r, pid_w) = pid_pipe.unzip();
+    // The job owns the child's descriptors, so they stay open until the clone is done
+    // (the namespaces are joined, the gate reopened by descriptor).
+    let child_fds = (err_w, child_stdio, status_w, netns, joins, gate, pid_w);
+    let started = clone_jail(plan, flags, with_owner, pid_r, child_fds).await?;
+    let Some((pid, pidfd)) = started else {
+        return Err(match read_failure(err_r).await? {
+            Some(rec) => failure_error(
+                &rec,
+                &cfg.process.argv[0],
+                cfg.process.workdir.as_deref(),
+                Some(cfg),
+            ),
+            None => Error::Setup {
+                step: "forking into the pid namespace".into(),
+                source: io::Error::other("the first child ended without a report"),
+            },
+        });
+    };
     if let Some(r) = &status_r {
         set_nonblocking(r.as_raw_fd()).map_err(|e| Error::io("set up the status pipe", e))?;
     }
@@ -252,38 +511,125 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     Ok((handle, process, BackendState))
 }
 
-/// Resolves the jail's user in its root and makes the mount points there (`/proc`,
-/// `/dev` with `devfs`, the bind mounts' targets): the user and the bind mounts' plans.
+/// Opens the gate FIFO of [`JailConfig::hold`] (`O_PATH`: opening it for writing would
+/// block until a reader comes).
+fn open_gate(path: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(format!("open the gate {}", path.display()), e))?;
+    let is_fifo = f
+        .metadata()
+        .map_err(|e| Error::io(format!("stat the gate {}", path.display()), e))?
+        .file_type()
+        .is_fifo();
+    if !is_fifo {
+        return Err(Error::InvalidConfig(format!(
+            "the gate {} is not a FIFO",
+            path.display()
+        )));
+    }
+    crate::process::above_stdio(f.into()).map_err(|e| Error::io("open the gate", e))
+}
+
+/// The host path of the slave side of the pty whose master is `master`.
+fn pty_slave_name(master: &OwnedFd) -> Result<CString> {
+    let mut buf = [0 as libc::c_char; 128];
+    // SAFETY: ptsname_r writes a NUL-terminated name of at most `buf.len()` bytes into
+    // `buf`; the descriptor is a pty master the caller owns.
+    let r = unsafe { libc::ptsname_r(master.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
+    if r != 0 {
+        return Err(Error::io(
+            "find the terminal's name",
+            io::Error::from_raw_os_error(r),
+        ));
+    }
+    // SAFETY: ptsname_r succeeded, so `buf` holds a NUL-terminated string.
+    Ok(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_owned())
+}
+
+/// Resolves the jail's user in its root and makes the mount points there (`/proc` and,
+/// with `devfs`, `/dev` for the standard mounts; the configured mounts' targets, but those
+/// inside an earlier mount, which the child makes): the user and the mounts' plans.
 fn prepare_root(
     cfg: &JailConfig,
     devfs: bool,
     user_spec: Option<&str>,
-) -> Result<(ResolvedUser, Vec<BindPlan>)> {
+) -> Result<(ResolvedUser, Vec<MountPlan>)> {
     let root_fd = open_root(&cfg.root)?;
     let user = resolve_in_root(&root_fd, user_spec.unwrap_or("0"))?;
-    make_mount_point(&root_fd, Path::new("proc"), false)?;
-    if devfs {
-        make_mount_point(&root_fd, Path::new("dev"), false)?;
+    if cfg.standard_mounts {
+        make_mount_point(&root_fd, Path::new("proc"), false)?;
+        if devfs {
+            make_mount_point(&root_fd, Path::new("dev"), false)?;
+        }
     }
-    let mut binds = Vec::with_capacity(cfg.mounts.len());
-    for m in &cfg.mounts {
+    let mut plans = Vec::with_capacity(cfg.mounts.len());
+    for (i, m) in cfg.mounts.iter().enumerate() {
         let rel = relative(&m.target);
-        // The child opens the target with openat2(RESOLVE_IN_ROOT), which finds it there.
-        make_mount_point(&root_fd, &rel, !m.source.is_dir())?;
-        binds.push(BindPlan {
-            source: cstr(m.source.as_os_str().as_bytes(), "a mount source")?,
-            target_rel: cstr(rel.as_os_str().as_bytes(), "a mount target")?,
-            target_abs: cstr(m.target.as_os_str().as_bytes(), "a mount target")?,
-            read_only: m.read_only,
-            kept_flags: if m.read_only {
-                kept_mount_flags(&m.source)?
-            } else {
-                0
-            },
-        });
+        let file = m.fstype.is_none() && !m.source.is_dir();
+        let below_earlier = cfg.mounts[..i]
+            .iter()
+            .any(|e| rel.starts_with(relative(&e.target)));
+        // The standard mode makes every target here, as it always did; the other leaves
+        // those inside an earlier mount to the child, which sees that mount.
+        if cfg.standard_mounts || !below_earlier {
+            // The child opens the target with openat2(RESOLVE_IN_ROOT), which finds it there.
+            make_mount_point(&root_fd, &rel, file).map_err(|e| name_mount(e, m))?;
+        }
+        plans.push(mount_plan(cfg, m, &rel, file)?);
     }
     drop(root_fd);
-    Ok((user, binds))
+    Ok((user, plans))
+}
+
+/// Names mount `m` in an error about its mount point.
+fn name_mount(e: Error, m: &Mount) -> Error {
+    match e {
+        Error::Io { context, source } => Error::Io {
+            context: format!(
+                "mount of {} at {}: {context}",
+                m.source.display(),
+                m.target.display()
+            ),
+            source,
+        },
+        other => other,
+    }
+}
+
+/// The child's plan of mount `m`, at `rel` below the root.
+fn mount_plan(cfg: &JailConfig, m: &Mount, rel: &Path, file: bool) -> Result<MountPlan> {
+    let flags = m.mount_flags();
+    let (mount_flags, remount) = match &m.fstype {
+        None => (
+            libc::MS_BIND | if m.recursive { libc::MS_REC } else { 0 },
+            bind_remount_flags(flags, &m.source)?,
+        ),
+        Some(_) => (ms_flags(flags), 0),
+    };
+    Ok(MountPlan {
+        source: cstr(m.source.as_os_str().as_bytes(), "a mount source")?,
+        fstype: m
+            .fstype
+            .as_ref()
+            .map(|t| cstr(t.as_bytes(), "a file system type"))
+            .transpose()?,
+        target_rel: cstr(rel.as_os_str().as_bytes(), "a mount target")?,
+        create: !cfg.standard_mounts,
+        target_file: file,
+        flags: mount_flags,
+        data: (!m.data.is_empty())
+            .then(|| cstr(m.data.as_bytes(), "mount options"))
+            .transpose()?,
+        remount,
+        propagation: m.propagation.map_or(0, propagation_flags),
+        populate_dev: !cfg.standard_mounts
+            && m.fstype.as_deref() == Some("tmpfs")
+            && rel == Path::new("dev"),
+    })
 }
 
 /// The network namespace the jail joins, if any; FreeBSD's network parameters are refused.
@@ -298,12 +644,14 @@ fn network_namespace(network: &NetworkMode) -> Result<Option<crate::config::NetN
     }
 }
 
-/// The `clone` flags of a jail's first process: its own namespaces (ipc unless shared,
-/// net when the network is disabled) and a pidfd.
-fn start_flags(share_ipc: bool, network: &NetworkMode) -> libc::c_int {
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_PIDFD;
-    if !share_ipc {
-        flags |= libc::CLONE_NEWIPC;
+/// The `clone` flags of a jail's first process: a mount namespace, the new namespaces
+/// (net when the network is disabled) and a pidfd.
+fn start_flags(ns: &JailNamespaces, network: &NetworkMode) -> libc::c_int {
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_PIDFD;
+    for (_, mode, flag) in ns.each() {
+        if *mode == NamespaceMode::New {
+            flags |= flag;
+        }
     }
     if *network == NetworkMode::Disabled {
         flags |= libc::CLONE_NEWNET;
@@ -313,13 +661,16 @@ fn start_flags(share_ipc: bool, network: &NetworkMode) -> libc::c_int {
 
 /// Clones the jail's first process with `flags` on the owner's spawner thread, the child
 /// running [`child::start_child`] on `plan`: its pid and pidfd. `child_fds` stay open
-/// until the clone is done.
+/// until the clone is done. With `pid_r` (a joined pid namespace) the child forks the
+/// process that goes on and exits: that process's pid (read from `pid_r`), `None` when
+/// the child ended without one (its failure is on the failure pipe).
 async fn clone_jail<K: Send + 'static>(
     mut plan: StartPlan,
     flags: libc::c_int,
     with_owner: bool,
+    pid_r: Option<OwnedFd>,
     child_fds: K,
-) -> Result<(libc::pid_t, OwnedFd)> {
+) -> Result<Option<(libc::pid_t, OwnedFd)>> {
     spawner::run(
         move |link| {
             if with_owner {
@@ -339,10 +690,26 @@ async fn clone_jail<K: Send + 'static>(
                 Err(e) => Err(e),
             };
             drop(child_fds);
-            r
+            let (pid, pidfd) = r?;
+            let Some(pid_r) = pid_r else {
+                return Ok(Some((pid, pidfd)));
+            };
+            // The first child only joins the namespaces, forks and writes 4 bytes.
+            let mut raw = [0u8; 4];
+            // SAFETY: reads at most 4 bytes into `raw` from a blocking pipe whose every
+            // write end closes when the first child exits or its child closes it.
+            let n = unsafe { libc::read(pid_r.as_raw_fd(), raw.as_mut_ptr().cast(), raw.len()) };
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            drop(pidfd);
+            if n != 4 {
+                return Ok(None);
+            }
+            // A child of this process (CLONE_PARENT), unreaped: its pid names it.
+            let pid = i32::from_ne_bytes(raw);
+            Ok(Some((pid, sys::pidfd_open(pid)?)))
         },
         |r| {
-            if let Ok((_, pidfd)) = r {
+            if let Ok(Some((_, pidfd))) = r {
                 kill_and_reap(&pidfd);
             }
         },
@@ -358,18 +725,22 @@ async fn confirm_start(
     err_r: OwnedFd,
     cfg: &JailConfig,
 ) -> Result<Waiter> {
-    if let Some(rec) = read_failure(err_r).await? {
-        // An init (above all one that persists) outlives the command that failed.
-        let _ = waiter.get()?.signal(nix::sys::signal::Signal::SIGKILL);
-        let _ = waiter.get()?.wait().await;
-        return Err(failure_error(
-            &rec,
-            &cfg.process.argv[0],
-            cfg.process.workdir.as_deref(),
-            &cfg.mounts,
-        ));
+    match read_failure(err_r).await? {
+        // The command is held on its gate, everything set up.
+        Some(rec) if is_held(&rec) => waiter.keep(),
+        Some(rec) => {
+            // An init (above all one that persists) outlives the command that failed.
+            let _ = waiter.get()?.signal(nix::sys::signal::Signal::SIGKILL);
+            let _ = waiter.get()?.wait().await;
+            Err(failure_error(
+                &rec,
+                &cfg.process.argv[0],
+                cfg.process.workdir.as_deref(),
+                Some(cfg),
+            ))
+        }
+        None => waiter.keep(),
     }
-    waiter.keep()
 }
 
 /// The namespaces of `pid` that differ from ours (joining one's own is pointless).
@@ -382,6 +753,7 @@ fn differing_namespaces(pid: i32) -> Result<libc::c_int> {
         ("uts", libc::CLONE_NEWUTS),
         ("ipc", libc::CLONE_NEWIPC),
         ("net", libc::CLONE_NEWNET),
+        ("cgroup", libc::CLONE_NEWCGROUP),
     ] {
         let theirs =
             std::fs::metadata(format!("/proc/{pid}/ns/{name}")).map_err(|_| Error::NotRunning)?;
@@ -411,6 +783,7 @@ pub(crate) async fn exec(
     let (pid_r, pid_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
     let plan = proc_plan(
         cfg,
+        cfg.user.as_deref(),
         &user,
         clean,
         child_stdio.raw(),
@@ -431,7 +804,7 @@ pub(crate) async fn exec(
                 &rec,
                 &cfg.argv[0],
                 cfg.workdir.as_deref(),
-                &[],
+                None,
             )),
             None => Err(Error::Setup {
                 step: "entering the jail".into(),
@@ -447,14 +820,15 @@ pub(crate) async fn exec(
             &rec,
             &cfg.argv[0],
             cfg.workdir.as_deref(),
-            &[],
+            None,
         ));
     }
     Process::new(pid, waiter.keep()?, parent_stdio)
 }
 
-/// The jail `handle` to start a process in: a pidfd of its init, and the namespaces of
-/// it that differ from ours. A process that is no jail's init is refused.
+/// The jail `handle` to start a process in: a pidfd of its first process, and the
+/// namespaces of it that differ from ours. A process that shares our mount namespace (every
+/// jail has its own) is refused.
 fn jail_to_enter(
     handle: &JailHandle,
     jail_pidfd: Option<BorrowedFd<'_>>,
@@ -466,9 +840,9 @@ fn jail_to_enter(
         None => sys::pidfd_open(handle.pid).map_err(|_| Error::NotRunning)?,
     };
     let ns_flags = differing_namespaces(handle.pid)?;
-    if ns_flags & libc::CLONE_NEWPID == 0 {
+    if ns_flags & libc::CLONE_NEWNS == 0 {
         return Err(Error::InvalidConfig(format!(
-            "process {} is not the init of a jail",
+            "process {} is not in a jail",
             handle.pid
         )));
     }
