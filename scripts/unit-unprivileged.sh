@@ -12,7 +12,7 @@ need_root
 command -v setpriv >/dev/null || die "setpriv (util-linux) is needed"
 
 exes=$(cargo test --lib --no-run --message-format=json \
-	-p kleene-core -p kleene-dockerfile -p kleene-zfs -p kleene-net -p kleene-oci 2>/dev/null |
+	-p kleene-core -p kleene-dockerfile -p kleene-zfs -p kleene-net -p kleene-oci -p kleene-runtime 2>/dev/null |
 	python3 -c '
 import json, sys
 for line in sys.stdin:
