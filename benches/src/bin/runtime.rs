@@ -77,8 +77,12 @@ fn run_once(runtime: &Path, root: &Path, bundle: &Path, id: &str) -> Result<Dura
 /// Peak RSS (KiB) of one `create`, as GNU time reports it; the container is deleted
 /// after.
 fn create_rss(runtime: &Path, root: &Path, bundle: &Path, id: &str) -> Result<u64> {
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
+    // Files, not pipes: the held process inherits the runtime's stdio and would keep a
+    // pipe open.
+    let report = root.with_extension("rss");
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
         .arg(runtime)
         .arg("--root")
         .arg(root)
@@ -87,16 +91,14 @@ fn create_rss(runtime: &Path, root: &Path, bundle: &Path, id: &str) -> Result<u6
         .arg(bundle)
         .arg(id)
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
         .context("/usr/bin/time (Debian package time)")?;
-    if !out.status.success() {
-        bail!(
-            "{} create: {}",
-            runtime.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if !status.success() {
+        bail!("{} create failed ({status})", runtime.display());
     }
-    let rss = String::from_utf8_lossy(&out.stderr)
+    let rss = std::fs::read_to_string(&report)?
         .lines()
         .last()
         .and_then(|l| l.trim().parse().ok())
