@@ -69,21 +69,7 @@ pub fn from_spec(dir: &Path, spec: &Spec) -> Result<Bundle> {
             ),
         ));
     }
-    let root = spec
-        .root()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("root", "missing"))?;
-    let rootfs = if root.path().is_absolute() {
-        root.path().clone()
-    } else {
-        dir.join(root.path())
-    };
-    if !rootfs.is_dir() {
-        return Err(Error::invalid(
-            "root.path",
-            format!("{} is not a directory", rootfs.display()),
-        ));
-    }
+    let (rootfs, readonly) = rootfs_of(dir, spec)?;
     let process = spec
         .process()
         .as_ref()
@@ -91,7 +77,7 @@ pub fn from_spec(dir: &Path, spec: &Spec) -> Result<Bundle> {
     let (exec, terminal) = process_config(process, "process")?;
     let mut jail = JailConfig::new(&rootfs)
         .standard_mounts(false)
-        .readonly_root(root.readonly().unwrap_or(false))
+        .readonly_root(readonly)
         // The caller (conmon, containerd's shim) reaps the process once the runtime has
         // exited: it must outlive the runtime.
         .process(exec.kill_with_owner(false));
@@ -108,6 +94,47 @@ pub fn from_spec(dir: &Path, spec: &Spec) -> Result<Bundle> {
         jail = jail.mount(mount(m, &format!("mounts[{i}]"))?);
     }
     jail = linux(jail, spec)?;
+    let hooks = hooks_of(spec)?;
+    Ok(Bundle {
+        dir: dir.to_path_buf(),
+        rootfs,
+        oci_version: spec.version().clone(),
+        jail,
+        terminal,
+        hooks,
+        annotations: spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        process: process.clone(),
+    })
+}
+
+/// The root file system (absolute, a directory) and whether it is read-only.
+fn rootfs_of(dir: &Path, spec: &Spec) -> Result<(PathBuf, bool)> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("root", "missing"))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
+    if !rootfs.is_dir() {
+        return Err(Error::invalid(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
+    }
+    Ok((rootfs, root.readonly().unwrap_or(false)))
+}
+
+/// The hooks this runtime runs; those that run inside the container's namespaces are
+/// refused.
+fn hooks_of(spec: &Spec) -> Result<Hooks> {
     let hooks = spec.hooks().clone().unwrap_or_default();
     if hooks
         .create_container()
@@ -129,21 +156,7 @@ pub fn from_spec(dir: &Path, spec: &Spec) -> Result<Bundle> {
             "hooks run in the container's namespaces",
         ));
     }
-    Ok(Bundle {
-        dir: dir.to_path_buf(),
-        rootfs,
-        oci_version: spec.version().clone(),
-        jail,
-        terminal,
-        hooks,
-        annotations: spec
-            .annotations()
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        process: process.clone(),
-    })
+    Ok(hooks)
 }
 
 /// A process (the first one, or one for `exec`) as kleene-jail's: argv, env, cwd, user,
@@ -188,6 +201,24 @@ pub fn process_config(p: &Process, at: &str) -> Result<(ExecConfig, bool)> {
     if let Some(caps) = p.capabilities() {
         exec = exec.capabilities(capabilities(caps, &format!("{at}.capabilities"))?);
     }
+    exec = limits(exec, p, at)?;
+    refuse_unsupported_process_fields(p, at)?;
+    let terminal = p.terminal().unwrap_or(false);
+    if terminal {
+        let size = p
+            .console_size()
+            .map(|b| WinSize {
+                rows: b.height() as u16,
+                cols: b.width() as u16,
+            })
+            .unwrap_or(WinSize { rows: 24, cols: 80 });
+        exec = exec.tty(size);
+    }
+    Ok((exec, terminal))
+}
+
+/// rlimits, no_new_privileges and oomScoreAdj.
+fn limits(mut exec: ExecConfig, p: &Process, at: &str) -> Result<ExecConfig> {
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
         // The spec's name, RLIMIT_NOFILE, as serde writes it.
         let name = serde_json::to_value(r.typ())
@@ -220,6 +251,11 @@ pub fn process_config(p: &Process, at: &str) -> Result<(ExecConfig, bool)> {
         }
         exec = exec.oom_score_adj(adj);
     }
+    Ok(exec)
+}
+
+/// The process fields this runtime cannot honour: refused, never ignored.
+fn refuse_unsupported_process_fields(p: &Process, at: &str) -> Result<()> {
     for (field, set) in [
         (
             "apparmorProfile",
@@ -240,18 +276,7 @@ pub fn process_config(p: &Process, at: &str) -> Result<(ExecConfig, bool)> {
             ));
         }
     }
-    let terminal = p.terminal().unwrap_or(false);
-    if terminal {
-        let size = p
-            .console_size()
-            .map(|b| WinSize {
-                rows: b.height() as u16,
-                cols: b.width() as u16,
-            })
-            .unwrap_or(WinSize { rows: 24, cols: 80 });
-        exec = exec.tty(size);
-    }
-    Ok((exec, terminal))
+    Ok(())
 }
 
 /// The five capability sets, each a bit mask (bit N = capability N).
@@ -414,6 +439,43 @@ fn linux(mut jail: JailConfig, spec: &Spec) -> Result<JailConfig> {
             "user namespaces (the limits issue brings them)",
         ));
     }
+    refuse_unsupported_linux_fields(l)?;
+    match l.rootfs_propagation().as_deref().unwrap_or("") {
+        "" => {}
+        p => {
+            let o = parse_options(&[p.to_string()]);
+            let Some(prop) = o.propagation else {
+                return Err(Error::invalid(
+                    "linux.rootfsPropagation",
+                    format!("{p:?} is not a propagation"),
+                ));
+            };
+            jail = jail.root_propagation(prop);
+        }
+    }
+    for (i, p) in l.masked_paths().iter().flatten().enumerate() {
+        jail = jail.masked_path(destination(
+            Path::new(p),
+            &format!("linux.maskedPaths[{i}]"),
+        )?);
+    }
+    for (i, p) in l.readonly_paths().iter().flatten().enumerate() {
+        jail = jail.readonly_path(destination(
+            Path::new(p),
+            &format!("linux.readonlyPaths[{i}]"),
+        )?);
+    }
+    let mut sysctls: Vec<_> = l.sysctl().iter().flatten().collect();
+    sysctls.sort();
+    for (k, v) in sysctls {
+        check_sysctl(k, l.namespaces().as_deref().unwrap_or_default())?;
+        jail = jail.sysctl(k, v);
+    }
+    Ok(jail)
+}
+
+/// The `linux` fields this runtime cannot honour yet: refused by name.
+fn refuse_unsupported_linux_fields(l: &oci_spec::runtime::Linux) -> Result<()> {
     if let Some(r) = l.resources() {
         let empty = r.devices().as_ref().is_none_or(|d| d.is_empty())
             && r.memory().is_none()
@@ -461,38 +523,7 @@ fn linux(mut jail: JailConfig, spec: &Spec) -> Result<JailConfig> {
             ));
         }
     }
-    match l.rootfs_propagation().as_deref().unwrap_or("") {
-        "" => {}
-        p => {
-            let o = parse_options(&[p.to_string()]);
-            let Some(prop) = o.propagation else {
-                return Err(Error::invalid(
-                    "linux.rootfsPropagation",
-                    format!("{p:?} is not a propagation"),
-                ));
-            };
-            jail = jail.root_propagation(prop);
-        }
-    }
-    for (i, p) in l.masked_paths().iter().flatten().enumerate() {
-        jail = jail.masked_path(destination(
-            Path::new(p),
-            &format!("linux.maskedPaths[{i}]"),
-        )?);
-    }
-    for (i, p) in l.readonly_paths().iter().flatten().enumerate() {
-        jail = jail.readonly_path(destination(
-            Path::new(p),
-            &format!("linux.readonlyPaths[{i}]"),
-        )?);
-    }
-    let mut sysctls: Vec<_> = l.sysctl().iter().flatten().collect();
-    sysctls.sort();
-    for (k, v) in sysctls {
-        check_sysctl(k, l.namespaces().as_deref().unwrap_or_default())?;
-        jail = jail.sysctl(k, v);
-    }
-    Ok(jail)
+    Ok(())
 }
 
 /// runc's rule: only sysctls of a namespace the container has of its own.

@@ -81,33 +81,8 @@ enum Command {
     },
     /// Run a process in a running container.
     Exec {
-        /// The process as the spec's JSON (config.json's `process`).
-        #[arg(short, long)]
-        process: Option<PathBuf>,
-        #[arg(short, long)]
-        detach: bool,
-        #[arg(long = "pid-file")]
-        pid_file: Option<PathBuf>,
-        #[arg(short, long)]
-        tty: bool,
-        #[arg(long = "console-socket")]
-        console_socket: Option<PathBuf>,
-        #[arg(long)]
-        cwd: Option<PathBuf>,
-        #[arg(short, long)]
-        env: Vec<String>,
-        /// uid[:gid]
-        #[arg(short, long)]
-        user: Option<String>,
-        #[arg(short = 'g', long = "additional-gids")]
-        additional_gids: Vec<u32>,
-        #[arg(long = "no-new-privs")]
-        no_new_privs: bool,
-        #[arg(long = "preserve-fds", default_value_t = 0)]
-        preserve_fds: u32,
-        id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(flatten)]
+        exec: ExecArgs,
     },
     /// The containers of the root.
     List {
@@ -153,6 +128,37 @@ struct CreateArgs {
     /// Extra descriptors to pass (not supported yet beyond 0).
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExecArgs {
+    /// The process as the spec's JSON (config.json's `process`).
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    #[arg(short, long)]
+    tty: bool,
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// uid[:gid]
+    #[arg(short, long)]
+    user: Option<String>,
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    id: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 impl CreateArgs {
@@ -254,89 +260,79 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
             rt.kill(id, signal, *all)?;
         }
         Command::Delete { force, id } => rt.delete(id, *force)?,
-        Command::Exec {
-            process,
-            detach,
-            pid_file,
-            tty,
-            console_socket,
-            cwd,
-            env,
-            user,
-            additional_gids,
-            no_new_privs,
-            preserve_fds,
-            id,
-            args,
-        } => {
-            if *preserve_fds > 0 {
-                bail!("--preserve-fds is not supported yet");
-            }
-            let p = match process {
-                Some(path) => {
-                    let text = std::fs::read(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    serde_json::from_slice(&text).with_context(|| {
-                        format!("{}: not a process of the runtime spec", path.display())
-                    })?
-                }
-                None => exec_process(
-                    rt.process_of(id)?,
-                    ExecOverrides {
-                        args,
-                        tty: *tty,
-                        cwd: cwd.as_deref(),
-                        env,
-                        user: user.as_deref(),
-                        additional_gids,
-                        no_new_privs: *no_new_privs,
-                    },
-                )?,
-            };
-            let code = rt
-                .exec(
-                    id,
-                    &p,
-                    &ExecOptions {
-                        pid_file: pid_file.clone(),
-                        console_socket: console_socket.clone(),
-                        detach: *detach,
-                    },
-                )
-                .await?;
-            if !*detach {
+        Command::Exec { exec: e } => {
+            let code = exec(&rt, e).await?;
+            if !e.detach {
                 return Ok(u8::try_from(code).unwrap_or(255));
             }
         }
         Command::List { format, quiet } => list(&rt, format, *quiet)?,
-        Command::Ps { format, id } => {
-            let pids = rt.ps(id)?;
-            match format.as_str() {
-                "json" => println!("{}", serde_json::to_string(&pids)?),
-                "table" => {
-                    println!("PID   CMD");
-                    for pid in pids {
-                        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-                            .map(|b| {
-                                String::from_utf8_lossy(&b)
-                                    .split('\0')
-                                    .filter(|s| !s.is_empty())
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                            })
-                            .unwrap_or_default();
-                        println!("{pid:<5} {cmd}");
-                    }
-                }
-                other => bail!("invalid format {other:?}: use table or json"),
-            }
-        }
+        Command::Ps { format, id } => ps(&rt, id, format)?,
         Command::Pause { id } | Command::Resume { id } => {
             bail!("container {id}: pause and resume need the freezer cgroup, which this version does not manage");
         }
         Command::Spec { .. } | Command::Features => unreachable!("handled above"),
     }
     Ok(0)
+}
+
+/// `exec`: the process from `--process`, or the container's own with the command line's
+/// changes; its exit code (or 0 when detached).
+async fn exec(rt: &Runtime, e: &ExecArgs) -> anyhow::Result<i32> {
+    if e.preserve_fds > 0 {
+        bail!("--preserve-fds is not supported yet");
+    }
+    let p = match &e.process {
+        Some(path) => {
+            let text =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_slice(&text)
+                .with_context(|| format!("{}: not a process of the runtime spec", path.display()))?
+        }
+        None => exec_process(
+            rt.process_of(&e.id)?,
+            ExecOverrides {
+                args: &e.args,
+                tty: e.tty,
+                cwd: e.cwd.as_deref(),
+                env: &e.env,
+                user: e.user.as_deref(),
+                additional_gids: &e.additional_gids,
+                no_new_privs: e.no_new_privs,
+            },
+        )?,
+    };
+    let opts = ExecOptions {
+        pid_file: e.pid_file.clone(),
+        console_socket: e.console_socket.clone(),
+        detach: e.detach,
+    };
+    Ok(rt.exec(&e.id, &p, &opts).await?)
+}
+
+/// `ps`: the container's host pids, as JSON or as a table with their command lines.
+fn ps(rt: &Runtime, id: &str, format: &str) -> anyhow::Result<()> {
+    let pids = rt.ps(id)?;
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => {
+            println!("PID   CMD");
+            for pid in pids {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .split('\0')
+                            .filter(|s| !s.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                println!("{pid:<5} {cmd}");
+            }
+        }
+        other => bail!("invalid format {other:?}: use table or json"),
+    }
+    Ok(())
 }
 
 struct ExecOverrides<'a> {

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 pub(crate) use procs::{find_under, release_under, wait_exited, Found};
@@ -344,20 +344,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
                 .into(),
         ));
     }
-    let given_hostname = lp.hostname.clone().or_else(|| cfg.hostname.clone());
-    let hostname = match (&ns.uts, given_hostname) {
-        (NamespaceMode::New, given) => Some(
-            given
-                .or_else(|| cfg.name.clone())
-                .unwrap_or_else(|| "kleene".to_owned()),
-        ),
-        (_, Some(h)) => {
-            return Err(Error::InvalidConfig(format!(
-                "host name {h}: the jail has no uts namespace of its own"
-            )))
-        }
-        (_, None) => None,
-    };
+    let hostname = jail_hostname(cfg, &lp, &ns)?;
     let devfs = lp.devfs.unwrap_or(cfg.devfs);
     let clean = lp.clean.or(cfg.process.clean_env).unwrap_or(true);
     let user_spec = lp.user.clone().or_else(|| cfg.process.user.clone());
@@ -372,18 +359,11 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         _ => None,
     };
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
-    let pid_pipe = match ns.pid {
-        NamespaceMode::Join(_) => Some(cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?),
-        _ => None,
-    };
+    let pid_pipe = optional_pipe(matches!(ns.pid, NamespaceMode::Join(_)))?;
     let init_jail = (cfg.lifetime == Lifetime::Processes).then_some(InitJail {
         persist: lp.persist.unwrap_or(false),
     });
-    let status_pipe = if cfg.init || init_jail.is_some() {
-        Some(cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?)
-    } else {
-        None
-    };
+    let status_pipe = optional_pipe(cfg.init || init_jail.is_some())?;
     let mut proc = proc_plan(
         &cfg.process,
         user_spec.as_deref(),
@@ -394,17 +374,8 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         err_w.as_raw_fd(),
     )?;
     proc.hold = gate.as_ref().map(|g| g.as_raw_fd());
-    let slave_of = |p: Option<Propagation>| {
-        matches!(
-            p,
-            Some(
-                Propagation::Slave
-                    | Propagation::RSlave
-                    | Propagation::Shared
-                    | Propagation::RShared
-            )
-        )
-    };
+    let (root_initial, root_after) = root_propagation(cfg.root_propagation);
+    let paths = PathPlans::of(cfg)?;
     let plan = StartPlan {
         root: cstr(cfg.root.as_os_str().as_bytes(), "the root")?,
         mounts,
@@ -415,58 +386,14 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
             .transpose()?,
         loopback: cfg.network == NetworkMode::Disabled,
         netns: netns.as_ref().map(|n| n.as_fd().as_raw_fd()),
-        joins: joins
-            .iter()
-            .map(|(fd, nstype, index)| JoinPlan {
-                fd: fd.as_raw_fd(),
-                nstype: *nstype,
-                index: *index,
-            })
-            .collect(),
+        joins: join_plans(&joins),
         pid_report: pid_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
-        root_initial: libc::MS_REC
-            | if slave_of(cfg.root_propagation) {
-                libc::MS_SLAVE
-            } else {
-                libc::MS_PRIVATE
-            },
-        root_after: match cfg.root_propagation {
-            Some(
-                p @ (Propagation::Shared
-                | Propagation::RShared
-                | Propagation::Unbindable
-                | Propagation::RUnbindable),
-            ) => propagation_flags(p),
-            _ => 0,
-        },
-        readonly_root: if cfg.readonly_root {
-            Some(libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept_mount_flags(&cfg.root)?)
-        } else {
-            None
-        },
-        sysctls: cfg
-            .sysctls
-            .iter()
-            .map(|(k, v)| {
-                Ok((
-                    cstr(
-                        format!("/proc/sys/{}", sysctl_path(k)?).as_bytes(),
-                        "a sysctl",
-                    )?,
-                    cstr(v.as_bytes(), "a sysctl value")?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?,
-        readonly_paths: cfg
-            .readonly_paths
-            .iter()
-            .map(|p| cstr(p.as_os_str().as_bytes(), "a read-only path"))
-            .collect::<Result<Vec<_>>>()?,
-        masked_paths: cfg
-            .masked_paths
-            .iter()
-            .map(|p| cstr(p.as_os_str().as_bytes(), "a masked path"))
-            .collect::<Result<Vec<_>>>()?,
+        root_initial,
+        root_after,
+        readonly_root: readonly_root_flags(cfg)?,
+        sysctls: paths.sysctls,
+        readonly_paths: paths.readonly,
+        masked_paths: paths.masked,
         console,
         subreaper: ns.pid != NamespaceMode::New,
         init_status_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
@@ -482,6 +409,136 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     // (the namespaces are joined, the gate reopened by descriptor).
     let child_fds = (err_w, child_stdio, status_w, netns, joins, gate, pid_w);
     let started = clone_jail(plan, flags, with_owner, pid_r, child_fds).await?;
+    let (pid, waiter) = wait_started(cfg, started, err_r, status_r).await?;
+    let process = Process::new(pid, waiter, parent_stdio)?;
+    let handle = JailHandle {
+        name: cfg.name.clone(),
+        id: JailId(pid),
+        pid,
+        root: cfg.root.clone(),
+    };
+    Ok((handle, process, BackendState))
+}
+
+/// A close-on-exec pipe when `on`.
+fn optional_pipe(on: bool) -> Result<Option<(OwnedFd, OwnedFd)>> {
+    on.then(|| cloexec_pipe().map_err(|e| Error::io("make a pipe", e)))
+        .transpose()
+}
+
+/// The namespaces the child joins, by descriptor.
+fn join_plans(joins: &[(OwnedFd, libc::c_int, u32)]) -> Vec<JoinPlan> {
+    joins
+        .iter()
+        .map(|(fd, nstype, index)| JoinPlan {
+            fd: fd.as_raw_fd(),
+            nstype: *nstype,
+            index: *index,
+        })
+        .collect()
+}
+
+/// The remount flags of a read-only root (keeping the flags of the mount it is on).
+fn readonly_root_flags(cfg: &JailConfig) -> Result<Option<libc::c_ulong>> {
+    if !cfg.readonly_root {
+        return Ok(None);
+    }
+    Ok(Some(
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept_mount_flags(&cfg.root)?,
+    ))
+}
+
+/// The jail's host name: the one given (a `-J host.hostname` first), else its name, else
+/// "kleene", in a uts namespace of its own; none, and an error if one was given, in the
+/// host's or a joined one.
+fn jail_hostname(
+    cfg: &JailConfig,
+    lp: &crate::params::LinuxParams,
+    ns: &JailNamespaces,
+) -> Result<Option<String>> {
+    let given = lp.hostname.clone().or_else(|| cfg.hostname.clone());
+    match (&ns.uts, given) {
+        (NamespaceMode::New, given) => Ok(Some(
+            given
+                .or_else(|| cfg.name.clone())
+                .unwrap_or_else(|| "kleene".to_owned()),
+        )),
+        (_, Some(h)) => Err(Error::InvalidConfig(format!(
+            "host name {h}: the jail has no uts namespace of its own"
+        ))),
+        (_, None) => Ok(None),
+    }
+}
+
+/// The mount flags the root gets before the mounts (private, or slave of the host's
+/// mounts for slave and shared propagation: the host's mounts never change) and after
+/// them (shared or unbindable inside the jail).
+fn root_propagation(p: Option<Propagation>) -> (libc::c_ulong, libc::c_ulong) {
+    let initial = libc::MS_REC
+        | match p {
+            Some(
+                Propagation::Slave
+                | Propagation::RSlave
+                | Propagation::Shared
+                | Propagation::RShared,
+            ) => libc::MS_SLAVE,
+            _ => libc::MS_PRIVATE,
+        };
+    let after = match p {
+        Some(
+            p @ (Propagation::Shared
+            | Propagation::RShared
+            | Propagation::Unbindable
+            | Propagation::RUnbindable),
+        ) => propagation_flags(p),
+        _ => 0,
+    };
+    (initial, after)
+}
+
+/// The sysctl files and values, read-only paths and masked paths of a jail, as the
+/// child's C strings.
+struct PathPlans {
+    sysctls: Vec<(CString, CString)>,
+    readonly: Vec<CString>,
+    masked: Vec<CString>,
+}
+
+impl PathPlans {
+    fn of(cfg: &JailConfig) -> Result<PathPlans> {
+        let paths = |list: &[PathBuf], what: &str| -> Result<Vec<CString>> {
+            list.iter()
+                .map(|p| cstr(p.as_os_str().as_bytes(), what))
+                .collect()
+        };
+        Ok(PathPlans {
+            sysctls: cfg
+                .sysctls
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        cstr(
+                            format!("/proc/sys/{}", sysctl_path(k)?).as_bytes(),
+                            "a sysctl",
+                        )?,
+                        cstr(v.as_bytes(), "a sysctl value")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            readonly: paths(&cfg.readonly_paths, "a read-only path")?,
+            masked: paths(&cfg.masked_paths, "a masked path")?,
+        })
+    }
+}
+
+/// After the clone: the first process and its waiter once it has exec'd (or is held), or
+/// the error the child reported.
+async fn wait_started(
+    cfg: &JailConfig,
+    started: Option<(i32, OwnedFd)>,
+    err_r: OwnedFd,
+    status_r: Option<OwnedFd>,
+) -> Result<(i32, Waiter)> {
     let Some((pid, pidfd)) = started else {
         return Err(match read_failure(err_r).await? {
             Some(rec) => failure_error(
@@ -500,15 +557,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         set_nonblocking(r.as_raw_fd()).map_err(|e| Error::io("set up the status pipe", e))?;
     }
     let waiter = KillUnlessKept(Some(Waiter::new(pid, pidfd, status_r)?));
-    let waiter = confirm_start(waiter, err_r, cfg).await?;
-    let process = Process::new(pid, waiter, parent_stdio)?;
-    let handle = JailHandle {
-        name: cfg.name.clone(),
-        id: JailId(pid),
-        pid,
-        root: cfg.root.clone(),
-    };
-    Ok((handle, process, BackendState))
+    Ok((pid, confirm_start(waiter, err_r, cfg).await?))
 }
 
 /// Opens the gate FIFO of [`JailConfig::hold`] (`O_PATH`: opening it for writing would
