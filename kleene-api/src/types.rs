@@ -53,6 +53,71 @@ pub struct Container {
     pub running: bool,
     #[serde(deserialize_with = "null_default")]
     pub user: String,
+    /// Extension: its resource limits (absent when it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceLimits>,
+    /// Extension: whether a process of it was killed for want of memory in its last run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
+    /// Extension: its command's exit code, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// Extension: a container's resource limits, as Docker names them (`None`: unlimited).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceLimits {
+    /// Hard memory limit in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// Memory plus swap in bytes; -1 unlimited swap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_swap: Option<i64>,
+    /// CPUs in billionths (0.5 CPU is 500000000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<u64>,
+    /// Relative CPU weight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs it may run on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes it may use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpuset_mems: Option<String>,
+    /// Most processes at once; -1 unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+}
+
+/// Extension: `GET /containers/{id}/stats`, a running container's use of resources, read
+/// from its resource group (a cgroup on Linux, RCTL on FreeBSD).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerStats {
+    /// The container's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// When the figures were read (Unix time in milliseconds).
+    pub read_ms: i64,
+    /// CPU time used since it started, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use, in bytes.
+    pub memory_bytes: u64,
+    /// Its memory limit in bytes (`null`: unlimited).
+    pub memory_limit: Option<u64>,
+    /// Processes (and threads).
+    pub pids: u64,
+    /// Its process limit (`null`: unlimited).
+    pub pids_limit: Option<u64>,
+    /// Processes killed for want of memory.
+    pub oom_kills: u64,
+    /// Forks refused at the process limit.
+    pub pids_limit_hits: u64,
+    /// Periods in which it ran out of CPU quota.
+    pub cpu_throttled_periods: u64,
 }
 
 /// `ContainerSummary`: a `Container` with its image's name and tag and its jail id (an
@@ -239,6 +304,11 @@ pub struct ContainerConfig {
     pub public_ports: Option<Vec<PublishedPortConfig>>,
     pub restart_policy: Option<String>,
     pub user: Option<String>,
+    /// Extension of this kleened (not in Kleene's schema, sent only when set): resource
+    /// limits; on update, those given replace the container's (a running container takes
+    /// them at once) and the others stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceLimits>,
 }
 
 /// `ExecConfig`: the body of `POST /exec/create`; an empty `cmd` runs the container's.
@@ -402,6 +472,37 @@ mod tests {
         assert_eq!(v["running"], false);
         let back: ContainerSummary = serde_json::from_value(v).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn limits_are_sent_only_when_set() {
+        let plain = serde_json::to_value(ContainerConfig::default()).unwrap();
+        assert!(plain.get("limits").is_none(), "{plain}");
+        let with = ContainerConfig {
+            limits: Some(ResourceLimits {
+                pids: Some(10),
+                ..ResourceLimits::default()
+            }),
+            ..ContainerConfig::default()
+        };
+        let v = serde_json::to_value(&with).unwrap();
+        assert_eq!(v["limits"], serde_json::json!({"pids": 10}));
+        let back: ContainerConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(back, with);
+        let old: ContainerConfig = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
+        assert_eq!(old.limits, None);
+    }
+
+    #[test]
+    fn stats_read_with_unlimited_as_null() {
+        let s: ContainerStats = serde_json::from_str(
+            r#"{"id":"abc123def456","name":"c","read_ms":1,"cpu_ns":2,"memory_bytes":3,
+                "memory_limit":null,"pids":1,"pids_limit":10,"oom_kills":0,
+                "pids_limit_hits":0,"cpu_throttled_periods":0}"#,
+        )
+        .unwrap();
+        assert_eq!(s.memory_limit, None);
+        assert_eq!(s.pids_limit, Some(10));
     }
 
     #[test]

@@ -154,7 +154,63 @@ pub fn container_view(
         restart_policy: c.config.restart.to_string(),
         running: c.runtime.state == RunState::Running,
         user: user_or_root(&c.config.user),
+        limits: (!c.config.limits.is_empty()).then(|| limits_view(&c.config.limits)),
+        oom_killed: c.runtime.oom_killed,
+        exit_code: c.runtime.exit_code,
     }
+}
+
+/// A container's limits in the API's shape.
+pub fn limits_view(l: &kleene_core::Limits) -> crate::types::ResourceLimits {
+    crate::types::ResourceLimits {
+        memory: l.memory,
+        memory_swap: l.memory_swap,
+        nano_cpus: l.nano_cpus,
+        cpu_shares: l.cpu_shares,
+        cpuset_cpus: l.cpuset_cpus.clone(),
+        cpuset_mems: l.cpuset_mems.clone(),
+        pids: l.pids,
+    }
+}
+
+/// The API's limits as kleene-core's.
+pub fn limits_of(l: &crate::types::ResourceLimits) -> kleene_core::Limits {
+    let mut out = kleene_core::Limits::new();
+    out.memory = l.memory;
+    out.memory_swap = l.memory_swap;
+    out.nano_cpus = l.nano_cpus;
+    out.cpu_shares = l.cpu_shares;
+    out.cpuset_cpus = l.cpuset_cpus.clone();
+    out.cpuset_mems = l.cpuset_mems.clone();
+    out.pids = l.pids;
+    out
+}
+
+/// A running container's use of resources in the API's shape
+/// (`GET /containers/{id}/stats`).
+pub fn stats_view(s: &kleene_core::ContainerStats) -> crate::types::ContainerStats {
+    crate::types::ContainerStats {
+        id: s.id.to_string(),
+        name: s.name.clone(),
+        read_ms: s.read_ms,
+        cpu_ns: s.cpu_ns,
+        memory_bytes: s.memory_bytes,
+        memory_limit: s.memory_limit,
+        pids: s.pids,
+        pids_limit: s.pids_limit,
+        oom_kills: s.oom_kills,
+        pids_limit_hits: s.pids_limit_hits,
+        cpu_throttled_periods: s.cpu_throttled_periods,
+    }
+}
+
+/// The API's stats as kleene-core's (what a client of kleened got); fails for an `id`
+/// that is not one of kleene-core's.
+pub fn stats_of(
+    s: &crate::types::ContainerStats,
+) -> Result<kleene_core::ContainerStats, serde_json::Error> {
+    // kleene-core's stats are non-exhaustive: they are made from the same JSON shape.
+    serde_json::to_value(s).and_then(serde_json::from_value)
 }
 
 /// A container as `/containers/list` shows it; `image` is its image when it still
@@ -275,6 +331,31 @@ mod tests {
         assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00.000000Z");
         assert_eq!(iso8601(-1), "1969-12-31T23:59:59.000000Z");
         assert_eq!(iso8601(4_102_444_799), "2099-12-31T23:59:59.000000Z");
+    }
+
+    #[test]
+    fn stats_go_and_come_back() {
+        let api = crate::types::ContainerStats {
+            id: "abc123def456".into(),
+            name: "c".into(),
+            read_ms: 5,
+            cpu_ns: 7,
+            memory_bytes: 4096,
+            memory_limit: Some(64 << 20),
+            pids: 2,
+            pids_limit: None,
+            oom_kills: 1,
+            pids_limit_hits: 3,
+            cpu_throttled_periods: 4,
+        };
+        let core = stats_of(&api).expect("a valid id");
+        assert_eq!(core.id.as_str(), "abc123def456");
+        assert_eq!(stats_view(&core), api);
+        let bad = crate::types::ContainerStats {
+            id: "not an id".into(),
+            ..api
+        };
+        assert!(stats_of(&bad).is_err());
     }
 
     #[test]

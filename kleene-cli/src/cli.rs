@@ -225,8 +225,10 @@ pub enum ContainerCmd {
     Prune(PruneArgs),
     /// Rename a container
     Rename(RenameArgs),
-    /// Modify a container (only --name is supported yet)
+    /// Modify a container (limits apply at once to a running one)
     Update(UpdateArgs),
+    /// Show the resource use of running containers
+    Stats(StatsArgs),
     /// Show what a detached container wrote
     Logs(LogsArgs),
 }
@@ -574,11 +576,39 @@ pub struct ContainerOpts {
     pub ip6: Option<std::net::Ipv6Addr>,
 }
 
+/// Resource limits, with Docker's names (an extension of Kleene's options).
+#[derive(Debug, Args, Default, Clone)]
+pub struct LimitOpts {
+    /// Memory limit, e.g. 256m or 1g (killed when over it)
+    #[arg(long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Memory plus swap, e.g. 512m; -1 for unlimited swap [default: twice --memory]
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// CPUs it may use, e.g. 0.5 for half of one
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<f64>,
+    /// Relative CPU weight (1024 is the default weight)
+    #[arg(long, value_name = "SHARES")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs it may run on, e.g. 0-2,4
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes it may use, e.g. 0
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_mems: Option<String>,
+    /// Most processes at once; -1 for unlimited
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+}
+
 /// Container options `create` and `run` have beyond those of the build container.
 #[derive(Debug, Args)]
 pub struct CreateOpts {
     #[command(flatten)]
     pub container: ContainerOpts,
+    #[command(flatten)]
+    pub limits: LimitOpts,
     /// The working directory of the command [default: the image's]
     #[arg(short, long)]
     pub workdir: Option<String>,
@@ -708,11 +738,25 @@ pub struct UpdateArgs {
     /// Restarting policy of the container: 'no' or 'on-startup' [default: no]
     #[arg(long)]
     pub restart: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitOpts,
     /// The container
     pub container: String,
     /// A new command
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print new figures every second until interrupted
+    #[arg(long)]
+    pub stream: bool,
+    /// Print JSON lines instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// The containers [default: all running]
+    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Args)]

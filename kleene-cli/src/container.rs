@@ -42,6 +42,9 @@ fn request(
         .cmd(command)
         .persist(opts.persist)
         .restart(restart);
+    if let Some(l) = crate::stats::limits(&opts.limits)? {
+        req = req.limits(l);
+    }
     if let Some(d) = c.driver {
         req = req.driver(d);
     }
@@ -567,6 +570,9 @@ pub async fn update(ctx: &Ctx, a: UpdateArgs) -> Outcome {
     }
     if !a.command.is_empty() {
         update = update.cmd(a.command);
+    }
+    if let Some(l) = crate::stats::limits(&a.limits)? {
+        update = update.limits(l);
     }
     let backend = ctx.backend().await?;
     println!(

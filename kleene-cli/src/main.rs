@@ -11,6 +11,7 @@ mod output;
 mod remote;
 mod settings;
 mod signals;
+mod stats;
 mod volume;
 
 use backend::Backend;
@@ -189,6 +190,7 @@ async fn container_cmd(ctx: &Ctx, cmd: ContainerCmd) -> Outcome {
         ContainerCmd::Rename(a) => container::rename(ctx, a).await,
         ContainerCmd::Update(a) => container::update(ctx, a).await,
         ContainerCmd::Logs(a) => container::logs(ctx, a).await,
+        ContainerCmd::Stats(a) => crate::stats::stats(ctx, a).await,
     }
 }
 

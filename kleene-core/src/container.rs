@@ -51,6 +51,8 @@ pub struct CreateContainer {
     pub persist: bool,
     /// When it is started without being asked (`--restart`).
     pub restart: RestartPolicy,
+    /// Resource limits.
+    pub limits: crate::Limits,
 }
 
 impl CreateContainer {
@@ -134,6 +136,12 @@ impl CreateContainer {
         self.restart = restart;
         self
     }
+
+    /// Sets its resource limits.
+    pub fn limits(mut self, limits: crate::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 /// What `container update` changes of a container, as Kleene's: each field given replaces
@@ -158,6 +166,9 @@ pub struct ContainerUpdate {
     pub restart: Option<RestartPolicy>,
     /// The command (after the image's entrypoint).
     pub cmd: Option<Vec<String>>,
+    /// Resource limits: those given replace the container's; on a running container they
+    /// also apply at once.
+    pub limits: Option<crate::Limits>,
 }
 
 impl ContainerUpdate {
@@ -205,6 +216,12 @@ impl ContainerUpdate {
     /// Replaces its command.
     pub fn cmd(mut self, cmd: Vec<String>) -> Self {
         self.cmd = Some(cmd);
+        self
+    }
+
+    /// Changes the limits it names (the others stay).
+    pub fn limits(mut self, limits: crate::Limits) -> Self {
+        self.limits = Some(limits);
         self
     }
 }
@@ -500,6 +517,10 @@ impl Engine {
         if let Some(name) = &req.name {
             check_container_name(name)?;
         }
+        req.limits.validate()?;
+        for m in &req.mounts {
+            m.check()?;
+        }
         let (image, snapshot) = self.resolve_image(&req.image).await?;
         let driver = req.driver.unwrap_or(if req.networks.is_empty() {
             Driver::Host
@@ -566,6 +587,7 @@ impl Engine {
                     stop_signal: cfg.stop_signal,
                     persist: req.persist,
                     restart: req.restart,
+                    limits: req.limits.clone(),
                 },
                 created: now(),
                 runtime: Runtime::default(),
@@ -882,6 +904,10 @@ impl Engine {
             full.extend(cmd);
             config.cmd = full;
         }
+        if let Some(limits) = &update.limits {
+            config.limits = config.limits.merged(limits);
+            config.limits.validate()?;
+        }
         let id = c.id.clone();
         let name = update.name.clone();
         let updated = self
@@ -893,6 +919,10 @@ impl Engine {
                 inner.resolve_container(id.as_str())
             })
             .await?;
+        // A running container's group takes new limits now.
+        if let (Some(limits), RunState::Running) = (&update.limits, c.runtime.state) {
+            crate::limits::apply_live(&updated, limits)?;
+        }
         // A running container's jail takes what it can of the new parameters now.
         if let (Some(params), RunState::Running) = (update.jail_params, c.runtime.state) {
             let handle = self.inner.handle(&updated)?;
@@ -1075,6 +1105,10 @@ impl Inner {
                     reference: id.to_string(),
                 });
             }
+            // Its group goes with it (what is left in it is killed).
+            if let Some(locator) = &c.runtime.resource_group {
+                crate::limits::remove_left_group(locator);
+            }
             c.runtime = exited;
         }
         Ok(c)
@@ -1186,5 +1220,19 @@ mod tests {
         for bad in ["data", "data:rel", "data:/x:rx", "/a:/b/../c", "-v:/x"] {
             assert!(MountSpec::parse(bad).is_err(), "{bad}");
         }
+        // Nothing over the kernel's files, as runc refuses it.
+        for bad in [
+            "/h:/proc",
+            "/h:/proc/sys",
+            "/h://sys/fs",
+            "/h:/sys",
+            "v:/proc/./sys/kernel",
+        ] {
+            let e = MountSpec::parse(bad).expect_err(bad).to_string();
+            assert!(e.contains("/proc or /sys") && e.contains(bad), "{e}");
+        }
+        // lxcfs's files are allowed, as runc allows them.
+        assert!(MountSpec::parse("/var/lib/lxcfs/proc/meminfo:/proc/meminfo:ro").is_ok());
+        assert!(MountSpec::parse("/h:/procfs").is_ok());
     }
 }

@@ -493,6 +493,17 @@ impl Inner {
         }
         // 4. Lock files of operations that died with no pending row.
         sweep_locks(&self.ops_dir);
+        // 5. Containers whose monitor died: recorded as ended, their resource groups
+        // removed (what was left in them killed).
+        let containers = self.store().containers()?;
+        for c in containers {
+            if matches!(
+                c.runtime.state,
+                crate::model::RunState::Running | crate::model::RunState::Starting
+            ) {
+                self.refresh(c)?;
+            }
+        }
         Ok(repairs)
     }
 

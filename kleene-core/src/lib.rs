@@ -18,6 +18,7 @@ mod image;
 mod interrupt;
 mod jails;
 mod layer;
+mod limits;
 mod meta;
 mod model;
 mod monitor;
@@ -50,6 +51,7 @@ pub use id::{Id, ID_LEN};
 pub use image::{fetch_auto_url, parse_nametag, BaseSource, CreateImage, IMAGE_SNAPSHOT};
 pub use interrupt::Interrupt;
 pub use jails::{EndFuture, HostJails, JailRun, Jails, RunEnd, RunFuture};
+pub use limits::{ContainerStats, Limits, CGROUP_PARENT};
 pub use model::{
     Container, ContainerConfig, Driver, Endpoint, Gateway, Image, ImageConfig, ImageOrigin,
     ImageSnapshot, Instruction, JailParamText, MountSource, MountSpec, Nat, Network, NetworkSpec,

@@ -274,7 +274,27 @@ pub struct MountSpec {
     pub read_only: bool,
 }
 
+/// The reason of a configuration error, without kleene-jail's prefix.
+fn jail_reason(e: kleene_jail::Error) -> String {
+    match e {
+        kleene_jail::Error::InvalidConfig(text) => text,
+        other => other.to_string(),
+    }
+}
+
 impl MountSpec {
+    /// Refuses a destination nothing may be mounted at (`/proc`, `/sys` and below, as
+    /// runc refuses them), however the mount was made.
+    pub fn check(&self) -> crate::Result<()> {
+        kleene_jail::check_bind_target(std::path::Path::new(&self.destination)).map_err(|e| {
+            crate::CoreError::InvalidInput(format!(
+                "invalid mount {}: {}",
+                self.destination,
+                jail_reason(e)
+            ))
+        })
+    }
+
     /// Parses docker's `-v` form: `SOURCE:DEST[:ro|rw]`; a SOURCE beginning with `/` is a
     /// host path, anything else a volume name.
     pub fn parse(spec: &str) -> crate::Result<Self> {
@@ -296,6 +316,9 @@ impl MountSpec {
         }
         if destination.split('/').any(|c| c == "..") {
             return Err(bad("the destination may not contain '..'"));
+        }
+        if let Err(e) = kleene_jail::check_bind_target(std::path::Path::new(destination)) {
+            return Err(bad(&jail_reason(e)));
         }
         let source = if source.starts_with('/') {
             MountSource::HostPath(source.to_string())
@@ -391,6 +414,9 @@ pub struct ContainerConfig {
     /// When it is started without being asked (`--restart`).
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Resource limits (`--memory`, `--cpus`, `--pids-limit`, ...).
+    #[serde(default, skip_serializing_if = "crate::Limits::is_empty")]
+    pub limits: crate::Limits,
 }
 
 /// When a container is started without being asked, as Kleene's `--restart`.
@@ -466,6 +492,12 @@ pub struct Runtime {
     pub command_finished: Option<i64>,
     /// Why it could not start, if it could not.
     pub error: Option<String>,
+    /// Its resource group while it runs ([`kleene_jail::ResourceGroup::locator`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_group: Option<String>,
+    /// Whether a process of it was killed for want of memory (its limit) in its last run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 /// A container: a clone of an image snapshot, and what runs in it.

@@ -652,12 +652,18 @@ async fn start(
         .overrides
         .apply(engine.container(&req.container).await.map_err(other)?);
     let monitor_pid = Some(std::process::id() as i32);
+    // Its resource group is named in the record before it is made: a kill from here on
+    // leaves a group the repair finds.
+    let group = kleene_jail::ResourceGroup::plan(crate::CGROUP_PARENT, &jail_name(&c.id))
+        .map_err(|e| Failure::Start(e.to_string()))?;
+    let resource_group = group.as_ref().map(|g| g.locator());
     set_runtime(
         &engine,
         &c,
         Runtime {
             state: RunState::Starting,
             monitor_pid,
+            resource_group: resource_group.clone(),
             ..Runtime::default()
         },
     )
@@ -671,7 +677,13 @@ async fn start(
     };
     let jail = match net {
         Ok(net) => match jail_config(&engine.inner, &c, req.detached, stdin, net.mode.clone()) {
-            Ok(cfg) => cfg.start().await.map_err(|e| e.to_string()),
+            Ok(mut cfg) => {
+                cfg = cfg.resources(c.config.limits.resources());
+                if let Some(g) = group {
+                    cfg = cfg.resource_group(g);
+                }
+                cfg.start().await.map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.to_string()),
         },
         Err(e) => Err(e.to_string()),
@@ -695,6 +707,7 @@ async fn start(
             jid: Some(jail.id().0),
             monitor_pid,
             started: Some(started),
+            resource_group,
             ..Runtime::default()
         },
     )
@@ -731,6 +744,7 @@ async fn finish(
                 started: Some(started),
                 exit_code: Some(exit_code),
                 command_finished: Some(now()),
+                resource_group: jail.resource_group().map(|g| g.locator()),
                 ..Runtime::default()
             },
         )
@@ -776,6 +790,11 @@ async fn finish_ended(
     status: kleene_jail::Result<kleene_jail::ExitStatus>,
     socket: Option<UnixStream>,
 ) -> Result<()> {
+    // Read before the group goes with the teardown.
+    let oom_killed = jail
+        .resource_group()
+        .and_then(|g| g.usage().ok())
+        .is_some_and(|u| u.oom_kills > 0);
     let teardown = jail.teardown().await;
     let exit_code = match &status {
         Ok(s) => s.shell_code(),
@@ -790,6 +809,7 @@ async fn finish_ended(
             finished: Some(now()),
             exit_code: Some(exit_code),
             error: status.err().map(|e| e.to_string()),
+            oom_killed,
             ..Runtime::default()
         },
     )

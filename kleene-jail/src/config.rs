@@ -85,6 +85,48 @@ pub struct Mount {
     pub(crate) propagation: Option<Propagation>,
 }
 
+/// The files under `/proc` a bind mount may cover, as runc allows them (what lxcfs
+/// provides).
+pub const PROC_BIND_TARGETS: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuses a bind mount at or under `/proc` or `/sys` in the jail (as runc refuses
+/// them: a host directory over the kernel's files would hide or replace what the jail
+/// sees of itself, `/proc/sys` above all), except runc's [`PROC_BIND_TARGETS`].
+pub fn check_bind_target(target: &Path) -> Result<()> {
+    let parts: Vec<&std::ffi::OsStr> = target
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let first = parts.first().and_then(|p| p.to_str());
+    if !matches!(first, Some("proc") | Some("sys")) {
+        return Ok(());
+    }
+    let normal: PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
+        .chain(parts.iter().copied())
+        .collect();
+    if PROC_BIND_TARGETS.iter().any(|p| Path::new(p) == normal) {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig(format!(
+        "mount destination {} is refused: nothing may be mounted over /proc or /sys",
+        target.display()
+    )))
+}
+
 /// The file systems [`Mount::filesystem`] accepts.
 pub const MOUNT_FILESYSTEMS: &[&str] = &[
     "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2",
@@ -655,6 +697,8 @@ pub struct JailConfig {
     pub(crate) readonly_paths: Vec<PathBuf>,
     pub(crate) sysctls: Vec<(String, String)>,
     pub(crate) hold: Option<PathBuf>,
+    pub(crate) resources: crate::Resources,
+    pub(crate) resource_group: Option<crate::ResourceGroup>,
 }
 
 /// When a jail ends.
@@ -694,6 +738,8 @@ impl JailConfig {
             readonly_paths: Vec::new(),
             sysctls: Vec::new(),
             hold: None,
+            resources: crate::Resources::default(),
+            resource_group: None,
         }
     }
 
@@ -911,6 +957,22 @@ impl JailConfig {
         self
     }
 
+    /// Resource limits ([`crate::Resources`]: memory, CPU, cpuset, processes); they
+    /// need a [`JailConfig::resource_group`].
+    pub fn resources(mut self, limits: crate::Resources) -> Self {
+        self.resources = limits;
+        self
+    }
+
+    /// The jail's resource group ([`crate::ResourceGroup::plan`]): its processes are
+    /// counted there and limited by [`JailConfig::resources`]. On Linux the cgroup is made
+    /// at start (the first process joins it before anything else) and removed with the
+    /// jail; on FreeBSD the jail's RCTL rules are added at start and removed with it.
+    pub fn resource_group(mut self, group: crate::ResourceGroup) -> Self {
+        self.resource_group = Some(group);
+        self
+    }
+
     /// Linux: holds the command just before `execve` until [`crate::release`] is called on
     /// `gate`, a FIFO the caller made (outside the root). Everything else is set up first
     /// (mounts, user, capabilities, limits, working directory, the command found), so
@@ -1034,6 +1096,7 @@ impl JailConfig {
             }
             match &m.fstype {
                 None => {
+                    check_bind_target(&m.target)?;
                     if !m.source.exists() {
                         return Err(Error::InvalidConfig(format!(
                             "mount source {} does not exist",

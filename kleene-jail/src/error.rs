@@ -117,6 +117,15 @@ pub enum Error {
         /// The platform that refuses it.
         platform: &'static str,
     },
+    /// A resource limit the host cannot enforce (its cgroup controller, or RACCT, is
+    /// missing).
+    #[error("{limit} cannot be enforced: {reason}")]
+    LimitUnavailable {
+        /// The limit, as the API names it.
+        limit: String,
+        /// Why.
+        reason: String,
+    },
     /// This platform has no jail backend.
     #[error("jails are not supported on this platform")]
     UnsupportedPlatform,

@@ -108,6 +108,7 @@ pub struct Jail {
     lifetime: Lifetime,
     command: Option<CommandEnd>,
     torn_down: bool,
+    group: Option<crate::ResourceGroup>,
 }
 
 impl JailConfig {
@@ -116,8 +117,22 @@ impl JailConfig {
     /// missing command) are returned here.
     pub async fn start(&self) -> Result<Jail> {
         let stop_command = crate::params::stop_command(&self.params)?;
-        let (handle, process, state) = sys::start(self).await?;
+        crate::limits::check(&self.resources, self.resource_group.as_ref())?;
+        let group = self.resource_group.clone();
+        if let Some(g) = &group {
+            g.create(&self.resources)?;
+        }
+        let (handle, process, state) = match sys::start(self).await {
+            Ok(started) => started,
+            Err(e) => {
+                if let Some(g) = &group {
+                    let _ = g.remove();
+                }
+                return Err(e);
+            }
+        };
         Ok(Jail {
+            group,
             handle,
             process,
             state,
@@ -153,6 +168,11 @@ impl Jail {
     /// What to persist to find the jail again.
     pub fn handle(&self) -> &JailHandle {
         &self.handle
+    }
+
+    /// Its resource group, if it was given one.
+    pub fn resource_group(&self) -> Option<&crate::ResourceGroup> {
+        self.group.as_ref()
     }
 
     /// The jail's first process.
@@ -243,10 +263,13 @@ impl Jail {
     }
 
     /// Removes what the jail left after its first process ended (FreeBSD: the jail and its
-    /// mounts; Linux: nothing is left). Idempotent.
+    /// mounts; both: its resource group). Idempotent.
     pub async fn teardown(&mut self) -> Result<()> {
         if !self.torn_down {
             sys::teardown(&mut self.state, &self.handle).await?;
+            if let Some(g) = &self.group {
+                g.remove()?;
+            }
             self.torn_down = true;
         }
         Ok(())

@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 mod caps;
+mod cgroup;
 mod config;
 mod error;
 mod freebsd_plan;
 mod hold;
 mod jail;
+mod limits;
 #[cfg(any(target_os = "linux", target_os = "freebsd"))]
 mod mountpoint;
 mod orphans;
@@ -13,6 +15,7 @@ mod params;
 mod passwd;
 mod process;
 mod report;
+mod resources;
 mod rlimit;
 
 #[cfg(target_os = "freebsd")]
@@ -33,18 +36,21 @@ pub use caps::{
     capabilities_to_drop, capability_name, capability_number,
     default_mask as default_capability_mask, Capabilities, DEFAULT_CAPABILITIES,
 };
+pub use cgroup::{Cgroup, Hierarchy, Usage};
 pub use config::{
-    ExecConfig, JailConfig, Lifetime, Mount, MountFlags, Namespace, NamespaceMode, NetNs,
-    NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH, MOUNT_FILESYSTEMS,
+    check_bind_target, ExecConfig, JailConfig, Lifetime, Mount, MountFlags, Namespace, NamespaceMode, NetNs,
+    NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH, MOUNT_FILESYSTEMS, PROC_BIND_TARGETS,
 };
 pub use error::{Error, Result};
 pub use hold::{release, RELEASE_TIMEOUT};
 pub use jail::{CommandEnd, Jail, JailHandle, JailId};
+pub use limits::ResourceGroup;
 pub use nix::sys::signal::Signal;
 pub use orphans::{processes_under, stop_processes_under, KILL_TIMEOUT};
 pub use params::{JailParam, ParamValue, LINUX_PARAMS};
 pub use passwd::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
 pub use process::{ChildOutput, ChildStdin, ExitStatus, Output, Process, Pty};
+pub use resources::{parse_bytes, parse_list, shares_to_weight, Controller, Resources, CPU_PERIOD_US, MIN_MEMORY};
 pub use rlimit::Rlimit;
 
 /// The platform the backend of this build isolates with.

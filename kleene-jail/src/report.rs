@@ -54,12 +54,13 @@ pub(crate) enum Stage {
     Hold,
     Held,
     Subreaper,
+    Cgroup,
 }
 
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 42] = [
+        const ALL: [Stage; 43] = [
             MountPrivate,
             BindRoot,
             OpenRoot,
@@ -102,6 +103,7 @@ impl Stage {
             Hold,
             Held,
             Subreaper,
+            Cgroup,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -151,6 +153,7 @@ impl Stage {
             Hold => "holding the process before its command (through /proc/self/fd, as its user)",
             Held => "held",
             Subreaper => "making the init a child subreaper",
+            Cgroup => "joining the jail's cgroup",
         }
     }
 }

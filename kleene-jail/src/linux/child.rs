@@ -108,6 +108,9 @@ pub(crate) struct ProcPlan {
     pub umask: libc::mode_t,
     /// The gate FIFO (an `O_PATH` descriptor) the command is held on before `execve`.
     pub hold: Option<RawFd>,
+    /// `cgroup.procs` files (opened by the parent) the process writes `0` to, first thing:
+    /// it joins its groups before it can fork.
+    pub cgroup_procs: Vec<RawFd>,
 }
 
 /// Everything a new jail's child does.
@@ -151,6 +154,9 @@ pub(crate) struct StartPlan {
     pub init_jail: Option<InitJail>,
     /// Die with the owner, armed first thing in pid 1.
     pub owner: Option<OwnerLink>,
+    /// Make the new cgroup namespace after joining the groups (its root is then the
+    /// jail's group), rather than at the clone.
+    pub unshare_cgroupns: bool,
     pub proc: ProcPlan,
 }
 
@@ -646,6 +652,17 @@ fn set_rlimits(p: &ProcPlan) {
 }
 
 /// Writes the plan's `oom_score_adj` (inherited by the children of this process).
+/// Joins the groups whose `cgroup.procs` the parent opened: writing `0` moves the
+/// writer (its whole thread group).
+fn join_cgroups(p: &ProcPlan) {
+    for (i, fd) in p.cgroup_procs.iter().enumerate() {
+        // SAFETY: writes one byte from a static string to a descriptor the parent keeps
+        // open until the clone is done.
+        let n = unsafe { libc::write(*fd, c"0".as_ptr().cast(), 1) };
+        try_sys!(p.err_fd, Stage::Cgroup, (i as u32) + 2, n);
+    }
+}
+
 pub(crate) fn write_oom_score_adj(p: &ProcPlan) {
     let Some(text) = &p.oom_score_adj else {
         return;
@@ -921,6 +938,13 @@ pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
     let err = plan.proc.err_fd;
     if let Some(link) = &plan.owner {
         die_with_owner(link, err);
+    }
+    join_cgroups(&plan.proc);
+    if plan.unshare_cgroupns {
+        // SAFETY: unshare with a namespace flag.
+        try_sys!(err, Stage::Cgroup, 1, unsafe {
+            libc::unshare(libc::CLONE_NEWCGROUP)
+        });
     }
     // Through the host's /proc, before the root changes; the children inherit it.
     write_oom_score_adj(&plan.proc);
@@ -1770,6 +1794,7 @@ pub(crate) fn exec_child(
     arrays: &ExecArrays,
 ) -> ! {
     let err = p.err_fd;
+    join_cgroups(p);
     // Through the host's /proc, before entering the jail; the process forked inherits it.
     write_oom_score_adj(p);
     // SAFETY: setns with a pidfd and a namespace mask.

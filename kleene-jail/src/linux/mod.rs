@@ -201,6 +201,7 @@ fn proc_plan(
             .transpose()?,
         umask: cfg.umask.unwrap_or(0o022) as libc::mode_t,
         hold: None,
+        cgroup_procs: Vec::new(),
     })
 }
 
@@ -353,6 +354,10 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     let netns = network_namespace(&cfg.network)?;
     let joins = ns.open_joins()?;
     let gate = cfg.hold.as_deref().map(open_gate).transpose()?;
+    let cgroup_procs = match cfg.resource_group.as_ref().and_then(|g| g.cgroup()) {
+        Some(g) => open_procs_files(&g.procs_files())?,
+        None => Vec::new(),
+    };
     let (child_stdio, parent_stdio) = prepare_stdio(&cfg.process)?;
     let console = match (&parent_stdio.pty, cfg.standard_mounts) {
         (Some(master), false) => Some(pty_slave_name(master)?),
@@ -374,6 +379,9 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         err_w.as_raw_fd(),
     )?;
     proc.hold = gate.as_ref().map(|g| g.as_raw_fd());
+    proc.cgroup_procs = cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
+    // A new cgroup namespace is made after the group is joined, so the group is its root.
+    let unshare_cgroupns = !cgroup_procs.is_empty() && ns.cgroup == NamespaceMode::New;
     let (root_initial, root_after) = root_propagation(cfg.root_propagation);
     let paths = PathPlans::of(cfg)?;
     let plan = StartPlan {
@@ -399,15 +407,28 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         init_status_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
         init_jail,
         owner: None,
+        unshare_cgroupns,
         proc,
     };
-    let flags = start_flags(&ns, &cfg.network);
+    let mut flags = start_flags(&ns, &cfg.network);
+    if unshare_cgroupns {
+        flags &= !libc::CLONE_NEWCGROUP;
+    }
     let with_owner = cfg.process.dies_with_owner();
     let (status_r, status_w) = status_pipe.unzip();
     let (pid_r, pid_w) = pid_pipe.unzip();
     // The job owns the child's descriptors, so they stay open until the clone is done
     // (the namespaces are joined, the gate reopened by descriptor).
-    let child_fds = (err_w, child_stdio, status_w, netns, joins, gate, pid_w);
+    let child_fds = (
+        err_w,
+        child_stdio,
+        status_w,
+        netns,
+        joins,
+        gate,
+        pid_w,
+        cgroup_procs,
+    );
     let started = clone_jail(plan, flags, with_owner, pid_r, child_fds).await?;
     let (pid, waiter) = wait_started(cfg, started, err_r, status_r).await?;
     let process = Process::new(pid, waiter, parent_stdio)?;
@@ -418,6 +439,20 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         root: cfg.root.clone(),
     };
     Ok((handle, process, BackendState))
+}
+
+/// Opens the `cgroup.procs` files a child writes `0` to in order to join its groups.
+fn open_procs_files(files: &[std::path::PathBuf]) -> Result<Vec<OwnedFd>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(f)
+                .map(OwnedFd::from)
+                .map_err(|e| Error::io(format!("open {}", f.display()), e))
+        })
+        .collect()
 }
 
 /// A close-on-exec pipe when `on`.
@@ -830,7 +865,9 @@ pub(crate) async fn exec(
     let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
     let (pid_r, pid_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
-    let plan = proc_plan(
+    // The process joins the jail's groups (limits and accounting) as `runc exec` does.
+    let cgroup_procs = open_procs_files(&crate::cgroup::procs_files_of(handle.pid))?;
+    let mut plan = proc_plan(
         cfg,
         cfg.user.as_deref(),
         &user,
@@ -839,13 +876,14 @@ pub(crate) async fn exec(
         child_stdio.tty,
         err_w.as_raw_fd(),
     )?;
+    plan.cgroup_procs = cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let job = ExecJob {
         pidfd,
         ns_flags,
         plan,
         with_owner: cfg.dies_with_owner(),
         pid_r,
-        child_fds: (err_w, pid_w, child_stdio),
+        child_fds: (err_w, pid_w, child_stdio, cgroup_procs),
     };
     let Some(pid) = fork_in_jail(job).await? else {
         return match read_failure(err_r).await? {
@@ -910,8 +948,9 @@ struct ExecJob {
     with_owner: bool,
     /// Where the helper writes the process's pid.
     pid_r: OwnedFd,
-    /// The child's ends (failure pipe, pid pipe, stdio), open until the clone is done.
-    child_fds: (OwnedFd, OwnedFd, crate::process::ChildStdio),
+    /// The child's ends (failure pipe, pid pipe, stdio, cgroup.procs files), open until
+    /// the clone is done.
+    child_fds: (OwnedFd, OwnedFd, crate::process::ChildStdio, Vec<OwnedFd>),
 }
 
 /// Starts `job`'s process in its jail from the owner's spawner thread, through a helper
@@ -1047,4 +1086,22 @@ pub(crate) fn is_running(handle: &JailHandle) -> bool {
         Ok(fd) => !sys::pidfd_exited(fd.as_fd()),
         Err(_) => false,
     }
+}
+
+pub(crate) fn rctl_update(_jail: &str, _limits: &crate::Resources) -> Result<()> {
+    Err(Error::UnsupportedSetting {
+        setting: "rctl limits".into(),
+        platform: PLATFORM,
+    })
+}
+
+pub(crate) fn rctl_usage(_jail: &str) -> Result<crate::Usage> {
+    Err(Error::UnsupportedSetting {
+        setting: "rctl usage".into(),
+        platform: PLATFORM,
+    })
+}
+
+pub(crate) fn rctl_remove(_jail: &str) -> Result<()> {
+    Ok(())
 }

@@ -1,0 +1,198 @@
+//! Resource limits through klee on the test pool, with real cgroups: a container over its
+//! memory limit is killed and its exit reported as OOM; limits show in inspect and stats,
+//! change live with `container update`; a killed monitor leaves no group after the repair.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn inspect(s: &common::Scratch, id: &str) -> serde_json::Value {
+    serde_json::from_str(&s.ok(&["container", "inspect", id])).unwrap()
+}
+
+fn stats(s: &common::Scratch, id: &str) -> serde_json::Value {
+    let out = s.ok(&["container", "stats", "--json", id]);
+    serde_json::from_str(out.lines().next().unwrap()).unwrap()
+}
+
+/// The group's directory in the pids hierarchy (v1) or the unified one (v2).
+fn group_dirs(id: &str) -> Vec<std::path::PathBuf> {
+    [
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .map(|root| Path::new(root).join("kleene").join(format!("kleene-{id}")))
+    .collect()
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed_and_says_so() {
+    let Some(s) = common::scratch_for_containers() else {
+        return;
+    };
+    s.busybox_image();
+    let out = s
+        .klee([
+            "run",
+            "--name",
+            "hog",
+            "--memory",
+            "16m",
+            "--memory-swap",
+            "16m",
+            "bb",
+            "busybox",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=64M",
+            "count=1",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&out);
+    assert_eq!(out.status.code(), Some(137), "{stdout}\n{stderr}");
+    let c = inspect(&s, "hog");
+    assert_eq!(c["container"]["oom_killed"], true, "{c}");
+    assert_eq!(c["container"]["limits"]["memory"], 16 << 20, "{c}");
+    let id = c["container"]["id"].as_str().unwrap().to_string();
+    assert!(group_dirs(&id).iter().all(|d| !d.exists()), "group left");
+    // Bad limits name themselves.
+    let out = s
+        .klee(["run", "--memory", "1k", "bb", "true"])
+        .output()
+        .unwrap();
+    let (_, err) = common::texts(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("memory limit"), "{err}");
+    // Nothing is mounted over the kernel's files.
+    let out = s
+        .klee(["run", "-m", "/tmp:/proc/sys", "bb", "true"])
+        .output()
+        .unwrap();
+    let (_, err) = common::texts(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("/proc/sys") && err.contains("refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stats_show_the_limits_and_update_changes_them_live() {
+    let Some(s) = common::scratch_for_containers() else {
+        return;
+    };
+    s.busybox_image();
+    let id = s
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "lim",
+            "--pids-limit",
+            "10",
+            "--cpus",
+            "0.5",
+            "bb",
+            "sleep",
+            "60",
+        ])
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let st = stats(&s, "lim");
+    assert_eq!(st["pids_limit"], 10, "{st}");
+    assert!(st["pids"].as_u64().unwrap() >= 1, "{st}");
+    assert!(st["memory_bytes"].as_u64().unwrap() > 0, "{st}");
+    s.ok(&[
+        "container",
+        "update",
+        "--pids-limit",
+        "20",
+        "--memory",
+        "64m",
+        "lim",
+    ]);
+    let st = stats(&s, "lim");
+    assert_eq!(st["pids_limit"], 20, "{st}");
+    assert_eq!(st["memory_limit"], 64 << 20, "{st}");
+    let c = inspect(&s, "lim");
+    assert_eq!(c["container"]["limits"]["pids"], 20, "{c}");
+    assert_eq!(c["container"]["limits"]["nano_cpus"], 500_000_000u64, "{c}");
+    // The table, as docker prints it.
+    let table = s.ok(&["container", "stats", "lim"]);
+    assert!(table.starts_with("CONTAINER ID"), "{table}");
+    assert!(table.contains("lim") && table.contains("/ 20"), "{table}");
+    let out = s
+        .klee(["container", "update", "--memory", "1k", "lim"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    s.ok(&["stop", "lim"]);
+    assert!(group_dirs(&id).iter().all(|d| !d.exists()), "group left");
+    let out = s.klee(["container", "stats", "lim"]).output().unwrap();
+    let (_, err) = common::texts(&out);
+    assert!(
+        !out.status.success() && err.contains("not running"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_killed_monitor_leaves_no_group_after_the_repair() {
+    let Some(s) = common::scratch_for_containers() else {
+        return;
+    };
+    s.busybox_image();
+    let id = s
+        .ok(&["run", "-d", "--pids-limit", "50", "bb", "sleep", "60"])
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    // The monitor's pid, from the engine's record.
+    let st = stats(&s, &id);
+    assert_eq!(st["pids_limit"], 50);
+    let dirs: Vec<_> = group_dirs(&id).into_iter().filter(|d| d.exists()).collect();
+    assert!(!dirs.is_empty(), "the container has a group");
+    let monitor = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    c.contains("kleene-monitor") && c.contains(&id)
+                })
+                .unwrap_or(false)
+        })
+        .expect("the container's monitor");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The next klee's repair removes the group (the jail died with its monitor).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lsc = s.ok(&["lsc", "--format", "json"]);
+        if dirs.iter().all(|d| !d.exists()) {
+            assert!(!lsc.contains("\"running\":true"), "{lsc}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group outlived the repair: {dirs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,786 @@
+//! Linux control groups, v1 and v2, through the cgroup filesystem: a group per jail under
+//! an engine-owned parent at the root of each hierarchy (`/sys/fs/cgroup/memory/kleene/ID`
+//! on v1, `/sys/fs/cgroup/kleene/ID` on v2), its limits written from [`Resources`], its
+//! usage read back. Only `std::fs` is used, so the logic runs (and is tested) against any
+//! directory tree laid out like the cgroup filesystem.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::resources::{Controller, Resources};
+
+/// How long [`Cgroup::remove`] waits for the group's processes to die.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The cgroup hierarchies of the host, as `/proc/self/mountinfo` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// cgroup v1: each managed controller's mount point (co-mounted controllers share one).
+    V1(Vec<(Controller, PathBuf)>),
+    /// cgroup v2 (unified): its mount point.
+    V2(PathBuf),
+}
+
+impl Hierarchy {
+    /// The host's hierarchy: v2 where its mount has the memory or pids controller, else
+    /// the v1 controllers mounted; `None` when neither is.
+    pub fn detect() -> Result<Option<Hierarchy>> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+        Ok(Self::from_mountinfo(&text, |p| {
+            std::fs::read_to_string(p.join("cgroup.controllers")).ok()
+        }))
+    }
+
+    /// The hierarchy `mountinfo` describes; `controllers` reads a v2 mount's
+    /// `cgroup.controllers`.
+    pub fn from_mountinfo(
+        mountinfo: &str,
+        controllers: impl Fn(&Path) -> Option<String>,
+    ) -> Option<Hierarchy> {
+        let mut v1 = Vec::new();
+        let mut v2 = None;
+        for line in mountinfo.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mount_point = match left.split(' ').nth(4) {
+                Some(p) => PathBuf::from(unescape(p)),
+                None => continue,
+            };
+            let mut right = right.split(' ');
+            let (fstype, _source, options) = (right.next(), right.next(), right.next());
+            match fstype {
+                Some("cgroup2") => {
+                    let usable = controllers(&mount_point).is_some_and(|c| {
+                        c.split_whitespace().any(|c| c == "memory" || c == "pids")
+                    });
+                    if usable && v2.is_none() {
+                        v2 = Some(mount_point);
+                    }
+                }
+                Some("cgroup") => {
+                    let options = options.unwrap_or("");
+                    for c in Controller::ALL {
+                        if options.split(',').any(|o| o == c.name())
+                            && !v1.iter().any(|(have, _)| *have == c)
+                        {
+                            v1.push((c, mount_point.clone()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(root) = v2 {
+            return Some(Hierarchy::V2(root));
+        }
+        (!v1.is_empty()).then_some(Hierarchy::V1(v1))
+    }
+
+    fn version(&self) -> u8 {
+        match self {
+            Hierarchy::V1(_) => 1,
+            Hierarchy::V2(_) => 2,
+        }
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
+                out.push(v as char);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i] as char);
+        i += 1;
+    }
+    out
+}
+
+/// A group's name relative to the hierarchy roots: `parent/name`, each a plain name.
+fn relative(parent: &str, name: &str) -> Result<PathBuf> {
+    let plain = |s: &str| {
+        !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0', '\n', ' ', ':'])
+    };
+    for part in parent.split('/').chain([name]) {
+        if !plain(part) {
+            return Err(Error::InvalidConfig(format!(
+                "invalid cgroup name {parent}/{name}: each part must be a plain name"
+            )));
+        }
+    }
+    Ok(Path::new(parent).join(name))
+}
+
+/// A jail's control group: the same relative path in each hierarchy it uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    hierarchy: Hierarchy,
+    path: PathBuf,
+}
+
+impl Cgroup {
+    /// The group `parent/name` (not made yet) in `hierarchy`.
+    pub fn new(hierarchy: Hierarchy, parent: &str, name: &str) -> Result<Cgroup> {
+        Ok(Cgroup {
+            hierarchy,
+            path: relative(parent, name)?,
+        })
+    }
+
+    /// The group a [`Cgroup::locator`] names, in the host's hierarchy.
+    pub fn from_locator(locator: &str) -> Result<Cgroup> {
+        let bad = || Error::InvalidConfig(format!("invalid cgroup locator {locator:?}"));
+        let (version, path) = locator.split_once(':').ok_or_else(bad)?;
+        let (parent, name) = path.rsplit_once('/').ok_or_else(bad)?;
+        let hierarchy = Hierarchy::detect()?.ok_or_else(|| Error::LimitUnavailable {
+            limit: format!("cgroup {path}"),
+            reason: "no cgroup hierarchy is mounted".into(),
+        })?;
+        let want = match version {
+            "cgroup1" => 1,
+            "cgroup2" => 2,
+            _ => return Err(bad()),
+        };
+        if hierarchy.version() != want {
+            return Err(Error::InvalidConfig(format!(
+                "cgroup {path} was made on cgroup v{want}; this host mounts v{}",
+                hierarchy.version()
+            )));
+        }
+        Cgroup::new(hierarchy, parent, name)
+    }
+
+    /// Names the group across processes: `cgroup1:kleene/ID` or `cgroup2:kleene/ID`.
+    pub fn locator(&self) -> String {
+        format!("cgroup{}:{}", self.hierarchy.version(), self.path.display())
+    }
+
+    /// Its directories: one per distinct mount point (v1), or the one (v2).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match &self.hierarchy {
+            Hierarchy::V2(root) => vec![root.join(&self.path)],
+            Hierarchy::V1(mounts) => {
+                let mut out: Vec<PathBuf> = Vec::new();
+                for (_, m) in mounts {
+                    let d = m.join(&self.path);
+                    if !out.contains(&d) {
+                        out.push(d);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// The directory of `c` (v1) or the group's (v2); `None` when `c` is not mounted.
+    fn dir_of(&self, c: Controller) -> Option<PathBuf> {
+        match &self.hierarchy {
+            Hierarchy::V2(root) => Some(root.join(&self.path)),
+            Hierarchy::V1(mounts) => mounts
+                .iter()
+                .find(|(have, _)| *have == c)
+                .map(|(_, m)| m.join(&self.path)),
+        }
+    }
+
+    /// The `cgroup.procs` files a process writes `0` to in order to join the group.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs()
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    /// Makes the group (and its parent) and writes `limits`. A limit whose controller is
+    /// not mounted is an error naming it. On failure nothing new is left behind.
+    pub fn create(&self, limits: &Resources) -> Result<()> {
+        limits.validate()?;
+        self.check_controllers(limits)?;
+        match &self.hierarchy {
+            Hierarchy::V2(root) => self.create_v2(root)?,
+            Hierarchy::V1(_) => self.create_v1()?,
+        }
+        if let Err(e) = self.update(limits) {
+            let _ = self.remove();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn check_controllers(&self, limits: &Resources) -> Result<()> {
+        let needs = [
+            (limits.memory.is_some(), Controller::Memory),
+            (limits.pids.is_some(), Controller::Pids),
+            (
+                limits.cpu_quota.is_some() || limits.cpu_shares.is_some(),
+                Controller::Cpu,
+            ),
+            (
+                limits.cpuset_cpus.is_some() || limits.cpuset_mems.is_some(),
+                Controller::Cpuset,
+            ),
+        ];
+        for (needed, c) in needs {
+            let mounted = match &self.hierarchy {
+                Hierarchy::V1(m) => m.iter().any(|(have, _)| *have == c),
+                Hierarchy::V2(root) => std::fs::read_to_string(root.join("cgroup.controllers"))
+                    .map(|s| s.split_whitespace().any(|x| x == c.name()))
+                    .unwrap_or(false),
+            };
+            if needed && !mounted {
+                return Err(Error::LimitUnavailable {
+                    limit: format!("{} limit", c.name()),
+                    reason: format!("the {} cgroup controller is not available", c.name()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn create_v1(&self) -> Result<()> {
+        let Hierarchy::V1(mounts) = &self.hierarchy else {
+            return Ok(());
+        };
+        let mut made = Vec::new();
+        for (c, m) in mounts {
+            let dir = m.join(&self.path);
+            if made.contains(&dir) {
+                continue;
+            }
+            let result = make_dirs(m, &self.path, |level, parent| {
+                if *c == Controller::Cpuset {
+                    // A new cpuset group has no CPUs or memory nodes until given its
+                    // parent's.
+                    for file in ["cpuset.cpus", "cpuset.mems"] {
+                        copy_if_empty(parent, level, file)?;
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                let _ = self.remove();
+                return Err(e);
+            }
+            made.push(dir);
+        }
+        Ok(())
+    }
+
+    fn create_v2(&self, root: &Path) -> Result<()> {
+        let available = std::fs::read_to_string(root.join("cgroup.controllers"))
+            .map_err(|e| Error::io(format!("read {}", root.display()), e))?;
+        let enable: Vec<String> = ["cpu", "cpuset", "memory", "pids"]
+            .iter()
+            .filter(|c| available.split_whitespace().any(|a| a == **c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        let result = make_dirs(root, &self.path, |level, parent| {
+            // Controllers reach a group only through each ancestor's subtree_control.
+            let control = parent.join("cgroup.subtree_control");
+            let on = std::fs::read_to_string(&control).unwrap_or_default();
+            for e in &enable {
+                if !on.split_whitespace().any(|c| c == &e[1..]) {
+                    write_file(&control, e)?;
+                }
+            }
+            let _ = level;
+            Ok(())
+        });
+        if let Err(e) = result {
+            let _ = self.remove();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes `limits` to the running group (`container update`): only the limits given
+    /// change.
+    pub fn update(&self, limits: &Resources) -> Result<()> {
+        limits.validate()?;
+        self.check_controllers(limits)?;
+        match &self.hierarchy {
+            Hierarchy::V2(root) => {
+                let dir = root.join(&self.path);
+                for (file, value) in limits.cgroup_v2() {
+                    if file == "memory.swap.max" && !dir.join(file).exists() {
+                        continue; // no swap accounting on this kernel
+                    }
+                    write_file(&dir.join(file), &value)?;
+                }
+            }
+            Hierarchy::V1(_) => {
+                let memsw = self
+                    .dir_of(Controller::Memory)
+                    .is_some_and(|d| d.join("memory.memsw.limit_in_bytes").exists());
+                let writes = limits.cgroup_v1(memsw);
+                let mut i = 0;
+                while i < writes.len() {
+                    let (c, file, value) = &writes[i];
+                    let dir = self.dir_of(*c).ok_or_else(|| Error::LimitUnavailable {
+                        limit: format!("{} limit", c.name()),
+                        reason: format!("the {} cgroup controller is not mounted", c.name()),
+                    })?;
+                    let next_is_memsw = writes
+                        .get(i + 1)
+                        .is_some_and(|w| w.1 == "memory.memsw.limit_in_bytes");
+                    if *file == "memory.limit_in_bytes" && next_is_memsw {
+                        // memsw may never be below memory: raise it first when growing.
+                        let (_, f2, v2) = &writes[i + 1];
+                        if write_file(&dir.join(file), value).is_err() {
+                            write_file(&dir.join(f2), v2)?;
+                            write_file(&dir.join(file), value)?;
+                        } else {
+                            write_file(&dir.join(f2), v2)?;
+                        }
+                        i += 2;
+                        continue;
+                    }
+                    write_file(&dir.join(file), value)?;
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the group's processes use now.
+    pub fn usage(&self) -> Result<Usage> {
+        let mut u = Usage::default();
+        let read = |c: Controller, file: &str| -> Option<String> {
+            let d = self.dir_of(c)?;
+            std::fs::read_to_string(d.join(file)).ok()
+        };
+        let num = |text: Option<String>| -> Option<u64> { text?.trim().parse().ok() };
+        let limit = |text: Option<String>| -> Option<u64> {
+            let t = text?;
+            let t = t.trim();
+            // v1 reports "unlimited" as a huge page-aligned number.
+            match t.parse::<u64>() {
+                Ok(v) if v < (1u64 << 62) => Some(v),
+                _ => None,
+            }
+        };
+        if self.dirs().iter().all(|d| !d.exists()) {
+            return Err(Error::io(
+                format!("read the cgroup {}", self.path.display()),
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
+        }
+        u.pids = num(read(Controller::Pids, "pids.current")).unwrap_or(0);
+        u.pids_limit = limit(read(Controller::Pids, "pids.max"));
+        u.pids_limit_hits = field(read(Controller::Pids, "pids.events"), "max").unwrap_or(0);
+        match &self.hierarchy {
+            Hierarchy::V1(_) => {
+                u.memory_bytes =
+                    num(read(Controller::Memory, "memory.usage_in_bytes")).unwrap_or(0);
+                u.memory_limit = limit(read(Controller::Memory, "memory.limit_in_bytes"));
+                u.memory_peak = num(read(Controller::Memory, "memory.max_usage_in_bytes"));
+                u.oom_kills =
+                    field(read(Controller::Memory, "memory.oom_control"), "oom_kill").unwrap_or(0);
+                u.cpu_ns = num(read(Controller::Cpuacct, "cpuacct.usage")).unwrap_or(0);
+                let stat = read(Controller::Cpu, "cpu.stat");
+                u.cpu_periods = field(stat.clone(), "nr_periods").unwrap_or(0);
+                u.cpu_throttled_periods = field(stat.clone(), "nr_throttled").unwrap_or(0);
+                u.cpu_throttled_ns = field(stat, "throttled_time").unwrap_or(0);
+            }
+            Hierarchy::V2(_) => {
+                u.memory_bytes = num(read(Controller::Memory, "memory.current")).unwrap_or(0);
+                u.memory_limit = limit(read(Controller::Memory, "memory.max"));
+                u.memory_peak = num(read(Controller::Memory, "memory.peak"));
+                u.oom_kills =
+                    field(read(Controller::Memory, "memory.events"), "oom_kill").unwrap_or(0);
+                let stat = read(Controller::Cpu, "cpu.stat");
+                u.cpu_ns = field(stat.clone(), "usage_usec").unwrap_or(0) * 1000;
+                u.cpu_periods = field(stat.clone(), "nr_periods").unwrap_or(0);
+                u.cpu_throttled_periods = field(stat.clone(), "nr_throttled").unwrap_or(0);
+                u.cpu_throttled_ns = field(stat, "throttled_usec").unwrap_or(0) * 1000;
+            }
+        }
+        Ok(u)
+    }
+
+    /// The pids of the group's processes.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for d in self.dirs() {
+            if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                for pid in text.lines().filter_map(|l| l.trim().parse().ok()) {
+                    if !out.contains(&pid) {
+                        out.push(pid);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Kills what is left in the group and removes it from every hierarchy. A group that
+    /// is already gone is fine.
+    pub fn remove(&self) -> Result<()> {
+        let deadline = Instant::now() + REMOVE_TIMEOUT;
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                // SIGKILL to a pid read from the group; a pid reused meanwhile would have
+                // to have been moved into this group, which only the engine does.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if Instant::now() > deadline {
+                return Err(Error::io(
+                    format!("empty the cgroup {}", self.path.display()),
+                    io::Error::from(io::ErrorKind::TimedOut),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for d in self.dirs() {
+            loop {
+                match std::fs::remove_dir(&d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    // A task that just died can hold the group a moment longer.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => {
+                        return Err(Error::io(format!("remove the cgroup {}", d.display()), e))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any of its directories exists.
+    pub fn exists(&self) -> bool {
+        self.dirs().iter().any(|d| d.exists())
+    }
+}
+
+/// The `cgroup.procs` files of the groups process `pid` is in, where they differ from
+/// this process's own: what a process started beside it (an `exec`) joins.
+pub fn procs_files_of(pid: i32) -> Vec<PathBuf> {
+    let Ok(Some(h)) = Hierarchy::detect() else {
+        return Vec::new();
+    };
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    groups_to_join(
+        &h,
+        &read(&format!("/proc/{pid}/cgroup")),
+        &read("/proc/self/cgroup"),
+    )
+}
+
+/// The `cgroup.procs` files of the groups in `theirs` (a `/proc/PID/cgroup`) that differ
+/// from `ours`, in hierarchy `h`.
+fn groups_to_join(h: &Hierarchy, theirs: &str, ours: &str) -> Vec<PathBuf> {
+    // "ID:controllers:path" lines; v2's has no controllers.
+    let path_of = |text: &str, controller: Option<&str>| -> Option<String> {
+        text.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let hit = match controller {
+                None => ctls.is_empty(),
+                Some(c) => ctls.split(',').any(|x| x == c),
+            };
+            hit.then(|| path.to_string())
+        })
+    };
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut add = |mount: &Path, controller: Option<&str>| {
+        let (Some(t), o) = (path_of(theirs, controller), path_of(ours, controller)) else {
+            return;
+        };
+        if Some(&t) == o.as_ref() || t.contains("..") {
+            return;
+        }
+        let file = mount.join(t.trim_start_matches('/')).join("cgroup.procs");
+        if !out.contains(&file) {
+            out.push(file);
+        }
+    };
+    match h {
+        Hierarchy::V2(root) => add(root, None),
+        Hierarchy::V1(mounts) => {
+            for (c, m) in mounts {
+                add(m, Some(c.name()));
+            }
+        }
+    }
+    out
+}
+
+/// What a group's processes use, from the group's own accounting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// CPU time used, in nanoseconds.
+    pub cpu_ns: u64,
+    /// CFS periods that passed while it had a quota.
+    pub cpu_periods: u64,
+    /// Periods in which it ran out of quota.
+    pub cpu_throttled_periods: u64,
+    /// Time it spent throttled, in nanoseconds.
+    pub cpu_throttled_ns: u64,
+    /// Memory in use, in bytes.
+    pub memory_bytes: u64,
+    /// The memory limit; `None`: unlimited.
+    pub memory_limit: Option<u64>,
+    /// The most memory it used, where the kernel tells.
+    pub memory_peak: Option<u64>,
+    /// Processes killed for running out of memory.
+    pub oom_kills: u64,
+    /// Processes (and threads) now.
+    pub pids: u64,
+    /// The process limit; `None`: unlimited.
+    pub pids_limit: Option<u64>,
+    /// Forks refused at the process limit.
+    pub pids_limit_hits: u64,
+}
+
+/// The value of `key` in a `key value` file (`memory.oom_control`, `cpu.stat`).
+fn field(text: Option<String>, key: &str) -> Option<u64> {
+    text?.lines().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        (parts.next() == Some(key))
+            .then(|| parts.next()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Makes each level of `path` under `root` that is missing, calling `setup(level,
+/// parent)` on each one made.
+fn make_dirs(
+    root: &Path,
+    path: &Path,
+    mut setup: impl FnMut(&Path, &Path) -> Result<()>,
+) -> Result<()> {
+    let mut parent = root.to_path_buf();
+    for part in path.components() {
+        let level = parent.join(part);
+        match std::fs::create_dir(&level) {
+            Ok(()) => setup(&level, &parent)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // An existing parent is set up already; an existing leaf is a group of the
+                // same name left behind: reused, its limits rewritten.
+                setup(&level, &parent)?;
+            }
+            Err(e) => return Err(Error::io(format!("make the cgroup {}", level.display()), e)),
+        }
+        parent = level;
+    }
+    Ok(())
+}
+
+fn copy_if_empty(parent: &Path, level: &Path, file: &str) -> Result<()> {
+    let have = std::fs::read_to_string(level.join(file)).unwrap_or_default();
+    if !have.trim().is_empty() {
+        return Ok(());
+    }
+    let value = std::fs::read_to_string(parent.join(file))
+        .map_err(|e| Error::io(format!("read {}", parent.join(file).display()), e))?;
+    write_file(&level.join(file), value.trim())
+}
+
+fn write_file(path: &Path, value: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    f.write_all(value.as_bytes())
+        .map_err(|e| Error::io(format!("write {value:?} to {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = "\
+30 23 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/cpu rw,relatime shared:10 - cgroup cgroup rw,cpu
+32 30 0:28 / /sys/fs/cgroup/cpuacct rw,relatime shared:11 - cgroup cgroup rw,cpuacct
+33 30 0:29 / /sys/fs/cgroup/memory rw,relatime shared:12 - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/pids rw,relatime shared:13 - cgroup cgroup rw,pids
+35 30 0:31 / /sys/fs/cgroup/cpuset rw,relatime shared:14 - cgroup cgroup rw,cpuset
+36 30 0:32 / /sys/fs/cgroup/unified rw,relatime shared:15 - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn v1_controllers_are_found_and_an_empty_unified_mount_ignored() {
+        let h = Hierarchy::from_mountinfo(V1, |_| Some("hugetlb\n".into())).expect("v1");
+        let Hierarchy::V1(m) = &h else {
+            panic!("not v1: {h:?}")
+        };
+        assert_eq!(m.len(), 5);
+        assert!(m.contains(&(Controller::Memory, "/sys/fs/cgroup/memory".into())));
+        let g = Cgroup::new(h, "kleene", "abc").expect("group");
+        assert_eq!(g.locator(), "cgroup1:kleene/abc");
+        assert!(g.procs_files().contains(&PathBuf::from(
+            "/sys/fs/cgroup/pids/kleene/abc/cgroup.procs"
+        )));
+    }
+
+    #[test]
+    fn a_unified_mount_with_controllers_wins() {
+        let info = "36 30 0:32 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let h = Hierarchy::from_mountinfo(info, |_| Some("cpuset cpu io memory pids".into()));
+        assert_eq!(h, Some(Hierarchy::V2("/sys/fs/cgroup".into())));
+        let co = "31 30 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let Some(Hierarchy::V1(m)) = Hierarchy::from_mountinfo(co, |_| None) else {
+            panic!("no v1")
+        };
+        assert_eq!(m.len(), 2);
+        let g = Cgroup::new(Hierarchy::V1(m), "kleene", "x").expect("group");
+        assert_eq!(
+            g.dirs().len(),
+            1,
+            "co-mounted controllers share a directory"
+        );
+    }
+
+    #[test]
+    fn names_must_be_plain() {
+        let h = Hierarchy::V2("/sys/fs/cgroup".into());
+        for (p, n) in [
+            ("kleene", ".."),
+            ("../x", "a"),
+            ("kleene", "a/b"),
+            ("", "a"),
+        ] {
+            assert!(Cgroup::new(h.clone(), p, n).is_err(), "{p}/{n} accepted");
+        }
+        assert!(Cgroup::new(h, "kleene/test", "a1").is_ok());
+    }
+
+    /// A fake v2 tree: a root with controllers, its files written as the kernel would
+    /// take them.
+    fn fake_v2() -> (tempfile::TempDir, Cgroup) {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            t.path().join("cgroup.controllers"),
+            "cpuset cpu memory pids\n",
+        )
+        .expect("write");
+        std::fs::write(t.path().join("cgroup.subtree_control"), "").expect("write");
+        let g = Cgroup::new(Hierarchy::V2(t.path().into()), "kleene", "c1").expect("group");
+        (t, g)
+    }
+
+    #[test]
+    fn v2_groups_enable_controllers_and_take_limits() {
+        let (t, g) = fake_v2();
+        // The kernel makes a group's files; the fake makes them once the group exists.
+        let dir = t.path().join("kleene/c1");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(t.path().join("kleene/cgroup.subtree_control"), "").expect("write");
+        for f in [
+            "memory.max",
+            "memory.swap.max",
+            "cpu.max",
+            "pids.max",
+            "cpuset.cpus",
+        ] {
+            std::fs::write(dir.join(f), "").expect("write");
+        }
+        let limits = Resources::new()
+            .memory(64 << 20)
+            .cpus(0.5)
+            .pids(20)
+            .cpuset_cpus("0");
+        g.create(&limits).expect("create");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
+        assert_eq!(read("memory.max"), "67108864");
+        assert_eq!(read("cpu.max"), "50000 100000");
+        assert_eq!(read("pids.max"), "20");
+        assert_eq!(read("cpuset.cpus"), "0");
+        // subtree_control got each controller enabled (the fake keeps the last write).
+        assert!(
+            std::fs::read_to_string(t.path().join("cgroup.subtree_control"))
+                .expect("read")
+                .starts_with('+')
+        );
+        std::fs::write(dir.join("memory.current"), "1234\n").expect("write");
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .expect("write");
+        std::fs::write(dir.join("pids.current"), "3\n").expect("write");
+        std::fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 1500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 20\n",
+        )
+        .expect("write");
+        let u = g.usage().expect("usage");
+        assert_eq!(u.memory_bytes, 1234);
+        assert_eq!(u.memory_limit, Some(64 << 20));
+        assert_eq!(u.oom_kills, 1);
+        assert_eq!(u.pids, 3);
+        assert_eq!(u.pids_limit, Some(20));
+        assert_eq!(u.cpu_ns, 1_500_000);
+        assert_eq!((u.cpu_periods, u.cpu_throttled_periods), (10, 4));
+        g.update(&Resources::new().pids(30)).expect("update");
+        assert_eq!(read("pids.max"), "30");
+        assert_eq!(
+            read("memory.max"),
+            "67108864",
+            "an update keeps what it does not name"
+        );
+    }
+
+    #[test]
+    fn a_limit_without_its_controller_is_refused_by_name() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::write(t.path().join("cgroup.controllers"), "memory\n").expect("write");
+        let g = Cgroup::new(Hierarchy::V2(t.path().into()), "kleene", "c2").expect("group");
+        let e = g.create(&Resources::new().pids(5)).expect_err("refused");
+        assert!(e.to_string().contains("pids cgroup controller"), "{e}");
+        assert!(!t.path().join("kleene/c2").exists());
+    }
+
+    #[test]
+    fn an_exec_joins_the_groups_of_the_jail_that_differ() {
+        let h = Hierarchy::V1(vec![
+            (Controller::Memory, "/cg/memory".into()),
+            (Controller::Pids, "/cg/pids".into()),
+        ]);
+        let theirs = "4:memory:/kleene/a\n8:pids:/kleene/a\n1:cpu:/\n";
+        let ours = "4:memory:/session\n8:pids:/kleene/a\n1:cpu:/\n";
+        assert_eq!(
+            groups_to_join(&h, theirs, ours),
+            vec![PathBuf::from("/cg/memory/kleene/a/cgroup.procs")]
+        );
+        let v2 = Hierarchy::V2("/cg".into());
+        assert_eq!(
+            groups_to_join(&v2, "0::/kleene/b\n", "0::/\n"),
+            vec![PathBuf::from("/cg/kleene/b/cgroup.procs")]
+        );
+        assert!(groups_to_join(&v2, "0::/\n", "0::/\n").is_empty());
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}

@@ -1,0 +1,128 @@
+//! A jail's resource group, one API over the platforms: a cgroup on Linux, the jail's
+//! RCTL rules on FreeBSD. Named by a locator string that outlives the process which made
+//! it, so an engine can update, read and remove it later (after a crash, too).
+
+use crate::cgroup::{Cgroup, Hierarchy, Usage};
+use crate::error::{Error, Result};
+use crate::resources::Resources;
+
+/// Where a jail's limits live and its usage is counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceGroup {
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Cgroup(Cgroup),
+    /// FreeBSD: the RCTL rules and racct usage of the jail with this name.
+    Rctl(String),
+}
+
+impl ResourceGroup {
+    /// The group for the jail `name` under `parent`: on Linux the cgroup `parent/name` in
+    /// the host's hierarchy (made when the jail starts); on FreeBSD the jail's RCTL rules
+    /// (`name` must then be the jail's name; `parent` is not used). `None` where the host
+    /// has neither (no cgroup filesystem mounted).
+    pub fn plan(parent: &str, name: &str) -> Result<Option<ResourceGroup>> {
+        if cfg!(target_os = "freebsd") {
+            if name.is_empty() || name.contains([':', '/', ',', '=', ' ', '\t', '\n']) {
+                return Err(Error::InvalidConfig(format!(
+                    "invalid jail name {name:?} for resource limits"
+                )));
+            }
+            return Ok(Some(ResourceGroup {
+                kind: Kind::Rctl(name.to_string()),
+            }));
+        }
+        match Hierarchy::detect()? {
+            Some(h) => Ok(Some(ResourceGroup {
+                kind: Kind::Cgroup(Cgroup::new(h, parent, name)?),
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// The group a [`ResourceGroup::locator`] names.
+    pub fn from_locator(locator: &str) -> Result<ResourceGroup> {
+        if let Some(name) = locator.strip_prefix("rctl:jail:") {
+            return Ok(ResourceGroup {
+                kind: Kind::Rctl(name.to_string()),
+            });
+        }
+        Ok(ResourceGroup {
+            kind: Kind::Cgroup(Cgroup::from_locator(locator)?),
+        })
+    }
+
+    /// Names the group across processes (`cgroup1:kleene/ID`, `rctl:jail:NAME`).
+    pub fn locator(&self) -> String {
+        match &self.kind {
+            Kind::Cgroup(g) => g.locator(),
+            Kind::Rctl(name) => format!("rctl:jail:{name}"),
+        }
+    }
+
+    /// The cgroup, on Linux.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        match &self.kind {
+            Kind::Cgroup(g) => Some(g),
+            Kind::Rctl(_) => None,
+        }
+    }
+
+    /// Makes the group with `limits` (Linux; on FreeBSD the rules are added once the jail
+    /// exists, by its start).
+    pub(crate) fn create(&self, limits: &Resources) -> Result<()> {
+        match &self.kind {
+            Kind::Cgroup(g) => g.create(limits),
+            Kind::Rctl(_) => Ok(()),
+        }
+    }
+
+    /// Changes the limits of a running jail: only those given change.
+    pub fn update(&self, limits: &Resources) -> Result<()> {
+        match &self.kind {
+            Kind::Cgroup(g) => g.update(limits),
+            Kind::Rctl(name) => crate::sys::rctl_update(name, limits),
+        }
+    }
+
+    /// What the jail's processes use now.
+    pub fn usage(&self) -> Result<Usage> {
+        match &self.kind {
+            Kind::Cgroup(g) => g.usage(),
+            Kind::Rctl(name) => crate::sys::rctl_usage(name),
+        }
+    }
+
+    /// Removes the group, killing what is left in it; one already gone is fine.
+    pub fn remove(&self) -> Result<()> {
+        match &self.kind {
+            Kind::Cgroup(g) => g.remove(),
+            Kind::Rctl(name) => crate::sys::rctl_remove(name),
+        }
+    }
+
+    /// Whether it still exists (a cgroup's directory; RCTL rules are not looked up).
+    pub fn exists(&self) -> bool {
+        match &self.kind {
+            Kind::Cgroup(g) => g.exists(),
+            Kind::Rctl(_) => false,
+        }
+    }
+}
+
+/// Limits without a group to hold them are refused.
+pub(crate) fn check(limits: &Resources, group: Option<&ResourceGroup>) -> Result<()> {
+    limits.validate()?;
+    if !limits.is_empty() && group.is_none() {
+        return Err(Error::LimitUnavailable {
+            limit: "resource limits".into(),
+            reason: "no resource group: the host mounts no cgroup hierarchy, or none was given \
+                     (JailConfig::resource_group)"
+                .into(),
+        });
+    }
+    Ok(())
+}
