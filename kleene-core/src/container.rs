@@ -53,6 +53,8 @@ pub struct CreateContainer {
     pub restart: RestartPolicy,
     /// Resource limits.
     pub limits: crate::Limits,
+    /// Its system-call filter.
+    pub seccomp: crate::Seccomp,
 }
 
 impl CreateContainer {
@@ -140,6 +142,12 @@ impl CreateContainer {
     /// Sets its resource limits.
     pub fn limits(mut self, limits: crate::Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets its system-call filter (Docker's default otherwise).
+    pub fn seccomp(mut self, seccomp: crate::Seccomp) -> Self {
+        self.seccomp = seccomp;
         self
     }
 }
@@ -518,6 +526,7 @@ impl Engine {
             check_container_name(name)?;
         }
         req.limits.validate()?;
+        req.seccomp.profile()?;
         for m in &req.mounts {
             m.check()?;
         }
@@ -588,6 +597,7 @@ impl Engine {
                     persist: req.persist,
                     restart: req.restart,
                     limits: req.limits.clone(),
+                    seccomp: req.seccomp.clone(),
                 },
                 created: now(),
                 runtime: Runtime::default(),
@@ -820,6 +830,10 @@ impl Engine {
         exec = exec.stdin(req.stdin).stdout(req.stdout).stderr(req.stderr);
         if let Some(size) = req.tty {
             exec = exec.tty(size);
+        }
+        // The container's filter holds for what runs beside its command, as in Docker.
+        if let Some(profile) = c.config.seccomp.profile()? {
+            exec = exec.seccomp(profile);
         }
         handle
             .exec(&exec)

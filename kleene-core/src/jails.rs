@@ -46,6 +46,8 @@ pub struct JailRun {
     pub quiet: bool,
     /// Bind mounts of the build container (`build -m`).
     pub mounts: Vec<kleene_jail::Mount>,
+    /// Its system-call filter (Linux).
+    pub seccomp: Option<kleene_jail::SeccompProfile>,
 }
 
 impl JailRun {
@@ -64,6 +66,7 @@ impl JailRun {
             params: Vec::new(),
             quiet: false,
             mounts: Vec::new(),
+            seccomp: None,
         }
     }
 }
@@ -178,6 +181,9 @@ impl JailRun {
         }
         if let Some(w) = &self.workdir {
             cfg = cfg.workdir(w.as_str());
+        }
+        if let Some(p) = &self.seccomp {
+            cfg = cfg.seccomp(p.clone());
         }
         cfg
     }

@@ -55,8 +55,8 @@ pub use limits::{ContainerStats, Limits, CGROUP_PARENT};
 pub use model::{
     Container, ContainerConfig, Driver, Endpoint, Gateway, Image, ImageConfig, ImageOrigin,
     ImageSnapshot, Instruction, JailParamText, MountSource, MountSpec, Nat, Network, NetworkSpec,
-    NetworkType, PortRange, Protocol, PublishedPort, RestartPolicy, RunState, Runtime, StopSignal,
-    Volume,
+    NetworkType, PortRange, Protocol, PublishedPort, RestartPolicy, RunState, Runtime, Seccomp,
+    StopSignal, Volume,
 };
 pub use monitor::init;
 pub use network::Addresses;

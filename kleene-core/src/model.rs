@@ -417,6 +417,75 @@ pub struct ContainerConfig {
     /// Resource limits (`--memory`, `--cpus`, `--pids-limit`, ...).
     #[serde(default, skip_serializing_if = "crate::Limits::is_empty")]
     pub limits: crate::Limits,
+    /// Its system-call filter (`--security-opt seccomp=…`; Linux).
+    #[serde(default, skip_serializing_if = "Seccomp::is_default")]
+    pub seccomp: Seccomp,
+}
+
+/// A container's seccomp filter, as Docker's `--security-opt seccomp=`: Docker's default
+/// profile unless told otherwise. Linux only: on FreeBSD (jails have no seccomp) the
+/// default and `unconfined` filter nothing and a profile is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Seccomp {
+    /// Docker's default profile.
+    #[default]
+    Default,
+    /// No filter (`seccomp=unconfined`).
+    Unconfined,
+    /// A profile in Docker's JSON format, as read when the container was made.
+    Profile(String),
+}
+
+impl Seccomp {
+    /// Whether it is the default.
+    pub fn is_default(&self) -> bool {
+        *self == Seccomp::Default
+    }
+
+    /// `unconfined`, or a profile file's text, checked (it must parse and compile).
+    pub fn parse_option(
+        value: &str,
+        read: impl FnOnce(&str) -> std::io::Result<String>,
+    ) -> crate::Result<Self> {
+        if value == "unconfined" {
+            return Ok(Seccomp::Unconfined);
+        }
+        let text = read(value).map_err(|e| {
+            crate::CoreError::InvalidInput(format!("cannot read seccomp profile {value}: {e}"))
+        })?;
+        let s = Seccomp::Profile(text);
+        s.profile().map_err(|e| match e {
+            crate::CoreError::InvalidInput(why) => {
+                crate::CoreError::InvalidInput(format!("seccomp profile {value}: {why}"))
+            }
+            other => other,
+        })?;
+        Ok(s)
+    }
+
+    /// The profile to install: `None` for none (unconfined, or any but a profile on
+    /// FreeBSD).
+    pub fn profile(&self) -> crate::Result<Option<kleene_jail::SeccompProfile>> {
+        let linux = cfg!(target_os = "linux");
+        match self {
+            Seccomp::Default if linux => Ok(Some(kleene_jail::SeccompProfile::docker_default(
+                kleene_jail::default_capability_mask(),
+            ))),
+            Seccomp::Default | Seccomp::Unconfined => Ok(None),
+            Seccomp::Profile(_) if !linux => Err(crate::CoreError::Unsupported(
+                "seccomp profiles are Linux's: FreeBSD jails have no system-call filter".into(),
+            )),
+            Seccomp::Profile(text) => {
+                let p = kleene_jail::SeccompProfile::from_json(text)
+                    .map_err(|e| crate::CoreError::InvalidInput(e.to_string()))?;
+                p.compile()
+                    .map_err(|e| crate::CoreError::InvalidInput(e.to_string()))?;
+                Ok(Some(p))
+            }
+        }
+    }
 }
 
 /// When a container is started without being asked, as Kleene's `--restart`.

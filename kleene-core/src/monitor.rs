@@ -678,10 +678,16 @@ async fn start(
     let jail = match net {
         Ok(net) => match jail_config(&engine.inner, &c, req.detached, stdin, net.mode.clone()) {
             Ok(mut cfg) => {
-                cfg = cfg.resources(c.config.limits.resources());
+                let mut resources = c.config.limits.resources();
                 if let Some(g) = group {
+                    // Docker's device rules where the host can enforce them (cgroup v1):
+                    // CAP_MKNOD must not make a host disk readable.
+                    if g.filters_devices() {
+                        resources.devices = kleene_jail::DeviceRule::docker_defaults();
+                    }
                     cfg = cfg.resource_group(g);
                 }
+                cfg = cfg.resources(resources);
                 cfg.start().await.map_err(|e| e.to_string())
             }
             Err(e) => Err(e.to_string()),
@@ -891,6 +897,8 @@ fn container_run(root: &Path, c: &Container, network: kleene_jail::NetworkMode) 
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     run.user = (!c.config.user.is_empty()).then(|| c.config.user.clone());
+    // Checked when the container was made.
+    run.seccomp = c.config.seccomp.profile().ok().flatten();
     run.workdir = (!c.config.workdir.is_empty()).then(|| c.config.workdir.clone());
     run
 }

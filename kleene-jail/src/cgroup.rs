@@ -194,6 +194,15 @@ impl Cgroup {
         }
     }
 
+    /// Whether the v1 controller `c` is mounted (always false on v2, whose controllers
+    /// are not the same set).
+    pub fn has_controller(&self, c: Controller) -> bool {
+        match &self.hierarchy {
+            Hierarchy::V1(m) => m.iter().any(|(have, _)| *have == c),
+            Hierarchy::V2(_) => false,
+        }
+    }
+
     /// The `cgroup.procs` files a process writes `0` to in order to join the group.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs()
@@ -229,6 +238,10 @@ impl Cgroup {
             (
                 limits.cpuset_cpus.is_some() || limits.cpuset_mems.is_some(),
                 Controller::Cpuset,
+            ),
+            (
+                !limits.devices.is_empty() && matches!(self.hierarchy, Hierarchy::V1(_)),
+                Controller::Devices,
             ),
         ];
         for (needed, c) in needs {
@@ -310,6 +323,13 @@ impl Cgroup {
         limits.validate()?;
         self.check_controllers(limits)?;
         match &self.hierarchy {
+            Hierarchy::V2(_) if !limits.devices.is_empty() => {
+                return Err(Error::LimitUnavailable {
+                    limit: "device rules".into(),
+                    reason: "cgroup v2 filters devices with an eBPF program, which this version does not load"
+                        .into(),
+                })
+            }
             Hierarchy::V2(root) => {
                 let dir = root.join(&self.path);
                 for (file, value) in limits.cgroup_v2() {
@@ -478,7 +498,8 @@ impl Cgroup {
 
 /// The `cgroup.procs` files of the groups process `pid` is in, where they differ from
 /// this process's own: what a process started beside it (an `exec`) joins.
-pub fn procs_files_of(pid: i32) -> Vec<PathBuf> {
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn procs_files_of(pid: i32) -> Vec<PathBuf> {
     let Ok(Some(h)) = Hierarchy::detect() else {
         return Vec::new();
     };
@@ -492,6 +513,7 @@ pub fn procs_files_of(pid: i32) -> Vec<PathBuf> {
 
 /// The `cgroup.procs` files of the groups in `theirs` (a `/proc/PID/cgroup`) that differ
 /// from `ours`, in hierarchy `h`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn groups_to_join(h: &Hierarchy, theirs: &str, ours: &str) -> Vec<PathBuf> {
     // "ID:controllers:path" lines; v2's has no controllers.
     let path_of = |text: &str, controller: Option<&str>| -> Option<String> {

@@ -438,6 +438,7 @@ pub struct ExecConfig {
     pub(crate) oom_score_adj: Option<i32>,
     pub(crate) additional_gids: Option<Vec<u32>>,
     pub(crate) umask: Option<u32>,
+    pub(crate) seccomp: Option<crate::SeccompProfile>,
 }
 
 impl ExecConfig {
@@ -622,6 +623,17 @@ impl ExecConfig {
         self
     }
 
+    /// Linux: filters the process's system calls with `profile` (for Docker's default,
+    /// [`crate::SeccompProfile::docker_default`]). The profile's capability conditions are
+    /// decided by the process's effective capabilities; it is compiled before the process
+    /// starts (a profile that does not compile fails the start) and installed as runc
+    /// does: just before `execve` with no_new_privs, else before the capabilities are
+    /// lowered. Refused on FreeBSD.
+    pub fn seccomp(mut self, profile: crate::SeccompProfile) -> Self {
+        self.seccomp = Some(profile);
+        self
+    }
+
     /// Whether a setting beyond those FreeBSD maps (capabilities, `oom_score_adj`) is set:
     /// its name.
     #[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
@@ -630,6 +642,8 @@ impl ExecConfig {
             Some("capabilities")
         } else if self.oom_score_adj.is_some() {
             Some("oom_score_adj")
+        } else if self.seccomp.is_some() {
+            Some("seccomp")
         } else {
             None
         }
@@ -1021,6 +1035,12 @@ impl JailConfig {
     /// See [`ExecConfig::umask`].
     pub fn umask(mut self, umask: u32) -> Self {
         self.process = self.process.umask(umask);
+        self
+    }
+
+    /// See [`ExecConfig::seccomp`].
+    pub fn seccomp(mut self, profile: crate::SeccompProfile) -> Self {
+        self.process = self.process.seccomp(profile);
         self
     }
 

@@ -14,9 +14,11 @@ mod orphans;
 mod params;
 mod passwd;
 mod process;
+mod rctl;
 mod report;
 mod resources;
 mod rlimit;
+mod seccomp;
 
 #[cfg(target_os = "freebsd")]
 mod freebsd;
@@ -38,8 +40,9 @@ pub use caps::{
 };
 pub use cgroup::{Cgroup, Hierarchy, Usage};
 pub use config::{
-    check_bind_target, ExecConfig, JailConfig, Lifetime, Mount, MountFlags, Namespace, NamespaceMode, NetNs,
-    NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH, MOUNT_FILESYSTEMS, PROC_BIND_TARGETS,
+    check_bind_target, ExecConfig, JailConfig, Lifetime, Mount, MountFlags, Namespace,
+    NamespaceMode, NetNs, NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH,
+    MOUNT_FILESYSTEMS, PROC_BIND_TARGETS,
 };
 pub use error::{Error, Result};
 pub use hold::{release, RELEASE_TIMEOUT};
@@ -50,8 +53,21 @@ pub use orphans::{processes_under, stop_processes_under, KILL_TIMEOUT};
 pub use params::{JailParam, ParamValue, LINUX_PARAMS};
 pub use passwd::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
 pub use process::{ChildOutput, ChildStdin, ExitStatus, Output, Process, Pty};
-pub use resources::{parse_bytes, parse_list, shares_to_weight, Controller, Resources, CPU_PERIOD_US, MIN_MEMORY};
+pub use rctl::{
+    check_jail_name, cpuset_list, parse_racct, rctl_filter, rctl_lifted, rctl_rules, RacctUsage,
+    RctlError,
+};
+pub use resources::{
+    parse_bytes, parse_list, shares_to_weight, Controller, DeviceRule, Resources, CPU_PERIOD_US,
+    MIN_MEMORY,
+};
 pub use rlimit::Rlimit;
+#[cfg(target_os = "linux")]
+pub use seccomp::PreparedFilter;
+pub use seccomp::{
+    Action as SeccompAction, Arch as SeccompArch, ArgCondition, CompareOp, RuleFilter,
+    SeccompError, SeccompProfile, SeccompProgram, SockFilter, SyscallRule, BPF_MAXINSNS,
+};
 
 /// The platform the backend of this build isolates with.
 pub const PLATFORM: &str = sys::PLATFORM;

@@ -26,11 +26,7 @@ impl ResourceGroup {
     /// has neither (no cgroup filesystem mounted).
     pub fn plan(parent: &str, name: &str) -> Result<Option<ResourceGroup>> {
         if cfg!(target_os = "freebsd") {
-            if name.is_empty() || name.contains([':', '/', ',', '=', ' ', '\t', '\n']) {
-                return Err(Error::InvalidConfig(format!(
-                    "invalid jail name {name:?} for resource limits"
-                )));
-            }
+            crate::rctl::check_jail_name(name)?;
             return Ok(Some(ResourceGroup {
                 kind: Kind::Rctl(name.to_string()),
             }));
@@ -60,6 +56,23 @@ impl ResourceGroup {
         match &self.kind {
             Kind::Cgroup(g) => g.locator(),
             Kind::Rctl(name) => format!("rctl:jail:{name}"),
+        }
+    }
+
+    /// The jail whose RCTL rules it is, on FreeBSD.
+    pub fn rctl_jail(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Rctl(name) => Some(name),
+            Kind::Cgroup(_) => None,
+        }
+    }
+
+    /// Whether it can restrict devices ([`crate::Resources::devices`]): a cgroup v1
+    /// hierarchy with the `devices` controller.
+    pub fn filters_devices(&self) -> bool {
+        match &self.kind {
+            Kind::Cgroup(g) => g.has_controller(crate::Controller::Devices),
+            Kind::Rctl(_) => false,
         }
     }
 

@@ -55,12 +55,13 @@ pub(crate) enum Stage {
     Held,
     Subreaper,
     Cgroup,
+    Seccomp,
 }
 
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 43] = [
+        const ALL: [Stage; 44] = [
             MountPrivate,
             BindRoot,
             OpenRoot,
@@ -104,6 +105,7 @@ impl Stage {
             Held,
             Subreaper,
             Cgroup,
+            Seccomp,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -154,6 +156,7 @@ impl Stage {
             Held => "held",
             Subreaper => "making the init a child subreaper",
             Cgroup => "joining the jail's cgroup",
+            Seccomp => "installing the seccomp filter",
         }
     }
 }
@@ -276,12 +279,12 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=42 {
+        for v in 1..=44 {
             let s = Stage::from_u32(v).expect("every code names a stage");
             assert_eq!(s as u32, v);
         }
         assert!(Stage::from_u32(0).is_none());
-        assert!(Stage::from_u32(43).is_none());
+        assert!(Stage::from_u32(45).is_none());
     }
 
     #[test]

@@ -33,6 +33,99 @@ pub struct Resources {
     pub cpuset_mems: Option<String>,
     /// Most processes (and threads) at once (`--pids-limit`); `-1` is unlimited.
     pub pids: Option<i64>,
+    /// Device access rules, applied in order over "everything allowed" (the device
+    /// cgroup; cgroup v1's `devices` controller). Empty: the group's devices are not
+    /// restricted (an update leaves them as they are).
+    pub devices: Vec<DeviceRule>,
+}
+
+/// A device cgroup rule: allow or deny access to devices of a kind and number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRule {
+    /// Allow (else deny).
+    pub allow: bool,
+    /// `'c'` (character), `'b'` (block) or `'a'` (all).
+    pub kind: char,
+    /// The major number; `None` is any.
+    pub major: Option<u32>,
+    /// The minor number; `None` is any.
+    pub minor: Option<u32>,
+    /// Any of `r` (read), `w` (write), `m` (mknod).
+    pub access: String,
+}
+
+impl DeviceRule {
+    /// Allows `access` to devices `kind` `major:minor` (`None`: any).
+    pub fn allow(kind: char, major: Option<u32>, minor: Option<u32>, access: &str) -> Self {
+        DeviceRule {
+            allow: true,
+            kind,
+            major,
+            minor,
+            access: access.to_string(),
+        }
+    }
+
+    /// Denies access to every device.
+    pub fn deny_all() -> Self {
+        DeviceRule {
+            allow: false,
+            kind: 'a',
+            major: None,
+            minor: None,
+            access: "rwm".into(),
+        }
+    }
+
+    /// The rule as `devices.allow`/`devices.deny` take it: `c 1:3 rwm`, `a *:* rwm`.
+    pub fn line(&self) -> String {
+        let n = |v: Option<u32>| v.map_or("*".to_string(), |v| v.to_string());
+        format!(
+            "{} {}:{} {}",
+            self.kind,
+            n(self.major),
+            n(self.minor),
+            self.access
+        )
+    }
+
+    /// Docker's default rules: nothing but mknod of any device, and the standard
+    /// character devices (null, zero, full, random, urandom, tty, console, ptmx, the
+    /// ptys, tun).
+    pub fn docker_defaults() -> Vec<DeviceRule> {
+        let mut rules = vec![
+            DeviceRule::deny_all(),
+            DeviceRule::allow('c', None, None, "m"),
+            DeviceRule::allow('b', None, None, "m"),
+        ];
+        for (major, minor) in [
+            (1, Some(3)),
+            (1, Some(5)),
+            (1, Some(7)),
+            (1, Some(8)),
+            (1, Some(9)),
+            (5, Some(0)),
+            (5, Some(1)),
+            (5, Some(2)),
+            (136, None),
+            (10, Some(200)),
+        ] {
+            rules.push(DeviceRule::allow('c', Some(major), minor, "rwm"));
+        }
+        rules
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok_access =
+            !self.access.is_empty() && self.access.chars().all(|c| matches!(c, 'r' | 'w' | 'm'));
+        if !matches!(self.kind, 'a' | 'b' | 'c') || !ok_access {
+            return Err(Error::InvalidConfig(format!(
+                "invalid device rule {:?}: the type is a, b or c and the access r, w, m",
+                self.line()
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Resources {
@@ -116,6 +209,11 @@ impl Resources {
                 .clone()
                 .or_else(|| self.cpuset_mems.clone()),
             pids: other.pids.or(self.pids),
+            devices: if other.devices.is_empty() {
+                self.devices.clone()
+            } else {
+                other.devices.clone()
+            },
         }
     }
 
@@ -184,6 +282,9 @@ impl Resources {
                 return bad("pids limit", format!("{p} must be -1 or positive"));
             }
         }
+        for d in &self.devices {
+            d.validate()?;
+        }
         Ok(())
     }
 
@@ -220,6 +321,14 @@ impl Resources {
                 p.to_string()
             };
             w.push((Controller::Pids, "pids.max", v));
+        }
+        for d in &self.devices {
+            let file = if d.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            w.push((Controller::Devices, file, d.line()));
         }
         w
     }
@@ -289,16 +398,19 @@ pub enum Controller {
     Cpuacct,
     /// `cpuset`: CPUs and memory nodes.
     Cpuset,
+    /// `devices`: which device nodes may be used (v1).
+    Devices,
 }
 
 impl Controller {
     /// Every controller a container's group joins.
-    pub const ALL: [Controller; 5] = [
+    pub const ALL: [Controller; 6] = [
         Controller::Memory,
         Controller::Pids,
         Controller::Cpu,
         Controller::Cpuacct,
         Controller::Cpuset,
+        Controller::Devices,
     ];
 
     /// Its name in `/proc/self/cgroup` and mount options.
@@ -309,6 +421,7 @@ impl Controller {
             Controller::Cpu => "cpu",
             Controller::Cpuacct => "cpuacct",
             Controller::Cpuset => "cpuset",
+            Controller::Devices => "devices",
         }
     }
 }
@@ -469,6 +582,26 @@ mod tests {
             .validate()
             .is_ok());
         assert_eq!(parse_list("0-2,4"), Some(vec![0, 1, 2, 4]));
+    }
+
+    #[test]
+    fn device_rules_become_allow_and_deny_lines_in_order() {
+        let mut r = Resources::new();
+        r.devices = DeviceRule::docker_defaults();
+        let w = r.cgroup_v1(false);
+        assert_eq!(
+            w[0],
+            (Controller::Devices, "devices.deny", "a *:* rwm".into())
+        );
+        assert_eq!(
+            w[1],
+            (Controller::Devices, "devices.allow", "c *:* m".into())
+        );
+        assert!(w.contains(&(Controller::Devices, "devices.allow", "c 136:* rwm".into())));
+        assert!(w.contains(&(Controller::Devices, "devices.allow", "c 1:3 rwm".into())));
+        assert!(r.validate().is_ok());
+        r.devices.push(DeviceRule::allow('x', None, None, "rwm"));
+        assert!(r.validate().is_err());
     }
 
     #[test]

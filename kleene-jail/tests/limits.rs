@@ -9,10 +9,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use kleene_jail::{
-    ExecConfig, ExitStatus, JailConfig, Lifetime, ResourceGroup, Resources, Signal, Stdio,
+    default_capability_mask, ExecConfig, ExitStatus, JailConfig, Lifetime, ResourceGroup,
+    Resources, SeccompProfile, Signal, Stdio,
 };
 
-const APPLETS: &[&str] = &["sh", "true", "cat", "sleep", "dd", "echo", "ls"];
+const APPLETS: &[&str] = &[
+    "sh", "true", "cat", "sleep", "dd", "echo", "ls", "unshare", "id", "ps", "mkdir", "rm", "date",
+];
 
 fn can_run() -> bool {
     let required = std::env::var("KLEENE_REQUIRE_ZFS").is_ok_and(|v| v == "1");
@@ -262,6 +265,52 @@ async fn a_failed_start_leaves_no_group_and_remove_kills_what_is_left() {
         assert!(Instant::now() < dead, "{pid} survived the group's removal");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_seccomp_blocks_new_user_namespaces_and_keeps_ordinary_commands() {
+    if !can_run() {
+        return;
+    }
+    let t = test_root();
+    let run = |cfg: JailConfig| async move {
+        let mut jail = cfg.start().await.unwrap();
+        let out = jail.output().await.unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Unconfined, root in the jail may make a user namespace (no capability needed).
+    let (status, err) = run(sh(&t, "unshare -U true")).await;
+    assert_eq!(status, ExitStatus::Exited(0), "{err}");
+    let profile = SeccompProfile::docker_default(default_capability_mask());
+    let (status, err) = run(sh(&t, "unshare -U true").seccomp(profile.clone())).await;
+    assert_ne!(status, ExitStatus::Exited(0));
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // Ordinary commands, and a second process through exec, under the same filter.
+    let script = "mkdir /tmp/d && ls / >/dev/null && id -u && date >/dev/null && ps >/dev/null \
+                  && rm -r /tmp/d && sleep 0.1 && echo ok";
+    let (status, err) = run(sh(&t, script).seccomp(profile.clone())).await;
+    assert_eq!(status, ExitStatus::Exited(0), "{err}");
+    let mut jail = sh(&t, "sleep 30")
+        .seccomp(profile.clone())
+        .start()
+        .await
+        .unwrap();
+    let mut p = jail
+        .exec(
+            &ExecConfig::new(["/bin/unshare", "-U", "true"])
+                .seccomp(profile)
+                .stdin(Stdio::Null)
+                .stdout(Stdio::Null)
+                .stderr(Stdio::Null),
+        )
+        .await
+        .unwrap();
+    assert_ne!(p.wait().await.unwrap(), ExitStatus::Exited(0));
+    let _ = jail.signal(Signal::SIGKILL);
+    let _ = jail.wait().await;
 }
 
 #[test]

@@ -40,6 +40,12 @@ pub struct Bundle {
     pub annotations: BTreeMap<String, String>,
     /// config.json's process, as written.
     pub process: Process,
+    /// config.json's `linux` (its cgroupsPath is read at create, with the id).
+    pub linux: oci_spec::runtime::Linux,
+    /// The limits of `linux.resources`, given to the container's cgroup.
+    pub resources: kleene_jail::Resources,
+    /// `linux.seccomp`, as config.json has it (for the processes of `exec`).
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// Reads `<dir>/config.json`.
@@ -94,6 +100,14 @@ pub fn from_spec(dir: &Path, spec: &Spec) -> Result<Bundle> {
         jail = jail.mount(mount(m, &format!("mounts[{i}]"))?);
     }
     jail = linux(jail, spec)?;
+    let l = spec.linux().clone().unwrap_or_default();
+    let resources = match l.resources() {
+        Some(r) => crate::limits::resources(r)?,
+        None => kleene_jail::Resources::new(),
+    };
+    if let Some(profile) = crate::limits::seccomp(&l)? {
+        jail = jail.seccomp(profile);
+    }
     let hooks = hooks_of(spec)?;
     Ok(Bundle {
         dir: dir.to_path_buf(),
@@ -109,6 +123,9 @@ pub fn from_spec(dir: &Path, spec: &Spec) -> Result<Bundle> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         process: process.clone(),
+        seccomp: l.seccomp().clone(),
+        resources,
+        linux: l,
     })
 }
 
@@ -476,31 +493,8 @@ fn linux(mut jail: JailConfig, spec: &Spec) -> Result<JailConfig> {
 
 /// The `linux` fields this runtime cannot honour yet: refused by name.
 fn refuse_unsupported_linux_fields(l: &oci_spec::runtime::Linux) -> Result<()> {
-    if let Some(r) = l.resources() {
-        let empty = r.devices().as_ref().is_none_or(|d| d.is_empty())
-            && r.memory().is_none()
-            && r.cpu().is_none()
-            && r.pids().is_none()
-            && r.block_io().is_none()
-            && r.hugepage_limits().as_ref().is_none_or(|h| h.is_empty())
-            && r.network().is_none()
-            && r.rdma().as_ref().is_none_or(|h| h.is_empty())
-            && r.unified().as_ref().is_none_or(|h| h.is_empty());
-        if !empty {
-            return Err(Error::unsupported(
-                "linux.resources",
-                "cgroup limits and the device cgroup are not set by this version",
-            ));
-        }
-    }
     if l.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(Error::unsupported("linux.devices", "device nodes"));
-    }
-    if l.seccomp().is_some() {
-        return Err(Error::unsupported(
-            "linux.seccomp",
-            "seccomp filters are not loaded by this version (run with seccomp unconfined)",
-        ));
     }
     for (field, set) in [
         (

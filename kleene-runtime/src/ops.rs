@@ -97,7 +97,13 @@ impl Runtime {
             rustix::fs::Mode::from_raw_mode(0o622),
         )
         .map_err(|e| Error::io(format!("making {}", gate.display()), e.into()))?;
-        let config = bundle.jail.clone().name(&locked.id).hold(&gate);
+        let mut config = bundle.jail.clone().name(&locked.id).hold(&gate);
+        let (parent, name) = crate::limits::cgroup_path(&bundle.linux, &locked.id)?;
+        let group = kleene_jail::ResourceGroup::plan(&parent, &name)?;
+        if let Some(g) = &group {
+            config = config.resource_group(g.clone());
+        }
+        config = config.resources(bundle.resources.clone());
         let mut jail = config.start().await?;
         let pid = jail.pid();
         // From here on a failure must not leave the held process behind.
@@ -134,6 +140,8 @@ impl Runtime {
                 annotations: bundle.annotations.clone(),
                 hooks: Some(bundle.hooks.clone()),
                 process: Some(bundle.process.clone()),
+                resource_group: group.as_ref().map(|g| g.locator()),
+                seccomp: bundle.seccomp.clone(),
             };
             locked.write(&record)?;
             let st = state::oci_state(&locked.id, Status::Created, Some(&record));
@@ -158,6 +166,9 @@ impl Runtime {
             Err(e) => {
                 let _ = jail.signal(Signal::SIGKILL);
                 let _ = jail.wait().await;
+                if let Some(g) = jail.resource_group() {
+                    let _ = g.remove();
+                }
                 Err(e)
             }
         }
@@ -266,6 +277,10 @@ impl Runtime {
                 }
             }
         }
+        if let Some(locator) = record.as_ref().and_then(|r| r.resource_group.as_deref()) {
+            // Kills what is left in it (processes the first one left behind).
+            kleene_jail::ResourceGroup::from_locator(locator)?.remove()?;
+        }
         locked.remove()?;
         if let Some(r) = &record {
             let st = state::oci_state(id, Status::Stopped, Some(r));
@@ -322,7 +337,17 @@ impl Runtime {
             record.pid,
             &record.rootfs,
         );
-        let mut p = handle.exec(&config.kill_with_owner(!opts.detach)).await?;
+        let mut config = config.kill_with_owner(!opts.detach);
+        if let Some(s) = &record.seccomp {
+            let l = oci_spec::runtime::LinuxBuilder::default()
+                .seccomp(s.clone())
+                .build()
+                .map_err(|e| Error::invalid("linux.seccomp", e.to_string()))?;
+            if let Some(profile) = crate::limits::seccomp(&l)? {
+                config = config.seccomp(profile);
+            }
+        }
+        let mut p = handle.exec(&config).await?;
         let pid = p.pid();
         if let Some(path) = &opts.pid_file {
             write_pid_file(path, pid)?;

@@ -69,6 +69,12 @@ pub struct Record {
     /// with its capabilities, rlimits and settings, as runc does.
     #[serde(default)]
     pub process: Option<oci_spec::runtime::Process>,
+    /// Its cgroup ([`kleene_jail::ResourceGroup::locator`]), removed by `delete`.
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    /// config.json's `linux.seccomp`: the processes of `exec` get the same filter.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The status of a container, as the runtime spec names them.
@@ -380,6 +386,8 @@ mod tests {
             annotations: Default::default(),
             hooks: None,
             process: None,
+            resource_group: None,
+            seccomp: None,
         }
     }
 

@@ -421,9 +421,20 @@ fn bad_bundles_are_refused_by_field_and_leave_nothing() {
     let no_root = s.bundle("noroot", |c| c["root"]["path"] = json!("missing"));
     check(&no_root, "r1", "root.path");
     let seccomp = s.bundle("seccomp", |c| {
-        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"})
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"}]})
     });
     check(&seccomp, "s1", "linux.seccomp");
+    let blkio = s.bundle("blkio", |c| {
+        c["linux"]["resources"]["blockIO"] = json!({"weight": 100});
+    });
+    check(&blkio, "b1", "linux.resources.blockIO");
+    let tiny = s.bundle("tiny", |c| {
+        c["linux"]["resources"]["memory"] = json!({"limit": 1024});
+        c["linux"]["cgroupsPath"] = json!("/kleene-rt-test/tiny");
+    });
+    check(&tiny, "t1", "memory limit");
+    assert!(!Path::new("/sys/fs/cgroup/memory/kleene-rt-test/tiny").exists());
     let cwd = s.bundle("cwd", |c| c["process"]["cwd"] = json!("relative"));
     check(&cwd, "w1", "process.cwd");
     // A mount destination through a symlink that leaves the root: refused, and the host's
@@ -497,5 +508,150 @@ fn a_container_sees_what_it_sees_under_runc() {
         ours.lines().count(),
         theirs.lines().count(),
         "\nours:\n{ours}\nrunc:\n{theirs}"
+    );
+}
+
+/// What the host reads of a process's cgroup: `controller file` → value.
+fn cgroup_values(pid: i32) -> Vec<String> {
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mut out = Vec::new();
+    for (controller, file) in [
+        ("memory", "memory.limit_in_bytes"),
+        ("memory", "memory.memsw.limit_in_bytes"),
+        ("pids", "pids.max"),
+        ("cpu", "cpu.cfs_quota_us"),
+        ("cpu", "cpu.cfs_period_us"),
+        ("devices", "devices.list"),
+    ] {
+        let Some(path) = groups.lines().find_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, ctls, path) = (p.next()?, p.next()?, p.next()?);
+            ctls.split(',')
+                .any(|c| c == controller)
+                .then(|| path.to_string())
+        }) else {
+            continue;
+        };
+        let f = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(path.trim_start_matches('/'))
+            .join(file);
+        if let Ok(v) = std::fs::read_to_string(&f) {
+            // The same rules, in whatever order the runtime wrote them.
+            let mut lines: Vec<&str> = v.lines().collect();
+            lines.sort_unstable();
+            out.push(format!("{file}: {}", lines.join(" | ")));
+        }
+    }
+    out
+}
+
+#[test]
+fn limits_devices_and_seccomp_match_runc() {
+    if !can_run() {
+        return;
+    }
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        assert!(
+            std::env::var("KLEENE_REQUIRE_ZFS").as_deref() != Ok("1"),
+            "runc is needed to compare with (Debian package runc)"
+        );
+        return;
+    };
+    if !Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
+        eprintln!("skipping: this comparison reads cgroup v1's files");
+        return;
+    }
+    let s = Scratch::new();
+    let script = "{ grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo mkdir=$?; \
+                  echo x > /dev/null && echo null-ok; \
+                  i=0; while [ $i -lt 30 ]; do sleep 2 & i=$((i+1)); done 2>/dev/null; \
+                  echo forked; } > /out/r 2>&1; exit 3";
+    let bundle = |id: &str, out: &Path| {
+        s.bundle(&format!("b-{id}"), |c| {
+            set_args(c, &["sh", "-c", script]);
+            bind_out(c, out);
+            c["linux"]["cgroupsPath"] = json!(format!("/kleene-rt-test/{id}"));
+            c["linux"]["resources"] = json!({
+                "devices": [{"allow": false, "access": "rwm"},
+                            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
+                "memory": {"limit": 67108864, "swap": 67108864},
+                "cpu": {"quota": 50000, "period": 100000},
+                "pids": {"limit": 20}
+            });
+            c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                              "errnoRet": 13}]});
+        })
+    };
+    // Each runtime: create (held), read the task's cgroup from the host, start, reap.
+    let mut seen = Vec::new();
+    for (name, program, root) in [
+        (
+            "ours",
+            env!("CARGO_BIN_EXE_kleene-runtime").to_string(),
+            s.root(),
+        ),
+        ("runc", runc.to_string(), s.dir.path().join("runc-state")),
+    ] {
+        let id = format!("lim-{name}");
+        let out_dir = s.dir.path().join(format!("out-{id}"));
+        std::fs::create_dir(&out_dir).unwrap();
+        let b = bundle(&id, &out_dir);
+        let pid_file = s.dir.path().join(format!("{id}.pid"));
+        let out = runtime(
+            &program,
+            &root,
+            &[
+                "create",
+                "--bundle",
+                b.to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                &id,
+            ],
+        );
+        assert!(out.status.success(), "{name} create: {}", text(&out.stderr));
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let values = cgroup_values(pid);
+        let out = runtime(&program, &root, &["start", &id]);
+        assert!(out.status.success(), "{name} start: {}", text(&out.stderr));
+        // The fork loop runs into the pids limit (busybox's sh gives up there): the
+        // same end under both.
+        let status = match reap(pid) {
+            nix::sys::wait::WaitStatus::Exited(_, code) => code,
+            other => panic!("{name}: {other:?}"),
+        };
+        let out = runtime(&program, &root, &["delete", &id]);
+        assert!(out.status.success(), "{name} delete: {}", text(&out.stderr));
+        assert!(
+            !Path::new(&format!("/sys/fs/cgroup/pids/kleene-rt-test/{id}")).exists(),
+            "{name} left its cgroup"
+        );
+        let said = std::fs::read_to_string(out_dir.join("r")).unwrap();
+        seen.push((values, said, status));
+    }
+    println!("the cgroups, as the host reads them, and what the container said: {seen:#?}");
+    assert_eq!(seen[0], seen[1], "ours, then runc's");
+    let (seen, said, _) = &seen[0];
+    assert!(said.contains("Seccomp:\t2"), "{said}");
+    assert!(
+        said.contains("Permission denied") && said.contains("null-ok"),
+        "{said}"
+    );
+    assert!(seen.contains(&"pids.max: 20".to_string()), "{seen:?}");
+    assert!(seen.contains(&"memory.limit_in_bytes: 67108864".to_string()));
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("devices.list:") && l.contains("c 1:3 rwm") && !l.contains('a')),
+        "{seen:?}"
     );
 }

@@ -29,6 +29,8 @@ use crate::process::{cloexec_pipe, prepare_stdio, ExitStatus, Process};
 use crate::report::{encode, failure_error, Stage, RECORD};
 
 mod created;
+pub(crate) mod rctl;
+pub(crate) use rctl::{group_usage as rctl_usage, remove as rctl_remove, update as rctl_update};
 
 pub(crate) const PLATFORM: &str = "FreeBSD";
 
@@ -457,6 +459,19 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         }
         let jid = jail_create(&kernel)?;
         state.jid = Some(jid);
+        // Its limits, before anything runs in it (the rules go with the jail's group).
+        if let Some(name) = cfg.resource_group.as_ref().and_then(|g| g.rctl_jail()) {
+            if cfg.name.as_deref() != Some(name) {
+                return Err(Error::InvalidConfig(format!(
+                    "the resource group names jail {name}, but the jail is named {}",
+                    cfg.name.as_deref().unwrap_or("(nothing)")
+                )));
+            }
+            rctl::apply(name, &cfg.resources)?;
+            if let Some(list) = &cfg.resources.cpuset_cpus {
+                rctl::apply_cpuset(jid, &crate::rctl::cpuset_list(list)?)?;
+            }
+        }
         created::run_all(created).await?;
         let process = spawn_in_jail(jid, &cfg.process, user_spec, &user, clean).await?;
         if let Some(update) = persist_update(cfg.lifetime, &cfg.params, jid)? {

@@ -111,6 +111,8 @@ pub(crate) struct ProcPlan {
     /// `cgroup.procs` files (opened by the parent) the process writes `0` to, first thing:
     /// it joins its groups before it can fork.
     pub cgroup_procs: Vec<RawFd>,
+    /// The compiled seccomp filter, installed before `execve`.
+    pub seccomp: Option<crate::SeccompProgram>,
 }
 
 /// Everything a new jail's child does.
@@ -583,6 +585,10 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
         libc::chdir(p.workdir.as_ptr())
     });
     set_rlimits(p);
+    if !p.no_new_privs {
+        // Installing needs CAP_SYS_ADMIN without no_new_privs: before it is dropped.
+        install_seccomp(p);
+    }
     match &p.caps {
         None => limit_capabilities(p),
         Some(c) => {
@@ -616,11 +622,25 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
         )
     };
     reset_signals();
+    if p.no_new_privs {
+        // As runc: last, so the filter governs as little of the set-up as can be.
+        install_seccomp(p);
+    }
     if let Some(gate) = p.hold {
         hold_then_exec(p, arrays, gate);
     }
     let last = try_exec(&p.candidates, arrays);
     fail(err, Stage::Exec, 0, last)
+}
+
+/// Installs the plan's seccomp filter (prepared without allocating: a pointer and a
+/// length into the program the parent compiled).
+fn install_seccomp(p: &ProcPlan) {
+    if let Some(prog) = &p.seccomp {
+        if let Err(errno) = prog.prepare().install() {
+            fail(p.err_fd, Stage::Seccomp, 0, errno)
+        }
+    }
 }
 
 /// Sets the plan's resource limits (before the user and capabilities change: raising a

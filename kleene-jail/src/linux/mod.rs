@@ -179,7 +179,18 @@ fn proc_plan(
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    // Decided by what the process will have: its own sets, or the default ones.
+    let effective = cfg
+        .capabilities
+        .map_or_else(crate::caps::default_mask, |c| c.effective);
+    let seccomp = cfg
+        .seccomp
+        .as_ref()
+        .map(|p| p.clone().with_capabilities(effective).compile())
+        .transpose()
+        .map_err(|e| Error::InvalidConfig(format!("seccomp profile: {e}")))?;
     Ok(ProcPlan {
+        seccomp,
         workdir,
         drop_caps: crate::caps::capabilities_to_drop(last),
         uid: user.uid,
