@@ -551,6 +551,69 @@ fn groups_to_join(h: &Hierarchy, theirs: &str, ours: &str) -> Vec<PathBuf> {
     out
 }
 
+/// cgroup v1's hierarchies as a jail's `/sys/fs/cgroup` shows them (runc's emulation of a
+/// `cgroup` mount on v1): each hierarchy's name (its mount point's last part: `memory`,
+/// `cpu`, `systemd`) and the host directory of the jail's group in it — `group`'s where
+/// it has one there, else the group this process is in.
+pub(crate) fn v1_views(group: Option<&Cgroup>) -> Result<Vec<(String, PathBuf)>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| Error::io("read /proc/self/cgroup", e))?;
+    Ok(v1_views_of(&mountinfo, &own, group))
+}
+
+fn v1_views_of(mountinfo: &str, own: &str, group: Option<&Cgroup>) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut right = right.split(' ');
+        if right.next() != Some("cgroup") {
+            continue;
+        }
+        let options = right.nth(1).unwrap_or("");
+        let Some(mount_point) = left.split(' ').nth(4).map(|p| PathBuf::from(unescape(p))) else {
+            continue;
+        };
+        let Some(name) = mount_point
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if out.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let keys: Vec<&str> = options
+            .split(',')
+            .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent"))
+            .collect();
+        // The jail's own group, where it has one in this hierarchy.
+        let dir = group
+            .and_then(|g| {
+                g.dirs()
+                    .into_iter()
+                    .find(|d| d.starts_with(&mount_point) && d != &mount_point)
+            })
+            .or_else(|| {
+                // Else where this process is: the line of /proc/self/cgroup whose
+                // controllers are this mount's.
+                own.lines().find_map(|l| {
+                    let mut p = l.splitn(3, ':');
+                    let (_, ctls, path) = (p.next()?, p.next()?, p.next()?);
+                    (!ctls.is_empty() && ctls.split(',').all(|c| keys.contains(&c)))
+                        .then(|| mount_point.join(path.trim_start_matches('/')))
+                })
+            })
+            .unwrap_or_else(|| mount_point.clone());
+        out.push((name, dir));
+    }
+    out
+}
+
 /// What a group's processes use, from the group's own accounting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -798,6 +861,37 @@ mod tests {
             vec![PathBuf::from("/cg/kleene/b/cgroup.procs")]
         );
         assert!(groups_to_join(&v2, "0::/\n", "0::/\n").is_empty());
+    }
+
+    #[test]
+    fn a_jails_cgroup_view_binds_its_own_groups() {
+        let own = "9:name=systemd:/\n4:memory:/session\n8:pids:/\n1:cpu:/\n3:cpuacct:/\n5:cpuset:/\n6:devices:/\n";
+        let info = format!(
+            "{V1}40 30 0:40 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
+        );
+        let h = Hierarchy::from_mountinfo(&info, |_| None).expect("v1");
+        let g = Cgroup::new(h, "kleene", "c1").expect("group");
+        let views = v1_views_of(&info, own, Some(&g));
+        let find = |n: &str| {
+            views
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, d)| d.clone())
+        };
+        assert_eq!(
+            find("memory"),
+            Some("/sys/fs/cgroup/memory/kleene/c1".into())
+        );
+        assert_eq!(find("systemd"), Some("/sys/fs/cgroup/systemd".into()));
+        // Without a group: where this process is.
+        let views = v1_views_of(&info, own, None);
+        let find = |n: &str| {
+            views
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, d)| d.clone())
+        };
+        assert_eq!(find("memory"), Some("/sys/fs/cgroup/memory/session".into()));
     }
 
     #[test]

@@ -97,7 +97,12 @@ pub fn from_spec(dir: &Path, spec: &Spec) -> Result<Bundle> {
         ));
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        jail = jail.mount(mount(m, &format!("mounts[{i}]"))?);
+        let at = format!("mounts[{i}]");
+        let copy_up = parse_options(m.options().as_deref().unwrap_or_default()).copy_up;
+        if copy_up {
+            check_copy_up(&rootfs, m.destination(), &at)?;
+        }
+        jail = jail.mount(mount(m, &at)?);
     }
     jail = linux(jail, spec)?;
     let l = spec.linux().clone().unwrap_or_default();
@@ -345,6 +350,9 @@ pub struct Options {
     pub recursive: bool,
     pub propagation: Option<Propagation>,
     pub data: Vec<String>,
+    /// `tmpcopyup` (runc's and crun's extension, podman's `--read-only`): the tmpfs starts
+    /// with what the image has at its destination.
+    pub copy_up: bool,
 }
 
 /// Parses mount options as runc does (`ro`, `nosuid`, `bind`, `rbind`, `rprivate`, ...).
@@ -386,10 +394,42 @@ pub fn parse_options(options: &[String]) -> Options {
             "rshared" => o.propagation = Some(Propagation::RShared),
             "unbindable" => o.propagation = Some(Propagation::Unbindable),
             "runbindable" => o.propagation = Some(Propagation::RUnbindable),
+            "tmpcopyup" => o.copy_up = true,
             other => o.data.push(other.to_string()),
         }
     }
     o
+}
+
+/// `tmpcopyup` of what the image has at `dest`: nothing there (no directory, or an empty
+/// one) is a plain tmpfs; content there is refused by name (copying it up is not done by
+/// this version).
+fn check_copy_up(rootfs: &Path, dest: &Path, at: &str) -> Result<()> {
+    let root = kleene_rootfs::RootDir::open(rootfs)
+        .map_err(|e| Error::invalid("root.path", e.to_string()))?;
+    let rel = dest.strip_prefix("/").unwrap_or(dest);
+    let fd = match root.open_dir(rel, kleene_rootfs::Symlinks::FollowInRoot, false) {
+        Ok(fd) => fd,
+        // Missing: the mount point is made, empty.
+        Err(_) => return Ok(()),
+    };
+    let dir = std::path::PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ));
+    let has_files = std::fs::read_dir(&dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if has_files {
+        return Err(Error::unsupported(
+            format!("{at}.options"),
+            format!(
+                "tmpcopyup over {}, which has files in the image (copying them up)",
+                dest.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn mount(m: &OciMount, at: &str) -> Result<Mount> {

@@ -661,11 +661,12 @@ fn prepare_root(
             make_mount_point(&root_fd, Path::new("dev"), false)?;
         }
     }
-    let mut plans = Vec::with_capacity(cfg.mounts.len());
-    for (i, m) in cfg.mounts.iter().enumerate() {
+    let mounts = cgroup_mounts(cfg)?;
+    let mut plans = Vec::with_capacity(mounts.len());
+    for (i, m) in mounts.iter().enumerate() {
         let rel = relative(&m.target);
         let file = m.fstype.is_none() && !m.source.is_dir();
-        let below_earlier = cfg.mounts[..i]
+        let below_earlier = mounts[..i]
             .iter()
             .any(|e| rel.starts_with(relative(&e.target)));
         // The standard mode makes every target here, as it always did; the other leaves
@@ -678,6 +679,52 @@ fn prepare_root(
     }
     drop(root_fd);
     Ok((user, plans))
+}
+
+/// The jail's mounts, a `cgroup` file system made what the host can give: on cgroup v1
+/// (whose hierarchies are mounted one by one and cannot be mounted whole again) runc's
+/// emulation — a tmpfs with each hierarchy's group of the jail bound in, read-only when
+/// the mount is; on v2 the `cgroup2` file system.
+fn cgroup_mounts(cfg: &JailConfig) -> Result<Vec<Mount>> {
+    let mut out = Vec::with_capacity(cfg.mounts.len());
+    for m in &cfg.mounts {
+        if m.fstype.as_deref() != Some("cgroup") {
+            out.push(m.clone());
+            continue;
+        }
+        match crate::cgroup::Hierarchy::detect()? {
+            Some(crate::cgroup::Hierarchy::V2(_)) | None => {
+                let mut m = m.clone();
+                m.fstype = Some("cgroup2".into());
+                out.push(m);
+            }
+            Some(crate::cgroup::Hierarchy::V1(_)) => {
+                let group = cfg.resource_group.as_ref().and_then(|g| g.cgroup());
+                let mut tmpfs = Mount::filesystem("tmpfs", "cgroup", &m.target)
+                    .flags(MountFlags {
+                        nosuid: true,
+                        nodev: true,
+                        noexec: true,
+                        ..MountFlags::default()
+                    })
+                    .data("mode=755");
+                tmpfs.propagation = m.propagation;
+                out.push(tmpfs);
+                for (name, dir) in crate::cgroup::v1_views(group)? {
+                    let mut bind = Mount::bind(dir, m.target.join(name)).flags(MountFlags {
+                        nosuid: true,
+                        nodev: true,
+                        noexec: true,
+                        read_only: m.mount_flags().read_only,
+                        ..MountFlags::default()
+                    });
+                    bind.read_only = m.mount_flags().read_only;
+                    out.push(bind);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Names mount `m` in an error about its mount point.
