@@ -38,8 +38,9 @@ pub use caps::{
 };
 pub use cgroup::{Cgroup, Hierarchy, Usage};
 pub use config::{
-    check_bind_target, ExecConfig, JailConfig, Lifetime, Mount, MountFlags, Namespace, NamespaceMode, NetNs,
-    NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH, MOUNT_FILESYSTEMS, PROC_BIND_TARGETS,
+    check_bind_target, ExecConfig, IdMapping, JailConfig, Lifetime, Mount, MountFlags, Namespace,
+    NamespaceMode, NetNs, NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH, MAX_ID_MAPPINGS,
+    MOUNT_FILESYSTEMS, PROC_BIND_TARGETS,
 };
 pub use error::{Error, Result};
 pub use hold::{release, RELEASE_TIMEOUT};
@@ -50,7 +51,9 @@ pub use orphans::{processes_under, stop_processes_under, KILL_TIMEOUT};
 pub use params::{JailParam, ParamValue, LINUX_PARAMS};
 pub use passwd::{parse_group, parse_passwd, resolve_user, GroupEntry, PasswdEntry, ResolvedUser};
 pub use process::{ChildOutput, ChildStdin, ExitStatus, Output, Process, Pty};
-pub use resources::{parse_bytes, parse_list, shares_to_weight, Controller, Resources, CPU_PERIOD_US, MIN_MEMORY};
+pub use resources::{
+    parse_bytes, parse_list, shares_to_weight, Controller, Resources, CPU_PERIOD_US, MIN_MEMORY,
+};
 pub use rlimit::Rlimit;
 
 /// The platform the backend of this build isolates with.

@@ -55,12 +55,17 @@ pub(crate) enum Stage {
     Held,
     Subreaper,
     Cgroup,
+    UserNamespace,
+    UserNamespaceMaps,
+    UserNamespaceRoot,
+    Unshare,
+    IdmappedRoot,
 }
 
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 43] = [
+        const ALL: [Stage; 48] = [
             MountPrivate,
             BindRoot,
             OpenRoot,
@@ -104,6 +109,11 @@ impl Stage {
             Held,
             Subreaper,
             Cgroup,
+            UserNamespace,
+            UserNamespaceMaps,
+            UserNamespaceRoot,
+            Unshare,
+            IdmappedRoot,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -154,6 +164,11 @@ impl Stage {
             Held => "held",
             Subreaper => "making the init a child subreaper",
             Cgroup => "joining the jail's cgroup",
+            UserNamespace => "making the user namespace",
+            UserNamespaceMaps => "waiting for the user namespace's maps",
+            UserNamespaceRoot => "becoming root in the user namespace",
+            Unshare => "making the namespaces of the user namespace",
+            IdmappedRoot => "mounting the idmapped root",
         }
     }
 }
@@ -276,12 +291,12 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=42 {
+        for v in 1..=48 {
             let s = Stage::from_u32(v).expect("every code names a stage");
             assert_eq!(s as u32, v);
         }
         assert!(Stage::from_u32(0).is_none());
-        assert!(Stage::from_u32(43).is_none());
+        assert!(Stage::from_u32(49).is_none());
     }
 
     #[test]
