@@ -478,3 +478,33 @@ async fn a_joined_network_namespace_is_joined_before_the_user_namespace() {
     );
     t.check_host_mounts();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_and_exit_codes_come_back() {
+    if !can_run() {
+        return;
+    }
+    let t = TestRoot::new();
+    let err = t
+        .config()
+        .command(["/bin/missing"])
+        .start()
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::CommandNotFound { .. }), "{err}");
+    let err = t
+        .config()
+        .workdir("/nowhere")
+        .command(["/bin/true"])
+        .start()
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::WorkdirNotFound { .. }), "{err}");
+    let (status, _, _) = run(sh(t.config(), "exit 7")).await;
+    assert_eq!(status, ExitStatus::Exited(7));
+    let (status, _, _) = run(sh(t.config().init(true), "kill -9 $$")).await;
+    assert_eq!(status, ExitStatus::Signaled(9));
+    t.check_host_mounts();
+}
