@@ -83,6 +83,7 @@ pub struct Mount {
     pub(crate) data: String,
     pub(crate) recursive: bool,
     pub(crate) propagation: Option<Propagation>,
+    pub(crate) idmapped: bool,
 }
 
 /// The files under `/proc` a bind mount may cover, as runc allows them (what lxcfs
@@ -146,6 +147,7 @@ impl Mount {
             data: String::new(),
             recursive: true,
             propagation: None,
+            idmapped: false,
         }
     }
 
@@ -202,6 +204,20 @@ impl Mount {
         self
     }
 
+    /// Linux, for a bind mount in a jail with a [`JailConfig::user_namespace`]: the bind
+    /// is made through an idmapped mount (`mount_setattr(2)` `MOUNT_ATTR_IDMAP` with the
+    /// jail's user namespace), so the ids stored in the file system are the container's:
+    /// a file owned by host id N appears owned by container id N (host root's files are
+    /// container root's), and what the jail creates there is stored with its container
+    /// ids. A file system that does not support idmapped mounts (`mount_setattr` answers
+    /// `EINVAL`: older kernels' tmpfs, FUSE servers that do not opt in, such as zfs-fuse)
+    /// makes [`JailConfig::start`] fail with [`Error::IdmappedMountUnsupported`] naming
+    /// the source: no fallback. Refused on FreeBSD and without a user namespace.
+    pub fn idmapped(mut self, on: bool) -> Self {
+        self.idmapped = on;
+        self
+    }
+
     /// The file system type, `None` for a bind mount.
     pub fn fstype(&self) -> Option<&str> {
         self.fstype.as_deref()
@@ -228,6 +244,7 @@ impl Mount {
             || !self.data.is_empty()
             || self.propagation.is_some()
             || !self.recursive
+            || self.idmapped
     }
 }
 
@@ -321,6 +338,146 @@ impl Namespace {
         Namespace::Uts,
         Namespace::Cgroup,
     ];
+}
+
+/// One line of a user namespace's `uid_map` or `gid_map` (user_namespaces(7)): the ids
+/// `container_id .. container_id + size` in the jail are the host's `host_id .. host_id +
+/// size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdMapping {
+    /// The first id inside the jail.
+    pub container_id: u32,
+    /// The host id it stands for.
+    pub host_id: u32,
+    /// How many consecutive ids are mapped.
+    pub size: u32,
+}
+
+impl IdMapping {
+    /// `size` ids from `container_id` in the jail mapped to those from `host_id` on the host.
+    pub fn new(container_id: u32, host_id: u32, size: u32) -> Self {
+        IdMapping {
+            container_id,
+            host_id,
+            size,
+        }
+    }
+
+    /// Whether container id `id` is in this range.
+    pub fn maps(&self, id: u32) -> bool {
+        id >= self.container_id
+            && u64::from(id) < u64::from(self.container_id) + u64::from(self.size)
+    }
+}
+
+/// The most lines a `uid_map` or `gid_map` may have (Linux 4.15 and later).
+pub const MAX_ID_MAPPINGS: usize = 340;
+
+/// Checks a uid or gid map (`what`: `uid_map`, `gid_map`) as the kernel would take it:
+/// not empty, at most [`MAX_ID_MAPPINGS`] lines, none empty or past `u32::MAX` (the id
+/// `u32::MAX` itself is invalid), and no two overlapping on either side.
+pub(crate) fn check_id_map(map: &[IdMapping], what: &str) -> Result<()> {
+    if map.is_empty() {
+        return Err(Error::InvalidConfig(format!(
+            "the user namespace's {what} is empty"
+        )));
+    }
+    if map.len() > MAX_ID_MAPPINGS {
+        return Err(Error::InvalidConfig(format!(
+            "the user namespace's {what} has {} lines, more than {MAX_ID_MAPPINGS}",
+            map.len()
+        )));
+    }
+    let end = |first: u32, size: u32| u64::from(first) + u64::from(size);
+    for m in map {
+        if m.size == 0 {
+            return Err(Error::InvalidConfig(format!(
+                "{what}: the mapping of container id {} to host id {} has size 0",
+                m.container_id, m.host_id
+            )));
+        }
+        for (side, first) in [("container", m.container_id), ("host", m.host_id)] {
+            if end(first, m.size) > u64::from(u32::MAX) {
+                return Err(Error::InvalidConfig(format!(
+                    "{what}: {} {side} ids from {first} go past {}",
+                    m.size,
+                    u32::MAX - 1
+                )));
+            }
+        }
+    }
+    for (i, a) in map.iter().enumerate() {
+        for b in &map[i + 1..] {
+            for (side, x, y) in [
+                ("container", a.container_id, b.container_id),
+                ("host", a.host_id, b.host_id),
+            ] {
+                if u64::from(x) < end(y, b.size) && u64::from(y) < end(x, a.size) {
+                    return Err(Error::InvalidConfig(format!(
+                        "{what}: the {side} ids of the mappings {} {} {} and {} {} {} overlap (at {side} id {})",
+                        a.container_id, a.host_id, a.size, b.container_id, b.host_id, b.size,
+                        x.max(y)
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `id` (of the jail's user: `what` names it, `uid 1000`) is mapped by `map`
+/// (`map_name`: `uid_map`, `gid_map`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn check_mapped(map: &[IdMapping], map_name: &str, id: u32, what: &str) -> Result<()> {
+    if map.iter().any(|m| m.maps(id)) {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "{what} {id} of the jail's user is not mapped by the user namespace's {map_name}"
+        )))
+    }
+}
+
+/// A user namespace of a jail: its maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserNamespace {
+    pub uid_map: Vec<IdMapping>,
+    pub gid_map: Vec<IdMapping>,
+}
+
+impl UserNamespace {
+    /// Checks that the user (`uid`, `gid`, supplementary `groups`) is mapped.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn check_user(&self, uid: u32, gid: u32, groups: &[u32]) -> Result<()> {
+        check_mapped(&self.uid_map, "uid_map", uid, "uid")?;
+        check_mapped(&self.gid_map, "gid_map", gid, "gid")?;
+        for g in groups {
+            check_mapped(&self.gid_map, "gid_map", *g, "supplementary group")?;
+        }
+        Ok(())
+    }
+}
+
+/// The text of a `uid_map`/`gid_map` file: a line `container host size` each.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn id_map_text(map: &[IdMapping]) -> String {
+    map.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
+        .collect()
+}
+
+/// The maps of a `uid_map`/`gid_map` file (of a running jail).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn parse_id_map(text: &str) -> Vec<IdMapping> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|w| w.parse::<u32>());
+            match (f.next(), f.next(), f.next()) {
+                (Some(Ok(c)), Some(Ok(h)), Some(Ok(n))) => Some(IdMapping::new(c, h, n)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// What a jail gets of a [`Namespace`].
@@ -713,6 +870,8 @@ pub struct JailConfig {
     pub(crate) hold: Option<PathBuf>,
     pub(crate) resources: crate::Resources,
     pub(crate) resource_group: Option<crate::ResourceGroup>,
+    pub(crate) user_namespace: Option<UserNamespace>,
+    pub(crate) idmapped_root: bool,
 }
 
 /// When a jail ends.
@@ -754,6 +913,8 @@ impl JailConfig {
             hold: None,
             resources: crate::Resources::default(),
             resource_group: None,
+            user_namespace: None,
+            idmapped_root: false,
         }
     }
 
@@ -1002,6 +1163,49 @@ impl JailConfig {
         self
     }
 
+    /// Linux: the jail gets a user namespace of its own with these maps, so that its root
+    /// (and every id in it) is an unprivileged id of the host: with `[IdMapping::new(0,
+    /// 100000, 65536)]` container root is host uid 100000, and host files owned by ids
+    /// that are not mapped (host root's) appear owned by `nobody` (65534) and are only
+    /// as accessible as their "other" permission bits say.
+    ///
+    /// The maps must not be empty, have at most [`MAX_ID_MAPPINGS`] lines each, no range
+    /// past `u32::MAX` and no two ranges overlapping (on either side); the jail's user (its
+    /// uid, gid and supplementary groups) must be mapped. `start` refuses anything else,
+    /// naming the id. The maps are written by the caller (root in the host's user
+    /// namespace), so `setgroups` stays allowed in the jail.
+    ///
+    /// The first process joins the resource group, the network namespace and the joined
+    /// namespaces (all owned by the host's user namespace) first, then makes the user
+    /// namespace, and the other new namespaces after it (so they belong to it: the jail's
+    /// root can mount `/proc`, set its host name, bring up its `lo`). Device nodes cannot
+    /// be made in a user namespace: `/dev` gets the host's `null`, `zero`, `full`,
+    /// `random`, `urandom` and `tty` bound onto empty files (as rootless runc does). A
+    /// `sysfs` mount ([`Mount::filesystem`]) needs a network namespace of the jail's own
+    /// ([`NetworkMode::Disabled`]); with the host's or a joined one it is a read-only
+    /// recursive bind of the host's `/sys` instead, as runc does. The root and the mount
+    /// sources must be reachable (every directory of their paths searchable) by the host
+    /// id of the jail's root. Processes started by [`crate::Jail::exec`] join the user
+    /// namespace too, their user given in container ids. Refused on FreeBSD.
+    pub fn user_namespace(mut self, uid_map: Vec<IdMapping>, gid_map: Vec<IdMapping>) -> Self {
+        self.user_namespace = Some(UserNamespace { uid_map, gid_map });
+        self
+    }
+
+    /// Linux, with a [`JailConfig::user_namespace`]: the jail's root is an idmapped mount
+    /// of the root directory (see [`Mount::idmapped`]): its files, owned by host ids,
+    /// appear owned by the same ids in the jail (host root's files are container root's,
+    /// which can write them), and what the jail writes is stored with its container ids.
+    /// The parent makes it (`open_tree(2)`, `mount_setattr(2)` with the jail's user
+    /// namespace, once it exists) and hands it to the jail's first process, which moves it
+    /// onto the root (`move_mount(2)`). A root on a file system that does not support
+    /// idmapped mounts makes `start` fail with [`Error::IdmappedMountUnsupported`]: no
+    /// fallback. Default false. Refused on FreeBSD and without a user namespace.
+    pub fn idmapped_root(mut self, on: bool) -> Self {
+        self.idmapped_root = on;
+        self
+    }
+
     /// See [`ExecConfig::capabilities`].
     pub fn capabilities(mut self, caps: Capabilities) -> Self {
         self.process = self.process.capabilities(caps);
@@ -1068,6 +1272,10 @@ impl JailConfig {
             Some("sysctl")
         } else if self.hold.is_some() {
             Some("hold")
+        } else if self.user_namespace.is_some() {
+            Some("user_namespace")
+        } else if self.idmapped_root {
+            Some("idmapped_root")
         } else if self.mounts.iter().any(Mount::beyond_nullfs) {
             Some("a mount other than a bind mount with read_only")
         } else {
@@ -1157,6 +1365,31 @@ impl JailConfig {
         }
         for (key, _) in &self.sysctls {
             sysctl_path(key)?;
+        }
+        self.validate_user_namespace()
+    }
+
+    /// Checks the user namespace's maps, and that idmapped mounts have one.
+    fn validate_user_namespace(&self) -> Result<()> {
+        match &self.user_namespace {
+            Some(u) => {
+                check_id_map(&u.uid_map, "uid_map")?;
+                check_id_map(&u.gid_map, "gid_map")?;
+            }
+            None if self.idmapped_root => {
+                return Err(Error::InvalidConfig(
+                    "idmapped_root needs a user_namespace (its maps are the mount's)".into(),
+                ))
+            }
+            None => {}
+        }
+        for m in &self.mounts {
+            if m.idmapped && (self.user_namespace.is_none() || m.fstype.is_some()) {
+                return Err(Error::InvalidConfig(format!(
+                    "the idmapped mount at {} needs a user_namespace and must be a bind mount",
+                    m.target.display()
+                )));
+            }
         }
         Ok(())
     }
@@ -1407,6 +1640,60 @@ mod tests {
         assert_eq!(given.groups(Some("alice"), &resolved), [5, 7, 9]);
         let none = ExecConfig::new(["x"]).additional_gids(vec![]);
         assert!(none.groups(Some("0:0"), &[0]).is_empty());
+    }
+
+    #[test]
+    fn id_maps() {
+        let m = |c, h, n| IdMapping::new(c, h, n);
+        check_id_map(&[m(0, 100000, 65536)], "uid_map").unwrap();
+        check_id_map(&[m(0, 1000, 1), m(1, 100000, 65535)], "uid_map").unwrap();
+        let err = |map: &[IdMapping]| check_id_map(map, "uid_map").unwrap_err().to_string();
+        assert!(err(&[]).contains("uid_map is empty"));
+        assert!(err(&vec![m(0, 0, 1); 341]).contains("more than 340"));
+        assert!(err(&[m(0, 0, 0)]).contains("size 0"));
+        assert!(err(&[m(u32::MAX - 1, 0, 2)]).contains("container ids"));
+        assert!(err(&[m(0, u32::MAX, 1)]).contains("host ids"));
+        let e = err(&[m(0, 100000, 10), m(5, 200000, 10)]);
+        assert!(
+            e.contains("container ids") && e.contains("overlap (at container id 5)"),
+            "{e}"
+        );
+        let e = err(&[m(0, 100000, 10), m(100, 100009, 1)]);
+        assert!(e.contains("host ids") && e.contains("100009"), "{e}");
+        let u = UserNamespace {
+            uid_map: vec![m(0, 100000, 1000)],
+            gid_map: vec![m(0, 100000, 1000)],
+        };
+        u.check_user(0, 0, &[1, 999]).unwrap();
+        assert!(u
+            .check_user(1000, 0, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("uid 1000 of the jail's user is not mapped"));
+        assert!(u
+            .check_user(0, 0, &[5, 1000])
+            .unwrap_err()
+            .to_string()
+            .contains("supplementary group 1000"));
+        assert_eq!(
+            parse_id_map(&id_map_text(&[m(0, 100000, 65536), m(70000, 1, 2)])),
+            [m(0, 100000, 65536), m(70000, 1, 2)]
+        );
+        assert_eq!(
+            parse_id_map("         0     100000      65536\n"),
+            [m(0, 100000, 65536)]
+        );
+        // FreeBSD refuses them by name.
+        let maps = vec![m(0, 100000, 65536)];
+        let cfg = JailConfig::new("/r").user_namespace(maps.clone(), maps);
+        assert_eq!(cfg.linux_only_setting(), Some("user_namespace"));
+        assert_eq!(
+            JailConfig::new("/r")
+                .idmapped_root(true)
+                .linux_only_setting(),
+            Some("idmapped_root")
+        );
+        assert!(Mount::bind("/a", "/b").idmapped(true).beyond_nullfs());
     }
 
     #[test]

@@ -126,6 +126,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// An idmapped mount ([`crate::JailConfig::idmapped_root`], [`crate::Mount::idmapped`])
+    /// of a path whose file system does not support them (`mount_setattr(2)` answered
+    /// `EINVAL`).
+    #[error("the file system of {} does not support idmapped mounts", path.display())]
+    IdmappedMountUnsupported {
+        /// The root or the mount's source.
+        path: PathBuf,
+    },
     /// This platform has no jail backend.
     #[error("jails are not supported on this platform")]
     UnsupportedPlatform,

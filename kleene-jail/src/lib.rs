@@ -40,8 +40,8 @@ pub use caps::{
 };
 pub use cgroup::{Cgroup, Hierarchy, Usage};
 pub use config::{
-    check_bind_target, ExecConfig, JailConfig, Lifetime, Mount, MountFlags, Namespace,
-    NamespaceMode, NetNs, NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH,
+    check_bind_target, ExecConfig, IdMapping, JailConfig, Lifetime, Mount, MountFlags, Namespace,
+    NamespaceMode, NetNs, NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH, MAX_ID_MAPPINGS,
     MOUNT_FILESYSTEMS, PROC_BIND_TARGETS,
 };
 pub use error::{Error, Result};

@@ -56,12 +56,17 @@ pub(crate) enum Stage {
     Subreaper,
     Cgroup,
     Seccomp,
+    UserNamespace,
+    UserNamespaceMaps,
+    UserNamespaceRoot,
+    Unshare,
+    IdmappedRoot,
 }
 
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 44] = [
+        const ALL: [Stage; 49] = [
             MountPrivate,
             BindRoot,
             OpenRoot,
@@ -106,6 +111,11 @@ impl Stage {
             Subreaper,
             Cgroup,
             Seccomp,
+            UserNamespace,
+            UserNamespaceMaps,
+            UserNamespaceRoot,
+            Unshare,
+            IdmappedRoot,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -157,6 +167,11 @@ impl Stage {
             Subreaper => "making the init a child subreaper",
             Cgroup => "joining the jail's cgroup",
             Seccomp => "installing the seccomp filter",
+            UserNamespace => "making the user namespace",
+            UserNamespaceMaps => "waiting for the user namespace's maps",
+            UserNamespaceRoot => "becoming root in the user namespace",
+            Unshare => "making the namespaces of the user namespace",
+            IdmappedRoot => "mounting the idmapped root",
         }
     }
 }
@@ -279,12 +294,12 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=44 {
+        for v in 1..=49 {
             let s = Stage::from_u32(v).expect("every code names a stage");
             assert_eq!(s as u32, v);
         }
         assert!(Stage::from_u32(0).is_none());
-        assert!(Stage::from_u32(45).is_none());
+        assert!(Stage::from_u32(50).is_none());
     }
 
     #[test]

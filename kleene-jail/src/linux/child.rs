@@ -35,6 +35,9 @@ pub(crate) struct MountPlan {
     pub propagation: libc::c_ulong,
     /// A tmpfs at /dev, filled with the device nodes and links runc makes.
     pub populate_dev: bool,
+    /// A bind made through the idmapped mount the parent sent: its slot among the
+    /// descriptors received ([`UserNsPlan::idmapped`]).
+    pub idmap_slot: Option<usize>,
 }
 
 /// A namespace the jail's first process joins.
@@ -159,7 +162,32 @@ pub(crate) struct StartPlan {
     /// Make the new cgroup namespace after joining the groups (its root is then the
     /// jail's group), rather than at the clone.
     pub unshare_cgroupns: bool,
+    /// A user namespace of the jail's own, made after the joins.
+    pub userns: Option<UserNsPlan>,
     pub proc: ProcPlan,
+}
+
+/// The most idmapped mounts (the root's included) the parent hands a jail.
+pub(crate) const MAX_IDMAPPED: usize = 16;
+
+/// How the jail's first process makes its user namespace (runc's order): after joining
+/// the namespaces given (owned by the host's user namespace), `unshare(CLONE_NEWUSER)`,
+/// a byte to the parent, which writes the maps (and makes the idmapped mounts, sent
+/// back with `SCM_RIGHTS`) and answers; then the ids inside, then the other namespaces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UserNsPlan {
+    /// The child's end of the socket pair shared with the parent.
+    pub sync_fd: RawFd,
+    /// The `CLONE_NEW*` namespaces made after the user namespace.
+    pub unshare: libc::c_int,
+    /// The ids the process takes in the user namespace once mapped (0, unless the maps
+    /// leave container root out: then the jail's user's).
+    pub uid: u32,
+    pub gid: u32,
+    /// How many idmapped mounts the parent sends (the root's first, when
+    /// `idmapped_root`).
+    pub idmapped: usize,
+    pub idmapped_root: bool,
 }
 
 /// How a jail-mode init lives on after the command.
@@ -980,16 +1008,25 @@ pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
             libc::setns(j.fd, j.nstype)
         });
     }
+    let idmapped = match &plan.userns {
+        Some(u) => enter_user_namespace(plan, u),
+        None => [-1; MAX_IDMAPPED],
+    };
     if let Some(report) = plan.pid_report {
         fork_into_pid_namespace(plan, report);
     }
     // SAFETY: umask only sets the process' mask (device nodes get exactly 0666 below).
     unsafe { libc::umask(0) };
-    let root_fd = bind_root(plan);
-    make_mounts(plan, root_fd);
+    let root_fd = bind_root(plan, &idmapped);
+    make_mounts(plan, root_fd, &idmapped);
+    if plan.userns.is_some() && plan.standard_mounts {
+        // Before pivot_root: a user namespace may mount proc only where the host's is
+        // fully visible, and the host's device nodes are bound from the host's /dev.
+        standard_mounts_in_root(plan, root_fd);
+    }
     pivot_to(root_fd, err);
     // From here on every path resolves inside the jail.
-    if plan.standard_mounts {
+    if plan.standard_mounts && plan.userns.is_none() {
         try_sys!(
             err,
             Stage::Proc,
@@ -1075,9 +1112,137 @@ fn fork_into_pid_namespace(plan: &StartPlan, report: RawFd) {
     }
 }
 
+/// Makes the user namespace (see [`UserNsPlan`]) and the namespaces that belong to it:
+/// the idmapped mounts the parent sent (unused slots -1).
+fn enter_user_namespace(plan: &StartPlan, u: &UserNsPlan) -> [RawFd; MAX_IDMAPPED] {
+    let err = plan.proc.err_fd;
+    // SAFETY: unshare with a namespace flag.
+    try_sys!(err, Stage::UserNamespace, 0, unsafe {
+        libc::unshare(libc::CLONE_NEWUSER)
+    });
+    // SAFETY: writes one byte from a static string to the socket the parent reads.
+    let n = unsafe { libc::write(u.sync_fd, c"U".as_ptr().cast(), 1) };
+    try_sys!(err, Stage::UserNamespaceMaps, 0, n);
+    let fds = receive_answer(u, err);
+    // SAFETY: integer arguments, and setgroups with no groups; raw system calls (glibc's
+    // wrappers signal threads this child does not have).
+    unsafe {
+        try_sys!(
+            err,
+            Stage::UserNamespaceRoot,
+            0,
+            libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>())
+        );
+        try_sys!(
+            err,
+            Stage::UserNamespaceRoot,
+            1,
+            libc::syscall(libc::SYS_setresgid, u.gid, u.gid, u.gid)
+        );
+        try_sys!(
+            err,
+            Stage::UserNamespaceRoot,
+            2,
+            libc::syscall(libc::SYS_setresuid, u.uid, u.uid, u.uid)
+        );
+    }
+    // The change of ids cleared the parent-death signal.
+    if let Some(link) = &plan.owner {
+        die_with_owner(link, err);
+    }
+    // SAFETY: unshare with namespace flags; closes this process' end of the socket.
+    unsafe {
+        try_sys!(err, Stage::Unshare, 0, libc::unshare(u.unshare));
+        libc::close(u.sync_fd);
+    }
+    fds
+}
+
+/// Waits for the parent's answer on the socket: one zero byte once the maps are
+/// written, with the idmapped mounts' descriptors.
+fn receive_answer(u: &UserNsPlan, err: RawFd) -> [RawFd; MAX_IDMAPPED] {
+    let mut fds = [-1 as RawFd; MAX_IDMAPPED];
+    let mut byte = [1u8; 1];
+    // Room for a cmsghdr and MAX_IDMAPPED descriptors, aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: msghdr is plain data for which all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    let n = loop {
+        // SAFETY: recvmsg into the buffers `msg` points to, which outlive the call.
+        let n = unsafe { libc::recvmsg(u.sync_fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 || errno() != libc::EINTR {
+            break n;
+        }
+    };
+    try_sys!(err, Stage::UserNamespaceMaps, 1, n);
+    if n == 0 || byte[0] != 0 {
+        // The parent gave up (it reports why).
+        fail(err, Stage::UserNamespaceMaps, 2, libc::EPIPE)
+    }
+    let mut got = 0;
+    // SAFETY: the CMSG_* functions walk the control buffer recvmsg filled, within
+    // msg_controllen; CMSG_DATA of an SCM_RIGHTS message holds its descriptors (read
+    // unaligned).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let len = (*c).cmsg_len - libc::CMSG_LEN(0) as usize;
+                let count = len / std::mem::size_of::<RawFd>();
+                let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                for i in 0..count {
+                    let fd = data.add(i).read_unaligned();
+                    if let Some(slot) = fds.get_mut(got) {
+                        *slot = fd;
+                    }
+                    got += 1;
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if got != u.idmapped || msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        fail(err, Stage::UserNamespaceMaps, 3, libc::EBADMSG)
+    }
+    fds
+}
+
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+/// move_mount(2) of the detached tree `from` onto `to_dir`/`to_path`, `flags` saying
+/// which paths are empty.
+fn move_mount(
+    from: RawFd,
+    to_dir: RawFd,
+    to_path: *const c_char,
+    flags: libc::c_uint,
+) -> libc::c_long {
+    // SAFETY: move_mount with descriptors of this process and NUL-terminated paths.
+    unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            c"".as_ptr(),
+            to_dir,
+            to_path,
+            flags | MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    }
+}
+
 /// Sets the propagation of every mount (private, or slaves of the host's), bind-mounts the
-/// jail's root on itself and opens it: its descriptor.
-fn bind_root(plan: &StartPlan) -> RawFd {
+/// jail's root on itself (or moves the idmapped root the parent sent onto it) and opens
+/// it: its descriptor.
+fn bind_root(plan: &StartPlan, idmapped: &[RawFd; MAX_IDMAPPED]) -> RawFd {
     let err = plan.proc.err_fd;
     try_sys!(
         err,
@@ -1086,12 +1251,23 @@ fn bind_root(plan: &StartPlan) -> RawFd {
         mount(NULL, c"/".as_ptr(), NULL, plan.root_initial, NULL)
     );
     let root = plan.root.as_ptr();
-    try_sys!(
-        err,
-        Stage::BindRoot,
-        0,
-        mount(root, root, NULL, libc::MS_BIND | libc::MS_REC, NULL)
-    );
+    if plan.userns.is_some_and(|u| u.idmapped_root) {
+        try_sys!(
+            err,
+            Stage::IdmappedRoot,
+            0,
+            move_mount(idmapped[0], libc::AT_FDCWD, root, 0)
+        );
+        // SAFETY: closes the descriptor received.
+        unsafe { libc::close(idmapped[0]) };
+    } else {
+        try_sys!(
+            err,
+            Stage::BindRoot,
+            0,
+            mount(root, root, NULL, libc::MS_BIND | libc::MS_REC, NULL)
+        );
+    }
     // SAFETY: open with a NUL-terminated path.
     let root_fd = unsafe { libc::open(root, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
     try_sys!(err, Stage::OpenRoot, 0, root_fd);
@@ -1101,7 +1277,7 @@ fn bind_root(plan: &StartPlan) -> RawFd {
 /// Makes each of the plan's mounts on its target, found inside the root (`root_fd`) before
 /// the pivot (and created there in the standard_mounts(false) mode), then remounts it with
 /// its flags, sets its propagation and fills a /dev.
-fn make_mounts(plan: &StartPlan, root_fd: RawFd) {
+fn make_mounts(plan: &StartPlan, root_fd: RawFd, idmapped: &[RawFd; MAX_IDMAPPED]) {
     let err = plan.proc.err_fd;
     for (i, m) in plan.mounts.iter().enumerate() {
         if m.create {
@@ -1113,14 +1289,25 @@ fn make_mounts(plan: &StartPlan, root_fd: RawFd) {
         try_sys!(err, Stage::OpenBindTarget, i, fd);
         let mut buf = [0u8; 32];
         let target = proc_fd_path(fd, &mut buf);
-        match &m.fstype {
-            None => try_sys!(
+        match (&m.fstype, m.idmap_slot) {
+            (None, Some(slot)) => {
+                let from = idmapped.get(slot).copied().unwrap_or(-1);
+                try_sys!(
+                    err,
+                    Stage::Bind,
+                    i,
+                    move_mount(from, fd, c"".as_ptr(), MOVE_MOUNT_T_EMPTY_PATH)
+                );
+                // SAFETY: closes the descriptor received.
+                unsafe { libc::close(from) };
+            }
+            (None, None) => try_sys!(
                 err,
                 Stage::Bind,
                 i,
                 mount(m.source.as_ptr(), target, NULL, m.flags, NULL)
             ),
-            Some(fstype) => try_sys!(
+            (Some(fstype), _) => try_sys!(
                 err,
                 Stage::Mount,
                 i,
@@ -1262,6 +1449,168 @@ fn ensure_mount_point(root_fd: RawFd, rel: &CStr, file: bool) -> Result<(), i32>
     Ok(())
 }
 
+/// The device nodes of a /dev in a user namespace, bound from the host's.
+const HOST_DEV_NODES: [(&CStr, &CStr); 6] = [
+    (c"null", c"/dev/null"),
+    (c"zero", c"/dev/zero"),
+    (c"full", c"/dev/full"),
+    (c"random", c"/dev/random"),
+    (c"urandom", c"/dev/urandom"),
+    (c"tty", c"/dev/tty"),
+];
+
+/// Makes an empty file `name` in the directory `dev` and binds the host's node `host` (a
+/// path of the host's tree, before pivot_root) onto it. Err(errno).
+fn bind_dev_node(dev: RawFd, name: &CStr, host: &CStr) -> Result<(), i32> {
+    // SAFETY: openat with a descriptor of the caller and a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dev,
+            name.as_ptr(),
+            libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_WRONLY
+                | libc::O_NOFOLLOW
+                | libc::O_NOCTTY
+                | libc::O_CLOEXEC,
+            0o666 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let mut buf = [0u8; 32];
+    let r = mount(
+        host.as_ptr(),
+        proc_fd_path(fd, &mut buf),
+        NULL,
+        libc::MS_BIND,
+        NULL,
+    );
+    let e = errno();
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// In a user namespace, before pivot_root: the crate's /proc and (with devfs) /dev inside
+/// the root `root_fd`, the device nodes bound from the host's.
+fn standard_mounts_in_root(plan: &StartPlan, root_fd: RawFd) {
+    let err = plan.proc.err_fd;
+    let mut buf = [0u8; 32];
+    let fd = openat2_raw(root_fd, c"proc".as_ptr(), libc::O_PATH);
+    try_sys!(err, Stage::Proc, 1, fd);
+    try_sys!(
+        err,
+        Stage::Proc,
+        0,
+        mount(
+            c"proc".as_ptr(),
+            proc_fd_path(fd, &mut buf),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            NULL
+        )
+    );
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+    if !plan.devfs {
+        return;
+    }
+    let fd = openat2_raw(root_fd, c"dev".as_ptr(), libc::O_PATH);
+    try_sys!(err, Stage::Dev, 30, fd);
+    let tmpfs = c"tmpfs".as_ptr();
+    try_sys!(
+        err,
+        Stage::Dev,
+        0,
+        mount(
+            tmpfs,
+            proc_fd_path(fd, &mut buf),
+            tmpfs,
+            libc::MS_NOSUID | libc::MS_STRICTATIME,
+            c"mode=755,size=65536k".as_ptr()
+        )
+    );
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+    // Opened again: now the root of the tmpfs.
+    let dev = openat2_raw(root_fd, c"dev".as_ptr(), libc::O_PATH | libc::O_DIRECTORY);
+    try_sys!(err, Stage::Dev, 31, dev);
+    for (i, (name, host)) in HOST_DEV_NODES.iter().enumerate() {
+        if let Err(e) = bind_dev_node(dev, name, host) {
+            fail(err, Stage::Dev, i as u32 + 1, e);
+        }
+    }
+    let subdirs: [(&CStr, libc::mode_t, &CStr, libc::c_ulong, &CStr); 2] = [
+        (
+            c"pts",
+            0o755,
+            c"devpts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            c"newinstance,ptmxmode=0666,mode=0620",
+        ),
+        (
+            c"shm",
+            0o1777,
+            c"tmpfs",
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            c"mode=1777,size=65536k",
+        ),
+    ];
+    for (i, (name, mode, fstype, flags, data)) in subdirs.iter().enumerate() {
+        let at = 10 + 2 * i;
+        // SAFETY: mkdirat/openat with a descriptor of this function and NUL-terminated
+        // names.
+        let fd = unsafe {
+            try_sys!(
+                err,
+                Stage::Dev,
+                at,
+                libc::mkdirat(dev, name.as_ptr(), *mode)
+            );
+            libc::openat(
+                dev,
+                name.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        try_sys!(err, Stage::Dev, at + 1, fd);
+        try_sys!(
+            err,
+            Stage::Dev,
+            at + 1,
+            mount(
+                fstype.as_ptr(),
+                proc_fd_path(fd, &mut buf),
+                fstype.as_ptr(),
+                *flags,
+                data.as_ptr()
+            )
+        );
+        // SAFETY: closes the descriptor opened above.
+        unsafe { libc::close(fd) };
+    }
+    let links: [(&CStr, &CStr); 5] = [
+        (c"pts/ptmx", c"ptmx"),
+        (c"/proc/self/fd", c"fd"),
+        (c"/proc/self/fd/0", c"stdin"),
+        (c"/proc/self/fd/1", c"stdout"),
+        (c"/proc/self/fd/2", c"stderr"),
+    ];
+    for (i, (to, from)) in links.iter().enumerate() {
+        // SAFETY: symlinkat with NUL-terminated strings and a descriptor of this function.
+        try_sys!(err, Stage::Dev, 20 + i, unsafe {
+            libc::symlinkat(to.as_ptr(), dev, from.as_ptr())
+        });
+    }
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(dev) };
+}
+
 /// Fills the tmpfs `dev` (an `O_PATH` descriptor of its root) as runc does: device nodes,
 /// the links of a /dev, and the terminal bound at `console` when there is one.
 fn fill_dev(dev: RawFd, plan: &StartPlan, index: u32) {
@@ -1274,7 +1623,15 @@ fn fill_dev(dev: RawFd, plan: &StartPlan, index: u32) {
         (c"urandom", 1, 9),
         (c"tty", 5, 0),
     ];
-    for (path, major, minor) in nodes {
+    if plan.userns.is_some() {
+        // No mknod in a user namespace: the host's nodes, bound.
+        for (name, host) in HOST_DEV_NODES {
+            if let Err(e) = bind_dev_node(dev, name, host) {
+                fail(err, Stage::DevNodes, index, e);
+            }
+        }
+    }
+    for (path, major, minor) in nodes.into_iter().filter(|_| plan.userns.is_none()) {
         // SAFETY: mknodat with a descriptor of the caller and a NUL-terminated name;
         // makedev is arithmetic.
         try_sys!(err, Stage::DevNodes, index, unsafe {

@@ -5,6 +5,7 @@ mod child;
 mod procs;
 mod spawner;
 pub(crate) mod sys;
+mod userns;
 
 use std::ffi::CString;
 use std::io;
@@ -27,7 +28,11 @@ use crate::params::linux_params;
 use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
 use crate::process::{cloexec_pipe, prepare_stdio, set_nonblocking, ExitStatus, Process};
 use crate::report::{decode, failure_error, Stage, RECORD};
-use child::{CapsPlan, ExecArrays, InitJail, JoinPlan, MountPlan, ProcPlan, RlimitPlan, StartPlan};
+use child::{
+    CapsPlan, ExecArrays, InitJail, JoinPlan, MountPlan, ProcPlan, RlimitPlan, StartPlan,
+    UserNsPlan, MAX_IDMAPPED,
+};
+use userns::{IdmappedTree, UserNsSetup};
 
 /// The name of the platform in messages.
 pub(crate) const PLATFORM: &str = "Linux";
@@ -375,7 +380,13 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         _ => None,
     };
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
-    let pid_pipe = optional_pipe(matches!(ns.pid, NamespaceMode::Join(_)))?;
+    let userns = cfg.user_namespace.as_ref();
+    // A new pid namespace made by unshare (after the user namespace) takes effect for
+    // children only, as a joined one does.
+    let pid_pipe = optional_pipe(
+        matches!(ns.pid, NamespaceMode::Join(_))
+            || (userns.is_some() && ns.pid == NamespaceMode::New),
+    )?;
     let init_jail = (cfg.lifetime == Lifetime::Processes).then_some(InitJail {
         persist: lp.persist.unwrap_or(false),
     });
@@ -391,9 +402,41 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     )?;
     proc.hold = gate.as_ref().map(|g| g.as_raw_fd());
     proc.cgroup_procs = cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
-    // A new cgroup namespace is made after the group is joined, so the group is its root.
-    let unshare_cgroupns = !cgroup_procs.is_empty() && ns.cgroup == NamespaceMode::New;
+    if let Some(u) = userns {
+        u.check_user(user.uid, user.gid, &proc.groups)?;
+    }
+    // A new cgroup namespace is made after the group is joined, so the group is its root
+    // (with a user namespace every new namespace is made after it).
+    let unshare_cgroupns =
+        userns.is_none() && !cgroup_procs.is_empty() && ns.cgroup == NamespaceMode::New;
     let (root_initial, root_after) = root_propagation(cfg.root_propagation);
+    let (user_plan, userns_setup, sync_child) = match userns {
+        Some(u) => {
+            let (setup, child_end) = userns_setup(cfg, u, root_initial)?;
+            let mut flags = start_flags(&ns, &cfg.network) & !libc::CLONE_PIDFD;
+            if ns.cgroup == NamespaceMode::New {
+                flags |= libc::CLONE_NEWCGROUP;
+            }
+            let plan = UserNsPlan {
+                sync_fd: child_end.as_raw_fd(),
+                unshare: flags,
+                uid: if u.uid_map.iter().any(|m| m.maps(0)) {
+                    0
+                } else {
+                    user.uid
+                },
+                gid: if u.gid_map.iter().any(|m| m.maps(0)) {
+                    0
+                } else {
+                    user.gid
+                },
+                idmapped: setup.trees.len(),
+                idmapped_root: cfg.idmapped_root,
+            };
+            (Some(plan), Some(setup), Some(child_end))
+        }
+        None => (None, None, None),
+    };
     let paths = PathPlans::of(cfg)?;
     let plan = StartPlan {
         root: cstr(cfg.root.as_os_str().as_bytes(), "the root")?,
@@ -419,11 +462,16 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         init_jail,
         owner: None,
         unshare_cgroupns,
+        userns: user_plan,
         proc,
     };
     let mut flags = start_flags(&ns, &cfg.network);
     if unshare_cgroupns {
         flags &= !libc::CLONE_NEWCGROUP;
+    }
+    if userns.is_some() {
+        // The namespaces are made by the child, after its user namespace.
+        flags = libc::CLONE_PIDFD;
     }
     let with_owner = cfg.process.dies_with_owner();
     let (status_r, status_w) = status_pipe.unzip();
@@ -439,8 +487,9 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         gate,
         pid_w,
         cgroup_procs,
+        sync_child,
     );
-    let started = clone_jail(plan, flags, with_owner, pid_r, child_fds).await?;
+    let started = clone_jail(plan, flags, with_owner, pid_r, userns_setup, child_fds).await?;
     let (pid, waiter) = wait_started(cfg, started, err_r, status_r).await?;
     let process = Process::new(pid, waiter, parent_stdio)?;
     let handle = JailHandle {
@@ -663,6 +712,8 @@ fn prepare_root(
     }
     let mounts = cgroup_mounts(cfg)?;
     let mut plans = Vec::with_capacity(mounts.len());
+    // The idmapped trees the parent sends: the root's first.
+    let mut next_slot = usize::from(cfg.idmapped_root);
     for (i, m) in mounts.iter().enumerate() {
         let rel = relative(&m.target);
         let file = m.fstype.is_none() && !m.source.is_dir();
@@ -675,7 +726,11 @@ fn prepare_root(
             // The child opens the target with openat2(RESOLVE_IN_ROOT), which finds it there.
             make_mount_point(&root_fd, &rel, file).map_err(|e| name_mount(e, m))?;
         }
-        plans.push(mount_plan(cfg, m, &rel, file)?);
+        let slot = m.idmapped.then(|| {
+            next_slot += 1;
+            next_slot - 1
+        });
+        plans.push(mount_plan(cfg, m, &rel, file, slot)?);
     }
     drop(root_fd);
     Ok((user, plans))
@@ -743,7 +798,23 @@ fn name_mount(e: Error, m: &Mount) -> Error {
 }
 
 /// The child's plan of mount `m`, at `rel` below the root.
-fn mount_plan(cfg: &JailConfig, m: &Mount, rel: &Path, file: bool) -> Result<MountPlan> {
+fn mount_plan(
+    cfg: &JailConfig,
+    m: &Mount,
+    rel: &Path,
+    file: bool,
+    idmap_slot: Option<usize>,
+) -> Result<MountPlan> {
+    // sysfs needs a network namespace owned by the jail's user namespace; without one of
+    // its own, the host's /sys read-only, as runc does.
+    let sys_bind = cfg.user_namespace.is_some()
+        && m.fstype.as_deref() == Some("sysfs")
+        && cfg.network != NetworkMode::Disabled;
+    let host_sys = Mount::bind("/sys", &m.target).flags(MountFlags {
+        read_only: true,
+        ..m.mount_flags()
+    });
+    let m = if sys_bind { &host_sys } else { m };
     let flags = m.mount_flags();
     let (mount_flags, remount) = match &m.fstype {
         None => (
@@ -753,6 +824,7 @@ fn mount_plan(cfg: &JailConfig, m: &Mount, rel: &Path, file: bool) -> Result<Mou
         Some(_) => (ms_flags(flags), 0),
     };
     Ok(MountPlan {
+        idmap_slot,
         source: cstr(m.source.as_os_str().as_bytes(), "a mount source")?,
         fstype: m
             .fstype
@@ -811,6 +883,7 @@ async fn clone_jail<K: Send + 'static>(
     flags: libc::c_int,
     with_owner: bool,
     pid_r: Option<OwnedFd>,
+    userns: Option<UserNsSetup>,
     child_fds: K,
 ) -> Result<Option<(libc::pid_t, OwnedFd)>> {
     spawner::run(
@@ -832,7 +905,14 @@ async fn clone_jail<K: Send + 'static>(
                 Err(e) => Err(e),
             };
             drop(child_fds);
-            let (pid, pidfd) = r?;
+            let (pid, pidfd) = r.map_err(|e| Error::io("clone the jail's first process", e))?;
+            if let Some(setup) = userns {
+                // The child waits for its maps (and idmapped mounts) before it goes on.
+                if let Err(e) = setup.run(pid) {
+                    kill_and_reap(&pidfd);
+                    return Err(e);
+                }
+            }
             let Some(pid_r) = pid_r else {
                 return Ok(Some((pid, pidfd)));
             };
@@ -848,7 +928,8 @@ async fn clone_jail<K: Send + 'static>(
             }
             // A child of this process (CLONE_PARENT), unreaped: its pid names it.
             let pid = i32::from_ne_bytes(raw);
-            Ok(Some((pid, sys::pidfd_open(pid)?)))
+            let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("open the jail's pidfd", e))?;
+            Ok(Some((pid, pidfd)))
         },
         |r| {
             if let Ok(Some((_, pidfd))) = r {
@@ -857,7 +938,54 @@ async fn clone_jail<K: Send + 'static>(
         },
     )
     .await?
-    .map_err(|e| Error::io("clone the jail's first process", e))
+}
+
+/// The parent's part of a jail's user namespace (the maps, the idmapped trees: the
+/// root's first, then those of the mounts that ask, in their order) and the child's end
+/// of the socket pair it answers on.
+fn userns_setup(
+    cfg: &JailConfig,
+    u: &crate::config::UserNamespace,
+    root_initial: libc::c_ulong,
+) -> Result<(UserNsSetup, OwnedFd)> {
+    let mut trees = Vec::new();
+    if cfg.idmapped_root {
+        trees.push(IdmappedTree {
+            path: cfg.root.clone(),
+            recursive: true,
+        });
+    }
+    trees.extend(
+        cfg.mounts
+            .iter()
+            .filter(|m| m.idmapped)
+            .map(|m| IdmappedTree {
+                path: m.source.clone(),
+                recursive: m.recursive,
+            }),
+    );
+    if trees.len() > MAX_IDMAPPED {
+        return Err(Error::InvalidConfig(format!(
+            "{} idmapped mounts (the root's included): at most {MAX_IDMAPPED}",
+            trees.len()
+        )));
+    }
+    let (parent, child) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| Error::io("make a socket pair", e))?;
+    let propagation = if root_initial & libc::MS_SLAVE != 0 {
+        libc::MS_SLAVE
+    } else {
+        libc::MS_PRIVATE
+    };
+    let child = crate::process::above_stdio(child.into())
+        .map_err(|e| Error::io("make a socket pair", e))?;
+    // c_ulong is u32 on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let propagation = u64::from(propagation);
+    Ok((
+        UserNsSetup::new(parent, &u.uid_map, &u.gid_map, trees, propagation),
+        child,
+    ))
 }
 
 /// Waits for the jail's command to exec: its waiter, or the child's reported failure
@@ -890,6 +1018,7 @@ fn differing_namespaces(pid: i32) -> Result<libc::c_int> {
     use std::os::unix::fs::MetadataExt;
     let mut flags = 0;
     for (name, flag) in [
+        ("user", libc::CLONE_NEWUSER),
         ("mnt", libc::CLONE_NEWNS),
         ("pid", libc::CLONE_NEWPID),
         ("uts", libc::CLONE_NEWUTS),
@@ -919,6 +1048,23 @@ pub(crate) async fn exec(
         .map_err(|_| Error::NotRunning)?;
     let user = resolve_in_root(&root_fd, cfg.user.as_deref().unwrap_or("0"))?;
     drop(root_fd);
+    if ns_flags & libc::CLONE_NEWUSER != 0 {
+        // The process joins the jail's user namespace: its user must be mapped there.
+        let map = |name: &str| -> Result<Vec<crate::config::IdMapping>> {
+            std::fs::read_to_string(format!("/proc/{}/{name}", handle.pid))
+                .map(|t| crate::config::parse_id_map(&t))
+                .map_err(|_| Error::NotRunning)
+        };
+        let u = crate::config::UserNamespace {
+            uid_map: map("uid_map")?,
+            gid_map: map("gid_map")?,
+        };
+        u.check_user(
+            user.uid,
+            user.gid,
+            &cfg.groups(cfg.user.as_deref(), &user.groups),
+        )?;
+    }
     let clean = cfg.clean_env.unwrap_or(true);
     let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
