@@ -10,7 +10,7 @@ use kleene_api::{
     ContainerConfig, ContainerInspect, ContainerSummary, EndPointConfig, IdResponse, Image,
     Network, NetworkConfig, NetworkInspect, Volume, VolumeConfig, VolumeInspect,
 };
-use kleene_core::{Addresses, ContainerUpdate, Engine, NetworkSpec};
+use kleene_core::{Addresses, ContainerStats, ContainerUpdate, Engine, NetworkSpec};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -258,6 +258,21 @@ impl Backend {
             Self::Remote(c) => {
                 let path = format!("/containers/{}/update", encode(target));
                 answered_id(Self::post(c, &path, Some(remote)).await?)
+            }
+        }
+    }
+
+    /// The resource use of a running container, read from its resource group (through
+    /// kleened: its `GET /containers/{id}/stats` extension).
+    pub async fn container_stats(&self, target: &str) -> Result<ContainerStats, Failure> {
+        match self {
+            Self::Local(e) => Ok(e.container_stats(target).await?),
+            Self::Remote(c) => {
+                let path = format!("/containers/{}/stats", encode(target));
+                let stats: kleene_api::ContainerStats = Self::get(c, &path).await?;
+                views::stats_of(&stats).map_err(|e| {
+                    Failure::failed(format!("kleened answered stats klee cannot read: {e}"))
+                })
             }
         }
     }

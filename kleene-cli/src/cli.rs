@@ -609,6 +609,15 @@ pub struct CreateOpts {
     pub container: ContainerOpts,
     #[command(flatten)]
     pub limits: LimitOpts,
+    /// Security options, as Docker's: seccomp=unconfined, or seccomp=PROFILE.json (a
+    /// profile in Docker's format) [default: Docker's default seccomp profile on Linux]
+    #[arg(long = "security-opt", value_name = "seccomp=unconfined|PROFILE")]
+    pub security_opt: Vec<String>,
+    /// User namespace (Linux): 'host' for none, or HOST_ID[:SIZE] to map container root to
+    /// host id HOST_ID (65536 ids by default) [default: the config file's `userns`, else
+    /// 'host']
+    #[arg(long, value_name = "host|HOST_ID[:SIZE]")]
+    pub userns: Option<String>,
     /// The working directory of the command [default: the image's]
     #[arg(short, long)]
     pub workdir: Option<String>,

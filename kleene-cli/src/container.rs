@@ -45,6 +45,17 @@ fn request(
     if let Some(l) = crate::stats::limits(&opts.limits)? {
         req = req.limits(l);
     }
+    if let Some(s) = crate::stats::seccomp(&opts.security_opt)? {
+        req = req.seccomp(s);
+    }
+    match opts.userns.as_deref() {
+        None => {}
+        Some("host") => req = req.userns(None),
+        Some(range) => {
+            let u = kleene_core::UserNs::parse(range).map_err(|e| Failure::usage(e.to_string()))?;
+            req = req.userns(Some(u));
+        }
+    }
     if let Some(d) = c.driver {
         req = req.driver(d);
     }
@@ -553,6 +564,7 @@ pub async fn update(ctx: &Ctx, a: UpdateArgs) -> Outcome {
         cmd: some(&a.command),
         persist: Some(a.persist),
         restart_policy: Some(restart_text.to_string()),
+        limits: crate::stats::limits(&a.limits)?.map(|l| kleene_api::views::limits_view(&l)),
         ..kleene_api::ContainerConfig::default()
     };
     let mut update = ContainerUpdate::new().persist(a.persist).restart(restart);

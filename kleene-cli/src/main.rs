@@ -110,6 +110,7 @@ impl Ctx {
         });
         let mut config = Config::new(root);
         config.registries = settings.registries;
+        config.userns = settings.userns;
         let (engine, _) = Engine::open_with(config, events).await?;
         Ok(engine)
     }

@@ -80,6 +80,7 @@ pub fn container_config(
         ),
         restart_policy: Some(opts.restart.clone()),
         user: c.user.clone(),
+        limits: crate::stats::limits(&opts.limits)?.map(|l| kleene_api::views::limits_view(&l)),
     })
 }
 
@@ -100,6 +101,17 @@ pub async fn create(
     image: &str,
     command: &[String],
 ) -> Result<String, Failure> {
+    // kleened's API has no field for these: refused rather than dropped.
+    if !opts.security_opt.is_empty() {
+        return Err(Failure::usage(
+            "--security-opt is not carried by kleened's API: run klee without --host",
+        ));
+    }
+    if opts.userns.is_some() {
+        return Err(Failure::usage(
+            "--userns is not carried by kleened's API: set the daemon's default instead",
+        ));
+    }
     let config = container_config(opts, image, command)?;
     let r = client.post("/containers/create", Some(&config)).await?;
     if !r.is_success() {

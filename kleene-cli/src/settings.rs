@@ -25,6 +25,8 @@ struct FileConfig {
     /// with `username` and `password`.
     #[serde(default)]
     registries: kleene_core::Registries,
+    /// `userns = "HOST_ID[:SIZE]"`: the user namespace containers get by default.
+    userns: Option<String>,
 }
 
 /// What klee takes from the flags, the environment and the config file.
@@ -34,6 +36,8 @@ pub struct Settings {
     pub root: String,
     /// How registries are spoken to.
     pub registries: kleene_core::Registries,
+    /// The user namespace containers get by default.
+    pub userns: Option<kleene_core::UserNs>,
 }
 
 /// Picks the root dataset. `config` is `--config` (which must exist) or `None` for the
@@ -75,9 +79,17 @@ pub fn load(
         .find(|r| !r.is_empty())
         .unwrap_or(DEFAULT_ROOT)
         .to_string();
+    let userns = file
+        .userns
+        .as_deref()
+        .filter(|u| *u != "host")
+        .map(kleene_core::UserNs::parse)
+        .transpose()
+        .map_err(|e| Failure::failed(format!("config file {}: {e}", path.display())))?;
     Ok(Settings {
         root,
         registries: file.registries,
+        userns,
     })
 }
 

@@ -5,8 +5,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use kleene_core::kleene_jail::parse_bytes;
-use kleene_core::{ContainerStats, Limits, RunState};
+use kleene_core::{ContainerStats, Limits};
 
+use crate::backend::Backend;
 use crate::cli::{LimitOpts, StatsArgs};
 use crate::failure::{Failure, Outcome};
 use crate::Ctx;
@@ -55,35 +56,57 @@ pub fn limits(o: &LimitOpts) -> Result<Option<Limits>, Failure> {
     Ok(Some(l))
 }
 
+/// The seccomp filter `--security-opt` asks for; `None`: the default. Other security
+/// options are refused by name.
+pub fn seccomp(opts: &[String]) -> Result<Option<kleene_core::Seccomp>, Failure> {
+    let mut out = None;
+    for o in opts {
+        match o.split_once(['=', ':']) {
+            Some(("seccomp", value)) => {
+                let s = kleene_core::Seccomp::parse_option(value, |path| {
+                    std::fs::read_to_string(path)
+                })
+                .map_err(|e| Failure::usage(e.to_string()))?;
+                out = Some(s);
+            }
+            _ => {
+                return Err(Failure::usage(format!(
+                    "unsupported security option {o:?}: only seccomp=unconfined and seccomp=PROFILE are"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `klee container stats [--stream] [CONTAINER...]`: CPU, memory and processes of running
-/// containers, read from their groups. CPU % is over the last interval (half a second
-/// for one shot).
+/// containers, read from their groups (through kleened with `--host`). CPU % is over the
+/// last interval (half a second for one shot).
 pub async fn stats(ctx: &Ctx, a: StatsArgs) -> Outcome {
-    ctx.local_only("klee container stats")?;
-    let engine = ctx.engine().await?;
+    let backend = ctx.backend().await?;
     let targets: Vec<String> = if a.containers.is_empty() {
-        engine
-            .containers()
+        backend
+            .containers(false)
             .await?
             .into_iter()
-            .filter(|c| c.runtime.state == RunState::Running)
-            .map(|c| c.id.to_string())
+            .filter(|c| c.container.running)
+            .map(|c| c.container.id)
             .collect()
     } else {
         a.containers.clone()
     };
-    let read = |engine: &kleene_core::Engine, targets: &[String]| {
-        let engine = engine.clone();
+    let read = |backend: &Backend, targets: &[String]| {
+        let backend = backend.clone();
         let targets = targets.to_vec();
         async move {
             let mut out = Vec::new();
             for t in &targets {
-                out.push(engine.container_stats(t).await?);
+                out.push(backend.container_stats(t).await?);
             }
             Ok::<_, Failure>(out)
         }
     };
-    let mut before = read(&engine, &targets).await?;
+    let mut before = read(&backend, &targets).await?;
     let interval = if a.stream {
         Duration::from_secs(1)
     } else {
@@ -95,7 +118,7 @@ pub async fn stats(ctx: &Ctx, a: StatsArgs) -> Outcome {
             _ = tokio::time::sleep(interval) => {}
             _ = tokio::signal::ctrl_c() => return Ok(0),
         }
-        let now = read(&engine, &targets).await?;
+        let now = read(&backend, &targets).await?;
         let mut out = std::io::stdout().lock();
         if a.json {
             for s in &now {
@@ -214,7 +237,7 @@ mod tests {
             ..LimitOpts::default()
         };
         let e = limits(&bad).expect_err("too small");
-        assert!(e.to_string().contains("memory limit"), "{e}");
+        assert!(e.message.contains("memory limit"), "{}", e.message);
         let bad = LimitOpts {
             cpus: Some(-1.0),
             ..LimitOpts::default()

@@ -196,3 +196,157 @@ fn a_killed_monitor_leaves_no_group_after_the_repair() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn seccomp_is_dockers_by_default_and_takes_security_opt() {
+    let Some(s) = common::scratch_for_containers() else {
+        return;
+    };
+    s.busybox_image();
+    // Docker's default profile: no new user namespaces, even for root in the container.
+    let out = s
+        .klee(["run", "bb", "busybox", "unshare", "-U", "true"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&out);
+    assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("Operation not permitted"),
+        "{stdout}\n{stderr}"
+    );
+    s.ok(&[
+        "run",
+        "--security-opt",
+        "seccomp=unconfined",
+        "bb",
+        "busybox",
+        "unshare",
+        "-U",
+        "true",
+    ]);
+    // A profile file in Docker's format.
+    let profile = s.dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = s
+        .klee(["run", "--security-opt", &opt, "bb", "mkdir", "/x"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&out);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        format!("{stdout}{stderr}").contains("Permission denied"),
+        "{stdout}\n{stderr}"
+    );
+    // exec runs under the container's filter too.
+    s.ok(&["run", "-d", "--name", "sc", "bb", "sleep", "60"]);
+    let out = s
+        .klee(["exec", "sc", "busybox", "unshare", "-U", "true"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    s.ok(&["exec", "sc", "ls", "/"]);
+    s.ok(&["stop", "sc"]);
+    // A broken profile is refused, naming the file.
+    std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_NOPE"}"#).unwrap();
+    let out = s
+        .klee(["run", "--security-opt", &opt, "bb", "true"])
+        .output()
+        .unwrap();
+    let (_, err) = common::texts(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("no-mkdir.json"), "{err}");
+    let out = s
+        .klee(["run", "--security-opt", "apparmor=x", "bb", "true"])
+        .output()
+        .unwrap();
+    let (_, err) = common::texts(&out);
+    assert!(err.contains("unsupported security option"), "{err}");
+}
+
+#[test]
+fn the_device_cgroup_keeps_block_devices_closed_despite_cap_mknod() {
+    let Some(s) = common::scratch_for_containers() else {
+        return;
+    };
+    if !Path::new("/sys/fs/cgroup/devices/devices.allow").exists() {
+        // cgroup v2 hosts: device rules are not enforced by this version (documented).
+        assert!(
+            !common::required(),
+            "this machine has cgroup v1's devices controller"
+        );
+        return;
+    }
+    s.busybox_image();
+    // CAP_MKNOD is one of Docker's default capabilities: the node is made, but opening
+    // it is refused by the container's device rules (a loop device: 7:0).
+    let out = s
+        .klee([
+            "run",
+            "bb",
+            "sh",
+            "-c",
+            "mknod /tmp/blk b 7 0 && head -c 1 /tmp/blk; echo rc=$?; echo x > /dev/null && echo null-ok",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&out);
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("Operation not permitted"), "{all}");
+    assert!(all.contains("rc=1") && all.contains("null-ok"), "{all}");
+}
+
+#[test]
+fn user_namespaces_need_an_idmapped_root_and_say_so_on_zfs_fuse() {
+    let Some(s) = common::scratch_for_containers() else {
+        return;
+    };
+    s.busybox_image();
+    // zfs-fuse's FUSE server cannot idmap: the start is refused, naming the dataset's
+    // mount point (OpenZFS from 2.2 can; kleene-jail's tests run the mapping on tmpfs).
+    let out = s
+        .klee(["run", "--name", "un", "--userns", "100000", "bb", "id"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&out);
+    let all = format!("{stdout}{stderr}");
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("does not support idmapped mounts"), "{all}");
+    let c = inspect(&s, "un");
+    assert_eq!(c["container"]["running"], false, "{c}");
+    assert!(group_dirs(c["container"]["id"].as_str().unwrap())
+        .iter()
+        .all(|d| !d.exists()));
+    // The engine's default comes from the config file; `--userns host` overrides it.
+    let config = s.dir.path().join("kleene.toml");
+    std::fs::write(&config, "userns = \"200000:65536\"\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let out = s
+        .klee(["--config", cfg, "run", "--name", "dflt", "bb", "id"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&out);
+    assert!(
+        format!("{stdout}{stderr}").contains("idmapped"),
+        "{stdout}{stderr}"
+    );
+    let out = s
+        .klee(["--config", cfg, "run", "--userns", "host", "bb", "id", "-u"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.lines().any(|l| l.trim() == "0"), "{stdout}");
+    for bad in ["0", "x", "100000:0"] {
+        let out = s
+            .klee(["run", "--userns", bad, "bb", "true"])
+            .output()
+            .unwrap();
+        let (_, err) = common::texts(&out);
+        assert!(err.contains("invalid user namespace"), "{bad}: {err}");
+    }
+}

@@ -1036,6 +1036,75 @@ fn make_pki(dir: &Path) {
     }
 }
 
+/// The first line of `klee --host ... container stats --json TARGET`.
+fn remote_stats(lab: &Lab, target: &str) -> serde_json::Value {
+    let out = lab.remote_ok(&["container", "stats", "--json", target]);
+    serde_json::from_str(out.lines().next().expect("a line of stats")).unwrap()
+}
+
+#[test]
+fn limits_and_stats_go_through_kleened() {
+    let Some(lab) = Lab::new() else { return };
+    lab.busybox();
+    lab.remote_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rl",
+        "--pids-limit",
+        "10",
+        "--memory",
+        "64m",
+        "bb",
+        "sleep",
+        "60",
+    ]);
+    let st = remote_stats(&lab, "rl");
+    assert_eq!(st["name"], "rl", "{st}");
+    assert_eq!(st["pids_limit"], 10, "{st}");
+    assert_eq!(st["memory_limit"], 67_108_864u64, "{st}");
+    assert!(st["pids"].as_u64().unwrap() >= 1, "{st}");
+    // The same figures as the embedded klee reads from the same group.
+    let local: serde_json::Value = serde_json::from_str(
+        lab.local_ok(&["container", "stats", "--json", "rl"])
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(local["id"], st["id"]);
+    assert_eq!(local["pids_limit"], st["pids_limit"]);
+
+    // An update through kleened reaches the running container's group.
+    lab.remote_ok(&["container", "update", "--pids-limit", "20", "rl"]);
+    let st = remote_stats(&lab, "rl");
+    assert_eq!(st["pids_limit"], 20, "{st}");
+    assert_eq!(st["memory_limit"], 67_108_864u64, "{st}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.remote_ok(&["container", "inspect", "rl"])).unwrap();
+    assert_eq!(
+        inspect["container"]["limits"],
+        serde_json::json!({"memory": 67_108_864u64, "pids": 20}),
+        "{inspect}"
+    );
+
+    // Without a container: the running ones, as a table.
+    let table = lab.remote_ok(&["container", "stats"]);
+    assert!(table.starts_with("CONTAINER ID"), "{table}");
+    assert!(table.contains("rl") && table.contains("/ 20"), "{table}");
+
+    lab.remote_ok(&["stop", "rl"]);
+    let out = lab.remote(&["container", "stats", "rl"]);
+    let (_, err) = common::texts(&out);
+    assert!(
+        !out.status.success() && err.contains("not running"),
+        "{out:?}"
+    );
+    let out = lab.remote(&["container", "stats", "nope"]);
+    let (_, err) = common::texts(&out);
+    assert!(!out.status.success() && err.contains("nope"), "{out:?}");
+}
+
 #[test]
 fn normalizing() {
     assert_eq!(

@@ -39,6 +39,10 @@ pub struct Config {
     /// How registries are spoken to (pull, push, `FROM registry/name`).
     #[serde(default)]
     pub registries: Registries,
+    /// The user namespace containers get unless they ask otherwise (`--userns`; Linux):
+    /// `None`, the host's.
+    #[serde(default)]
+    pub userns: Option<crate::UserNs>,
 }
 
 /// How the engine speaks to OCI registries.
@@ -135,6 +139,7 @@ impl Config {
             monitor: None,
             fs_deadline: fs_deadline(),
             registries: Registries::default(),
+            userns: None,
         }
     }
 }

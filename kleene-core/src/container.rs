@@ -55,6 +55,9 @@ pub struct CreateContainer {
     pub limits: crate::Limits,
     /// Its system-call filter.
     pub seccomp: crate::Seccomp,
+    /// Its user namespace: `None` the engine's default ([`crate::Config::userns`]),
+    /// `Some(None)` the host's, `Some(Some(range))` that range.
+    pub userns: Option<Option<crate::UserNs>>,
 }
 
 impl CreateContainer {
@@ -148,6 +151,12 @@ impl CreateContainer {
     /// Sets its system-call filter (Docker's default otherwise).
     pub fn seccomp(mut self, seccomp: crate::Seccomp) -> Self {
         self.seccomp = seccomp;
+        self
+    }
+
+    /// Sets its user namespace (`None`: the host's) instead of the engine's default.
+    pub fn userns(mut self, userns: Option<crate::UserNs>) -> Self {
+        self.userns = Some(userns);
         self
     }
 }
@@ -527,6 +536,12 @@ impl Engine {
         }
         req.limits.validate()?;
         req.seccomp.profile()?;
+        let userns = req.userns.unwrap_or(self.inner.config.userns);
+        if userns.is_some() && !cfg!(target_os = "linux") {
+            return Err(CoreError::Unsupported(
+                "user namespaces are Linux's: a FreeBSD jail's root is the host's".into(),
+            ));
+        }
         for m in &req.mounts {
             m.check()?;
         }
@@ -598,6 +613,7 @@ impl Engine {
                     restart: req.restart,
                     limits: req.limits.clone(),
                     seccomp: req.seccomp.clone(),
+                    userns,
                 },
                 created: now(),
                 runtime: Runtime::default(),

@@ -48,6 +48,8 @@ pub struct JailRun {
     pub mounts: Vec<kleene_jail::Mount>,
     /// Its system-call filter (Linux).
     pub seccomp: Option<kleene_jail::SeccompProfile>,
+    /// Its user namespace (Linux); its root is then an idmapped mount.
+    pub userns: Option<crate::UserNs>,
 }
 
 impl JailRun {
@@ -67,6 +69,7 @@ impl JailRun {
             quiet: false,
             mounts: Vec::new(),
             seccomp: None,
+            userns: None,
         }
     }
 }
@@ -165,6 +168,14 @@ impl JailRun {
         }
         for m in &self.mounts {
             cfg = cfg.mount(m.clone());
+        }
+        if let Some(u) = self.userns {
+            // The root's files, owned by host ids, are seen through the namespace: root's
+            // own are container root's. Where the file system cannot do that (zfs-fuse),
+            // the start is refused, naming it.
+            cfg = cfg
+                .user_namespace(vec![u.mapping()], vec![u.mapping()])
+                .idmapped_root(true);
         }
         cfg
     }

@@ -56,7 +56,7 @@ pub use model::{
     Container, ContainerConfig, Driver, Endpoint, Gateway, Image, ImageConfig, ImageOrigin,
     ImageSnapshot, Instruction, JailParamText, MountSource, MountSpec, Nat, Network, NetworkSpec,
     NetworkType, PortRange, Protocol, PublishedPort, RestartPolicy, RunState, Runtime, Seccomp,
-    StopSignal, Volume,
+    StopSignal, UserNs, Volume,
 };
 pub use monitor::init;
 pub use network::Addresses;

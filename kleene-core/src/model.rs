@@ -420,6 +420,54 @@ pub struct ContainerConfig {
     /// Its system-call filter (`--security-opt seccomp=…`; Linux).
     #[serde(default, skip_serializing_if = "Seccomp::is_default")]
     pub seccomp: Seccomp,
+    /// Its user namespace (`--userns`; Linux): container root is a host id of this range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<UserNs>,
+}
+
+/// A container's user namespace: container ids `0..size` are host ids
+/// `host_id..host_id + size` (uids and gids alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNs {
+    /// The host id container root (0) maps to.
+    pub host_id: u32,
+    /// How many ids are mapped.
+    pub size: u32,
+}
+
+impl UserNs {
+    /// The default size of a range, as podman's and Docker's `--userns-remap`.
+    pub const DEFAULT_SIZE: u32 = 65536;
+
+    /// `HOST_ID[:SIZE]`, as `--userns` and the config file take it.
+    pub fn parse(text: &str) -> crate::Result<Self> {
+        let bad = |why: &str| {
+            crate::CoreError::InvalidInput(format!("invalid user namespace {text:?}: {why}"))
+        };
+        let (host, size) = match text.split_once(':') {
+            Some((h, s)) => (h, s.parse().map_err(|_| bad("the size is a number"))?),
+            None => (text, Self::DEFAULT_SIZE),
+        };
+        let host_id: u32 = host.parse().map_err(|_| bad("use HOST_ID[:SIZE]"))?;
+        if host_id == 0 {
+            return Err(bad("host id 0 would make container root the host's root"));
+        }
+        if size == 0 || host_id.checked_add(size).is_none() {
+            return Err(bad("the range is empty or runs past the last id"));
+        }
+        Ok(UserNs { host_id, size })
+    }
+
+    /// The jail's maps: one range, uids and gids alike.
+    pub fn mapping(&self) -> kleene_jail::IdMapping {
+        kleene_jail::IdMapping::new(0, self.host_id, self.size)
+    }
+}
+
+impl fmt::Display for UserNs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host_id, self.size)
+    }
 }
 
 /// A container's seccomp filter, as Docker's `--security-opt seccomp=`: Docker's default

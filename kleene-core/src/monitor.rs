@@ -899,6 +899,7 @@ fn container_run(root: &Path, c: &Container, network: kleene_jail::NetworkMode) 
     run.user = (!c.config.user.is_empty()).then(|| c.config.user.clone());
     // Checked when the container was made.
     run.seccomp = c.config.seccomp.profile().ok().flatten();
+    run.userns = c.config.userns;
     run.workdir = (!c.config.workdir.is_empty()).then(|| c.config.workdir.clone());
     run
 }

@@ -488,14 +488,7 @@ fn linux(mut jail: JailConfig, spec: &Spec) -> Result<JailConfig> {
         ));
     };
     jail = namespaces(jail, l.namespaces().as_deref().unwrap_or_default())?;
-    if l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-    {
-        return Err(Error::unsupported(
-            "linux.uidMappings",
-            "user namespaces (the limits issue brings them)",
-        ));
-    }
+    jail = user_namespace(jail, l)?;
     refuse_unsupported_linux_fields(l)?;
     match l.rootfs_propagation().as_deref().unwrap_or("") {
         "" => {}
@@ -529,6 +522,36 @@ fn linux(mut jail: JailConfig, spec: &Spec) -> Result<JailConfig> {
         jail = jail.sysctl(k, v);
     }
     Ok(jail)
+}
+
+/// A new user namespace (`linux.namespaces` lists `user`) with `linux.uidMappings` and
+/// `gidMappings`, as runc makes it: the root file system is used as it is (its owner
+/// ids are the caller's business, as under runc).
+fn user_namespace(jail: JailConfig, l: &oci_spec::runtime::Linux) -> Result<JailConfig> {
+    let listed = l
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User);
+    let maps = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<kleene_jail::IdMapping> {
+        m.iter()
+            .flatten()
+            .map(|m| kleene_jail::IdMapping::new(m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let (uids, gids) = (maps(l.uid_mappings()), maps(l.gid_mappings()));
+    match (listed, uids.is_empty() && gids.is_empty()) {
+        (false, true) => Ok(jail),
+        (false, false) => Err(Error::invalid(
+            "linux.uidMappings",
+            "mappings without a user namespace in linux.namespaces",
+        )),
+        (true, _) if uids.is_empty() || gids.is_empty() => Err(Error::invalid(
+            "linux.uidMappings",
+            "a user namespace needs both uidMappings and gidMappings",
+        )),
+        (true, _) => Ok(jail.user_namespace(uids, gids)),
+    }
 }
 
 /// The `linux` fields this runtime cannot honour yet: refused by name.
@@ -636,10 +659,14 @@ fn namespaces(
             LinuxNamespaceType::Uts => Namespace::Uts,
             LinuxNamespaceType::Cgroup => Namespace::Cgroup,
             LinuxNamespaceType::User => {
-                return Err(Error::unsupported(
-                    format!("{at}.type"),
-                    "user namespaces (the limits issue brings them)",
-                ))
+                if n.path().is_some() {
+                    return Err(Error::unsupported(
+                        format!("{at}.path"),
+                        "joining a user namespace (a new one is made from linux.uidMappings)",
+                    ));
+                }
+                // Made with linux.uidMappings (see `user_namespace`).
+                continue;
             }
             LinuxNamespaceType::Time => {
                 return Err(Error::unsupported(format!("{at}.type"), "time namespaces"))

@@ -97,6 +97,9 @@ impl Runtime {
             rustix::fs::Mode::from_raw_mode(0o622),
         )
         .map_err(|e| Error::io(format!("making {}", gate.display()), e.into()))?;
+        // The mode whatever the umask: a user namespace's root is "other" to the FIFO.
+        rustix::fs::chmod(&gate, rustix::fs::Mode::from_raw_mode(0o622))
+            .map_err(|e| Error::io(format!("making {}", gate.display()), e.into()))?;
         let mut config = bundle.jail.clone().name(&locked.id).hold(&gate);
         let (parent, name) = crate::limits::cgroup_path(&bundle.linux, &locked.id)?;
         let group = kleene_jail::ResourceGroup::plan(&parent, &name)?;

@@ -655,3 +655,63 @@ fn limits_devices_and_seccomp_match_runc() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn a_user_namespace_from_uid_mappings_matches_runc() {
+    if !can_run() {
+        return;
+    }
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        assert!(
+            std::env::var("KLEENE_REQUIRE_ZFS").as_deref() != Ok("1"),
+            "runc is needed to compare with (Debian package runc)"
+        );
+        return;
+    };
+    let s = Scratch::new();
+    // Container root is host uid 100000: the bundle must be searchable by it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = s.bundle("u", |c| {
+        set_args(
+            c,
+            &["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id; ls -ln /bin/busybox | cut -c1-30; exit 4"],
+        );
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        // runc's rootless-style /sys under a user namespace on the host's network.
+        c["root"]["readonly"] = json!(false);
+    });
+    let ours = s.rt(&["run", "--bundle", b.to_str().unwrap(), "u-ours"]);
+    let theirs = runtime(
+        runc,
+        &s.dir.path().join("runc-state"),
+        &["run", "--bundle", b.to_str().unwrap(), "u-runc"],
+    );
+    assert_eq!(
+        theirs.status.code(),
+        Some(4),
+        "runc: {}",
+        text(&theirs.stderr)
+    );
+    assert_eq!(ours.status.code(), Some(4), "ours: {}", text(&ours.stderr));
+    let (ours, theirs) = (text(&ours.stdout), text(&theirs.stdout));
+    println!("under both:\n{ours}");
+    assert_eq!(ours, theirs);
+    assert!(ours.contains("100000"), "{ours}");
+    assert!(ours.contains("uid=0(root)"), "{ours}");
+    // Mappings without the namespace are refused by field.
+    let bad = s.bundle("ubad", |c| {
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 1}]);
+    });
+    let out = s.rt(&["create", "--bundle", bad.to_str().unwrap(), "ubad"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("linux.uidMappings"));
+}

@@ -11,9 +11,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use kleene_api::ResourceLimits;
 use kleene_core::{
     check_volume_name, ContainerUpdate, CoreError, CreateContainer, Driver, Engine, JailParamText,
-    MountSource, MountSpec, PublishedPort, RestartPolicy,
+    Limits, MountSource, MountSpec, PublishedPort, RestartPolicy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -219,6 +220,8 @@ pub fn app(engine: Engine) -> (Router, crate::ws::Sessions) {
         .route("/containers/{container_id}/inspect", get(container_inspect))
         .route("/containers/{container_id}/stop", post(container_stop))
         .route("/containers/{container_id}/update", post(container_update))
+        // An extension of this kleened: a running container's use of resources.
+        .route("/containers/{container_id}/stats", get(container_stats))
         // images
         .route("/images/list", get(image_list))
         .route("/images/prune", post(image_prune))
@@ -392,6 +395,9 @@ pub struct ContainerConfigBody {
     pub(crate) restart_policy: Option<RestartPolicy>,
     #[serde(default)]
     pub(crate) user: Option<String>,
+    /// An extension of this kleened: resource limits (ignored by builds).
+    #[serde(default)]
+    pub(crate) limits: Option<ResourceLimits>,
 }
 
 pub(crate) fn invalid(message: String) -> CoreError {
@@ -459,6 +465,24 @@ pub(crate) fn jail_params(params: Vec<String>) -> Result<Vec<JailParamText>, Cor
     params.iter().map(|p| p.parse()).collect()
 }
 
+/// The limits of a create or update body: `None` for none (or an empty object); limits
+/// no host takes are `400` with the reason, naming the limit (the limits are an extension
+/// of this kleened, so not held to the codes of Kleene's operations).
+pub(crate) fn body_limits(limits: Option<&ResourceLimits>) -> Result<Option<Limits>, ApiError> {
+    let Some(limits) = limits.map(kleene_api::views::limits_of) else {
+        return Ok(None);
+    };
+    if limits.is_empty() {
+        return Ok(None);
+    }
+    limits.validate().map_err(invalid_limits)?;
+    Ok(Some(limits))
+}
+
+fn invalid_limits(e: CoreError) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+}
+
 pub(crate) fn create_request(body: ContainerConfigBody) -> Result<CreateContainer, CoreError> {
     let image = body
         .image
@@ -495,6 +519,12 @@ pub(crate) fn create_request(body: ContainerConfigBody) -> Result<CreateContaine
     if let Some(restart) = body.restart_policy {
         req = req.restart(restart);
     }
+    // Checked by the handler first (`400`); here they are only carried.
+    if let Some(limits) = body.limits.as_ref().map(kleene_api::views::limits_of) {
+        if !limits.is_empty() {
+            req = req.limits(limits);
+        }
+    }
     Ok(req)
 }
 
@@ -519,7 +549,8 @@ async fn container_create(
     State(engine): State<Engine>,
     JsonBody(body): JsonBody<ContainerConfigBody>,
 ) -> Result<(StatusCode, Json<IdResponse>), ApiError> {
-    // kleened answers every refusal of a create with 404.
+    // Invalid limits are 400; kleened answers every other refusal of a create with 404.
+    body_limits(body.limits.as_ref())?;
     let req = create_request(body).map_err(|e| core_error(e, NOT_FOUND_FOR_ALL))?;
     let c = engine
         .create_container(req)
@@ -601,6 +632,12 @@ fn update_request(body: ContainerConfigBody) -> Result<ContainerUpdate, CoreErro
     if let Some(cmd) = body.cmd.filter(|c| !c.is_empty()) {
         update = update.cmd(cmd);
     }
+    // Checked by the handler first (`400`); here they are only carried.
+    if let Some(limits) = body.limits.as_ref().map(kleene_api::views::limits_of) {
+        if !limits.is_empty() {
+            update = update.limits(limits);
+        }
+    }
     Ok(update)
 }
 
@@ -613,12 +650,43 @@ async fn container_update(
         conflict: StatusCode::CONFLICT,
         invalid: StatusCode::CONFLICT,
     };
+    // Invalid limits are 400: those given, then the container's with them (a swap limit
+    // below the memory limit it keeps, say).
+    if let Some(limits) = body_limits(body.limits.as_ref())? {
+        let c = engine
+            .container(&container_id)
+            .await
+            .map_err(|e| core_error(e, codes))?;
+        c.config
+            .limits
+            .merged(&limits)
+            .validate()
+            .map_err(invalid_limits)?;
+    }
     let update = update_request(body).map_err(|e| core_error(e, codes))?;
     let c = engine
         .update_container(&container_id, update)
         .await
         .map_err(|e| core_error(e, codes))?;
     Ok((StatusCode::CREATED, id(c.id)))
+}
+
+/// An extension of this kleened: a running container's use of resources from its
+/// resource group; `404` for an unknown container, `409` for one not running (or
+/// without a group, on a host without cgroups).
+async fn container_stats(
+    State(engine): State<Engine>,
+    Path(container_id): Path<String>,
+) -> Result<Json<views::ContainerStatsView>, ApiError> {
+    let codes = Codes {
+        conflict: StatusCode::CONFLICT,
+        invalid: StatusCode::CONFLICT,
+    };
+    let stats = engine
+        .container_stats(&container_id)
+        .await
+        .map_err(|e| core_error(e, codes))?;
+    Ok(Json(views::stats_view(&stats)))
 }
 
 // ---- volumes ----
@@ -751,6 +819,36 @@ mod tests {
         assert_eq!(u.env, Some(vec![]));
         assert_eq!(u.cmd, None);
         assert_eq!(u.persist, None);
+    }
+
+    #[test]
+    fn limits_are_carried_and_bad_ones_are_400() {
+        let b = body(r#"{"image":"bb","limits":{"memory":67108864,"pids":10}}"#);
+        assert_eq!(
+            body_limits(b.limits.as_ref()).unwrap(),
+            Some(Limits::new().memory(64 << 20).pids(10))
+        );
+        let req = create_request(b).unwrap();
+        assert_eq!(req.limits, Limits::new().memory(64 << 20).pids(10));
+        let u = update_request(body(r#"{"limits":{"pids":20}}"#)).unwrap();
+        assert_eq!(u.limits, Some(Limits::new().pids(20)));
+        // Absent, null and empty limits change nothing.
+        for json in [r#"{}"#, r#"{"limits":null}"#, r#"{"limits":{}}"#] {
+            let b = body(json);
+            assert_eq!(body_limits(b.limits.as_ref()).unwrap(), None, "{json}");
+            assert_eq!(update_request(b).unwrap().limits, None, "{json}");
+        }
+        let e = body_limits(body(r#"{"limits":{"memory":1024}}"#).limits.as_ref())
+            .expect_err("too little memory");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("memory limit"), "{}", e.message);
+        let e =
+            body_limits(body(r#"{"limits":{"nano_cpus":0}}"#).limits.as_ref()).expect_err("no cpu");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        // The wrong shape is 422, as every body of the wrong shape.
+        assert!(
+            serde_json::from_str::<ContainerConfigBody>(r#"{"limits":{"memory":"1g"}}"#).is_err()
+        );
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! handlers use.
 
 pub use kleene_api::types::{
-    Container as ContainerView, ContainerInspect, ContainerSummary, EndPoint as EndpointView,
-    Image as ImageView, MountPoint as MountpointView, Network as NetworkView, NetworkInspect,
-    PublishedPort as PublishedPortView, Volume as VolumeView, VolumeInspect,
+    Container as ContainerView, ContainerInspect, ContainerStats as ContainerStatsView,
+    ContainerSummary, EndPoint as EndpointView, Image as ImageView, MountPoint as MountpointView,
+    Network as NetworkView, NetworkInspect, PublishedPort as PublishedPortView,
+    Volume as VolumeView, VolumeInspect,
 };
 pub use kleene_api::views::{
     container_inspect, container_summary, container_view, endpoint_view, image_view, is_running,
-    iso8601, mountpoint_views, network_inspect, network_view, volume_inspect, volume_view,
+    iso8601, mountpoint_views, network_inspect, network_view, stats_view, volume_inspect,
+    volume_view,
 };

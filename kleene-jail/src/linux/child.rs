@@ -860,6 +860,11 @@ fn hold_then_exec(p: &ProcPlan, arrays: &ExecArrays, gate: RawFd) -> ! {
     };
     let mut buf = [0u8; 32];
     let path = proc_fd_path(gate, &mut buf);
+    // A change of ids (above all into a user namespace) leaves the process non-dumpable,
+    // and /proc/self/fd then belongs to root: it is made dumpable again, as execve would
+    // make it a moment later anyway.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
     try_sys!(err, Stage::Hold, 0, access_effective(path, libc::W_OK));
     // While held, the process keeps nothing of its starter's but its standard streams:
     // close-on-exec descriptors would otherwise stay open until the execve (a lock the
