@@ -17,9 +17,10 @@ command -v cargo >/dev/null || die "cargo is not installed: install Rust (https:
 enable_contrib
 apt_install zfs-fuse pkg-config libzfslinux-dev rustc-web rust-web-src busybox-static fonts-dejavu-core \
 	iproute2 ca-certificates xz-utils nftables util-linux podman buildah runc python3 python3-venv \
-	openssl curl umoci docker-registry skopeo gpg python3-cryptography
-# buildah is a peer in the COPY tests: runc, cgroupfs, explicit ulimits on this kind of
-# machine (benches/scripts/podman-setup.sh writes /etc/containers/containers.conf).
+	openssl curl umoci docker-registry skopeo gpg python3-cryptography containerd
+# buildah is a peer in the COPY tests, and podman and containerd drive kleene-runtime:
+# runc, cgroupfs, explicit ulimits on this kind of machine
+# (benches/scripts/podman-setup.sh writes /etc/containers/containers.conf).
 "$top/benches/scripts/podman-setup.sh" >/dev/null
 
 start_zfs

@@ -868,7 +868,13 @@ fn jail_config(
         drop(root_dir.open_dir(w, Symlinks::FollowInRoot, true)?);
     }
     for m in &c.config.mounts {
-        cfg = cfg.mount(container_mount(inner, &root, &root_dir, m)?);
+        cfg = cfg.mount(container_mount(
+            inner,
+            &root,
+            &root_dir,
+            m,
+            c.config.userns.is_some(),
+        )?);
     }
     if detached {
         let (file, err) = open_log(inner, c)?;
@@ -911,6 +917,7 @@ fn container_mount(
     root: &Path,
     root_dir: &RootDir,
     m: &crate::model::MountSpec,
+    c_has_userns: bool,
 ) -> Result<Mount> {
     // The mount point is made inside the root, its symlinks followed there: a
     // directory, or for a host file its directory (kleene-jail makes the file).
@@ -934,9 +941,16 @@ fn container_mount(
             volume.mountpoint
         }
     };
+    let volume = matches!(m.source, MountSource::Volume(_));
     let mut mount = Mount::bind(source, &m.destination);
     if m.read_only {
         mount = mount.read_only();
+    }
+    if volume && c_has_userns {
+        // A volume is the engine's: seen through the user namespace as the dataset is,
+        // so its files keep the owners any container sees (a host directory keeps the
+        // host's, which container root does not own).
+        mount = mount.idmapped(true);
     }
     Ok(mount)
 }

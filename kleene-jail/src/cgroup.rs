@@ -448,6 +448,10 @@ impl Cgroup {
     /// Kills what is left in the group and removes it from every hierarchy. A group that
     /// is already gone is fine.
     pub fn remove(&self) -> Result<()> {
+        if self.is_frozen() {
+            // A frozen task dies only once thawed.
+            let _ = self.freeze(false);
+        }
         let deadline = Instant::now() + REMOVE_TIMEOUT;
         loop {
             let pids = self.pids();
@@ -488,6 +492,68 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// Freezes (pauses) or thaws every process of the group, and waits until the kernel
+    /// says it is done: v1's freezer controller, v2's `cgroup.freeze`.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let deadline = Instant::now() + REMOVE_TIMEOUT;
+        let (file, value, state_file, done): (PathBuf, &str, PathBuf, &str) = match &self.hierarchy
+        {
+            Hierarchy::V1(_) => {
+                let dir =
+                    self.dir_of(Controller::Freezer)
+                        .ok_or_else(|| Error::LimitUnavailable {
+                            limit: "pausing".into(),
+                            reason: "the freezer cgroup controller is not mounted".into(),
+                        })?;
+                let v = if frozen { "FROZEN" } else { "THAWED" };
+                (dir.join("freezer.state"), v, dir.join("freezer.state"), v)
+            }
+            Hierarchy::V2(root) => {
+                let dir = root.join(&self.path);
+                let (v, d) = if frozen {
+                    ("1", "frozen 1")
+                } else {
+                    ("0", "frozen 0")
+                };
+                (dir.join("cgroup.freeze"), v, dir.join("cgroup.events"), d)
+            }
+        };
+        loop {
+            write_file(&file, value)?;
+            let now = std::fs::read_to_string(&state_file)
+                .map_err(|e| Error::io(format!("read {}", state_file.display()), e))?;
+            if now.lines().any(|l| l.trim() == done) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::io(
+                    format!(
+                        "{} the cgroup {}",
+                        if frozen { "freeze" } else { "thaw" },
+                        self.path.display()
+                    ),
+                    io::Error::from(io::ErrorKind::TimedOut),
+                ));
+            }
+            // v1 answers FREEZING while tasks are still on their way.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Whether the group is frozen (paused).
+    pub fn is_frozen(&self) -> bool {
+        match &self.hierarchy {
+            Hierarchy::V1(_) => self
+                .dir_of(Controller::Freezer)
+                .and_then(|d| std::fs::read_to_string(d.join("freezer.state")).ok())
+                .is_some_and(|s| s.trim() == "FROZEN"),
+            Hierarchy::V2(root) => {
+                std::fs::read_to_string(root.join(&self.path).join("cgroup.events"))
+                    .is_ok_and(|s| s.lines().any(|l| l.trim() == "frozen 1"))
+            }
+        }
     }
 
     /// Whether any of its directories exists.

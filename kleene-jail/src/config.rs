@@ -128,6 +128,25 @@ pub fn check_bind_target(target: &Path) -> Result<()> {
     )))
 }
 
+/// A device node to make in the jail ([`JailConfig::device`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNode {
+    /// Its absolute path in the jail (`/dev/fuse`).
+    pub path: PathBuf,
+    /// `'c'` (character), `'b'` (block) or `'p'` (FIFO).
+    pub kind: char,
+    /// Its major number.
+    pub major: u32,
+    /// Its minor number.
+    pub minor: u32,
+    /// Its permission bits (`0o666`).
+    pub mode: u32,
+    /// Its owner (a uid in the jail).
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+}
+
 /// The file systems [`Mount::filesystem`] accepts.
 pub const MOUNT_FILESYSTEMS: &[&str] = &[
     "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2",
@@ -867,6 +886,7 @@ pub struct JailConfig {
     pub(crate) masked_paths: Vec<PathBuf>,
     pub(crate) readonly_paths: Vec<PathBuf>,
     pub(crate) sysctls: Vec<(String, String)>,
+    pub(crate) devices: Vec<DeviceNode>,
     pub(crate) hold: Option<PathBuf>,
     pub(crate) resources: crate::Resources,
     pub(crate) resource_group: Option<crate::ResourceGroup>,
@@ -910,6 +930,7 @@ impl JailConfig {
             masked_paths: Vec::new(),
             readonly_paths: Vec::new(),
             sysctls: Vec::new(),
+            devices: Vec::new(),
             hold: None,
             resources: crate::Resources::default(),
             resource_group: None,
@@ -1242,6 +1263,16 @@ impl JailConfig {
         self
     }
 
+    /// Linux: makes device node `node` in the jail (config.json's `linux.devices`), after
+    /// the mounts (so in a `/dev` tmpfs), its directory made inside the root when missing.
+    /// Whether the jail may open it is the device cgroup's say
+    /// ([`crate::Resources::devices`]). Refused with a user namespace (no `mknod` there)
+    /// and on FreeBSD (devfs rulesets decide).
+    pub fn device(mut self, node: DeviceNode) -> Self {
+        self.devices.push(node);
+        self
+    }
+
     /// See [`ExecConfig::seccomp`].
     pub fn seccomp(mut self, profile: crate::SeccompProfile) -> Self {
         self.process = self.process.seccomp(profile);
@@ -1272,6 +1303,8 @@ impl JailConfig {
             Some("sysctl")
         } else if self.hold.is_some() {
             Some("hold")
+        } else if !self.devices.is_empty() {
+            Some("device")
         } else if self.user_namespace.is_some() {
             Some("user_namespace")
         } else if self.idmapped_root {
@@ -1285,6 +1318,28 @@ impl JailConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         self.process.validate()?;
+        for d in &self.devices {
+            let bad = |why: &str| {
+                Err(Error::InvalidConfig(format!(
+                    "device {}: {why}",
+                    d.path.display()
+                )))
+            };
+            if !d.path.is_absolute()
+                || d.path
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+                || d.path.file_name().is_none()
+            {
+                return bad("the path must be absolute, without ..");
+            }
+            if !matches!(d.kind, 'c' | 'b' | 'p') {
+                return bad("the type is c, b or p");
+            }
+            if d.mode > 0o7777 {
+                return bad("the mode is a permission mask");
+            }
+        }
         if !self.root.is_absolute() {
             return Err(Error::InvalidConfig(format!(
                 "root {} is not absolute",

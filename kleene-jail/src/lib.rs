@@ -40,9 +40,9 @@ pub use caps::{
 };
 pub use cgroup::{Cgroup, Hierarchy, Usage};
 pub use config::{
-    check_bind_target, ExecConfig, IdMapping, JailConfig, Lifetime, Mount, MountFlags, Namespace,
-    NamespaceMode, NetNs, NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH, MAX_ID_MAPPINGS,
-    MOUNT_FILESYSTEMS, PROC_BIND_TARGETS,
+    check_bind_target, DeviceNode, ExecConfig, IdMapping, JailConfig, Lifetime, Mount, MountFlags,
+    Namespace, NamespaceMode, NetNs, NetworkMode, Propagation, Stdio, WinSize, DEFAULT_PATH,
+    MAX_ID_MAPPINGS, MOUNT_FILESYSTEMS, PROC_BIND_TARGETS,
 };
 pub use error::{Error, Result};
 pub use hold::{release, RELEASE_TIMEOUT};

@@ -117,6 +117,25 @@ impl ResourceGroup {
         }
     }
 
+    /// Pauses (`true`) or resumes every process of the jail (Linux: the freezer).
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        match &self.kind {
+            Kind::Cgroup(g) => g.freeze(frozen),
+            Kind::Rctl(_) => Err(Error::UnsupportedSetting {
+                setting: "pausing a jail".into(),
+                platform: "FreeBSD",
+            }),
+        }
+    }
+
+    /// Whether its processes are paused.
+    pub fn is_frozen(&self) -> bool {
+        match &self.kind {
+            Kind::Cgroup(g) => g.is_frozen(),
+            Kind::Rctl(_) => false,
+        }
+    }
+
     /// Whether it still exists (a cgroup's directory; RCTL rules are not looked up).
     pub fn exists(&self) -> bool {
         match &self.kind {

@@ -56,6 +56,7 @@ pub(crate) enum Stage {
     Subreaper,
     Cgroup,
     Seccomp,
+    Device,
     UserNamespace,
     UserNamespaceMaps,
     UserNamespaceRoot,
@@ -66,7 +67,7 @@ pub(crate) enum Stage {
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 49] = [
+        const ALL: [Stage; 50] = [
             MountPrivate,
             BindRoot,
             OpenRoot,
@@ -111,6 +112,7 @@ impl Stage {
             Subreaper,
             Cgroup,
             Seccomp,
+            Device,
             UserNamespace,
             UserNamespaceMaps,
             UserNamespaceRoot,
@@ -167,6 +169,7 @@ impl Stage {
             Subreaper => "making the init a child subreaper",
             Cgroup => "joining the jail's cgroup",
             Seccomp => "installing the seccomp filter",
+            Device => "making a device node",
             UserNamespace => "making the user namespace",
             UserNamespaceMaps => "waiting for the user namespace's maps",
             UserNamespaceRoot => "becoming root in the user namespace",
@@ -294,12 +297,12 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for v in 1..=49 {
+        for v in 1..=50 {
             let s = Stage::from_u32(v).expect("every code names a stage");
             assert_eq!(s as u32, v);
         }
         assert!(Stage::from_u32(0).is_none());
-        assert!(Stage::from_u32(50).is_none());
+        assert!(Stage::from_u32(51).is_none());
     }
 
     #[test]

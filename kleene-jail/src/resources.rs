@@ -400,17 +400,20 @@ pub enum Controller {
     Cpuset,
     /// `devices`: which device nodes may be used (v1).
     Devices,
+    /// `freezer`: pausing every process of the group (v1).
+    Freezer,
 }
 
 impl Controller {
     /// Every controller a container's group joins.
-    pub const ALL: [Controller; 6] = [
+    pub const ALL: [Controller; 7] = [
         Controller::Memory,
         Controller::Pids,
         Controller::Cpu,
         Controller::Cpuacct,
         Controller::Cpuset,
         Controller::Devices,
+        Controller::Freezer,
     ];
 
     /// Its name in `/proc/self/cgroup` and mount options.
@@ -422,6 +425,7 @@ impl Controller {
             Controller::Cpuacct => "cpuacct",
             Controller::Cpuset => "cpuset",
             Controller::Devices => "devices",
+            Controller::Freezer => "freezer",
         }
     }
 }

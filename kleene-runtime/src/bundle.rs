@@ -489,6 +489,33 @@ fn linux(mut jail: JailConfig, spec: &Spec) -> Result<JailConfig> {
     };
     jail = namespaces(jail, l.namespaces().as_deref().unwrap_or_default())?;
     jail = user_namespace(jail, l)?;
+    for (i, d) in l.devices().iter().flatten().enumerate() {
+        let at = format!("linux.devices[{i}]");
+        let kind = match d.typ().as_str() {
+            "c" | "u" => 'c',
+            "b" => 'b',
+            "p" => 'p',
+            other => {
+                return Err(Error::invalid(
+                    format!("{at}.type"),
+                    format!("{other:?} is not c, u, b or p"),
+                ))
+            }
+        };
+        let path = destination(d.path(), &format!("{at}.path"))?;
+        jail = jail.device(kleene_jail::DeviceNode {
+            path,
+            kind,
+            major: u32::try_from(d.major())
+                .map_err(|_| Error::invalid(format!("{at}.major"), "not a device number"))?,
+            minor: u32::try_from(d.minor())
+                .map_err(|_| Error::invalid(format!("{at}.minor"), "not a device number"))?,
+            // The spec's fileMode may carry the type bits too (S_IFCHR).
+            mode: d.file_mode().map_or(0o666, |m| m & 0o7777),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
     refuse_unsupported_linux_fields(l)?;
     match l.rootfs_propagation().as_deref().unwrap_or("") {
         "" => {}
@@ -556,9 +583,6 @@ fn user_namespace(jail: JailConfig, l: &oci_spec::runtime::Linux) -> Result<Jail
 
 /// The `linux` fields this runtime cannot honour yet: refused by name.
 fn refuse_unsupported_linux_fields(l: &oci_spec::runtime::Linux) -> Result<()> {
-    if l.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(Error::unsupported("linux.devices", "device nodes"));
-    }
     for (field, set) in [
         (
             "mountLabel",

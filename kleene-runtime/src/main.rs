@@ -268,9 +268,8 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         Command::List { format, quiet } => list(&rt, format, *quiet)?,
         Command::Ps { format, id } => ps(&rt, id, format)?,
-        Command::Pause { id } | Command::Resume { id } => {
-            bail!("container {id}: pause and resume need the freezer cgroup, which this version does not manage");
-        }
+        Command::Pause { id } => rt.pause(id, true)?,
+        Command::Resume { id } => rt.pause(id, false)?,
         Command::Spec { .. } | Command::Features => unreachable!("handled above"),
     }
     Ok(0)

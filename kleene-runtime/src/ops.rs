@@ -216,7 +216,7 @@ impl Runtime {
         let record = self.store.record(id)?;
         let status = self.store.status(id, record.as_ref());
         let record = match record {
-            Some(r) if matches!(status, Status::Created | Status::Running) => r,
+            Some(r) if matches!(status, Status::Created | Status::Running | Status::Paused) => r,
             _ => {
                 return Err(Error::State {
                     id: id.to_string(),
@@ -225,6 +225,9 @@ impl Runtime {
                 })
             }
         };
+        // As runc: a paused container is thawed for SIGKILL, which a frozen task never
+        // receives.
+        let thaw = status == Status::Paused && signal == Signal::SIGKILL;
         let pids = if all {
             processes(&record)
         } else {
@@ -241,7 +244,45 @@ impl Runtime {
                 }
             }
         }
+        if thaw {
+            self.freeze(id, &record, false)?;
+        }
         Ok(())
+    }
+
+    /// Pauses (`true`: every process frozen) or resumes a container.
+    pub fn pause(&self, id: &str, pause: bool) -> Result<()> {
+        let locked = self.store.lock(id)?;
+        let record = locked.record()?;
+        let status = self.store.status(id, record.as_ref());
+        let want = if pause {
+            Status::Running
+        } else {
+            Status::Paused
+        };
+        match record {
+            Some(r) if status == want => self.freeze(id, &r, pause),
+            _ => Err(Error::State {
+                id: id.to_string(),
+                status: status.as_str(),
+                reason: if pause {
+                    "only a running container can be paused".into()
+                } else {
+                    "only a paused container can be resumed".into()
+                },
+            }),
+        }
+    }
+
+    fn freeze(&self, id: &str, record: &Record, frozen: bool) -> Result<()> {
+        let Some(locator) = record.resource_group.as_deref() else {
+            return Err(Error::State {
+                id: id.to_string(),
+                status: "running",
+                reason: "it has no cgroup (the host mounts no cgroup hierarchy)".into(),
+            });
+        };
+        Ok(kleene_jail::ResourceGroup::from_locator(locator)?.freeze(frozen)?)
     }
 
     /// Removes a container: a stopped or created one always, a running one with `force`
@@ -250,7 +291,7 @@ impl Runtime {
         let locked = self.store.lock(id)?;
         let record = locked.record()?;
         let status = self.store.status(id, record.as_ref());
-        if status == Status::Running && !force {
+        if matches!(status, Status::Running | Status::Paused) && !force {
             return Err(Error::State {
                 id: id.to_string(),
                 status: status.as_str(),
@@ -258,10 +299,14 @@ impl Runtime {
             });
         }
         if let Some(r) = &record {
-            if matches!(status, Status::Created | Status::Running) {
+            if matches!(status, Status::Created | Status::Running | Status::Paused) {
                 for pid in processes(r) {
                     let _ =
                         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                if status == Status::Paused {
+                    // Frozen tasks die once thawed.
+                    self.freeze(id, r, false)?;
                 }
                 let deadline = Instant::now() + KILL_WAIT;
                 while state::alive(r) {
@@ -312,7 +357,9 @@ impl Runtime {
         let record = self.store.record(id)?;
         let status = self.store.status(id, record.as_ref());
         match record {
-            Some(r) if matches!(status, Status::Created | Status::Running) => Ok(processes(&r)),
+            Some(r) if matches!(status, Status::Created | Status::Running | Status::Paused) => {
+                Ok(processes(&r))
+            }
             _ => Ok(Vec::new()),
         }
     }

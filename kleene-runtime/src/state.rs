@@ -86,6 +86,8 @@ pub enum Status {
     Created,
     /// The user's program runs.
     Running,
+    /// Its processes are frozen (`pause`).
+    Paused,
     /// Its first process has ended (or never was).
     Stopped,
 }
@@ -97,6 +99,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -291,6 +294,13 @@ fn status_of(dir: &Path, record: &Record) -> Status {
         Status::Stopped
     } else if dir.join(GATE).exists() {
         Status::Created
+    } else if record
+        .resource_group
+        .as_deref()
+        .and_then(|l| kleene_jail::ResourceGroup::from_locator(l).ok())
+        .is_some_and(|g| g.is_frozen())
+    {
+        Status::Paused
     } else {
         Status::Running
     }

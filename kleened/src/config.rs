@@ -274,6 +274,9 @@ struct RawConfig {
     enable_logging: bool,
     #[serde(default)]
     log_level: LogLevel,
+    /// Extension: `userns: "HOST_ID:SIZE"`, the user namespace of containers (Linux).
+    #[serde(default)]
+    userns: Option<String>,
 }
 
 /// kleened's configuration.
@@ -291,6 +294,8 @@ pub struct Config {
     pub enable_logging: bool,
     /// Verbosity.
     pub log_level: LogLevel,
+    /// The user namespace containers get (an extension; Linux).
+    pub userns: Option<kleene_core::UserNs>,
 }
 
 impl Default for Config {
@@ -343,6 +348,13 @@ impl Config {
             api_listening_sockets,
             enable_logging: raw.enable_logging,
             log_level: raw.log_level,
+            userns: raw
+                .userns
+                .as_deref()
+                .filter(|u| *u != "host")
+                .map(kleene_core::UserNs::parse)
+                .transpose()
+                .map_err(|e| invalid(format!("userns: {e}")))?,
         })
     }
 }
@@ -383,6 +395,24 @@ log_level: "info"
         assert_eq!(d.api_listening_sockets, c.api_listening_sockets);
         assert_eq!(d.pf_config_path, c.pf_config_path);
         assert!(d.enable_logging);
+    }
+
+    #[test]
+    fn a_user_namespace_default_is_an_extension() {
+        let c = parse("userns: \"100000:65536\"\n").unwrap();
+        assert_eq!(
+            c.userns.map(|u| u.to_string()).as_deref(),
+            Some("100000:65536")
+        );
+        assert_eq!(engine_config_userns(&c), c.userns);
+        assert!(parse("userns: host\n").unwrap().userns.is_none());
+        let e = parse("userns: \"0\"\n").unwrap_err();
+        assert!(e.to_string().contains("userns"), "{e}");
+        assert!(Config::default().userns.is_none());
+    }
+
+    fn engine_config_userns(c: &Config) -> Option<kleene_core::UserNs> {
+        crate::engine_config(c).userns
     }
 
     #[test]

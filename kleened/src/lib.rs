@@ -17,7 +17,9 @@ pub use server::{serve, ServeError, Socket};
 /// The kleene-core configuration for kleened's: the root dataset, the rest as
 /// kleene-core's defaults.
 pub fn engine_config(config: &Config) -> kleene_core::Config {
-    kleene_core::Config::new(config.kleene_root.clone())
+    let mut c = kleene_core::Config::new(config.kleene_root.clone());
+    c.userns = config.userns;
+    c
 }
 
 /// Starts, detached, every container whose restart policy is `on-startup` and that is not

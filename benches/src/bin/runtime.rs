@@ -114,6 +114,157 @@ fn create_rss(runtime: &Path, root: &Path, bundle: &Path, id: &str) -> Result<u6
     Ok(rss)
 }
 
+/// A tar of `rootfs`, imported into podman storage under `dir` as `localhost/bb`; the
+/// podman command line for that storage.
+fn podman_storage(dir: &Path, rootfs: &Path) -> Result<Vec<String>> {
+    let tar = dir.join("bb.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    )?;
+    let base: Vec<String> = vec![
+        "--root".into(),
+        dir.join("root").display().to_string(),
+        "--runroot".into(),
+        dir.join("run").display().to_string(),
+        "--cgroup-manager".into(),
+        "cgroupfs".into(),
+        "--events-backend".into(),
+        "file".into(),
+        "--tmpdir".into(),
+        dir.join("tmp").display().to_string(),
+    ];
+    run_ok(Command::new("podman").args(&base).args([
+        "import",
+        &tar.display().to_string(),
+        "localhost/bb",
+    ]))?;
+    Ok(base)
+}
+
+/// `podman run --rm localhost/bb /bin/true` with each runtime, alternating: the medians.
+fn podman_e2e(a: &Args, dir: &Path, rootfs: &Path) -> Result<(Duration, Duration)> {
+    let base = podman_storage(dir, rootfs)?;
+    let once = |runtime: &Path| {
+        timed(
+            Command::new("podman")
+                .args(&base)
+                .arg("--runtime")
+                .arg(runtime)
+                .args(["run", "--rm", "localhost/bb", "/bin/true"]),
+        )
+    };
+    once(&a.ours)?;
+    once(&a.runc)?;
+    let (mut ours, mut runc) = (Vec::new(), Vec::new());
+    for _ in 0..a.runs {
+        ours.push(once(&a.ours)?);
+        runc.push(once(&a.runc)?);
+    }
+    let _ = Command::new("podman")
+        .args(&base)
+        .args(["rmi", "-a", "-f"])
+        .output();
+    Ok((median(ours), median(runc)))
+}
+
+/// `ctr run --rm` of the same image through a containerd of the bench's own (runc v2
+/// shim, `--runc-binary`), alternating: the medians.
+fn ctr_e2e(a: &Args, dir: &Path, rootfs: &Path) -> Result<(Duration, Duration)> {
+    let base = podman_storage(&dir.join("podman"), rootfs)?;
+    let archive = dir.join("bb.oci.tar");
+    run_ok(Command::new("podman").args(&base).args([
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        &archive.display().to_string(),
+        "localhost/bb",
+    ]))?;
+    let sock = dir.join("sock");
+    let config = format!(
+        "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n[ttrpc]\n  address = \"{}.ttrpc\"\n",
+        dir.join("root").display(),
+        dir.join("state").display(),
+        sock.display(),
+        sock.display()
+    );
+    std::fs::write(dir.join("config.toml"), config)?;
+    let mut daemon = Command::new("containerd")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("containerd (Debian package containerd)")?;
+    let ctr = |args: &[&str]| -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address").arg(&sock).args(args);
+        c
+    };
+    let result = (|| -> Result<(Duration, Duration)> {
+        let mut tries = 0;
+        while run_ok(&mut ctr(&["version"])).is_err() {
+            tries += 1;
+            if tries > 300 {
+                bail!("containerd did not answer");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        run_ok(&mut ctr(&[
+            "image",
+            "import",
+            "--base-name",
+            "localhost/bb",
+            &archive.display().to_string(),
+        ]))?;
+        let image = "localhost/bb:latest";
+        let mut n = 0;
+        let mut once = |runtime: &Path| {
+            n += 1;
+            let id = format!("b{n}");
+            timed(&mut ctr(&[
+                "run",
+                "--rm",
+                "--runc-binary",
+                &runtime.display().to_string(),
+                image,
+                &id,
+                "/bin/true",
+            ]))
+        };
+        once(&a.ours)?;
+        once(&a.runc)?;
+        let (mut ours, mut runc) = (Vec::new(), Vec::new());
+        for _ in 0..a.runs {
+            ours.push(once(&a.ours)?);
+            runc.push(once(&a.runc)?);
+        }
+        Ok((median(ours), median(runc)))
+    })();
+    let _ = terminate(daemon.id());
+    let _ = daemon.wait();
+    let _ = Command::new("podman")
+        .args(&base)
+        .args(["rmi", "-a", "-f"])
+        .output();
+    result
+}
+
+/// SIGTERM to the bench's containerd, so it stops its shims.
+fn terminate(pid: u32) -> std::io::Result<()> {
+    let status = Command::new("kill").arg(pid.to_string()).status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("kill failed"))
+    }
+}
+
 fn main() -> Result<()> {
     let a = args()?;
     let tmp = tempfile::tempdir()?;
@@ -133,7 +284,10 @@ fn main() -> Result<()> {
     );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (om, rm) = (median(ours.clone()), median(runc.clone()));
-    let text = format!(
+    let rootfs = b.join("rootfs");
+    let (pm_ours, pm_runc) = podman_e2e(&a, &tmp.path().join("podman"), &rootfs)?;
+    let (ctr_ours, ctr_runc) = ctr_e2e(&a, &tmp.path().join("containerd"), &rootfs)?;
+    let mut text = format!(
         "| | kleene-runtime | runc | ratio |\n| --- | ---: | ---: | ---: |\n\
          | `run` of /bin/true, median | {:.1} ms | {:.1} ms | {:.2} |\n\
          | minimum | {:.1} ms | {:.1} ms | |\n\
@@ -155,6 +309,15 @@ fn main() -> Result<()> {
             .unwrap_or("")
             .trim(),
     );
+    text.push_str(&format!(
+        "\nEnd to end, the same runs alternating:\n\n         | | with kleene-runtime | with runc | ratio |\n| --- | ---: | ---: | ---: |\n         | `podman run --rm IMAGE /bin/true`, median | {:.1} ms | {:.1} ms | {:.2} |\n         | `ctr run --rm IMAGE ID /bin/true`, median | {:.1} ms | {:.1} ms | {:.2} |\n",
+        ms(pm_ours),
+        ms(pm_runc),
+        ms(pm_ours) / ms(pm_runc),
+        ms(ctr_ours),
+        ms(ctr_runc),
+        ms(ctr_ours) / ms(ctr_runc),
+    ));
     print!("{text}");
     std::fs::write(&a.out, text)?;
     Ok(())

@@ -118,6 +118,18 @@ pub(crate) struct ProcPlan {
     pub seccomp: Option<crate::SeccompProgram>,
 }
 
+/// A device node to make: its directory and name relative to the root, its mode (type and
+/// permissions), number and owner.
+#[derive(Debug)]
+pub(crate) struct DevicePlan {
+    pub dir_rel: CString,
+    pub name: CString,
+    pub mode: libc::mode_t,
+    pub dev: libc::dev_t,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+}
+
 /// Everything a new jail's child does.
 #[derive(Debug)]
 pub(crate) struct StartPlan {
@@ -145,6 +157,8 @@ pub(crate) struct StartPlan {
     pub readonly_root: Option<libc::c_ulong>,
     /// `/proc/sys/...` files and the values written to them.
     pub sysctls: Vec<(CString, CString)>,
+    /// Device nodes made after the mounts, before pivot_root.
+    pub devices: Vec<DevicePlan>,
     pub readonly_paths: Vec<CString>,
     pub masked_paths: Vec<CString>,
     /// The pty's slave on the host (`/dev/pts/N`), bound at /dev/console of a filled /dev.
@@ -1024,6 +1038,7 @@ pub(crate) fn start_child(plan: &StartPlan, arrays: &ExecArrays) -> ! {
     unsafe { libc::umask(0) };
     let root_fd = bind_root(plan, &idmapped);
     make_mounts(plan, root_fd, &idmapped);
+    make_devices(plan, root_fd);
     if plan.userns.is_some() && plan.standard_mounts {
         // Before pivot_root: a user namespace may mount proc only where the host's is
         // fully visible, and the host's device nodes are bound from the host's /dev.
@@ -1282,6 +1297,50 @@ fn bind_root(plan: &StartPlan, idmapped: &[RawFd; MAX_IDMAPPED]) -> RawFd {
 /// Makes each of the plan's mounts on its target, found inside the root (`root_fd`) before
 /// the pivot (and created there in the standard_mounts(false) mode), then remounts it with
 /// its flags, sets its propagation and fills a /dev.
+/// Makes the plan's device nodes, each directory found (or made) inside the root; a
+/// node already there is replaced.
+fn make_devices(plan: &StartPlan, root_fd: RawFd) {
+    let err = plan.proc.err_fd;
+    for (i, d) in plan.devices.iter().enumerate() {
+        let i = i as u32;
+        if !d.dir_rel.to_bytes().is_empty() {
+            if let Err(e) = ensure_mount_point(root_fd, &d.dir_rel, false) {
+                fail(err, Stage::Device, i, e);
+            }
+        }
+        let dir = if d.dir_rel.to_bytes().is_empty() {
+            // SAFETY: dup of the caller's descriptor.
+            unsafe { libc::fcntl(root_fd, libc::F_DUPFD_CLOEXEC, 0) }
+        } else {
+            openat2_raw(
+                root_fd,
+                d.dir_rel.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY,
+            )
+        };
+        try_sys!(err, Stage::Device, i, dir);
+        // SAFETY: unlinkat, mknodat and fchownat on a descriptor of this function with a
+        // NUL-terminated name; the node is not followed (AT_SYMLINK_NOFOLLOW).
+        unsafe {
+            libc::unlinkat(dir, d.name.as_ptr(), 0);
+            if libc::mknodat(dir, d.name.as_ptr(), d.mode, d.dev) < 0
+                || libc::fchownat(
+                    dir,
+                    d.name.as_ptr(),
+                    d.uid,
+                    d.gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                ) < 0
+            {
+                let e = errno();
+                libc::close(dir);
+                fail(err, Stage::Device, i, e);
+            }
+            libc::close(dir);
+        }
+    }
+}
+
 fn make_mounts(plan: &StartPlan, root_fd: RawFd, idmapped: &[RawFd; MAX_IDMAPPED]) {
     let err = plan.proc.err_fd;
     for (i, m) in plan.mounts.iter().enumerate() {

@@ -454,6 +454,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         root_after,
         readonly_root: readonly_root_flags(cfg)?,
         sysctls: paths.sysctls,
+        devices: device_plans(cfg)?,
         readonly_paths: paths.readonly,
         masked_paths: paths.masked,
         console,
@@ -499,6 +500,37 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         root: cfg.root.clone(),
     };
     Ok((handle, process, BackendState))
+}
+
+/// The device nodes to make, as the child makes them.
+fn device_plans(cfg: &JailConfig) -> Result<Vec<child::DevicePlan>> {
+    if !cfg.devices.is_empty() && cfg.user_namespace.is_some() {
+        return Err(Error::UnsupportedSetting {
+            setting: "device nodes in a user namespace (no mknod there)".into(),
+            platform: PLATFORM,
+        });
+    }
+    cfg.devices
+        .iter()
+        .map(|d| {
+            let rel = relative(&d.path);
+            let dir = rel.parent().unwrap_or(Path::new(""));
+            let name = rel.file_name().unwrap_or_default();
+            let kind = match d.kind {
+                'b' => libc::S_IFBLK,
+                'p' => libc::S_IFIFO,
+                _ => libc::S_IFCHR,
+            };
+            Ok(child::DevicePlan {
+                dir_rel: cstr(dir.as_os_str().as_bytes(), "a device's directory")?,
+                name: cstr(name.as_bytes(), "a device's name")?,
+                mode: kind | (d.mode & 0o7777),
+                dev: libc::makedev(d.major, d.minor),
+                uid: d.uid,
+                gid: d.gid,
+            })
+        })
+        .collect()
 }
 
 /// Opens the `cgroup.procs` files a child writes `0` to in order to join its groups.

@@ -1,0 +1,301 @@
+//! podman drives kleene-runtime as it drives runc (`podman --runtime PATH`, through
+//! conmon): the same commands run with runc and with ours, and what the containers see
+//! must be equal. Each test has podman storage of its own in a temporary directory. These
+//! need root, podman and runc: they fail when KLEENE_REQUIRE_ZFS=1 (as CI sets it) and
+//! skip otherwise.
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "ls", "id", "sleep", "true", "grep", "touch", "tty", "mkdir", "sort",
+    "stat", "head",
+];
+
+fn runc() -> Option<&'static str> {
+    ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+fn can_run() -> bool {
+    let required = std::env::var("KLEENE_REQUIRE_ZFS").is_ok_and(|v| v == "1");
+    let why = if !nix::unistd::geteuid().is_root() {
+        Some("podman tests need root")
+    } else if Command::new("podman").arg("--version").output().is_err() {
+        Some("podman tests need podman (Debian package podman)")
+    } else if runc().is_none() {
+        Some("podman tests need runc to compare with (Debian package runc)")
+    } else if !Path::new("/bin/busybox").exists() {
+        Some("podman tests need /bin/busybox (Debian package busybox-static)")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) if required => panic!("{why} (KLEENE_REQUIRE_ZFS=1)"),
+        Some(why) => {
+            eprintln!("skipping: {why}");
+            false
+        }
+    }
+}
+
+/// podman with storage of its own and a busybox image `localhost/bb`.
+struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("kleene-podman-test")
+            .tempdir()
+            .unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for d in ["bin", "etc", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+        }
+        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
+        let tar = dir.path().join("bb.tar");
+        let ok = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let p = Podman { dir };
+        let out = p.podman(None, &["import", tar.to_str().unwrap(), "localhost/bb"]);
+        assert!(out.status.success(), "import: {}", text(&out.stderr));
+        p
+    }
+
+    /// `podman` on this storage; `runtime` is `--runtime` (podman's default, runc, when
+    /// `None`).
+    fn podman(&self, runtime: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(self.dir.path().join("root"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("run"))
+            .arg("--cgroup-manager")
+            .arg("cgroupfs")
+            .arg("--events-backend")
+            .arg("file")
+            .arg("--tmpdir")
+            .arg(self.dir.path().join("tmp"));
+        if let Some(r) = runtime {
+            cmd.arg("--runtime").arg(r);
+        }
+        cmd.args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn ok(&self, runtime: Option<&str>, args: &[&str]) -> String {
+        let out = self.podman(runtime, args);
+        assert!(
+            out.status.success(),
+            "podman {args:?} ({runtime:?}): {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(None, &["rm", "-a", "-f", "-t", "0"]);
+        // podman's overlay storage leaves mounts below its root.
+        let root = self.dir.path().to_string_lossy().into_owned();
+        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let mut points: Vec<PathBuf> = info
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|p| p.starts_with(&root))
+                .map(PathBuf::from)
+                .collect();
+            points.sort();
+            for p in points.iter().rev() {
+                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ours() -> &'static str {
+    env!("CARGO_BIN_EXE_kleene-runtime")
+}
+
+/// What a container sees of itself and its limits.
+const PROBE: &str = "id; pwd; grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status; \
+cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>/dev/null; \
+cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max 2>/dev/null; \
+ls /dev | sort; mkdir /tmp/d && echo mkdir-ok; \
+stat -c '%A %u %g %t %T' /dev/fuse; cat /dev/fuse 2>&1 | head -1; \
+cat /proc/self/mountinfo | while read -r id parent dev root mp opts rest; do echo \"$mp $opts\"; done | sort; \
+exit 3";
+
+#[test]
+fn podman_run_sees_the_same_under_runc_and_ours() {
+    if !can_run() {
+        return;
+    }
+    let p = Podman::new();
+    let run = |runtime: Option<&str>| {
+        let out = p.podman(
+            runtime,
+            &[
+                "run",
+                "--rm",
+                "--memory",
+                "64m",
+                "--pids-limit",
+                "30",
+                "--cap-drop",
+                "all",
+                "--cap-add",
+                "CHOWN",
+                "--device",
+                "/dev/fuse",
+                "-e",
+                "PROBE=1",
+                "localhost/bb",
+                "sh",
+                "-c",
+                PROBE,
+            ],
+        );
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code_runc, runc_saw, runc_err) = run(runc());
+    let (code_ours, ours_saw, ours_err) = run(Some(ours()));
+    println!("under both:\n{ours_saw}");
+    assert_eq!(code_runc, Some(3), "runc: {runc_err}");
+    assert_eq!(code_ours, Some(3), "ours: {ours_err}");
+    assert_eq!(ours_saw, runc_saw, "\nours:\n{ours_saw}\nrunc:\n{runc_saw}");
+    assert!(
+        ours_saw.contains("67108864") || ours_saw.contains("max"),
+        "{ours_saw}"
+    );
+    assert!(
+        ours_saw.contains("Seccomp:\t2"),
+        "podman's seccomp profile: {ours_saw}"
+    );
+    assert!(ours_saw.contains("mkdir-ok"), "{ours_saw}");
+    // Nothing of it is left.
+    assert_eq!(p.ok(None, &["ps", "-a", "-q"]).trim(), "");
+}
+
+#[test]
+fn podman_detached_exec_logs_stop_and_rm() {
+    if !can_run() {
+        return;
+    }
+    let p = Podman::new();
+    let r = Some(ours());
+    let id = p
+        .ok(
+            r,
+            &[
+                "run",
+                "-d",
+                "localhost/bb",
+                "sh",
+                "-c",
+                "trap 'echo got TERM; exit 7' TERM; echo started; while :; do sleep 0.1; done",
+            ],
+        )
+        .trim()
+        .to_string();
+    let exec = p.ok(r, &["exec", &id, "sh", "-c", "echo in exec; id -u"]);
+    assert_eq!(exec, "in exec\n0\n");
+    // The exec'd process ends with its own exit code.
+    let out = p.podman(r, &["exec", &id, "sh", "-c", "exit 9"]);
+    assert_eq!(out.status.code(), Some(9));
+    let top = p.ok(r, &["top", &id, "args"]);
+    assert!(top.contains("while"), "{top}");
+    p.ok(r, &["stop", "-t", "10", &id]);
+    let code = p.ok(r, &["inspect", "-f", "{{.State.ExitCode}}", &id]);
+    assert_eq!(code.trim(), "7", "the TERM handler's exit");
+    let logs = p.ok(r, &["logs", &id]);
+    assert!(
+        logs.contains("started") && logs.contains("got TERM"),
+        "{logs}"
+    );
+    p.ok(r, &["rm", &id]);
+    assert_eq!(p.ok(None, &["ps", "-a", "-q"]).trim(), "");
+}
+
+#[test]
+fn podman_volumes_read_only_and_terminals() {
+    if !can_run() {
+        return;
+    }
+    let p = Podman::new();
+    let r = Some(ours());
+    let vol = p.dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(vol.join("f"), "from the host\n").unwrap();
+    let v = format!("{}:/data", vol.display());
+    let out = p.ok(
+        r,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &v,
+            "localhost/bb",
+            "sh",
+            "-c",
+            "cat /data/f; echo back > /data/g",
+        ],
+    );
+    assert_eq!(out, "from the host\n");
+    assert_eq!(std::fs::read_to_string(vol.join("g")).unwrap(), "back\n");
+    let out = p.ok(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--read-only",
+            "localhost/bb",
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null || echo ro; touch /tmp/y && echo tmp-ok",
+        ],
+    );
+    assert_eq!(out, "ro\ntmp-ok\n");
+    // -it through a terminal (script(1) gives podman one).
+    let cmd = format!(
+        "podman --root {root} --runroot {run} --cgroup-manager cgroupfs --events-backend file \
+         --tmpdir {tmp} --runtime {ours} run --rm -it localhost/bb sh -c 'tty >/dev/null && echo tty-ok'",
+        root = p.dir.path().join("root").display(),
+        run = p.dir.path().join("run").display(),
+        tmp = p.dir.path().join("tmp").display(),
+        ours = ours(),
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains("tty-ok"),
+        "{}",
+        text(&out.stdout)
+    );
+}
