@@ -136,6 +136,32 @@ fn stats_show_the_limits_and_update_changes_them_live() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // --stream: a table every second until Ctrl-C, which ends it cleanly.
+    let mut child = common::klee_process()
+        .args(["--root", &s.root, "container", "stats", "--stream", "lim"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
+    let (mut headers, mut line) = (0, String::new());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while headers < 2 && Instant::now() < deadline {
+        line.clear();
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap() == 0 {
+            break;
+        }
+        if line.starts_with("CONTAINER ID") {
+            headers += 1;
+        }
+    }
+    assert_eq!(headers, 2, "two tables within 15 s");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
     s.ok(&["stop", "lim"]);
     assert!(group_dirs(&id).iter().all(|d| !d.exists()), "group left");
     let out = s.klee(["container", "stats", "lim"]).output().unwrap();

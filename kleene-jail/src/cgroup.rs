@@ -621,6 +621,7 @@ fn groups_to_join(h: &Hierarchy, theirs: &str, ours: &str) -> Vec<PathBuf> {
 /// `cgroup` mount on v1): each hierarchy's name (its mount point's last part: `memory`,
 /// `cpu`, `systemd`) and the host directory of the jail's group in it — `group`'s where
 /// it has one there, else the group this process is in.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn v1_views(group: Option<&Cgroup>) -> Result<Vec<(String, PathBuf)>> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
@@ -629,6 +630,7 @@ pub(crate) fn v1_views(group: Option<&Cgroup>) -> Result<Vec<(String, PathBuf)>>
     Ok(v1_views_of(&mountinfo, &own, group))
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn v1_views_of(mountinfo: &str, own: &str, group: Option<&Cgroup>) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = Vec::new();
     for line in mountinfo.lines() {

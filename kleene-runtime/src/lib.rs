@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod console;
 pub mod error;
+pub mod freebsd;
 pub mod hooks;
 pub mod limits;
 pub mod ops;

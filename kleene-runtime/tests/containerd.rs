@@ -8,52 +8,27 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+use common::{ours, runc, text};
 use std::time::{Duration, Instant};
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "id", "sleep", "true", "grep", "touch", "sort", "mkdir",
 ];
 
-fn runc() -> Option<&'static str> {
-    ["/usr/sbin/runc", "/usr/bin/runc"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
-
 fn can_run() -> bool {
-    let required = std::env::var("KLEENE_REQUIRE_ZFS").is_ok_and(|v| v == "1");
-    let have = |p: &str| Command::new(p).arg("--version").output().is_ok();
-    let why = if !nix::unistd::geteuid().is_root() {
-        Some("containerd tests need root")
-    } else if !have("containerd") || !have("ctr") {
-        Some("containerd tests need containerd and ctr (Debian package containerd)")
-    } else if !have("podman") {
-        Some("containerd tests make their image with podman (Debian package podman)")
-    } else if runc().is_none() {
-        Some("containerd tests need runc to compare with (Debian package runc)")
-    } else if !Path::new("/bin/busybox").exists() {
-        Some("containerd tests need /bin/busybox (Debian package busybox-static)")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(why) if required => panic!("{why} (KLEENE_REQUIRE_ZFS=1)"),
-        Some(why) => {
-            eprintln!("skipping: {why}");
-            false
-        }
-    }
-}
-
-fn ours() -> &'static str {
-    env!("CARGO_BIN_EXE_kleene-runtime")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    common::can_run(
+        "containerd",
+        &[
+            ("containerd", "containerd"),
+            ("ctr", "containerd"),
+            ("podman", "podman"),
+        ],
+    )
 }
 
 /// A containerd of the test's own, with the image `localhost/bb:latest`.
@@ -145,23 +120,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.zfs", "io.containerd.snapshott
     /// imported.
     fn import_busybox(&self) {
         let d = self.dir.path();
-        let rootfs = d.join("rootfs");
-        for dir in ["bin", "etc", "tmp"] {
-            std::fs::create_dir_all(rootfs.join(dir)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
-        }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
-        let tar = d.join("rootfs.tar");
-        run(Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."));
+        let tar = common::busybox_tar(d, APPLETS);
         let podman = |args: &[&str]| {
             let mut cmd = Command::new("podman");
             cmd.arg("--root")
@@ -218,19 +177,7 @@ impl Drop for Containerd {
         );
         let _ = self.daemon.wait();
         // The snapshotter's and shims' mounts below the test's directory.
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut points: Vec<PathBuf> = info
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| p.starts_with(&dir))
-                .map(PathBuf::from)
-                .collect();
-            points.sort();
-            for p in points.iter().rev() {
-                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        common::umount_below(self.dir.path());
     }
 }
 

@@ -6,41 +6,19 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output, Stdio};
+
+use common::{ours, runc, text};
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "id", "sleep", "true", "grep", "touch", "tty", "mkdir", "sort",
     "stat", "head",
 ];
 
-fn runc() -> Option<&'static str> {
-    ["/usr/sbin/runc", "/usr/bin/runc"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
-
 fn can_run() -> bool {
-    let required = std::env::var("KLEENE_REQUIRE_ZFS").is_ok_and(|v| v == "1");
-    let why = if !nix::unistd::geteuid().is_root() {
-        Some("podman tests need root")
-    } else if Command::new("podman").arg("--version").output().is_err() {
-        Some("podman tests need podman (Debian package podman)")
-    } else if runc().is_none() {
-        Some("podman tests need runc to compare with (Debian package runc)")
-    } else if !Path::new("/bin/busybox").exists() {
-        Some("podman tests need /bin/busybox (Debian package busybox-static)")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(why) if required => panic!("{why} (KLEENE_REQUIRE_ZFS=1)"),
-        Some(why) => {
-            eprintln!("skipping: {why}");
-            false
-        }
-    }
+    common::can_run("podman", &[("podman", "podman")])
 }
 
 /// podman with storage of its own and a busybox image `localhost/bb`.
@@ -54,26 +32,7 @@ impl Podman {
             .prefix("kleene-podman-test")
             .tempdir()
             .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        for d in ["bin", "etc", "tmp"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
-        }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
-        let tar = dir.path().join("bb.tar");
-        let ok = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        let tar = common::busybox_tar(dir.path(), APPLETS);
         let p = Podman { dir };
         let out = p.podman(None, &["import", tar.to_str().unwrap(), "localhost/bb"]);
         assert!(out.status.success(), "import: {}", text(&out.stderr));
@@ -116,28 +75,8 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.podman(None, &["rm", "-a", "-f", "-t", "0"]);
         // podman's overlay storage leaves mounts below its root.
-        let root = self.dir.path().to_string_lossy().into_owned();
-        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut points: Vec<PathBuf> = info
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| p.starts_with(&root))
-                .map(PathBuf::from)
-                .collect();
-            points.sort();
-            for p in points.iter().rev() {
-                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        common::umount_below(self.dir.path());
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ours() -> &'static str {
-    env!("CARGO_BIN_EXE_kleene-runtime")
 }
 
 /// What a container sees of itself and its limits.
