@@ -14,7 +14,7 @@ use common::{ours, runc, text};
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "id", "sleep", "true", "grep", "touch", "tty", "mkdir", "sort",
-    "stat", "head",
+    "stat", "head", "readlink", "cut",
 ];
 
 fn can_run() -> bool {
@@ -237,4 +237,51 @@ fn podman_volumes_read_only_and_terminals() {
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn podman_joins_a_network_namespace_the_test_made() {
+    if !can_run() {
+        return;
+    }
+    let p = Podman::new();
+    // A namespace of the test's own (`unshare -n`, kept by a bind mount on a file in its
+    // directory): never the host's.
+    let ns = p.dir.path().join("netns");
+    std::fs::write(&ns, "").unwrap();
+    let out = Command::new("unshare")
+        .arg(format!("--net={}", ns.display()))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unshare: {}", text(&out.stderr));
+    let inode = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&ns).unwrap().ino()
+    };
+    let network = format!("ns:{}", ns.display());
+    let probe = "readlink /proc/self/ns/net; grep : /proc/net/dev | cut -d: -f1 | sort";
+    let run = |runtime: Option<&str>| {
+        p.ok(
+            runtime,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                &network,
+                "localhost/bb",
+                "sh",
+                "-c",
+                probe,
+            ],
+        )
+    };
+    let (theirs, ours_saw) = (run(runc()), run(Some(ours())));
+    assert_eq!(ours_saw, theirs);
+    assert_eq!(
+        ours_saw.lines().next(),
+        Some(format!("net:[{inode}]").as_str())
+    );
+    assert!(ours_saw.lines().any(|l| l.trim() == "lo"), "{ours_saw}");
+    let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
 }

@@ -117,6 +117,7 @@ fn create_rss(runtime: &Path, root: &Path, bundle: &Path, id: &str) -> Result<u6
 /// A tar of `rootfs`, imported into podman storage under `dir` as `localhost/bb`; the
 /// podman command line for that storage.
 fn podman_storage(dir: &Path, rootfs: &Path) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir)?;
     let tar = dir.join("bb.tar");
     run_ok(
         Command::new("tar")
@@ -185,6 +186,7 @@ fn ctr_e2e(a: &Args, dir: &Path, rootfs: &Path) -> Result<(Duration, Duration)> 
         &archive.display().to_string(),
         "localhost/bb",
     ]))?;
+    std::fs::create_dir_all(dir)?;
     let sock = dir.join("sock");
     let config = format!(
         "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n[ttrpc]\n  address = \"{}.ttrpc\"\n",
