@@ -312,7 +312,7 @@ fn main() -> Result<()> {
             .trim(),
     );
     text.push_str(&format!(
-        "\nEnd to end, the same runs alternating:\n\n         | | with kleene-runtime | with runc | ratio |\n| --- | ---: | ---: | ---: |\n         | `podman run --rm IMAGE /bin/true`, median | {:.1} ms | {:.1} ms | {:.2} |\n         | `ctr run --rm IMAGE ID /bin/true`, median | {:.1} ms | {:.1} ms | {:.2} |\n",
+        "\nEnd to end, the same runs alternating:\n\n| | with kleene-runtime | with runc | ratio |\n| --- | ---: | ---: | ---: |\n| `podman run --rm IMAGE /bin/true`, median | {:.1} ms | {:.1} ms | {:.2} |\n| `ctr run --rm IMAGE ID /bin/true`, median | {:.1} ms | {:.1} ms | {:.2} |\n",
         ms(pm_ours),
         ms(pm_runc),
         ms(pm_ours) / ms(pm_runc),
