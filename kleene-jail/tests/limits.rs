@@ -4,6 +4,8 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -18,24 +20,13 @@ const APPLETS: &[&str] = &[
 ];
 
 fn can_run() -> bool {
-    let required = std::env::var("KLEENE_REQUIRE_ZFS").is_ok_and(|v| v == "1");
-    let why = if !nix::unistd::geteuid().is_root() {
-        Some("limit tests need root")
-    } else if !Path::new("/bin/busybox").exists() {
-        Some("limit tests need /bin/busybox (Debian package busybox-static)")
-    } else if kleene_jail::Hierarchy::detect().ok().flatten().is_none() {
-        Some("limit tests need a cgroup hierarchy under /sys/fs/cgroup")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(why) if required => panic!("{why} (KLEENE_REQUIRE_ZFS=1)"),
-        Some(why) => {
-            eprintln!("skipping: {why}");
-            false
-        }
-    }
+    common::can_run("limit", || {
+        kleene_jail::Hierarchy::detect()
+            .ok()
+            .flatten()
+            .is_none()
+            .then(|| "limit tests need a cgroup hierarchy under /sys/fs/cgroup".to_string())
+    })
 }
 
 struct TestRoot {

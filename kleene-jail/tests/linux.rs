@@ -5,6 +5,8 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,22 +24,7 @@ const APPLETS: &[&str] = &[
 
 /// Whether the test can run; panics (fails the test) when root is required but missing.
 fn can_run() -> bool {
-    let required = std::env::var("KLEENE_REQUIRE_ZFS").is_ok_and(|v| v == "1");
-    let why = if !nix::unistd::geteuid().is_root() {
-        Some("jail tests need root")
-    } else if !Path::new("/bin/busybox").exists() {
-        Some("jail tests need /bin/busybox (Debian package busybox-static)")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(why) if required => panic!("{why} (KLEENE_REQUIRE_ZFS=1)"),
-        Some(why) => {
-            eprintln!("skipping: {why}");
-            false
-        }
-    }
+    common::can_run("jail", || None)
 }
 
 /// A container root built from busybox-static, with users that do not exist on the host.
