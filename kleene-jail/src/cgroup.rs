@@ -298,7 +298,7 @@ impl Cgroup {
             .filter(|c| available.split_whitespace().any(|a| a == **c))
             .map(|c| format!("+{c}"))
             .collect();
-        let result = make_dirs(root, &self.path, |level, parent| {
+        let result = make_dirs(root, &self.path, |_level, parent| {
             // Controllers reach a group only through each ancestor's subtree_control.
             let control = parent.join("cgroup.subtree_control");
             let on = std::fs::read_to_string(&control).unwrap_or_default();
@@ -307,7 +307,6 @@ impl Cgroup {
                     write_file(&control, e)?;
                 }
             }
-            let _ = level;
             Ok(())
         });
         if let Err(e) = result {
