@@ -1169,16 +1169,19 @@ impl JailConfig {
         self
     }
 
-    /// Linux: holds the command just before `execve` until [`crate::release`] is called on
+    /// Holds the command just before `execve` until [`crate::release`] is called on
     /// `gate`, a FIFO the caller made (outside the root). Everything else is set up first
     /// (mounts, user, capabilities, limits, working directory, the command found), so
     /// [`JailConfig::start`] still returns those failures; it returns once the process is
     /// held. With [`JailConfig::init`] the command is held, not the init.
     ///
-    /// The process opens the FIFO for writing through `/proc/self/fd` (so the jail needs
-    /// `/proc`), as the jail's user: the FIFO must be writable by that user (runc makes
-    /// its own `0622`); both are checked before `start` returns. With
-    /// `kill_with_owner(false)` the held process outlives the caller. Refused on FreeBSD.
+    /// Linux: the process opens the FIFO for writing through `/proc/self/fd` (so the jail
+    /// needs `/proc`), as the jail's user: the FIFO must be writable by that user (runc
+    /// makes its own `0622`); both are checked before `start` returns. FreeBSD: the FIFO
+    /// is opened (read-write, which does not block there) before the fork, the process
+    /// blocks reading one byte from it after `jail_attach` and its other set-up, and
+    /// [`crate::release`] writes that byte. With `kill_with_owner(false)` the held process
+    /// outlives the caller.
     pub fn hold(mut self, gate: impl Into<PathBuf>) -> Self {
         self.hold = Some(gate.into());
         self
@@ -1301,8 +1304,6 @@ impl JailConfig {
             Some("readonly_path")
         } else if !self.sysctls.is_empty() {
             Some("sysctl")
-        } else if self.hold.is_some() {
-            Some("hold")
         } else if !self.devices.is_empty() {
             Some("device")
         } else if self.user_namespace.is_some() {

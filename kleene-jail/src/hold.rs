@@ -1,6 +1,12 @@
-//! Letting a held process go ([`crate::JailConfig::hold`]): the process waits in an open of
-//! the gate FIFO for writing, which returns once a reader opens it; it then writes one byte
-//! and executes its command.
+//! Letting a held process go ([`crate::JailConfig::hold`]).
+//!
+//! Linux: the process waits in an open of the gate FIFO for writing, which returns once a
+//! reader opens it; it then writes one byte and executes its command.
+//!
+//! FreeBSD: the process holds the gate open read-write (opened before its fork, as the
+//! host's path is out of reach once it is attached to the jail) and blocks reading one
+//! byte; [`release`] opens the gate for writing without blocking (which fails with ENXIO
+//! when no process has it open for reading) and writes that byte.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -10,24 +16,49 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
-/// How long [`release`] waits for the held process to answer.
+/// How long [`release`] waits for the held process to answer (Linux).
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Lets the process held on the FIFO `gate` ([`crate::JailConfig::hold`]) run its command:
-/// opens the FIFO for reading and waits (at most [`RELEASE_TIMEOUT`]) for the byte the
-/// process writes before its `execve`. Any process may call it (the one that started the
-/// jail may be gone). An error when the process is gone (the FIFO closed without the byte)
-/// or does not answer in time (nothing is holding on the FIFO).
+/// Lets the process held on the FIFO `gate` ([`crate::JailConfig::hold`]) run its command.
+/// Any process may call it (the one that started the jail may be gone).
+///
+/// Linux: opens the FIFO for reading and waits (at most [`RELEASE_TIMEOUT`]) for the byte
+/// the process writes before its `execve`; an error when the process is gone (the FIFO
+/// closed without the byte) or does not answer in time (nothing is holding on the FIFO).
+///
+/// FreeBSD: writes the byte the held process waits for; an error when no process has the
+/// gate open (nothing is held on it).
 pub fn release(gate: &Path) -> Result<()> {
-    release_within(gate, RELEASE_TIMEOUT)
+    #[cfg(target_os = "freebsd")]
+    {
+        release_by_write(gate)
+    }
+    #[cfg(not(target_os = "freebsd"))]
+    {
+        release_within(gate, RELEASE_TIMEOUT)
+    }
 }
 
-pub(crate) fn release_within(gate: &Path, timeout: Duration) -> Result<()> {
+/// Opens `gate` and checks it is a FIFO.
+fn open_fifo(gate: &Path, write: bool) -> Result<std::fs::File> {
     let fifo = std::fs::OpenOptions::new()
-        .read(true)
+        .read(!write)
+        .write(write)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(gate)
-        .map_err(|e| Error::io(format!("open the gate {}", gate.display()), e))?;
+        .open(gate);
+    let fifo = match fifo {
+        Ok(f) => f,
+        // A FIFO opened for writing without blocking, which no process has open for
+        // reading.
+        Err(e) if write && e.raw_os_error() == Some(libc::ENXIO) => {
+            return Err(Error::Release {
+                gate: gate.to_owned(),
+                reason: "does not answer (no process has it open: is a process held on it?)"
+                    .to_owned(),
+            })
+        }
+        Err(e) => return Err(Error::io(format!("open the gate {}", gate.display()), e)),
+    };
     let is_fifo = fifo
         .metadata()
         .map_err(|e| Error::io(format!("stat the gate {}", gate.display()), e))?
@@ -39,6 +70,45 @@ pub(crate) fn release_within(gate: &Path, timeout: Duration) -> Result<()> {
             gate.display()
         )));
     }
+    Ok(fifo)
+}
+
+/// FreeBSD's release (platform-neutral, so tested on Linux too): writes one byte to the
+/// gate, which the held process reads.
+#[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
+pub(crate) fn release_by_write(gate: &Path) -> Result<()> {
+    let fifo = open_fifo(gate, true)?;
+    loop {
+        // SAFETY: writes one byte from a static string to the open FIFO.
+        let n = unsafe { libc::write(fifo.as_raw_fd(), c"0".as_ptr().cast(), 1) };
+        if n == 1 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EPIPE) => {
+                return Err(Error::Release {
+                    gate: gate.to_owned(),
+                    reason: "is gone (the gate closed before its byte)".to_owned(),
+                })
+            }
+            // Bytes of earlier releases fill the FIFO: the process is not reading.
+            Some(libc::EAGAIN) => {
+                return Err(Error::Release {
+                    gate: gate.to_owned(),
+                    reason: "does not answer (the gate is full: is a process held on it?)"
+                        .to_owned(),
+                })
+            }
+            _ => return Err(Error::io(format!("write the gate {}", gate.display()), e)),
+        }
+    }
+}
+
+#[cfg_attr(target_os = "freebsd", allow(dead_code))]
+pub(crate) fn release_within(gate: &Path, timeout: Duration) -> Result<()> {
+    let fifo = open_fifo(gate, false)?;
     let fail = |reason: String| Error::Release {
         gate: gate.to_owned(),
         reason,
@@ -128,6 +198,33 @@ mod tests {
         let err = release_within(&gate, Duration::from_secs(5)).unwrap_err();
         writer.join().unwrap();
         assert!(err.to_string().contains("is gone"), "{err}");
+    }
+
+    #[test]
+    fn a_write_release_needs_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = fifo(dir.path());
+        let err = release_by_write(&gate).unwrap_err();
+        assert!(err.to_string().contains("does not answer"), "{err}");
+        // The held process's side: the gate open read-write (no blocking), one byte read.
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&gate)
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut byte = [0u8; 1];
+            std::io::Read::read_exact(&mut &held, &mut byte).unwrap();
+            byte[0]
+        });
+        release_by_write(&gate).unwrap();
+        assert_eq!(reader.join().unwrap(), b'0');
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            release_by_write(&file),
+            Err(Error::InvalidConfig(_))
+        ));
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub struct Bundle {
     pub resources: kleene_jail::Resources,
     /// `linux.seccomp`, as config.json has it (for the processes of `exec`).
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// config.json as read: FreeBSD maps it to a jail at create, with the container's id
+    /// ([`crate::freebsd::jail_config_for`]).
+    pub spec: Spec,
+    /// config.json's `freebsd` section (runtime-spec 1.3), which [`Spec`] drops: read from
+    /// the document on FreeBSD, `None` elsewhere.
+    pub freebsd: Option<crate::freebsd::FreebsdSection>,
+    /// The first process, as kleene-jail's (outliving the runtime).
+    pub exec: ExecConfig,
 }
 
 /// Reads `<dir>/config.json`.
@@ -61,7 +69,87 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
+    #[cfg(target_os = "freebsd")]
+    {
+        let raw: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let section = crate::freebsd::freebsd_section(&raw)?;
+        from_spec_freebsd(&dir, spec, section)
+    }
+    #[cfg(not(target_os = "freebsd"))]
     from_spec(&dir, &spec)
+}
+
+/// Checks a spec whose bundle directory is `dir` for a FreeBSD jail: what is common to
+/// both platforms (version, root, process, hooks); the jail itself is mapped at create,
+/// when the container's id (its name) is known ([`Bundle::for_freebsd_jail`]). The Linux
+/// mapping is not applied: `jail` is the root and the first process only, until then.
+pub fn from_spec_freebsd(
+    dir: &Path,
+    spec: Spec,
+    section: Option<crate::freebsd::FreebsdSection>,
+) -> Result<Bundle> {
+    if !version_supported(spec.version()) {
+        return Err(Error::invalid(
+            "ociVersion",
+            format!(
+                "{:?} is not a version 1.0 to 1.2 of the runtime spec",
+                spec.version()
+            ),
+        ));
+    }
+    let (rootfs, _readonly) = rootfs_of(dir, &spec)?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("process", "missing: the container needs a process"))?
+        .clone();
+    let (exec, terminal) = process_config(&process, "process")?;
+    // The caller (conmon, containerd's shim) reaps the process once the runtime has
+    // exited: it must outlive the runtime.
+    let exec = exec.kill_with_owner(false);
+    let hooks = hooks_of(&spec)?;
+    Ok(Bundle {
+        dir: dir.to_path_buf(),
+        jail: JailConfig::new(&rootfs).process(exec.clone()),
+        rootfs,
+        oci_version: spec.version().clone(),
+        terminal,
+        hooks,
+        annotations: spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        process,
+        // The FreeBSD mapping takes linux.resources as RCTL rules and refuses
+        // linux.seccomp.
+        linux: oci_spec::runtime::Linux::default(),
+        resources: kleene_jail::Resources::new(),
+        seccomp: None,
+        spec,
+        freebsd: section,
+        exec,
+    })
+}
+
+impl Bundle {
+    /// The bundle's jail on FreeBSD, named `id`: config.json and its `freebsd` section
+    /// mapped by [`crate::freebsd::jail_config_for`] (the jail's parameters, network,
+    /// mounts, RCTL limits), running the first process. Refuses what the mapping refuses.
+    pub fn for_freebsd_jail(mut self, id: &str) -> Result<Bundle> {
+        self.jail = crate::freebsd::jail_config_for(
+            id,
+            &self.spec,
+            self.freebsd.as_ref(),
+            &self.rootfs,
+            self.exec.clone(),
+        )?;
+        Ok(self)
+    }
 }
 
 /// Checks and converts a spec whose bundle directory is `dir`.
@@ -81,12 +169,13 @@ pub fn from_spec(dir: &Path, spec: &Spec) -> Result<Bundle> {
         .as_ref()
         .ok_or_else(|| Error::invalid("process", "missing: the container needs a process"))?;
     let (exec, terminal) = process_config(process, "process")?;
+    // The caller (conmon, containerd's shim) reaps the process once the runtime has
+    // exited: it must outlive the runtime.
+    let exec = exec.kill_with_owner(false);
     let mut jail = JailConfig::new(&rootfs)
         .standard_mounts(false)
         .readonly_root(readonly)
-        // The caller (conmon, containerd's shim) reaps the process once the runtime has
-        // exited: it must outlive the runtime.
-        .process(exec.kill_with_owner(false));
+        .process(exec.clone());
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         jail = jail.hostname(h);
     }
@@ -131,6 +220,9 @@ pub fn from_spec(dir: &Path, spec: &Spec) -> Result<Bundle> {
         seccomp: l.seccomp().clone(),
         resources,
         linux: l,
+        spec: spec.clone(),
+        freebsd: None,
+        exec,
     })
 }
 
@@ -725,4 +817,54 @@ fn open_netns(path: &Path, at: &str) -> Result<NetNs> {
     let f = std::fs::File::open(path)
         .map_err(|e| Error::invalid(format!("{at}.path"), format!("{}: {e}", path.display())))?;
     Ok(NetNs::new(f.into()))
+}
+
+#[cfg(test)]
+mod freebsd_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn bundle(extra: serde_json::Value) -> (tempfile::TempDir, Result<Bundle>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let mut doc = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        let spec: Spec = serde_json::from_value(doc.clone()).unwrap();
+        let section = crate::freebsd::freebsd_section(&doc).unwrap();
+        let b = from_spec_freebsd(dir.path(), spec, section);
+        (dir, b)
+    }
+
+    /// The FreeBSD path: common checks at load, the jail mapped with the id at create.
+    #[test]
+    fn a_freebsd_bundle_is_mapped_with_its_id() {
+        let (dir, b) = bundle(serde_json::json!({
+            "hostname": "h",
+            "freebsd": {"jail": {"ip4": "inherit"}},
+            "linux": {"resources": {"memory": {"limit": 268435456}}},
+        }));
+        let b = b.unwrap();
+        assert_eq!(b.rootfs, dir.path().join("rootfs"));
+        assert!(b.freebsd.is_some());
+        assert!(b.resources.is_empty());
+        assert!(b.seccomp.is_none());
+        let b = b.for_freebsd_jail("c1").unwrap();
+        assert_eq!(b.jail.root_path(), dir.path().join("rootfs"));
+        // A `.` names a parent jail on FreeBSD.
+        let (_dir, b) = bundle(serde_json::json!({}));
+        assert!(b.unwrap().for_freebsd_jail("a.b").is_err());
+        // What the mapping refuses is refused at create, before anything is made.
+        let (_dir, b) = bundle(serde_json::json!({"root": {"path": "rootfs", "readonly": true}}));
+        let err = b.unwrap().for_freebsd_jail("c1").unwrap_err().to_string();
+        assert!(err.contains("root.readonly"), "{err}");
+        // The common checks come first.
+        let (_dir, b) = bundle(serde_json::json!({"ociVersion": "2.0.0"}));
+        assert!(b.is_err());
+    }
 }

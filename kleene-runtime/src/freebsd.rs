@@ -958,10 +958,75 @@ fn mounts(spec: &Spec, out: &mut FreebsdPlan) -> Result<()> {
     Ok(())
 }
 
+/// A process's start time from `kinfo_proc`'s `ki_start` (seconds and microseconds): in
+/// microseconds, what the record keeps to tell a reused pid from the container's process.
+pub fn start_time(sec: i64, usec: i64) -> u64 {
+    (sec.max(0) as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(usec.clamp(0, 999_999) as u64)
+}
+
+/// `kinfo_proc`'s `ki_stat` as the letter Linux's `/proc/PID/stat` would show (`Z` for a
+/// zombie, which [`crate::state::alive`] reads as gone).
+pub fn state_letter(stat: i32) -> u8 {
+    match stat {
+        1 => b'I', // SIDL: being made
+        2 => b'R', // SRUN
+        3 => b'S', // SSLEEP
+        4 => b'T', // SSTOP
+        5 => b'Z', // SZOMB
+        6 => b'W', // SWAIT
+        7 => b'L', // SLOCK
+        _ => b'?',
+    }
+}
+
+/// The mount points strictly below `root` (not `root` itself, which may be a mount the
+/// caller made) among the host's `mounts` (in the order they were mounted), the last
+/// mounted first: the order to unmount them in.
+pub fn mounts_below(root: &Path, mounts: &[PathBuf]) -> Vec<PathBuf> {
+    mounts
+        .iter()
+        .rev()
+        .filter(|m| m.starts_with(root) && m.as_path() != root)
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn process_start_and_state() {
+        assert_eq!(start_time(1_700_000_000, 123_456), 1_700_000_000_123_456);
+        assert_eq!(start_time(-1, -5), 0);
+        assert_eq!(state_letter(5), b'Z');
+        assert_eq!(state_letter(3), b'S');
+        assert_eq!(state_letter(99), b'?');
+    }
+
+    #[test]
+    fn mounts_below_the_root_last_first() {
+        let m = |s: &str| PathBuf::from(s);
+        let mounts = [
+            m("/"),
+            m("/c/rootfs"),
+            m("/c/rootfs/dev"),
+            m("/c/rootfsx"),
+            m("/c/rootfs/data"),
+            m("/c/rootfs/data/sub"),
+        ];
+        assert_eq!(
+            mounts_below(Path::new("/c/rootfs"), &mounts),
+            [
+                m("/c/rootfs/data/sub"),
+                m("/c/rootfs/data"),
+                m("/c/rootfs/dev")
+            ]
+        );
+    }
 
     fn parse(doc: serde_json::Value) -> (Spec, Option<FreebsdSection>) {
         let spec: Spec = serde_json::from_value(doc.clone()).expect("spec");

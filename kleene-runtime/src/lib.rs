@@ -4,6 +4,8 @@ pub mod bundle;
 pub mod console;
 pub mod error;
 pub mod freebsd;
+#[cfg(target_os = "freebsd")]
+mod freebsd_sys;
 pub mod hooks;
 pub mod limits;
 pub mod ops;

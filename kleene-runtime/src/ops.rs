@@ -72,6 +72,9 @@ impl Runtime {
     async fn create_jail(&self, id: &str, bundle_dir: &Path, opts: &CreateOptions) -> Result<Jail> {
         state::check_id(id)?;
         let bundle = bundle::load(bundle_dir)?;
+        // FreeBSD: the jail named by the id, mapped (and refused) before anything is made.
+        #[cfg(target_os = "freebsd")]
+        let bundle = bundle.for_freebsd_jail(id)?;
         check_console(bundle.terminal, opts.console_socket.as_deref())?;
         let locked = self.store.create(id)?;
         match self.create_locked(&locked, bundle, opts).await {
@@ -100,14 +103,23 @@ impl Runtime {
         // The mode whatever the umask: a user namespace's root is "other" to the FIFO.
         rustix::fs::chmod(&gate, rustix::fs::Mode::from_raw_mode(0o622))
             .map_err(|e| Error::io(format!("making {}", gate.display()), e.into()))?;
+        #[cfg_attr(target_os = "freebsd", allow(unused_mut))]
         let mut config = bundle.jail.clone().name(&locked.id).hold(&gate);
-        let (parent, name) = crate::limits::cgroup_path(&bundle.linux, &locked.id)?;
-        let group = kleene_jail::ResourceGroup::plan(&parent, &name)?;
-        if let Some(g) = &group {
-            config = config.resource_group(g.clone());
-        }
-        config = config.resources(bundle.resources.clone());
+        // FreeBSD: the mapping ([`Bundle::for_freebsd_jail`]) set the jail's RCTL group and
+        // limits; there is no cgroup to plan.
+        #[cfg(not(target_os = "freebsd"))]
+        let group = {
+            let (parent, name) = crate::limits::cgroup_path(&bundle.linux, &locked.id)?;
+            let group = kleene_jail::ResourceGroup::plan(&parent, &name)?;
+            if let Some(g) = &group {
+                config = config.resource_group(g.clone());
+            }
+            config = config.resources(bundle.resources.clone());
+            group
+        };
         let mut jail = config.start().await?;
+        #[cfg(target_os = "freebsd")]
+        let group = jail.resource_group().cloned();
         let pid = jail.pid();
         // From here on a failure must not leave the held process behind.
         let result = async {
@@ -145,6 +157,7 @@ impl Runtime {
                 process: Some(bundle.process.clone()),
                 resource_group: group.as_ref().map(|g| g.locator()),
                 seccomp: bundle.seccomp.clone(),
+                jid: cfg!(target_os = "freebsd").then(|| jail.id().0),
             };
             locked.write(&record)?;
             let st = state::oci_state(&locked.id, Status::Created, Some(&record));
@@ -169,6 +182,9 @@ impl Runtime {
             Err(e) => {
                 let _ = jail.signal(Signal::SIGKILL);
                 let _ = jail.wait().await;
+                // FreeBSD: the jail and its mounts go too.
+                #[cfg(target_os = "freebsd")]
+                let _ = jail.teardown().await;
                 if let Some(g) = jail.resource_group() {
                     let _ = g.remove();
                 }
@@ -255,6 +271,16 @@ impl Runtime {
         let locked = self.store.lock(id)?;
         let record = locked.record()?;
         let status = self.store.status(id, record.as_ref());
+        if cfg!(target_os = "freebsd") {
+            return Err(Error::State {
+                id: id.to_string(),
+                status: status.as_str(),
+                reason: format!(
+                    "{} is not supported on FreeBSD (no freezer for a jail's processes)",
+                    if pause { "pause" } else { "resume" }
+                ),
+            });
+        }
         let want = if pause {
             Status::Running
         } else {
@@ -325,6 +351,10 @@ impl Runtime {
                 }
             }
         }
+        #[cfg(target_os = "freebsd")]
+        if let Some(r) = &record {
+            remove_jail(r)?;
+        }
         if let Some(locator) = record.as_ref().and_then(|r| r.resource_group.as_deref()) {
             // Kills what is left in it (processes the first one left behind).
             kleene_jail::ResourceGroup::from_locator(locator)?.remove()?;
@@ -381,9 +411,19 @@ impl Runtime {
                 })
             }
         };
+        // The jail id: the first process's pid on Linux, the jail's jid on FreeBSD.
+        let jail_id = if cfg!(target_os = "freebsd") {
+            record.jid.ok_or_else(|| Error::State {
+                id: id.to_string(),
+                status: status.as_str(),
+                reason: "its record has no jail id".into(),
+            })?
+        } else {
+            record.pid
+        };
         let handle = JailHandle::new(
             Some(id.to_string()),
-            JailId(record.pid),
+            JailId(jail_id),
             record.pid,
             &record.rootfs,
         );
@@ -478,8 +518,28 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         .map_err(|e| Error::io(format!("writing the pid file {}", path.display()), e))
 }
 
+/// FreeBSD's `delete`: removes the container's jail (`jail_remove(2)`, through
+/// kleene-jail's [`kleene_jail::stop_processes_under`], which kills whatever still runs in
+/// the jails rooted there) and unmounts the devfs and nullfs mounts made under its root.
+#[cfg(target_os = "freebsd")]
+fn remove_jail(r: &Record) -> Result<()> {
+    match kleene_jail::stop_processes_under(&r.rootfs, Duration::ZERO) {
+        Ok(_) | Err(kleene_jail::Error::RootNotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    crate::freebsd_sys::unmount_below(&r.rootfs)
+}
+
+/// The container's processes on FreeBSD: those of the jails rooted at its root (the
+/// processes whose `ki_jid` is the container's jail), through kleene-jail.
+#[cfg(target_os = "freebsd")]
+fn processes(r: &Record) -> Vec<i32> {
+    kleene_jail::processes_under(&r.rootfs).unwrap_or_default()
+}
+
 /// The container's processes: every process of its pid namespace when it has its own,
 /// else its first process and that one's descendants.
+#[cfg(not(target_os = "freebsd"))]
 fn processes(r: &Record) -> Vec<i32> {
     let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
     let Some(theirs) = ns(r.pid) else {
@@ -526,6 +586,7 @@ fn processes(r: &Record) -> Vec<i32> {
 }
 
 /// Field 4 (ppid) of a /proc/PID/stat line.
+#[cfg_attr(target_os = "freebsd", allow(dead_code))]
 fn parent_of(stat: &[u8]) -> Option<i32> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;

@@ -55,8 +55,9 @@ pub struct Record {
     pub rootfs: PathBuf,
     /// The first process, as the host sees it.
     pub pid: i32,
-    /// The first process's start time (field 22 of /proc/PID/stat): a pid the kernel gave
-    /// to another process since is not taken for the container's.
+    /// The first process's start time (field 22 of /proc/PID/stat on Linux, `ki_start` in
+    /// microseconds on FreeBSD): a pid the kernel gave to another process since is not
+    /// taken for the container's.
     pub pid_start: u64,
     /// RFC 3339, UTC.
     pub created: String,
@@ -75,6 +76,9 @@ pub struct Record {
     /// config.json's `linux.seccomp`: the processes of `exec` get the same filter.
     #[serde(default)]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// FreeBSD: the container's jail id (`exec` attaches to it); unset on Linux.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jid: Option<i32>,
 }
 
 /// The status of a container, as the runtime spec names them.
@@ -266,10 +270,18 @@ fn read_record(dir: &Path) -> Result<Option<Record>> {
     }
 }
 
-/// A process's start time and state letter from `/proc/PID/stat`.
+/// A process's start time and state letter: from `/proc/PID/stat` (on FreeBSD from
+/// `kern.proc.pid`, [`crate::freebsd::start_time`] and [`crate::freebsd::state_letter`]).
 pub fn proc_stat(pid: i32) -> Option<(u64, u8)> {
-    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&stat)
+    #[cfg(target_os = "freebsd")]
+    {
+        crate::freebsd_sys::proc_stat(pid)
+    }
+    #[cfg(not(target_os = "freebsd"))]
+    {
+        let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
+        parse_stat(&stat)
+    }
 }
 
 /// Field 3 (state) and field 22 (starttime) of a `/proc/PID/stat` line; the command
@@ -398,6 +410,7 @@ mod tests {
             process: None,
             resource_group: None,
             seccomp: None,
+            jid: None,
         }
     }
 

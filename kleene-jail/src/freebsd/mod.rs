@@ -26,7 +26,7 @@ use crate::mountpoint::make_mount_point;
 use crate::params::{kernel_params, KernelParam};
 use crate::passwd::{open_root, resolve_in_root, ResolvedUser};
 use crate::process::{cloexec_pipe, prepare_stdio, ExitStatus, Process};
-use crate::report::{encode, failure_error, Stage, RECORD};
+use crate::report::{decode, encode, failure_error, Stage, RECORD};
 
 mod created;
 pub(crate) mod rctl;
@@ -183,6 +183,9 @@ struct ChildPlan {
     /// `PROC_NO_NEW_PRIVS_CTL` before the exec.
     no_new_privs: bool,
     umask: libc::mode_t,
+    /// The gate of [`JailConfig::hold`], open read-write: the command waits for a byte
+    /// on it.
+    hold: Option<RawFd>,
 }
 
 fn fail(err_fd: RawFd, stage: Stage, errno: i32) -> ! {
@@ -288,6 +291,9 @@ fn child(p: &ChildPlan, argv: &[*const libc::c_char], env: &[*const libc::c_char
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        if let Some(gate) = p.hold {
+            hold_then_exec(p, argv, env, gate);
+        }
         let mut last = libc::ENOENT;
         for cand in &p.candidates {
             libc::execve(cand.as_ptr(), argv.as_ptr(), env.as_ptr());
@@ -301,6 +307,115 @@ fn child(p: &ChildPlan, argv: &[*const libc::c_char], env: &[*const libc::c_char
         }
         fail(err, Stage::Exec, last)
     }
+}
+
+/// Closes every descriptor from 3 up but those of `keep`.
+fn close_all_but<const N: usize>(mut keep: [RawFd; N]) {
+    keep.sort_unstable();
+    let mut from: RawFd = 3;
+    // SAFETY: close_range with integer arguments, on descriptors this process owns.
+    unsafe {
+        for k in keep {
+            if k >= from {
+                if k > from {
+                    libc::close_range(from as libc::c_uint, (k - 1) as libc::c_uint, 0);
+                }
+                from = k + 1;
+            }
+        }
+        libc::close_range(from as libc::c_uint, libc::c_uint::MAX, 0);
+    }
+}
+
+/// Holds the process on its gate ([`JailConfig::hold`]), its set-up done: finds the
+/// command (so its absence is still reported), keeps no descriptor but its streams and
+/// the gate, tells the parent it is held, blocks until [`crate::release`] writes a byte
+/// to the gate, and executes the command. Failures after the report only end the process
+/// (exit 127). Async-signal-safe calls only.
+fn hold_then_exec(
+    p: &ChildPlan,
+    argv: &[*const libc::c_char],
+    env: &[*const libc::c_char],
+    gate: RawFd,
+) -> ! {
+    let err = p.err_fd;
+    let mut cmd = None;
+    let mut last = libc::ENOENT;
+    for cand in &p.candidates {
+        // SAFETY: eaccess with a NUL-terminated path prepared before the fork.
+        if unsafe { libc::eaccess(cand.as_ptr(), libc::X_OK) } == 0 {
+            cmd = Some(cand);
+            break;
+        }
+        let e = errno();
+        if e != libc::ENOENT && e != libc::ENOTDIR {
+            last = e;
+            if e != libc::EACCES {
+                break;
+            }
+        }
+    }
+    let Some(cmd) = cmd else {
+        fail(err, Stage::Exec, last)
+    };
+    // While held, the process keeps nothing of its starter's but its standard streams:
+    // close-on-exec descriptors would otherwise stay open until the execve (a lock the
+    // starter holds, a pipe whose reader waits for EOF).
+    close_all_but([err, gate]);
+    let rec = encode(Stage::Held, 0, 0);
+    // SAFETY: writes RECORD bytes from the stack, then closes the report pipe: nothing is
+    // reported after this.
+    unsafe {
+        libc::write(err, rec.as_ptr().cast(), RECORD);
+        libc::close(err);
+    }
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reads at most one byte into `byte`, on the stack. The gate is open
+        // read-write by this process, so the read blocks until a byte comes (never EOF).
+        let n = unsafe { libc::read(gate, byte.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        // SAFETY: exits without atexit handlers.
+        unsafe { libc::_exit(127) }
+    }
+    // SAFETY: closes the gate, then executes with NUL-terminated strings and
+    // null-terminated arrays prepared before the fork; exits without atexit handlers when
+    // the execve fails.
+    unsafe {
+        libc::close(gate);
+        libc::execve(cmd.as_ptr(), argv.as_ptr(), env.as_ptr());
+        libc::_exit(127)
+    }
+}
+
+/// Opens the gate FIFO of [`JailConfig::hold`] read-write (which does not block on
+/// FreeBSD), above the standard descriptors, close-on-exec: the held process inherits it
+/// through the fork and reads its byte there.
+fn open_gate(path: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(format!("open the gate {}", path.display()), e))?;
+    let is_fifo = f
+        .metadata()
+        .map_err(|e| Error::io(format!("stat the gate {}", path.display()), e))?
+        .file_type()
+        .is_fifo();
+    if !is_fifo {
+        return Err(Error::InvalidConfig(format!(
+            "the gate {} is not a FIFO",
+            path.display()
+        )));
+    }
+    crate::process::above_stdio(f.into()).map_err(|e| Error::io("open the gate", e))
 }
 
 async fn read_failure(fd: OwnedFd) -> Result<Option<[u8; RECORD]>> {
@@ -336,6 +451,7 @@ async fn spawn_in_jail(
     user_spec: Option<&str>,
     user: &ResolvedUser,
     clean: bool,
+    hold: Option<&Path>,
 ) -> Result<Process> {
     let env = build_env(cfg.env_mode(clean), &cfg.env, user, std::env::vars_os())?;
     let candidates = exec_candidates(&cfg.argv[0], &env)?;
@@ -366,6 +482,7 @@ async fn spawn_in_jail(
         })
         .collect::<Result<Vec<_>>>()?;
     let groups = cfg.groups(user_spec, &user.groups);
+    let gate = hold.map(open_gate).transpose()?;
     let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
     let plan = ChildPlan {
@@ -387,6 +504,7 @@ async fn spawn_in_jail(
         owner: cfg
             .dies_with_owner()
             .then(|| std::process::id() as libc::pid_t),
+        hold: gate.as_ref().map(|g| g.as_raw_fd()),
     };
     let pid = {
         let mut argv_ptrs: Vec<*const libc::c_char> =
@@ -405,8 +523,10 @@ async fn spawn_in_jail(
     drop(plan);
     drop(err_w);
     drop(child_stdio);
+    // Only the held process keeps the gate open: with it gone, a release finds no reader.
+    drop(gate);
     let mut waiter = Waiter::new(pid);
-    if let Some(rec) = read_failure(err_r).await? {
+    if let Some(rec) = read_failure(err_r).await?.filter(|rec| !is_held(rec)) {
         let _ = waiter.wait().await;
         return Err(failure_error(
             &rec,
@@ -416,6 +536,11 @@ async fn spawn_in_jail(
         ));
     }
     Process::new(pid, waiter, parent_stdio)
+}
+
+/// Whether a record says the process is held (not a failure).
+fn is_held(rec: &[u8; RECORD]) -> bool {
+    decode(rec).0 == Stage::Held as u32
 }
 
 /// Refuses a setting FreeBSD does not have, by name.
@@ -473,7 +598,15 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
             }
         }
         created::run_all(created).await?;
-        let process = spawn_in_jail(jid, &cfg.process, user_spec, &user, clean).await?;
+        let process = spawn_in_jail(
+            jid,
+            &cfg.process,
+            user_spec,
+            &user,
+            clean,
+            cfg.hold.as_deref(),
+        )
+        .await?;
         if let Some(update) = persist_update(cfg.lifetime, &cfg.params, jid)? {
             jail_update(&update)?;
         }
@@ -564,6 +697,7 @@ pub(crate) async fn exec(
         cfg.user.as_deref(),
         &user,
         cfg.clean_env.unwrap_or(true),
+        None,
     )
     .await
 }
