@@ -615,6 +615,7 @@ pub struct ExecConfig {
     pub(crate) additional_gids: Option<Vec<u32>>,
     pub(crate) umask: Option<u32>,
     pub(crate) seccomp: Option<crate::SeccompProfile>,
+    pub(crate) jail_terminal: bool,
 }
 
 impl ExecConfig {
@@ -700,6 +701,16 @@ impl ExecConfig {
     /// ignored); the master side is the process' `pty`.
     pub fn tty(mut self, size: WinSize) -> Self {
         self.tty = Some(size);
+        self
+    }
+
+    /// Linux, with [`ExecConfig::tty`]: the terminal is made in the jail's own devpts (its
+    /// `/dev/ptmx`, which the jail must have, as an OCI bundle's `/dev` has), as runc makes
+    /// it, rather than on the host's: inside, the process's tty is `/dev/pts/N` of the
+    /// jail. The master comes back in [`crate::Process::pty`] as ever. For a jail's first
+    /// process it is also bound at `/dev/console`.
+    pub fn jail_terminal(mut self, on: bool) -> Self {
+        self.jail_terminal = on;
         self
     }
 

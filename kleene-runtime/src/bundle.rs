@@ -326,7 +326,8 @@ pub fn process_config(p: &Process, at: &str) -> Result<(ExecConfig, bool)> {
                 cols: b.width() as u16,
             })
             .unwrap_or(WinSize { rows: 24, cols: 80 });
-        exec = exec.tty(size);
+        // As runc: the terminal of the container's own devpts (Linux).
+        exec = exec.tty(size).jail_terminal(cfg!(target_os = "linux"));
     }
     Ok((exec, terminal))
 }

@@ -116,6 +116,18 @@ pub(crate) struct ProcPlan {
     pub cgroup_procs: Vec<RawFd>,
     /// The compiled seccomp filter, installed before `execve`.
     pub seccomp: Option<crate::SeccompProgram>,
+    /// A terminal made in the jail's devpts: its master goes back over this socket.
+    pub jail_pty: Option<JailPtyPlan>,
+}
+
+/// A terminal the process makes in the jail's own devpts (as runc makes it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JailPtyPlan {
+    /// The child's end of the socket the master is sent back on (SCM_RIGHTS).
+    pub sock: RawFd,
+    pub size: libc::winsize,
+    /// Bind the slave at /dev/console (a jail's first process).
+    pub console: bool,
 }
 
 /// A device node to make: its directory and name relative to the root, its mode (type and
@@ -622,6 +634,8 @@ fn reset_signals() {
 /// execve. Never returns.
 pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
     let err = p.err_fd;
+    // While still root with every capability (the console is a bind mount).
+    let jail_tty = p.jail_pty.map(|t| open_jail_pty(&t, err));
     // SAFETY: chdir with a NUL-terminated path.
     try_sys!(err, Stage::Workdir, 0, unsafe {
         libc::chdir(p.workdir.as_ptr())
@@ -652,7 +666,7 @@ pub(crate) fn finish_and_exec(p: &ProcPlan, arrays: &ExecArrays) -> ! {
     }
     // SAFETY: umask only sets the process' mask.
     unsafe { libc::umask(p.umask) };
-    set_stdio(p);
+    set_stdio(p, jail_tty);
     // Whatever else is open (from C code that did not use O_CLOEXEC) is not the jail's.
     // SAFETY: close_range with integer arguments; errors (old kernels) are harmless.
     unsafe {
@@ -944,8 +958,26 @@ fn set_ids(p: &ProcPlan) {
 
 /// Puts the prepared descriptors on 0, 1 and 2, and with a terminal makes it the
 /// controlling one of a new session.
-fn set_stdio(p: &ProcPlan) {
+fn set_stdio(p: &ProcPlan, jail_tty: Option<RawFd>) {
     let err = p.err_fd;
+    if let Some(slave) = jail_tty {
+        for target in 0..3 {
+            // SAFETY: dup2 of the slave opened by this process onto the standard streams.
+            try_sys!(err, Stage::Stdio, target, unsafe {
+                libc::dup2(slave, target)
+            });
+        }
+        if slave > 2 {
+            // SAFETY: closes the descriptor duplicated above.
+            unsafe { libc::close(slave) };
+        }
+        // SAFETY: setsid/ioctl with integer arguments; fd 0 is the terminal's slave side.
+        unsafe {
+            try_sys!(err, Stage::Terminal, 0, libc::setsid());
+            try_sys!(err, Stage::Terminal, 1, libc::ioctl(0, libc::TIOCSCTTY, 0));
+        }
+        return;
+    }
     for (target, fd) in p.stdio.iter().enumerate() {
         if *fd < 0 {
             continue;
@@ -962,6 +994,131 @@ fn set_stdio(p: &ProcPlan) {
             try_sys!(err, Stage::Terminal, 0, libc::setsid());
             try_sys!(err, Stage::Terminal, 1, libc::ioctl(0, libc::TIOCSCTTY, 0));
         }
+    }
+}
+
+/// Makes a terminal in the jail's devpts (`/dev/ptmx` as the jail sees it), sized as
+/// planned, binds its slave at /dev/console when asked, and sends the master back on the
+/// plan's socket (SCM_RIGHTS): the slave's descriptor. Allocates nothing.
+fn open_jail_pty(t: &JailPtyPlan, err: RawFd) -> RawFd {
+    // SAFETY: open with a NUL-terminated path.
+    let master = unsafe {
+        libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    try_sys!(err, Stage::Terminal, 10, master);
+    let mut unlock: libc::c_int = 0;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: ioctls on the master with pointers to locals of the right types.
+    unsafe {
+        try_sys!(
+            err,
+            Stage::Terminal,
+            11,
+            libc::ioctl(master, libc::TIOCSPTLCK, &mut unlock)
+        );
+        try_sys!(
+            err,
+            Stage::Terminal,
+            12,
+            libc::ioctl(master, libc::TIOCGPTN, &mut n)
+        );
+        try_sys!(
+            err,
+            Stage::Terminal,
+            13,
+            libc::ioctl(master, libc::TIOCSWINSZ, &t.size)
+        );
+    }
+    // "/dev/pts/N", built on the stack.
+    let mut path = [0u8; 32];
+    let prefix = b"/dev/pts/";
+    path[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 10];
+    let (mut v, mut len) = (n, 0);
+    loop {
+        digits[len] = b'0' + (v % 10) as u8;
+        len += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        path[prefix.len() + i] = digits[len - 1 - i];
+    }
+    let slave_path: *const c_char = path.as_ptr().cast();
+    // SAFETY: open with the NUL-terminated path above.
+    let slave = unsafe { libc::open(slave_path, libc::O_RDWR | libc::O_NOCTTY) };
+    try_sys!(err, Stage::Terminal, 14, slave);
+    if t.console {
+        // runc binds the terminal at /dev/console; the file is made when missing.
+        // SAFETY: open/mount/close with NUL-terminated paths prepared here.
+        unsafe {
+            let f = libc::open(
+                c"/dev/console".as_ptr(),
+                libc::O_CREAT
+                    | libc::O_WRONLY
+                    | libc::O_NOFOLLOW
+                    | libc::O_NOCTTY
+                    | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            );
+            if f >= 0 {
+                libc::close(f);
+            }
+            try_sys!(
+                err,
+                Stage::Console,
+                1,
+                mount(
+                    slave_path,
+                    c"/dev/console".as_ptr(),
+                    NULL,
+                    libc::MS_BIND,
+                    NULL
+                )
+            );
+        }
+    }
+    send_fd(t.sock, master, err);
+    // SAFETY: closes descriptors this process no longer needs (the parent has the master).
+    unsafe {
+        libc::close(master);
+        libc::close(t.sock);
+    }
+    slave
+}
+
+/// Sends `fd` on the unix socket `sock` (one byte of data, the descriptor as
+/// SCM_RIGHTS), with buffers on the stack.
+fn send_fd(sock: RawFd, fd: RawFd, err: RawFd) {
+    #[repr(C, align(8))]
+    struct Cmsg([u8; 64]);
+    let mut control = Cmsg([0u8; 64]);
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: msghdr is a plain C struct for which all-zero is valid; CMSG_* are pointer
+    // arithmetic within `control`, which is large and aligned enough for one descriptor;
+    // sendmsg reads the structures, all of which outlive the call.
+    unsafe {
+        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        try_sys!(err, Stage::Terminal, 15, libc::sendmsg(sock, &msg, 0));
     }
 }
 

@@ -196,6 +196,7 @@ fn proc_plan(
         .map_err(|e| Error::InvalidConfig(format!("seccomp profile: {e}")))?;
     Ok(ProcPlan {
         seccomp,
+        jail_pty: None,
         workdir,
         drop_caps: crate::caps::capabilities_to_drop(last),
         uid: user.uid,
@@ -374,7 +375,8 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         Some(g) => open_procs_files(&g.procs_files())?,
         None => Vec::new(),
     };
-    let (child_stdio, parent_stdio) = prepare_stdio(&cfg.process)?;
+    let jail_pty = JailPty::prepare(&cfg.process, !cfg.standard_mounts)?;
+    let (child_stdio, mut parent_stdio) = prepare_stdio(jail_pty.stdio_config(&cfg.process))?;
     let console = match (&parent_stdio.pty, cfg.standard_mounts) {
         (Some(master), false) => Some(pty_slave_name(master)?),
         _ => None,
@@ -401,6 +403,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
         err_w.as_raw_fd(),
     )?;
     proc.hold = gate.as_ref().map(|g| g.as_raw_fd());
+    proc.jail_pty = jail_pty.plan();
     proc.cgroup_procs = cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     if let Some(u) = userns {
         u.check_user(user.uid, user.gid, &proc.groups)?;
@@ -492,6 +495,7 @@ pub(crate) async fn start(cfg: &JailConfig) -> Result<(JailHandle, Process, Back
     );
     let started = clone_jail(plan, flags, with_owner, pid_r, userns_setup, child_fds).await?;
     let (pid, waiter) = wait_started(cfg, started, err_r, status_r).await?;
+    parent_stdio.pty = jail_pty.master()?.or(parent_stdio.pty);
     let process = Process::new(pid, waiter, parent_stdio)?;
     let handle = JailHandle {
         name: cfg.name.clone(),
@@ -545,6 +549,100 @@ fn open_procs_files(files: &[std::path::PathBuf]) -> Result<Vec<OwnedFd>> {
                 .map_err(|e| Error::io(format!("open {}", f.display()), e))
         })
         .collect()
+}
+
+/// A terminal made in the jail (`ExecConfig::jail_terminal`): the socket its master comes
+/// back on, and the child's plan.
+struct JailPty {
+    parts: Option<(OwnedFd, OwnedFd, child::JailPtyPlan)>,
+    stdio: Option<ExecConfig>,
+}
+
+impl JailPty {
+    fn prepare(cfg: &ExecConfig, console: bool) -> Result<JailPty> {
+        let (Some(size), true) = (cfg.tty, cfg.jail_terminal) else {
+            return Ok(JailPty {
+                parts: None,
+                stdio: None,
+            });
+        };
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| Error::io("make a socket pair for the terminal", e))?;
+        let (mine, theirs) = (OwnedFd::from(mine), OwnedFd::from(theirs));
+        let plan = child::JailPtyPlan {
+            sock: theirs.as_raw_fd(),
+            size: libc::winsize {
+                ws_row: size.rows,
+                ws_col: size.cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+            console,
+        };
+        // The process's streams are the terminal it makes: none are prepared here.
+        let mut stdio = cfg.clone();
+        stdio.tty = None;
+        stdio.stdin = crate::Stdio::Null;
+        stdio.stdout = crate::Stdio::Null;
+        stdio.stderr = crate::Stdio::Null;
+        Ok(JailPty {
+            parts: Some((mine, theirs, plan)),
+            stdio: Some(stdio),
+        })
+    }
+
+    /// The configuration whose streams are prepared on the host.
+    fn stdio_config<'a>(&'a self, cfg: &'a ExecConfig) -> &'a ExecConfig {
+        self.stdio.as_ref().unwrap_or(cfg)
+    }
+
+    /// The child's plan.
+    fn plan(&self) -> Option<child::JailPtyPlan> {
+        self.parts.as_ref().map(|(_, _, p)| *p)
+    }
+
+    /// The master the child sent, once it is set up (`None` without a jail terminal).
+    fn master(self) -> Result<Option<OwnedFd>> {
+        let Some((mine, theirs, _)) = self.parts else {
+            return Ok(None);
+        };
+        // The child has its copy: a child that ended without sending ends the read.
+        drop(theirs);
+        receive_fd(&mine)
+            .map(Some)
+            .map_err(|e| Error::io("receive the jail's terminal", e))
+    }
+}
+
+/// Receives one descriptor (SCM_RIGHTS) on `sock`, blocking.
+fn receive_fd(sock: &OwnedFd) -> io::Result<OwnedFd> {
+    #[repr(C, align(8))]
+    struct Cmsg([u8; 64]);
+    let mut control = Cmsg([0u8; 64]);
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: msghdr is a plain C struct for which all-zero is valid; recvmsg writes at
+    // most the given lengths into `byte` and `control`; CMSG_* walk `control` only.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len() as _;
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if n == 0 || cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return Err(io::Error::other("the child sent no terminal"));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+        Ok(std::os::fd::FromRawFd::from_raw_fd(fd))
+    }
 }
 
 /// A close-on-exec pipe when `on`.
@@ -1098,7 +1196,8 @@ pub(crate) async fn exec(
         )?;
     }
     let clean = cfg.clean_env.unwrap_or(true);
-    let (child_stdio, parent_stdio) = prepare_stdio(cfg)?;
+    let jail_pty = JailPty::prepare(cfg, false)?;
+    let (child_stdio, mut parent_stdio) = prepare_stdio(jail_pty.stdio_config(cfg))?;
     let (err_r, err_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
     let (pid_r, pid_w) = cloexec_pipe().map_err(|e| Error::io("make a pipe", e))?;
     // The process joins the jail's groups (limits and accounting) as `runc exec` does.
@@ -1113,6 +1212,7 @@ pub(crate) async fn exec(
         err_w.as_raw_fd(),
     )?;
     plan.cgroup_procs = cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
+    plan.jail_pty = jail_pty.plan();
     let job = ExecJob {
         pidfd,
         ns_flags,
@@ -1146,6 +1246,7 @@ pub(crate) async fn exec(
             None,
         ));
     }
+    parent_stdio.pty = jail_pty.master()?.or(parent_stdio.pty);
     Process::new(pid, waiter.keep()?, parent_stdio)
 }
 
