@@ -194,6 +194,11 @@ impl Cgroup {
         }
     }
 
+    /// Whether it is a cgroup v2 group.
+    pub fn is_v2(&self) -> bool {
+        matches!(self.hierarchy, Hierarchy::V2(_))
+    }
+
     /// Whether the v1 controller `c` is mounted (always false on v2, whose controllers
     /// are not the same set).
     pub fn has_controller(&self, c: Controller) -> bool {
@@ -322,15 +327,11 @@ impl Cgroup {
         limits.validate()?;
         self.check_controllers(limits)?;
         match &self.hierarchy {
-            Hierarchy::V2(_) if !limits.devices.is_empty() => {
-                return Err(Error::LimitUnavailable {
-                    limit: "device rules".into(),
-                    reason: "cgroup v2 filters devices with an eBPF program, which this version does not load"
-                        .into(),
-                })
-            }
             Hierarchy::V2(root) => {
                 let dir = root.join(&self.path);
+                if !limits.devices.is_empty() {
+                    attach_device_filter(&dir, &limits.devices)?;
+                }
                 for (file, value) in limits.cgroup_v2() {
                     if file == "memory.swap.max" && !dir.join(file).exists() {
                         continue; // no swap accounting on this kernel
@@ -707,6 +708,28 @@ pub struct Usage {
     pub pids_limit: Option<u64>,
     /// Forks refused at the process limit.
     pub pids_limit_hits: u64,
+}
+
+/// cgroup v2's device rules: an eBPF program attached to the group (Linux).
+fn attach_device_filter(dir: &Path, rules: &[crate::DeviceRule]) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        crate::devfilter::attach(dir, rules).map_err(|e| Error::LimitUnavailable {
+            limit: "device rules".into(),
+            reason: format!(
+                "loading the cgroup v2 device filter of {}: {e}",
+                dir.display()
+            ),
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = rules;
+        Err(Error::LimitUnavailable {
+            limit: "device rules".into(),
+            reason: format!("{} is a cgroup v2 group, which is Linux's", dir.display()),
+        })
+    }
 }
 
 /// The value of `key` in a `key value` file (`memory.oom_control`, `cpu.stat`).

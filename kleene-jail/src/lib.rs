@@ -3,6 +3,8 @@
 mod caps;
 mod cgroup;
 mod config;
+#[cfg(target_os = "linux")]
+mod devfilter;
 mod error;
 mod freebsd_plan;
 mod hold;

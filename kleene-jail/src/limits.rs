@@ -68,10 +68,10 @@ impl ResourceGroup {
     }
 
     /// Whether it can restrict devices ([`crate::Resources::devices`]): a cgroup v1
-    /// hierarchy with the `devices` controller.
+    /// hierarchy with the `devices` controller, or cgroup v2 (an eBPF program).
     pub fn filters_devices(&self) -> bool {
         match &self.kind {
-            Kind::Cgroup(g) => g.has_controller(crate::Controller::Devices),
+            Kind::Cgroup(g) => g.is_v2() || g.has_controller(crate::Controller::Devices),
             Kind::Rctl(_) => false,
         }
     }

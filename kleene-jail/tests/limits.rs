@@ -323,3 +323,64 @@ fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+/// The cgroup v2 mount point, if any (on this kind of machine, the hybrid layout's
+/// `/sys/fs/cgroup/unified`, which takes device programs though it has no controllers).
+fn cgroup2_mount() -> Option<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()?
+        .lines()
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|r| r.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+}
+
+#[test]
+fn cgroup_v2_device_rules_are_an_ebpf_program_that_the_kernel_enforces() {
+    if !can_run() {
+        return;
+    }
+    let Some(unified) = cgroup2_mount() else {
+        assert!(
+            std::env::var("KLEENE_REQUIRE_ZFS").as_deref() != Ok("1"),
+            "this kind of machine mounts cgroup v2"
+        );
+        return;
+    };
+    let name = format!("dev{}", std::process::id());
+    let g = kleene_jail::Cgroup::new(
+        kleene_jail::Hierarchy::V2(unified.clone()),
+        "kleene-test",
+        &name,
+    )
+    .unwrap();
+    let mut r = Resources::new();
+    r.devices = vec![
+        kleene_jail::DeviceRule::deny_all(),
+        kleene_jail::DeviceRule::allow('c', Some(1), Some(3), "rwm"),
+    ];
+    g.create(&r).unwrap();
+    let procs = unified.join("kleene-test").join(&name).join("cgroup.procs");
+    // The shell moves itself into the group, then tries /dev/null (allowed) and /dev/zero
+    // (denied by the program).
+    let script = format!(
+        "echo $$ > {}; exec sh -c 'echo x > /dev/null && echo null-ok; head -c 1 /dev/zero >/dev/null 2>&1 || echo zero-denied'",
+        procs.display()
+    );
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    g.remove().unwrap();
+    assert_eq!(
+        said,
+        "null-ok\nzero-denied\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
