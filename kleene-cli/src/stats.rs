@@ -106,6 +106,9 @@ pub async fn stats(ctx: &Ctx, a: StatsArgs) -> Outcome {
             Ok::<_, Failure>(out)
         }
     };
+    // Installed once, before anything is read: a Ctrl-C at any moment ends the stream.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Failure::failed(format!("cannot catch Ctrl-C: {e}")))?;
     let mut before = read(&backend, &targets).await?;
     let interval = if a.stream {
         Duration::from_secs(1)
@@ -116,7 +119,7 @@ pub async fn stats(ctx: &Ctx, a: StatsArgs) -> Outcome {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(0),
+            _ = interrupt.recv() => return Ok(0),
         }
         let now = read(&backend, &targets).await?;
         let mut out = std::io::stdout().lock();

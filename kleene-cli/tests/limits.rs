@@ -140,6 +140,7 @@ fn stats_show_the_limits_and_update_changes_them_live() {
     let mut child = common::klee_process()
         .args(["--root", &s.root, "container", "stats", "--stream", "lim"])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -161,7 +162,13 @@ fn stats_show_the_limits_and_update_changes_them_live() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let end = child.wait_with_output().unwrap();
+    assert_eq!(
+        end.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&end.stderr)
+    );
     s.ok(&["stop", "lim"]);
     assert!(group_dirs(&id).iter().all(|d| !d.exists()), "group left");
     let out = s.klee(["container", "stats", "lim"]).output().unwrap();
