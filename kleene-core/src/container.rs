@@ -880,7 +880,17 @@ impl Engine {
             }
             self.stop_container(c.id.as_str(), Duration::ZERO).await?;
         }
-        self.blocking(move |inner| inner.remove_container(&c)).await
+        let networked = c.config.network != crate::model::Driver::Host;
+        let id = self
+            .blocking(move |inner| inner.remove_container(&c))
+            .await?;
+        if networked {
+            // Its rules go with it, whoever applied the firewall last: a container whose
+            // monitor was killed was still running (its jail dying) when the last
+            // application counted it.
+            self.apply_firewall().await?;
+        }
+        Ok(id)
     }
 
     /// Removes every container that is not running; their ids.

@@ -650,20 +650,30 @@ impl Inner {
         }
         let input = self.firewall_input(&running, host_gateway)?;
         let last_path = self.root_mount.join(LAST_RULES);
-        let last = std::fs::read_to_string(&last_path).ok();
+        // Set while rules are being loaded: a process killed between the load and the
+        // record below leaves the host's rules unknown, and the next application must
+        // load what it renders even when the record says it is loaded.
+        let loading = last_path.with_extension("loading");
+        let unknown = loading.exists();
+        let last = (!unknown)
+            .then(|| std::fs::read_to_string(&last_path).ok())
+            .flatten();
         let rules = platform::render(&input)?;
         if last.as_deref() == Some(rules.as_str()) {
             return Ok(());
         }
-        if input.networks.is_empty() && last.is_none() {
+        if input.networks.is_empty() && last.is_none() && !unknown && !last_path.exists() {
             // Never had networks: nothing to load, nothing to clear.
             return Ok(());
         }
+        let io = |e| CoreError::io(format!("writing {}", last_path.display()), e);
+        std::fs::write(&loading, b"").map_err(io)?;
         platform::load(&rules)?;
         let new = last_path.with_extension("new");
         std::fs::write(&new, &rules)
             .and_then(|()| std::fs::rename(&new, &last_path))
-            .map_err(|e| CoreError::io(format!("writing {}", last_path.display()), e))?;
+            .and_then(|()| std::fs::remove_file(&loading))
+            .map_err(io)?;
         Ok(())
     }
 }
