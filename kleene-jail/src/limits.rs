@@ -97,7 +97,7 @@ impl ResourceGroup {
     pub fn update(&self, limits: &Resources) -> Result<()> {
         match &self.kind {
             Kind::Cgroup(g) => g.update(limits),
-            Kind::Rctl(name) => crate::sys::rctl_update(name, limits),
+            Kind::Rctl(name) => rctl_update(name, limits),
         }
     }
 
@@ -105,7 +105,7 @@ impl ResourceGroup {
     pub fn usage(&self) -> Result<Usage> {
         match &self.kind {
             Kind::Cgroup(g) => g.usage(),
-            Kind::Rctl(name) => crate::sys::rctl_usage(name),
+            Kind::Rctl(name) => rctl_usage(name),
         }
     }
 
@@ -113,7 +113,7 @@ impl ResourceGroup {
     pub fn remove(&self) -> Result<()> {
         match &self.kind {
             Kind::Cgroup(g) => g.remove(),
-            Kind::Rctl(name) => crate::sys::rctl_remove(name),
+            Kind::Rctl(name) => rctl_remove(name),
         }
     }
 
@@ -143,6 +143,32 @@ impl ResourceGroup {
             Kind::Rctl(_) => false,
         }
     }
+}
+
+/// RCTL, on FreeBSD; a group of that kind named elsewhere (by its locator) has no rules
+/// to change or read, and none to remove.
+#[cfg(target_os = "freebsd")]
+use crate::sys::{rctl_remove, rctl_update, rctl_usage};
+
+#[cfg(not(target_os = "freebsd"))]
+fn rctl_update(_jail: &str, _limits: &Resources) -> Result<()> {
+    Err(Error::UnsupportedSetting {
+        setting: "rctl limits".into(),
+        platform: crate::PLATFORM,
+    })
+}
+
+#[cfg(not(target_os = "freebsd"))]
+fn rctl_usage(_jail: &str) -> Result<Usage> {
+    Err(Error::UnsupportedSetting {
+        setting: "rctl usage".into(),
+        platform: crate::PLATFORM,
+    })
+}
+
+#[cfg(not(target_os = "freebsd"))]
+fn rctl_remove(_jail: &str) -> Result<()> {
+    Ok(())
 }
 
 /// Limits without a group to hold them are refused.

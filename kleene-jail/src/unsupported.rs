@@ -113,21 +113,3 @@ pub(crate) fn wait_exited(_found: &[&Found], _timeout: std::time::Duration) {}
 pub(crate) fn release_under(_root: &std::path::Path) -> Result<()> {
     Ok(())
 }
-
-pub(crate) fn rctl_update(_jail: &str, _limits: &crate::Resources) -> Result<()> {
-    Err(Error::UnsupportedSetting {
-        setting: "rctl limits".into(),
-        platform: PLATFORM,
-    })
-}
-
-pub(crate) fn rctl_usage(_jail: &str) -> Result<crate::Usage> {
-    Err(Error::UnsupportedSetting {
-        setting: "rctl usage".into(),
-        platform: PLATFORM,
-    })
-}
-
-pub(crate) fn rctl_remove(_jail: &str) -> Result<()> {
-    Ok(())
-}

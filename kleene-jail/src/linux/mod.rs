@@ -1424,21 +1424,3 @@ pub(crate) fn is_running(handle: &JailHandle) -> bool {
         Err(_) => false,
     }
 }
-
-pub(crate) fn rctl_update(_jail: &str, _limits: &crate::Resources) -> Result<()> {
-    Err(Error::UnsupportedSetting {
-        setting: "rctl limits".into(),
-        platform: PLATFORM,
-    })
-}
-
-pub(crate) fn rctl_usage(_jail: &str) -> Result<crate::Usage> {
-    Err(Error::UnsupportedSetting {
-        setting: "rctl usage".into(),
-        platform: PLATFORM,
-    })
-}
-
-pub(crate) fn rctl_remove(_jail: &str) -> Result<()> {
-    Ok(())
-}
