@@ -881,6 +881,25 @@ impl Engine {
             self.stop_container(c.id.as_str(), Duration::ZERO).await?;
         }
         let networked = c.config.network != crate::model::Driver::Host;
+        #[cfg(target_os = "linux")]
+        if networked {
+            // What a set-up killed before its peer moved left on the host (see
+            // `network::platform::container_links`): it names this container only.
+            let id = c.id.clone();
+            let swept = self
+                .blocking(move |_| {
+                    let listed = crate::network::platform::container_links()?;
+                    let mine: Vec<String> = listed
+                        .into_iter()
+                        .filter(|l| crate::network::platform::is_link_of(l, &id))
+                        .collect();
+                    crate::network::platform::remove_links(&mine)
+                })
+                .await;
+            if let Err(e) = swept {
+                log::warn!("{e}");
+            }
+        }
         let id = self
             .blocking(move |inner| inner.remove_container(&c))
             .await?;

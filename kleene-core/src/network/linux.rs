@@ -2,7 +2,8 @@
 //!
 //! `ipnet` and `vnet` containers are alike here: each gets a namespace of its own with a
 //! veth to each of its networks' bridges. Nothing of a container is left on the host once
-//! its namespace is gone, so there is nothing to reconcile ([`HOST_STATE`] is false).
+//! its namespace is gone ([`HOST_STATE`] is false), but for a pair whose set-up was
+//! killed before its peer moved: the repair sweeps those ([`orphan_links`]).
 
 use std::collections::BTreeMap;
 
@@ -180,7 +181,77 @@ pub async fn release(_links: &[(Network, Endpoint)]) -> Result<()> {
     Ok(())
 }
 
-/// Nothing to reconcile on Linux (see [`HOST_STATE`]).
+/// Runs netlink work to its end on a runtime of its own: for the repair, which runs on an
+/// engine thread outside tokio (blocking).
+fn block_on<T>(what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CoreError::io(format!("{what}: starting a runtime"), e))?
+        .block_on(work)
+}
+
+/// The host-side ends of container veths ([`host_link`]) in the host namespace; blocking.
+///
+/// A container's links go with its namespace, except in one window: a monitor killed
+/// between making a pair and moving its peer into the namespace leaves both ends here.
+pub fn container_links() -> Result<Vec<String>> {
+    const WHAT: &str = "listing the host's container links";
+    block_on(WHAT, async {
+        Netlink::current()
+            .await
+            .map_err(err(WHAT))?
+            .links_with_prefix(linux::VETH_PREFIX)
+            .await
+            .map_err(err(WHAT))
+    })
+}
+
+/// Whether `link` is a host link of container `id`, whatever its slot.
+pub fn is_link_of(link: &str, id: &Id) -> bool {
+    let any = host_link(id, 0);
+    link.len() == any.len() && link.as_bytes()[..any.len() - 2] == any.as_bytes()[..any.len() - 2]
+}
+
+/// Of the `listed` links, those of `known` owners that are not `live`: what killed
+/// set-ups left (see [`container_links`]). Links of owners this engine does not know are
+/// another engine's, and are kept.
+pub fn orphan_links(listed: &[String], known: &[Id], live: &BTreeMap<Id, Driver>) -> Vec<String> {
+    listed
+        .iter()
+        .filter(|link| {
+            known
+                .iter()
+                .any(|id| is_link_of(link, id) && !live.contains_key(id))
+                && !live.keys().any(|id| is_link_of(link, id))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Removes host links (the pair goes with its host end); blocking. Every removal is tried;
+/// the first failure is returned.
+pub fn remove_links(links: &[String]) -> Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    const WHAT: &str = "removing the links of containers that no longer run";
+    block_on(WHAT, async {
+        let host = Netlink::current().await.map_err(err(WHAT))?;
+        let mut first = None;
+        for link in links {
+            match host.remove_link(link).await {
+                Ok(_) => log::info!("removed link {link}, left by a container that no longer runs"),
+                Err(e) => {
+                    first.get_or_insert(err(format!("removing link {link}"))(e));
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    })
+}
+
+/// Nothing else to reconcile on Linux (see [`HOST_STATE`] and [`orphan_links`]).
 pub fn reconcile(
     _networks: &[Network],
     _endpoints: &[Endpoint],
@@ -196,4 +267,34 @@ pub fn render(input: &FirewallInput) -> Result<String> {
 
 pub fn load(rules: &str) -> Result<()> {
     linux::apply_nft(rules).map_err(err("loading the nftables ruleset"))
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    fn id(s: &str) -> Id {
+        Id::parse(s).expect("a valid id")
+    }
+
+    #[test]
+    fn orphans_are_links_of_known_owners_that_do_not_run() {
+        let dead = id("f420ea564510");
+        let running = id("0123456789a0");
+        let stranger = id("bbbbbbbbbbb0");
+        let listed = vec![
+            host_link(&dead, 0),
+            host_link(&dead, 3),
+            host_link(&running, 0),
+            host_link(&stranger, 0),
+            "kvshort".to_string(),
+        ];
+        let live = BTreeMap::from([(running.clone(), Driver::Ipnet)]);
+        let orphans = orphan_links(&listed, &[dead.clone(), running.clone()], &live);
+        assert_eq!(orphans, [host_link(&dead, 0), host_link(&dead, 3)]);
+        assert!(is_link_of(&host_link(&dead, 255), &dead));
+        assert!(!is_link_of(&host_link(&running, 1), &dead));
+        // nothing known: nothing removed
+        assert!(orphan_links(&listed, &[], &BTreeMap::new()).is_empty());
+    }
 }

@@ -573,6 +573,32 @@ impl Inner {
         platform::reconcile(&networks, &endpoints, &live)
     }
 
+    /// Removes the `listed` host links of this engine's containers and builds that do not
+    /// run (Linux: what a set-up killed before its peer moved left). Called with the
+    /// firewall's lock held, after listing, before reading the states.
+    #[cfg(target_os = "linux")]
+    fn sweep_links(&self, running: &[Container], listed: &[String]) -> Result<()> {
+        if listed.is_empty() {
+            return Ok(());
+        }
+        let store = self.store();
+        let mut known: Vec<Id> = store.containers()?.into_iter().map(|c| c.id).collect();
+        let mut live: BTreeMap<Id, Driver> = running
+            .iter()
+            .map(|c| (c.id.clone(), c.config.network))
+            .collect();
+        for e in store.endpoints(None, None)? {
+            known.push(e.container);
+        }
+        for (owner, _) in store.build_endpoints()? {
+            if let Ok(id) = Id::parse(&owner) {
+                live.insert(id, Driver::Ipnet);
+            }
+        }
+        drop(store);
+        platform::remove_links(&platform::orphan_links(listed, &known, &live))
+    }
+
     /// The firewall's lock (a file lock in the root): serializes firewall loads, and on
     /// FreeBSD every change of the host's per-container network state, across processes.
     pub(crate) fn network_lock(&self) -> Result<std::fs::File> {
@@ -642,11 +668,19 @@ impl Inner {
     /// are logged: they must not keep the rules from loading); blocking.
     pub(crate) fn apply_firewall(&self, host_gateway: Option<String>) -> Result<()> {
         let _lock = self.network_lock()?;
+        // Listed before the states are read: a link made after this by a starting
+        // container is not looked at, one made before it is by a container seen starting.
+        #[cfg(target_os = "linux")]
+        let listed = platform::container_links();
         let running = self.live_containers()?;
         if platform::HOST_STATE {
             if let Err(e) = self.reconcile_host(&running) {
                 log::warn!("{e}");
             }
+        }
+        #[cfg(target_os = "linux")]
+        if let Err(e) = listed.and_then(|listed| self.sweep_links(&running, &listed)) {
+            log::warn!("{e}");
         }
         let input = self.firewall_input(&running, host_gateway)?;
         let last_path = self.root_mount.join(LAST_RULES);
