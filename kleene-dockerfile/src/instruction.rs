@@ -10,7 +10,7 @@ use crate::error::{ErrorKind, ParseError};
 use crate::expand::{EmptyEnv, Env, ExpandError, Expander};
 use crate::image_ref::{ImageRef, ImageRefError};
 use crate::span::{Span, Spanned};
-use crate::syntax::{self, Directive, Heredoc, Keyword, Node, Warning};
+use crate::syntax::{self, Ctx, Directive, Heredoc, Keyword, RawFlag, RawNode, Warning};
 
 /// A parsed and validated Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,44 +271,32 @@ impl Instruction {
 impl Dockerfile {
     /// Parses and validates `text`.
     pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
-        let tree = syntax::parse_syntax(text)?;
         let mut global_args = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
-        for node in &tree.nodes {
-            let instruction = convert(node, tree.escape)?;
-            match instruction {
-                Instruction::From(from) => stages.push(Stage {
-                    name: from.alias.clone(),
-                    from: Spanned::new(from, node.span),
-                    instructions: Vec::new(),
-                }),
-                other => match stages.last_mut() {
-                    Some(stage) => stage.instructions.push(Spanned::new(other, node.span)),
-                    None => match other {
-                        Instruction::Arg(decls) => global_args
-                            .extend(decls.into_iter().map(|d| Spanned::new(d, node.span))),
-                        _ => {
-                            return Err(ParseError::new(
-                                ErrorKind::InstructionBeforeFrom {
-                                    found: node.keyword_text.clone(),
-                                },
-                                node.keyword_span,
-                            ))
-                        }
-                    },
-                },
+        // Syntax errors anywhere come first, then the first invalid
+        // instruction: once one is found, the rest is only read.
+        let mut invalid: Option<ParseError> = None;
+        let mut last_span = Span::default();
+        let walked = syntax::walk(text, |ctx, node, span| {
+            last_span = span;
+            if invalid.is_none() {
+                if let Err(e) = add_node(ctx, &node, span, &mut global_args, &mut stages) {
+                    invalid = Some(e);
+                }
             }
+        })?;
+        if let Some(e) = invalid {
+            return Err(e);
         }
         if stages.is_empty() {
-            let span = tree.nodes.last().map(|n| n.span).unwrap_or_default();
-            return Err(ParseError::new(ErrorKind::NoFrom, span));
+            return Err(ParseError::new(ErrorKind::NoFrom, last_span));
         }
         Ok(Dockerfile {
-            directives: tree.directives,
-            escape: tree.escape,
+            directives: walked.directives,
+            escape: walked.escape,
             global_args,
             stages,
-            warnings: tree.warnings,
+            warnings: walked.warnings,
         })
     }
 
@@ -392,133 +380,176 @@ const HEALTHCHECK_FLAGS: FlagSpec = &[
 ];
 const NO_FLAGS: FlagSpec = &[];
 
-struct Flags {
-    values: Vec<(&'static str, String, Span)>,
+/// Adds one instruction to the stages (or the global ARGs).
+fn add_node(
+    ctx: &Ctx<'_>,
+    node: &RawNode<'_>,
+    span: Span,
+    global_args: &mut Vec<Spanned<ArgDecl>>,
+    stages: &mut Vec<Stage>,
+) -> Result<(), ParseError> {
+    match convert(ctx, node, &node.heredocs)? {
+        Instruction::From(from) => stages.push(Stage {
+            name: from.alias.clone(),
+            from: Spanned::new(from, span),
+            instructions: Vec::new(),
+        }),
+        other => match stages.last_mut() {
+            Some(stage) => stage.instructions.push(Spanned::new(other, span)),
+            None => match other {
+                Instruction::Arg(decls) => {
+                    global_args.extend(decls.into_iter().map(|d| Spanned::new(d, span)))
+                }
+                _ => {
+                    return Err(ParseError::new(
+                        ErrorKind::InstructionBeforeFrom {
+                            found: node.keyword_text.to_string(),
+                        },
+                        node.keyword_span(ctx),
+                    ))
+                }
+            },
+        },
+    }
+    Ok(())
 }
 
-impl Flags {
-    fn string(&self, name: &str) -> Option<String> {
+/// The validated flags of one instruction: (name, value, flag).
+struct Flags<'n, 'a> {
+    values: Vec<(&'static str, &'n str, &'n RawFlag<'a>)>,
+}
+
+impl Flags<'_, '_> {
+    fn str(&self, name: &str) -> Option<&str> {
         self.values
             .iter()
             .find(|(n, _, _)| *n == name)
-            .map(|(_, v, _)| v.clone())
+            .map(|(_, v, _)| *v)
+    }
+
+    fn string(&self, name: &str) -> Option<String> {
+        self.str(name).map(str::to_string)
     }
 
     fn strings(&self, name: &str) -> Vec<String> {
         self.values
             .iter()
             .filter(|(n, _, _)| *n == name)
-            .map(|(_, v, _)| v.clone())
+            .map(|(_, v, _)| v.to_string())
             .collect()
     }
 
     fn bool(&self, name: &str) -> Option<bool> {
-        self.string(name).map(|v| v == "true")
+        self.str(name).map(|v| v == "true")
     }
 
-    fn span(&self, name: &str) -> Option<Span> {
+    fn span(&self, ctx: &Ctx<'_>, name: &str) -> Option<Span> {
         self.values
             .iter()
             .find(|(n, _, _)| *n == name)
-            .map(|(_, _, s)| *s)
+            .map(|(_, _, f)| f.span(ctx))
     }
 }
 
-fn parse_flags(node: &Node, spec: FlagSpec) -> Result<Flags, ParseError> {
+fn parse_flags<'n, 'a>(
+    ctx: &Ctx<'_>,
+    node: &'n RawNode<'a>,
+    spec: FlagSpec,
+) -> Result<Flags<'n, 'a>, ParseError> {
     let instruction = node.keyword.name();
-    let mut values: Vec<(&'static str, String, Span)> = Vec::new();
+    let mut values: Vec<(&'static str, &'n str, &'n RawFlag<'a>)> = Vec::new();
     for flag in &node.flags {
-        let Some(&(name, ty)) = spec.iter().find(|(n, _)| *n == flag.name) else {
+        let flag_name = flag.name();
+        let Some(&(name, ty)) = spec.iter().find(|(n, _)| *n == flag_name) else {
             return Err(ParseError::new(
                 ErrorKind::UnknownFlag {
                     instruction,
-                    flag: flag.text.clone(),
+                    flag: flag.text.to_string(),
                     expected: spec.iter().map(|(n, _)| *n).collect(),
                 },
-                flag.span,
+                flag.span(ctx),
             ));
         };
         if ty != FlagType::Strings && values.iter().any(|(n, _, _)| *n == name) {
             return Err(ParseError::new(
                 ErrorKind::DuplicateFlag {
                     instruction,
-                    flag: flag.text.clone(),
+                    flag: flag.text.to_string(),
                     name: name.to_string(),
                 },
-                flag.span,
+                flag.span(ctx),
             ));
         }
-        let value = match (ty, &flag.value) {
-            (FlagType::Bool, None) => "true".to_string(),
-            (FlagType::Bool, Some(v)) if v.is_empty() => {
+        let value: &'n str = match (ty, flag.value()) {
+            (FlagType::Bool, None) => "true",
+            (FlagType::Bool, Some("")) => {
                 return Err(ParseError::new(
                     ErrorKind::FlagMissingValue {
                         instruction,
-                        flag: flag.text.clone(),
+                        flag: flag.text.to_string(),
                         name: name.to_string(),
                     },
-                    flag.span,
+                    flag.span(ctx),
                 ))
             }
-            (FlagType::Bool, Some(v)) => match v.to_ascii_lowercase().as_str() {
-                b @ ("true" | "false") => b.to_string(),
-                _ => {
-                    return Err(ParseError::new(
-                        ErrorKind::FlagNotBoolean {
-                            instruction,
-                            flag: flag.text.clone(),
-                            name: name.to_string(),
-                        },
-                        flag.span,
-                    ))
-                }
-            },
+            (FlagType::Bool, Some(v)) if v.eq_ignore_ascii_case("true") => "true",
+            (FlagType::Bool, Some(v)) if v.eq_ignore_ascii_case("false") => "false",
+            (FlagType::Bool, Some(_)) => {
+                return Err(ParseError::new(
+                    ErrorKind::FlagNotBoolean {
+                        instruction,
+                        flag: flag.text.to_string(),
+                        name: name.to_string(),
+                    },
+                    flag.span(ctx),
+                ))
+            }
             (_, None) => {
                 return Err(ParseError::new(
                     ErrorKind::FlagMissingValue {
                         instruction,
-                        flag: flag.text.clone(),
+                        flag: flag.text.to_string(),
                         name: name.to_string(),
                     },
-                    flag.span,
+                    flag.span(ctx),
                 ))
             }
-            (_, Some(v)) => v.clone(),
+            (_, Some(v)) => v,
         };
-        values.push((name, value, flag.span));
+        values.push((name, value, flag));
     }
     Ok(Flags { values })
 }
 
-fn args_span(node: &Node) -> Span {
+fn args_span(ctx: &Ctx<'_>, node: &RawNode<'_>) -> Span {
     if node.rest.value.is_empty() {
-        node.keyword_span
+        node.keyword_span(ctx)
     } else {
-        node.rest.span
+        node.rest.span(ctx)
     }
 }
 
-fn wrong_args(node: &Node, requirement: &'static str) -> ParseError {
+fn wrong_args(ctx: &Ctx<'_>, node: &RawNode<'_>, requirement: &'static str) -> ParseError {
     ParseError::new(
         ErrorKind::WrongArguments {
             instruction: node.keyword.name(),
             requirement,
-            found: node.rest.value.clone(),
+            found: node.rest.value.to_string(),
         },
-        args_span(node),
+        args_span(ctx, node),
     )
 }
 
-fn values(node: &Node) -> Vec<String> {
-    node.args.iter().map(|w| w.value.clone()).collect()
+fn values(node: &RawNode<'_>) -> Vec<String> {
+    node.args.iter().map(|w| w.value.to_string()).collect()
 }
 
-fn command(node: &Node) -> ShellOrExec {
+fn command(node: &RawNode<'_>) -> ShellOrExec {
     if node.json {
         ShellOrExec::Exec(values(node))
     } else {
         match node.args.first() {
-            Some(w) => ShellOrExec::Shell(w.value.clone()),
+            Some(w) => ShellOrExec::Shell(w.value.to_string()),
             None => ShellOrExec::Exec(Vec::new()),
         }
     }
@@ -542,21 +573,28 @@ fn check_name(
     raw: &str,
     escape: char,
     instruction: &'static str,
-    span: Span,
+    span: impl FnOnce() -> Span,
 ) -> Result<(), ParseError> {
     if raw.contains('$') {
         return Ok(());
     }
-    let name = Expander::new(escape)
-        .expand(raw, &EmptyEnv)
-        .unwrap_or_else(|_| raw.to_string());
+    // Without quotes and escapes a name expands to itself.
+    let name = if raw.contains(['\'', '"', escape]) {
+        std::borrow::Cow::Owned(
+            Expander::new(escape)
+                .expand(raw, &EmptyEnv)
+                .unwrap_or_else(|_| raw.to_string()),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
     if name.is_empty() {
         return Err(ParseError::new(
             ErrorKind::BlankName {
                 instruction,
                 found: raw.to_string(),
             },
-            span,
+            span(),
         ));
     }
     if !valid_variable_name(&name) {
@@ -565,20 +603,24 @@ fn check_name(
                 instruction,
                 name: raw.to_string(),
             },
-            span,
+            span(),
         ));
     }
     Ok(())
 }
 
-fn key_values(node: &Node, escape: char, check_names: bool) -> Result<Vec<KeyValue>, ParseError> {
+fn key_values(
+    ctx: &Ctx<'_>,
+    node: &RawNode<'_>,
+    check_names: bool,
+) -> Result<Vec<KeyValue>, ParseError> {
     if node.args.is_empty() {
-        return Err(wrong_args(node, "requires at least one argument"));
+        return Err(wrong_args(ctx, node, "requires at least one argument"));
     }
     let mut out = Vec::with_capacity(node.args.len() / 3);
     for triple in node.args.chunks(3) {
         let [key, value, _sep] = triple else {
-            return Err(wrong_args(node, "requires NAME=VALUE pairs"));
+            return Err(wrong_args(ctx, node, "requires NAME=VALUE pairs"));
         };
         if key.value.is_empty() {
             return Err(ParseError::new(
@@ -586,31 +628,38 @@ fn key_values(node: &Node, escape: char, check_names: bool) -> Result<Vec<KeyVal
                     instruction: node.keyword.name(),
                     found: format!("{}={}", key.value, value.value),
                 },
-                key.span,
+                key.span(ctx),
             ));
         }
         if check_names {
-            check_name(&key.value, escape, node.keyword.name(), key.span)?;
+            check_name(&key.value, ctx.escape, node.keyword.name(), || {
+                key.span(ctx)
+            })?;
         }
         out.push(KeyValue {
-            key: key.value.clone(),
-            value: value.value.clone(),
+            key: key.value.to_string(),
+            value: value.value.to_string(),
         });
     }
     Ok(out)
 }
 
-fn one_arg(node: &Node) -> Result<String, ParseError> {
+fn one_arg(ctx: &Ctx<'_>, node: &RawNode<'_>) -> Result<String, ParseError> {
     match node.args.as_slice() {
-        [one] => Ok(one.value.clone()),
-        _ => Err(wrong_args(node, "requires exactly one argument")),
+        [one] => Ok(one.value.to_string()),
+        _ => Err(wrong_args(ctx, node, "requires exactly one argument")),
     }
 }
 
 /// Splits COPY/ADD arguments into sources, destination and heredoc sources.
-fn sources_and_dest(node: &Node) -> Result<(Vec<String>, String, Vec<Heredoc>), ParseError> {
+fn sources_and_dest(
+    ctx: &Ctx<'_>,
+    node: &RawNode<'_>,
+    node_heredocs: &[Heredoc],
+) -> Result<(Vec<String>, String, Vec<Heredoc>), ParseError> {
     let Some((dest, srcs)) = node.args.split_last().filter(|(_, s)| !s.is_empty()) else {
         return Err(wrong_args(
+            ctx,
             node,
             "requires at least two arguments (expected sources and a destination)",
         ));
@@ -620,12 +669,12 @@ fn sources_and_dest(node: &Node) -> Result<(Vec<String>, String, Vec<Heredoc>), 
             ErrorKind::HeredocNotAllowed {
                 instruction: node.keyword.name(),
                 position: "a destination",
-                found: dest.value.clone(),
+                found: dest.value.to_string(),
             },
-            dest.span,
+            dest.span(ctx),
         ));
     }
-    let mut sources = Vec::new();
+    let mut sources = Vec::with_capacity(srcs.len());
     let mut heredocs = Vec::new();
     for src in srcs {
         let marker = if node.json {
@@ -635,8 +684,7 @@ fn sources_and_dest(node: &Node) -> Result<(Vec<String>, String, Vec<Heredoc>), 
         };
         match marker {
             Some(m) => {
-                let mut doc = node
-                    .heredocs
+                let mut doc = node_heredocs
                     .iter()
                     .find(|d| d.name == m.name)
                     .cloned()
@@ -645,10 +693,10 @@ fn sources_and_dest(node: &Node) -> Result<(Vec<String>, String, Vec<Heredoc>), 
                 doc.chomp = false;
                 heredocs.push(doc);
             }
-            None => sources.push(src.value.clone()),
+            None => sources.push(src.value.to_string()),
         }
     }
-    Ok((sources, dest.value.clone(), heredocs))
+    Ok((sources, dest.value.to_string(), heredocs))
 }
 
 /// Go's `time.ParseDuration`, for HEALTHCHECK options.
@@ -694,38 +742,40 @@ fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 fn duration_flag(
-    node: &Node,
-    flags: &Flags,
+    ctx: &Ctx<'_>,
+    node: &RawNode<'_>,
+    flags: &Flags<'_, '_>,
     name: &'static str,
 ) -> Result<Option<Duration>, ParseError> {
-    let Some(v) = flags.string(name) else {
+    let Some(v) = flags.str(name) else {
         return Ok(None);
     };
-    let span = flags.span(name).unwrap_or(node.keyword_span);
     let invalid = |expected| {
         ParseError::new(
             ErrorKind::InvalidFlagValue {
                 instruction: "HEALTHCHECK",
                 name: name.to_string(),
-                value: v.clone(),
+                value: v.to_string(),
                 expected,
             },
-            span,
+            flags
+                .span(ctx, name)
+                .unwrap_or_else(|| node.keyword_span(ctx)),
         )
     };
     if v.is_empty() {
         return Ok(None);
     }
-    let d = parse_duration(&v).ok_or_else(|| invalid("a duration such as 30s, 1m30s or 500ms"))?;
+    let d = parse_duration(v).ok_or_else(|| invalid("a duration such as 30s, 1m30s or 500ms"))?;
     if !d.is_zero() && d < Duration::from_millis(1) {
         return Err(invalid("0 or a duration of at least 1ms"));
     }
     Ok(Some(d))
 }
 
-fn healthcheck(node: &Node) -> Result<Healthcheck, ParseError> {
+fn healthcheck(ctx: &Ctx<'_>, node: &RawNode<'_>) -> Result<Healthcheck, ParseError> {
     let Some(typ) = node.args.first() else {
-        return Err(wrong_args(node, "requires at least one argument"));
+        return Err(wrong_args(ctx, node, "requires at least one argument"));
     };
     let kind = typ.value.to_ascii_uppercase();
     if kind == "NONE" {
@@ -733,36 +783,36 @@ fn healthcheck(node: &Node) -> Result<Healthcheck, ParseError> {
             return Err(ParseError::new(
                 ErrorKind::InvalidHealthcheck {
                     reason: "HEALTHCHECK NONE takes no arguments",
-                    found: node.rest.value.clone(),
+                    found: node.rest.value.to_string(),
                     expected: "HEALTHCHECK NONE alone",
                 },
-                node.rest.span,
+                node.rest.span(ctx),
             ));
         }
         if let Some(flag) = node.flags.first() {
             return Err(ParseError::new(
                 ErrorKind::UnknownFlag {
                     instruction: "HEALTHCHECK",
-                    flag: flag.text.clone(),
+                    flag: flag.text.to_string(),
                     expected: Vec::new(),
                 },
-                flag.span,
+                flag.span(ctx),
             ));
         }
         return Ok(Healthcheck::None);
     }
-    let flags = parse_flags(node, HEALTHCHECK_FLAGS)?;
+    let flags = parse_flags(ctx, node, HEALTHCHECK_FLAGS)?;
     if kind != "CMD" {
         return Err(ParseError::new(
             ErrorKind::InvalidHealthcheck {
                 reason: "unknown type",
-                found: typ.value.clone(),
+                found: typ.value.to_string(),
                 expected: "CMD or NONE",
             },
-            typ.span,
+            typ.span(ctx),
         ));
     }
-    let args: Vec<String> = node.args[1..].iter().map(|w| w.value.clone()).collect();
+    let args: Vec<String> = node.args[1..].iter().map(|w| w.value.to_string()).collect();
     let command = if node.json {
         ShellOrExec::Exec(args)
     } else {
@@ -775,34 +825,36 @@ fn healthcheck(node: &Node) -> Result<Healthcheck, ParseError> {
         return Err(ParseError::new(
             ErrorKind::InvalidHealthcheck {
                 reason: "missing command after HEALTHCHECK CMD",
-                found: node.rest.value.clone(),
+                found: node.rest.value.to_string(),
                 expected: "HEALTHCHECK CMD command",
             },
-            args_span(node),
+            args_span(ctx, node),
         ));
     }
-    let retries = match flags.string("retries") {
+    let retries = match flags.str("retries") {
         None => None,
-        Some(v) if v.is_empty() => None,
+        Some("") => None,
         Some(v) => Some(v.parse::<u32>().map_err(|_| {
             ParseError::new(
                 ErrorKind::InvalidFlagValue {
                     instruction: "HEALTHCHECK",
                     name: "retries".to_string(),
-                    value: v.clone(),
+                    value: v.to_string(),
                     expected: "a number of retries, 0 or more",
                 },
-                flags.span("retries").unwrap_or(node.keyword_span),
+                flags
+                    .span(ctx, "retries")
+                    .unwrap_or_else(|| node.keyword_span(ctx)),
             )
         })?),
     };
     Ok(Healthcheck::Cmd {
         command,
         options: HealthcheckOptions {
-            interval: duration_flag(node, &flags, "interval")?,
-            timeout: duration_flag(node, &flags, "timeout")?,
-            start_period: duration_flag(node, &flags, "start-period")?,
-            start_interval: duration_flag(node, &flags, "start-interval")?,
+            interval: duration_flag(ctx, node, &flags, "interval")?,
+            timeout: duration_flag(ctx, node, &flags, "timeout")?,
+            start_period: duration_flag(ctx, node, &flags, "start-period")?,
+            start_interval: duration_flag(ctx, node, &flags, "start-interval")?,
             retries,
         },
     })
@@ -814,12 +866,17 @@ fn valid_stage_name(name: &str) -> bool {
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.'))
 }
 
-/// Turns one syntax-tree node into a typed instruction, validating it.
-fn convert(node: &Node, escape: char) -> Result<Instruction, ParseError> {
-    let no_flags = |node: &Node| parse_flags(node, NO_FLAGS).map(|_| ());
+/// Turns one instruction into a typed instruction, validating it;
+/// `heredocs` are the bodies read after it.
+fn convert(
+    ctx: &Ctx<'_>,
+    node: &RawNode<'_>,
+    heredocs: &[Heredoc],
+) -> Result<Instruction, ParseError> {
+    let no_flags = |node: &RawNode<'_>| parse_flags(ctx, node, NO_FLAGS).map(|_| ());
     Ok(match node.keyword {
         Keyword::From => {
-            let flags = parse_flags(node, FROM_FLAGS)?;
+            let flags = parse_flags(ctx, node, FROM_FLAGS)?;
             let alias =
                 match node.args.as_slice() {
                     [_] => None,
@@ -828,28 +885,29 @@ fn convert(node: &Node, escape: char) -> Result<Instruction, ParseError> {
                         if !valid_stage_name(&lower) {
                             return Err(ParseError::new(
                                 ErrorKind::InvalidStageName {
-                                    found: name.value.clone(),
+                                    found: name.value.to_string(),
                                 },
-                                name.span,
+                                name.span(ctx),
                             ));
                         }
                         Some(lower)
                     }
                     _ => return Err(wrong_args(
+                        ctx,
                         node,
                         "requires either one or three arguments (expected FROM image [AS name])",
                     )),
                 };
             Instruction::From(From {
-                image: node.args[0].value.clone(),
+                image: node.args[0].value.to_string(),
                 platform: flags.string("platform"),
                 alias,
             })
         }
         Keyword::Run => {
-            let flags = parse_flags(node, RUN_FLAGS)?;
+            let flags = parse_flags(ctx, node, RUN_FLAGS)?;
             if node.args.is_empty() && !node.json {
-                return Err(wrong_args(node, "requires at least one argument"));
+                return Err(wrong_args(ctx, node, "requires at least one argument"));
             }
             Instruction::Run(Run {
                 command: command(node),
@@ -859,7 +917,7 @@ fn convert(node: &Node, escape: char) -> Result<Instruction, ParseError> {
                     security: flags.string("security"),
                     devices: flags.strings("device"),
                 },
-                heredocs: node.heredocs.clone(),
+                heredocs: heredocs.to_vec(),
             })
         }
         Keyword::Cmd => {
@@ -874,72 +932,75 @@ fn convert(node: &Node, escape: char) -> Result<Instruction, ParseError> {
             no_flags(node)?;
             if !node.json {
                 if node.args.is_empty() {
-                    return Err(wrong_args(node, "requires at least one argument"));
+                    return Err(wrong_args(ctx, node, "requires at least one argument"));
                 }
                 return Err(ParseError::new(
                     ErrorKind::ExpectedJson {
                         instruction: "SHELL",
-                        found: node.rest.value.clone(),
+                        found: node.rest.value.to_string(),
                     },
-                    node.rest.span,
+                    node.rest.span(ctx),
                 ));
             }
             if node.args.is_empty() {
-                return Err(wrong_args(node, "requires at least one argument"));
+                return Err(wrong_args(ctx, node, "requires at least one argument"));
             }
             Instruction::Shell(values(node))
         }
         Keyword::Env => {
             no_flags(node)?;
-            Instruction::Env(key_values(node, escape, true)?)
+            Instruction::Env(key_values(ctx, node, true)?)
         }
         Keyword::Label => {
             no_flags(node)?;
-            Instruction::Label(key_values(node, escape, false)?)
+            Instruction::Label(key_values(ctx, node, false)?)
         }
         Keyword::Arg => {
             no_flags(node)?;
             if node.args.is_empty() {
-                return Err(wrong_args(node, "requires at least one argument"));
+                return Err(wrong_args(ctx, node, "requires at least one argument"));
             }
             let mut decls = Vec::with_capacity(node.args.len());
             for w in &node.args {
                 let (name, default) = match w.value.split_once('=') {
-                    Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                    None => (w.value.clone(), None),
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (&*w.value, None),
                 };
-                check_name(&name, escape, "ARG", w.span)?;
-                decls.push(ArgDecl { name, default });
+                check_name(name, ctx.escape, "ARG", || w.span(ctx))?;
+                decls.push(ArgDecl {
+                    name: name.to_string(),
+                    default,
+                });
             }
             Instruction::Arg(decls)
         }
         Keyword::Maintainer => {
             no_flags(node)?;
-            Instruction::Maintainer(one_arg(node)?)
+            Instruction::Maintainer(one_arg(ctx, node)?)
         }
         Keyword::User => {
             no_flags(node)?;
-            Instruction::User(one_arg(node)?)
+            Instruction::User(one_arg(ctx, node)?)
         }
         Keyword::Workdir => {
             no_flags(node)?;
-            Instruction::Workdir(one_arg(node)?)
+            Instruction::Workdir(one_arg(ctx, node)?)
         }
         Keyword::StopSignal => {
             no_flags(node)?;
-            Instruction::StopSignal(one_arg(node)?)
+            Instruction::StopSignal(one_arg(ctx, node)?)
         }
         Keyword::Expose => {
             no_flags(node)?;
             if node.args.is_empty() {
-                return Err(wrong_args(node, "requires at least one argument"));
+                return Err(wrong_args(ctx, node, "requires at least one argument"));
             }
             Instruction::Expose(values(node))
         }
         Keyword::Volume => {
             no_flags(node)?;
             if node.args.is_empty() {
-                return Err(wrong_args(node, "requires at least one argument"));
+                return Err(wrong_args(ctx, node, "requires at least one argument"));
             }
             let mut vols = Vec::with_capacity(node.args.len());
             for w in &node.args {
@@ -947,9 +1008,9 @@ fn convert(node: &Node, escape: char) -> Result<Instruction, ParseError> {
                 if v.is_empty() {
                     return Err(ParseError::new(
                         ErrorKind::EmptyVolume {
-                            found: node.rest.value.clone(),
+                            found: node.rest.value.to_string(),
                         },
-                        w.span,
+                        w.span(ctx),
                     ));
                 }
                 vols.push(v.to_string());
@@ -957,8 +1018,8 @@ fn convert(node: &Node, escape: char) -> Result<Instruction, ParseError> {
             Instruction::Volume(vols)
         }
         Keyword::Copy => {
-            let flags = parse_flags(node, COPY_FLAGS)?;
-            let (sources, dest, heredocs) = sources_and_dest(node)?;
+            let flags = parse_flags(ctx, node, COPY_FLAGS)?;
+            let (sources, dest, heredocs) = sources_and_dest(ctx, node, heredocs)?;
             Instruction::Copy(Copy {
                 sources,
                 dest,
@@ -972,8 +1033,8 @@ fn convert(node: &Node, escape: char) -> Result<Instruction, ParseError> {
             })
         }
         Keyword::Add => {
-            let flags = parse_flags(node, ADD_FLAGS)?;
-            let (sources, dest, heredocs) = sources_and_dest(node)?;
+            let flags = parse_flags(ctx, node, ADD_FLAGS)?;
+            let (sources, dest, heredocs) = sources_and_dest(ctx, node, heredocs)?;
             Instruction::Add(Add {
                 sources,
                 dest,
@@ -987,11 +1048,11 @@ fn convert(node: &Node, escape: char) -> Result<Instruction, ParseError> {
                 heredocs,
             })
         }
-        Keyword::Healthcheck => Instruction::Healthcheck(healthcheck(node)?),
+        Keyword::Healthcheck => Instruction::Healthcheck(healthcheck(ctx, node)?),
         Keyword::Onbuild => {
             no_flags(node)?;
             let Some(sub) = &node.sub else {
-                return Err(wrong_args(node, "requires at least one argument"));
+                return Err(wrong_args(ctx, node, "requires at least one argument"));
             };
             if matches!(
                 sub.keyword,
@@ -999,22 +1060,20 @@ fn convert(node: &Node, escape: char) -> Result<Instruction, ParseError> {
             ) {
                 return Err(ParseError::new(
                     ErrorKind::InvalidOnbuildTrigger {
-                        found: sub.keyword_text.clone(),
+                        found: sub.keyword_text.to_string(),
                     },
-                    sub.keyword_span,
+                    sub.keyword_span(ctx),
                 ));
             }
-            let mut sub = (**sub).clone();
-            sub.heredocs = node.heredocs.clone();
-            let mut expression = node.rest.value.clone();
-            for doc in &node.heredocs {
+            let mut expression = node.rest.value.to_string();
+            for doc in heredocs {
                 expression.push('\n');
                 expression.push_str(&doc.content);
                 expression.push_str(&doc.name);
             }
             Instruction::Onbuild(Onbuild {
                 expression,
-                instruction: Box::new(convert(&sub, escape)?),
+                instruction: Box::new(convert(ctx, sub, heredocs)?),
             })
         }
     })

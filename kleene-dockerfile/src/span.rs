@@ -76,27 +76,34 @@ impl<T> std::ops::Deref for Spanned<T> {
 pub(crate) struct SourceMap<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
-    /// Whether each line is ASCII (its columns are then byte offsets).
-    ascii: Vec<bool>,
+    /// Whether the whole text is ASCII (columns are then byte offsets).
+    ascii: bool,
 }
 
 impl<'a> SourceMap<'a> {
+    /// `line_starts` holds the byte offset of every line, `0` first.
     pub(crate) fn new(text: &'a str, line_starts: Vec<usize>) -> Self {
-        let ascii = line_starts
-            .iter()
-            .enumerate()
-            .map(|(i, &start)| {
-                let end = line_starts.get(i + 1).copied().unwrap_or(text.len());
-                text.as_bytes()
-                    .get(start..end)
-                    .is_some_and(|b| b.is_ascii())
-            })
-            .collect();
         SourceMap {
             text,
             line_starts,
-            ascii,
+            ascii: text.is_ascii(),
         }
+    }
+
+    /// Number of lines (at least one, even for an empty text).
+    pub(crate) fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+
+    /// Line `i` (0-based): its byte offset and its text, `\n` included.
+    pub(crate) fn line(&self, i: usize) -> (usize, &'a str) {
+        let start = self.line_starts.get(i).copied().unwrap_or(self.text.len());
+        let end = self
+            .line_starts
+            .get(i + 1)
+            .copied()
+            .unwrap_or(self.text.len());
+        (start, self.text.get(start..end).unwrap_or(""))
     }
 
     /// 1-based line and column of byte offset `offset`.
@@ -107,7 +114,7 @@ impl<'a> SourceMap<'a> {
             Err(i) => i.saturating_sub(1),
         };
         let line_start = self.line_starts.get(idx).copied().unwrap_or(0);
-        if self.ascii.get(idx) == Some(&true) {
+        if self.ascii {
             return (idx + 1, offset.saturating_sub(line_start) + 1);
         }
         let column = self

@@ -8,6 +8,8 @@
 //! is expanded here. [`dump`] prints the tree in the format of BuildKit's
 //! `testfiles/*/result`.
 
+use std::borrow::Cow;
+
 use crate::error::{ErrorKind, ParseError};
 use crate::expand::{EmptyEnv, Expander};
 use crate::grammar::{self, is_hspace, is_space, Rule};
@@ -209,19 +211,13 @@ pub struct SyntaxTree {
     pub warnings: Vec<Warning>,
 }
 
-/// A logical line: physical pieces joined, and where each piece came from.
-struct Logical {
-    text: String,
-    /// (offset in `text`, offset in the source), ascending.
-    segs: Vec<(usize, usize)>,
+/// A logical line (physical pieces joined): where each piece came from, as
+/// (offset in the logical text, offset in the source), ascending.
+pub(crate) struct Logical<'a> {
+    segs: &'a [(usize, usize)],
 }
 
-impl Logical {
-    fn push(&mut self, src_off: usize, s: &str) {
-        self.segs.push((self.text.len(), src_off));
-        self.text.push_str(s);
-    }
-
+impl Logical<'_> {
     fn to_source(&self, p: usize, is_end: bool) -> usize {
         let idx = if is_end {
             self.segs.partition_point(|s| s.0 < p)
@@ -235,14 +231,15 @@ impl Logical {
     }
 }
 
-struct Ctx<'a> {
+/// What turns the logical offsets of one instruction into source spans.
+pub(crate) struct Ctx<'a> {
     map: &'a SourceMap<'a>,
-    logical: &'a Logical,
-    escape: char,
+    logical: Logical<'a>,
+    pub(crate) escape: char,
 }
 
 impl Ctx<'_> {
-    fn span(&self, start: usize, end: usize) -> Span {
+    pub(crate) fn span(&self, start: usize, end: usize) -> Span {
         let s = self.logical.to_source(start, false);
         let e = if end <= start {
             s
@@ -252,15 +249,118 @@ impl Ctx<'_> {
         self.map.span(s, e)
     }
 
-    fn word(&self, value: impl Into<String>, start: usize, end: usize) -> Word {
-        Word {
-            value: value.into(),
-            span: self.span(start, end),
+    fn err(&self, kind: ErrorKind, start: usize, end: usize) -> ParseError {
+        ParseError::new(kind, self.span(start, end))
+    }
+}
+
+/// A word of the internal tree: its value (borrowed from the logical line
+/// unless decoding changed it) and its logical byte range.
+#[derive(Debug, Clone)]
+pub(crate) struct RawWord<'a> {
+    pub(crate) value: Cow<'a, str>,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+}
+
+impl<'a> RawWord<'a> {
+    fn borrowed(value: &'a str, start: usize, end: usize) -> Self {
+        RawWord {
+            value: Cow::Borrowed(value),
+            start,
+            end,
         }
     }
 
-    fn err(&self, kind: ErrorKind, start: usize, end: usize) -> ParseError {
-        ParseError::new(kind, self.span(start, end))
+    pub(crate) fn span(&self, ctx: &Ctx<'_>) -> Span {
+        ctx.span(self.start, self.end)
+    }
+
+    fn to_word(&self, ctx: &Ctx<'_>) -> Word {
+        Word {
+            value: self.value.to_string(),
+            span: self.span(ctx),
+        }
+    }
+}
+
+/// A flag of the internal tree: its text with quotes and escapes removed
+/// (always starting with `--`) and its logical byte range.
+#[derive(Debug, Clone)]
+pub(crate) struct RawFlag<'a> {
+    pub(crate) text: Cow<'a, str>,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+}
+
+impl RawFlag<'_> {
+    /// The name, e.g. `from`.
+    pub(crate) fn name(&self) -> &str {
+        let body = self.text.get(2..).unwrap_or("");
+        body.split_once('=').map_or(body, |(n, _)| n)
+    }
+
+    /// The value after `=`, `None` for `--name`.
+    pub(crate) fn value(&self) -> Option<&str> {
+        let body = self.text.get(2..).unwrap_or("");
+        body.split_once('=').map(|(_, v)| v)
+    }
+
+    pub(crate) fn span(&self, ctx: &Ctx<'_>) -> Span {
+        ctx.span(self.start, self.end)
+    }
+}
+
+/// One instruction as the parser sees it, borrowing from its logical line;
+/// [`Node`] is its owned form, the typed layer reads it directly.
+#[derive(Debug, Clone)]
+pub(crate) struct RawNode<'a> {
+    pub(crate) keyword: Keyword,
+    pub(crate) keyword_text: &'a str,
+    /// Logical range of the keyword.
+    pub(crate) kw: (usize, usize),
+    pub(crate) flags: Vec<RawFlag<'a>>,
+    pub(crate) args: Vec<RawWord<'a>>,
+    pub(crate) rest: RawWord<'a>,
+    pub(crate) json: bool,
+    pub(crate) sub: Option<Box<RawNode<'a>>>,
+    pub(crate) heredocs: Vec<Heredoc>,
+    /// The trimmed line, and its logical range.
+    pub(crate) original: &'a str,
+    pub(crate) line: (usize, usize),
+}
+
+impl RawNode<'_> {
+    pub(crate) fn keyword_span(&self, ctx: &Ctx<'_>) -> Span {
+        ctx.span(self.kw.0, self.kw.1)
+    }
+
+    fn to_node(&self, ctx: &Ctx<'_>, span: Span) -> Node {
+        Node {
+            keyword: self.keyword,
+            keyword_text: self.keyword_text.to_string(),
+            keyword_span: self.keyword_span(ctx),
+            flags: self
+                .flags
+                .iter()
+                .map(|f| Flag {
+                    text: f.text.to_string(),
+                    name: f.name().to_string(),
+                    value: f.value().map(str::to_string),
+                    span: f.span(ctx),
+                })
+                .collect(),
+            args: self.args.iter().map(|w| w.to_word(ctx)).collect(),
+            rest: self.rest.to_word(ctx),
+            json: self.json,
+            sub: self.sub.as_ref().map(|s| {
+                let span = ctx.span(s.line.0, s.line.1);
+                Box::new(s.to_node(ctx, span))
+            }),
+            heredocs: self.heredocs.clone(),
+            original: self.original.to_string(),
+            span,
+        }
     }
 }
 
@@ -279,7 +379,9 @@ impl DirectiveParser {
         if self.done {
             return Ok(());
         }
-        if !line.starts_with('#') {
+        // A directive is `#`, a name, `=` and a value: without `=` the
+        // grammar cannot match, so the parser is not asked.
+        if !line.starts_with('#') || !line.contains('=') {
             self.done = true;
             return Ok(());
         }
@@ -363,26 +465,50 @@ fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
     }
 }
 
+/// What [`walk`] gives besides the instructions.
+pub(crate) struct Walked {
+    pub(crate) directives: Vec<Directive>,
+    pub(crate) escape: char,
+    pub(crate) warnings: Vec<Warning>,
+}
+
 /// Parses `text` into a syntax tree, the way Docker's parser does, rejecting
 /// unknown instructions.
 pub fn parse_syntax(text: &str) -> Result<SyntaxTree, ParseError> {
-    let lines = grammar::lines(text);
-    let starts: Vec<usize> = if lines.is_empty() {
-        vec![0]
-    } else {
-        lines.iter().map(|(o, _)| *o).collect()
-    };
-    let map = SourceMap::new(text, starts);
+    let mut nodes = Vec::new();
+    let walked = walk(text, |ctx, node, span| nodes.push(node.to_node(ctx, span)))?;
+    Ok(SyntaxTree {
+        directives: walked.directives,
+        escape: walked.escape,
+        nodes,
+        warnings: walked.warnings,
+    })
+}
+
+/// Reads `text` the way Docker's parser does and hands each instruction, with
+/// its span (heredoc bodies included), to `each` as soon as it is read. Fails
+/// at the first syntax error, or when there is no instruction at all.
+pub(crate) fn walk(
+    text: &str,
+    mut each: impl FnMut(&Ctx<'_>, RawNode<'_>, Span),
+) -> Result<Walked, ParseError> {
+    let map = SourceMap::new(text, grammar::line_starts(text));
+    // Physical lines: (byte offset, line with its `\n` when it has one).
+    let line_count = if text.is_empty() { 0 } else { map.line_count() };
+    let line_at = |i: usize| map.line(i);
     let mut directives = DirectiveParser {
         done: false,
         list: Vec::new(),
         escape: '\\',
     };
-    let mut nodes = Vec::new();
     let mut warnings = Vec::new();
+    let mut count = 0usize;
+    // Reused for every continued instruction.
+    let mut joined = String::new();
+    let mut segs: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
-    while i < lines.len() {
-        let (mut off, raw) = lines[i];
+    while i < line_count {
+        let (mut off, raw) = line_at(i);
         let mut line = trim_newline(raw);
         if i == 0 {
             if let Some(rest) = line.strip_prefix('\u{FEFF}') {
@@ -401,15 +527,14 @@ pub fn parse_syntax(text: &str) -> Result<SyntaxTree, ParseError> {
         if !continues && first.is_empty() {
             continue;
         }
-        let mut logical = Logical {
-            text: String::with_capacity(first.len()),
-            segs: Vec::with_capacity(1),
-        };
-        logical.push(off, first);
+        segs.clear();
+        segs.push((0, off));
+        joined.clear();
+        let mut is_joined = false;
         let mut last_end = off + line.len();
         let mut empty_continuation = false;
-        while continues && i < lines.len() {
-            let (off, raw) = lines[i];
+        while continues && i < line_count {
+            let (off, raw) = line_at(i);
             i += 1;
             let line = trim_newline(raw);
             directives.check(line, off, &map)?;
@@ -422,27 +547,37 @@ pub fn parse_syntax(text: &str) -> Result<SyntaxTree, ParseError> {
                 continue;
             }
             let (piece, more) = trim_continuation(line, escape);
-            logical.push(off, piece);
+            if !is_joined {
+                joined.push_str(first);
+                is_joined = true;
+            }
+            segs.push((joined.len(), off));
+            joined.push_str(piece);
             continues = more;
         }
+        let logical_text: &str = if is_joined { &joined } else { first };
         let ctx = Ctx {
             map: &map,
-            logical: &logical,
+            logical: Logical { segs: &segs },
             escape,
         };
         if empty_continuation {
             warnings.push(Warning {
-                message: format!("empty continuation line found in: {}", logical.text),
+                message: format!("empty continuation line found in: {logical_text}"),
                 span: map.span(off, last_end),
             });
         }
-        let mut node = node_from_line(&ctx, &logical.text, 0, false)?;
-        if can_contain_heredoc(&node) && logical.text.contains("<<") {
-            for mut doc in heredocs_from_line(&ctx, &logical.text)? {
-                let body_start = lines.get(i).map(|(o, _)| *o).unwrap_or(text.len());
+        let mut node = node_from_line(&ctx, logical_text, 0, false)?;
+        if can_contain_heredoc(&node) && logical_text.contains("<<") {
+            for mut doc in heredocs_from_line(&ctx, logical_text)? {
+                let body_start = if i < line_count {
+                    line_at(i).0
+                } else {
+                    text.len()
+                };
                 let mut terminated = false;
-                while i < lines.len() {
-                    let (off, raw) = lines[i];
+                while i < line_count {
+                    let (off, raw) = line_at(i);
                     i += 1;
                     let mut candidate = trim_newline(raw);
                     last_end = off + candidate.len();
@@ -460,32 +595,33 @@ pub fn parse_syntax(text: &str) -> Result<SyntaxTree, ParseError> {
                         ErrorKind::UnterminatedHeredoc {
                             delimiter: doc.name.clone(),
                         },
-                        ctx.span(0, logical.text.len()),
+                        ctx.span(0, logical_text.len()),
                     ));
                 }
                 doc.span = map.span(body_start, last_end);
                 node.heredocs.push(doc);
             }
         }
-        node.span = map.span(node.span.start, last_end.max(node.span.start));
-        nodes.push(node);
+        let start = ctx.logical.to_source(node.line.0, false);
+        let span = map.span(start, last_end.max(start));
+        count += 1;
+        each(&ctx, node, span);
     }
-    if nodes.is_empty() {
+    if count == 0 {
         let end = text.len();
         return Err(ParseError::new(
             ErrorKind::NoInstructions,
             map.span(end, end),
         ));
     }
-    Ok(SyntaxTree {
+    Ok(Walked {
         directives: directives.list,
         escape: directives.escape,
-        nodes,
         warnings,
     })
 }
 
-fn can_contain_heredoc(node: &Node) -> bool {
+fn can_contain_heredoc(node: &RawNode<'_>) -> bool {
     let node = match (&node.keyword, &node.sub) {
         (Keyword::Onbuild, Some(sub)) => sub,
         _ => node,
@@ -501,12 +637,12 @@ fn trim_at(s: &str, off: usize) -> (&str, usize) {
     (t.trim_end(), off)
 }
 
-fn node_from_line(
+fn node_from_line<'a>(
     ctx: &Ctx<'_>,
-    text: &str,
+    text: &'a str,
     base: usize,
     nested: bool,
-) -> Result<Node, ParseError> {
+) -> Result<RawNode<'a>, ParseError> {
     let (line, base) = trim_at(text, base);
     // Docker splits the keyword off at the first run of `[\t\v\f\r ]`.
     let kw_end = line.find(is_hspace).unwrap_or(line.len());
@@ -514,37 +650,39 @@ fn node_from_line(
     let after = &line[kw_end..];
     let rest = after.trim_start_matches(is_hspace);
     let rest_off = base + kw_end + (after.len() - rest.len());
-    let kw_span = ctx.span(base, base + keyword_text.len());
+    let kw = (base, base + keyword_text.len());
     let Some(keyword) = Keyword::from_word(keyword_text) else {
-        return Err(ParseError::new(
+        return Err(ctx.err(
             ErrorKind::UnknownInstruction {
                 found: keyword_text.to_string(),
             },
-            kw_span,
+            kw.0,
+            kw.1,
         ));
     };
     if nested && keyword == Keyword::Onbuild {
-        return Err(ParseError::new(
+        return Err(ctx.err(
             ErrorKind::InvalidOnbuildTrigger {
                 found: keyword_text.to_string(),
             },
-            kw_span,
+            kw.0,
+            kw.1,
         ));
     }
-    let (flags, args_text, args_off) = extract_flags(ctx, rest, rest_off);
+    let (flags, args_text, args_off) = extract_flags(rest, rest_off);
     let (args_text, args_off) = trim_at(args_text, args_off);
-    let mut node = Node {
+    let mut node = RawNode {
         keyword,
-        keyword_text: keyword_text.to_string(),
-        keyword_span: kw_span,
+        keyword_text,
+        kw,
         flags,
         args: Vec::new(),
-        rest: ctx.word(args_text, args_off, args_off + args_text.len()),
+        rest: RawWord::borrowed(args_text, args_off, args_off + args_text.len()),
         json: false,
         sub: None,
         heredocs: Vec::new(),
-        original: line.to_string(),
-        span: ctx.span(base, base + line.len()),
+        original: line,
+        line: (base, base + line.len()),
     };
     match keyword {
         Keyword::Add | Keyword::Copy | Keyword::Volume => {
@@ -553,20 +691,24 @@ fn node_from_line(
                     node.args = words;
                     node.json = true;
                 }
-                None => node.args = split_whitespace(ctx, args_text, args_off),
+                None => node.args = split_whitespace(args_text, args_off),
             }
         }
         Keyword::Cmd | Keyword::Entrypoint | Keyword::Run | Keyword::Shell => {
             (node.args, node.json) = parse_maybe_json(ctx, args_text, args_off)?;
         }
-        Keyword::Arg => node.args = parse_words(ctx, args_text, args_off),
+        Keyword::Arg => node.args = parse_words(ctx.escape, args_text, args_off),
         Keyword::Env | Keyword::Label => {
             node.args = parse_name_val(ctx, args_text, args_off, keyword)?;
         }
-        Keyword::Expose | Keyword::From => node.args = split_whitespace(ctx, args_text, args_off),
+        Keyword::Expose | Keyword::From => node.args = split_whitespace(args_text, args_off),
         Keyword::Maintainer | Keyword::StopSignal | Keyword::User | Keyword::Workdir => {
             if !args_text.is_empty() {
-                node.args = vec![ctx.word(args_text, args_off, args_off + args_text.len())];
+                node.args = vec![RawWord::borrowed(
+                    args_text,
+                    args_off,
+                    args_off + args_text.len(),
+                )];
             }
         }
         Keyword::Healthcheck => {
@@ -576,9 +718,11 @@ fn node_from_line(
                 let after = &args_text[sep..];
                 let cmd_text = after.trim_start();
                 let cmd_off = args_off + sep + (after.len() - cmd_text.len());
-                let (mut cmd, json) = parse_maybe_json(ctx, cmd_text, cmd_off)?;
-                node.args = vec![ctx.word(typ, args_off, args_off + sep)];
-                node.args.append(&mut cmd);
+                let (cmd, json) = parse_maybe_json(ctx, cmd_text, cmd_off)?;
+                let mut args = Vec::with_capacity(1 + cmd.len());
+                args.push(RawWord::borrowed(typ, args_off, args_off + sep));
+                args.extend(cmd);
+                node.args = args;
                 node.json = json;
             }
         }
@@ -592,47 +736,97 @@ fn node_from_line(
     Ok(node)
 }
 
-/// The flags at the start of `rest`, and the text after them.
-fn extract_flags<'t>(ctx: &Ctx<'_>, rest: &'t str, off: usize) -> (Vec<Flag>, &'t str, usize) {
+/// Byte offset of the first character at or after `i` that is not Unicode
+/// white space (the grammar's `uspace`).
+fn skip_space(s: &str, i: usize) -> usize {
+    let rest = s.get(i..).unwrap_or("");
+    i + (rest.len() - rest.trim_start_matches(is_space).len())
+}
+
+/// The flags at the start of `rest`, and the text after them: the
+/// grammar's `flags` rule (`--` words, each followed by white space or the
+/// end), read byte by byte.
+fn extract_flags(rest: &str, off: usize) -> (Vec<RawFlag<'_>>, &str, usize) {
     let mut flags = Vec::new();
     if !rest.trim_start_matches(is_space).starts_with("--") {
         return (flags, rest, off);
     }
-    let Some(pairs) = grammar::parse(Rule::flags, rest) else {
-        return (flags, rest, off);
-    };
-    let mut rest_start = 0;
-    for top in pairs {
-        rest_start = top.as_span().end();
-        for p in top.into_inner() {
-            if p.as_rule() != Rule::flag_word {
-                continue;
-            }
-            let text = unquote_flag(p.as_str());
-            let span = p.as_span();
-            if text == "--" {
-                rest_start = span.end();
-                break;
-            }
-            let body = &text[2..];
-            let (name, value) = match body.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (body.to_string(), None),
-            };
-            flags.push(Flag {
-                name,
-                value,
-                span: ctx.span(off + span.start(), off + span.end()),
-                text,
-            });
+    let mut pos = skip_space(rest, 0);
+    let mut rest_start = pos;
+    while rest[pos..].starts_with("--") {
+        let end = flag_word_end(rest, pos);
+        let text = unquote_flag(&rest[pos..end]);
+        if text == "--" {
+            rest_start = end;
+            break;
         }
+        flags.push(RawFlag {
+            text,
+            start: off + pos,
+            end: off + end,
+        });
+        // A flag word ends at white space or at the end of the text.
+        pos = skip_space(rest, end);
+        rest_start = pos;
     }
     let rest_start = rest_start.min(rest.len());
     (flags, &rest[rest_start..], off + rest_start)
 }
 
+/// The end of the flag word starting (with `--`) at `start`: the grammar's
+/// `flag_word`, pieces that are quoted strings (a missing closing quote
+/// runs to the end), `\` escapes, or any character but white space.
+fn flag_word_end(s: &str, start: usize) -> usize {
+    let b = s.as_bytes();
+    let next_len = |i: usize| {
+        s.get(i..)
+            .and_then(|r| r.chars().next())
+            .map(char::len_utf8)
+    };
+    let mut i = start + 2;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' => {
+                            i += 1;
+                            i += next_len(i).unwrap_or(0);
+                        }
+                        c if c == q => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += next_len(i).unwrap_or(1),
+                    }
+                }
+            }
+            b'\\' => {
+                i += 1;
+                i += next_len(i).unwrap_or(0);
+            }
+            c if c.is_ascii() => {
+                if is_space(c as char) {
+                    break;
+                }
+                i += 1;
+            }
+            _ => match s[i..].chars().next() {
+                Some(c) if is_space(c) => break,
+                Some(c) => i += c.len_utf8(),
+                None => break,
+            },
+        }
+    }
+    i
+}
+
 /// Removes quotes and `\` escapes from a flag word, as Docker does.
-fn unquote_flag(word: &str) -> String {
+fn unquote_flag(word: &str) -> Cow<'_, str> {
+    if !word.contains(['\'', '"', '\\']) {
+        return Cow::Borrowed(word);
+    }
     let mut out = String::with_capacity(word.len());
     let mut quote: Option<char> = None;
     let mut chars = word.chars().peekable();
@@ -668,11 +862,11 @@ fn unquote_flag(word: &str) -> String {
             }
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Splits at runs of `[\t\v\f\r ]`.
-fn split_whitespace(ctx: &Ctx<'_>, text: &str, off: usize) -> Vec<Word> {
+fn split_whitespace(text: &str, off: usize) -> Vec<RawWord<'_>> {
     let mut out = Vec::new();
     if text.is_empty() {
         return out;
@@ -682,7 +876,7 @@ fn split_whitespace(ctx: &Ctx<'_>, text: &str, off: usize) -> Vec<Word> {
     for (i, c) in text.char_indices() {
         if is_hspace(c) {
             if !in_sep {
-                out.push(ctx.word(&text[start..i], off + start, off + i));
+                out.push(RawWord::borrowed(&text[start..i], off + start, off + i));
                 in_sep = true;
             }
         } else if in_sep {
@@ -691,9 +885,13 @@ fn split_whitespace(ctx: &Ctx<'_>, text: &str, off: usize) -> Vec<Word> {
         }
     }
     if in_sep {
-        out.push(ctx.word("", off + text.len(), off + text.len()));
+        out.push(RawWord::borrowed("", off + text.len(), off + text.len()));
     } else {
-        out.push(ctx.word(&text[start..], off + start, off + text.len()));
+        out.push(RawWord::borrowed(
+            &text[start..],
+            off + start,
+            off + text.len(),
+        ));
     }
     out
 }
@@ -701,25 +899,17 @@ fn split_whitespace(ctx: &Ctx<'_>, text: &str, off: usize) -> Vec<Word> {
 /// The exec form: `Some(words)` for a JSON array of strings, `None` for text
 /// that is not a JSON array (the shell form), an error for a JSON array
 /// holding something else than strings.
-fn parse_json(ctx: &Ctx<'_>, text: &str, off: usize) -> Result<Option<Vec<Word>>, ParseError> {
+fn parse_json<'a>(
+    ctx: &Ctx<'_>,
+    text: &'a str,
+    off: usize,
+) -> Result<Option<Vec<RawWord<'a>>>, ParseError> {
     let t = text.trim_start();
     let off = off + (text.len() - t.len());
     if !t.starts_with('[') {
         return Ok(None);
     }
-    if let Some(pairs) = grammar::parse(Rule::exec_form, t) {
-        let words = pairs
-            .flatten()
-            .filter(|p| p.as_rule() == Rule::json_string)
-            .map(|p| {
-                let s = p.as_span();
-                ctx.word(
-                    grammar::decode_json_string(p.as_str()),
-                    off + s.start(),
-                    off + s.end(),
-                )
-            })
-            .collect();
+    if let Some(words) = exec_form(t, off) {
         return Ok(Some(words));
     }
     // Deeper nesting than this is no exec form a person wrote; keep the
@@ -727,7 +917,7 @@ fn parse_json(ctx: &Ctx<'_>, text: &str, off: usize) -> Result<Option<Vec<Word>>
     if grammar::json_depth(t) > 64 {
         return Ok(None);
     }
-    if grammar::parse(Rule::json_doc, t).is_some() {
+    if maybe_json_array(t) && grammar::parse(Rule::json_doc, t).is_some() {
         return Err(ctx.err(
             ErrorKind::NotStringArray {
                 found: t.to_string(),
@@ -739,31 +929,124 @@ fn parse_json(ctx: &Ctx<'_>, text: &str, off: usize) -> Result<Option<Vec<Word>>
     Ok(None)
 }
 
-fn parse_maybe_json(
+/// Whether `t` (which starts with `[`) can be a JSON document at all: its
+/// last character but JSON white space is `]`, and the first one after the
+/// `[` closes the array or opens a value. Text that fails this (single
+/// quotes, a missing `]`) is shell text without asking the grammar.
+fn maybe_json_array(t: &str) -> bool {
+    let json_ws = [' ', '\t', '\n', '\r'];
+    let inner = t.get(1..).unwrap_or("").trim_start_matches(json_ws);
+    t.trim_end_matches(json_ws).ends_with(']')
+        && inner.starts_with(|c: char| {
+            matches!(c, ']' | '[' | '{' | '"' | '-' | 't' | 'f' | 'n') || c.is_ascii_digit()
+        })
+}
+
+/// The grammar's `exec_form` rule read byte by byte: an array of JSON
+/// strings and nothing else but JSON white space. The strings come decoded,
+/// with the logical range of their token (quotes included).
+fn exec_form(t: &str, off: usize) -> Option<Vec<RawWord<'_>>> {
+    let b = t.as_bytes();
+    let ws = |mut i: usize| {
+        while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = ws(0);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = ws(i + 1);
+    let mut words = Vec::new();
+    if b.get(i) == Some(&b'"') {
+        loop {
+            let (end, escaped) = json_string_end(b, i)?;
+            let tok = &t[i..end];
+            let value = if escaped {
+                Cow::Owned(grammar::decode_json_string(tok))
+            } else {
+                Cow::Borrowed(&tok[1..tok.len() - 1])
+            };
+            words.push(RawWord {
+                value,
+                start: off + i,
+                end: off + end,
+            });
+            let j = ws(end);
+            if b.get(j) != Some(&b',') {
+                i = j;
+                break;
+            }
+            i = ws(j + 1);
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+        }
+    }
+    if b.get(i) != Some(&b']') {
+        return None;
+    }
+    (ws(i + 1) == b.len()).then_some(words)
+}
+
+/// The end of the JSON string token opening at `start` (the grammar's
+/// `json_string`), and whether it holds escapes.
+fn json_string_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
+    let mut i = start + 1;
+    let mut escaped = false;
+    loop {
+        match *b.get(i)? {
+            b'"' => return Some((i + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                match *b.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        let hex = b.get(i + 2..i + 6)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        i += 6;
+                    }
+                    _ => return None,
+                }
+            }
+            0x00..=0x1F => return None,
+            _ => i += 1,
+        }
+    }
+}
+
+fn parse_maybe_json<'a>(
     ctx: &Ctx<'_>,
-    text: &str,
+    text: &'a str,
     off: usize,
-) -> Result<(Vec<Word>, bool), ParseError> {
+) -> Result<(Vec<RawWord<'a>>, bool), ParseError> {
     if text.is_empty() {
         return Ok((Vec::new(), false));
     }
     match parse_json(ctx, text, off)? {
         Some(words) => Ok((words, true)),
-        None => Ok((vec![ctx.word(text, off, off + text.len())], false)),
+        None => Ok((vec![RawWord::borrowed(text, off, off + text.len())], false)),
     }
 }
 
 /// Docker's `parseWords`: splits at unquoted white space, keeping quotes and
 /// escapes in the words (they are removed when the word is expanded).
-fn parse_words(ctx: &Ctx<'_>, text: &str, off: usize) -> Vec<Word> {
-    split_words(ctx.escape, text, off)
+fn parse_words(escape: char, text: &str, off: usize) -> Vec<RawWord<'_>> {
+    split_words(escape, text)
         .into_iter()
-        .map(|(value, start, end)| ctx.word(value, start, end))
+        .map(|(start, value_end, end)| {
+            RawWord::borrowed(&text[start..value_end], off + start, off + end)
+        })
         .collect()
 }
 
-/// [`parse_words`] with the logical byte range of each word's raw text.
-fn split_words(escape: char, text: &str, off: usize) -> Vec<(String, usize, usize)> {
+/// The words of [`parse_words`] as byte ranges of `text`: (start, end of the
+/// value, end). A word's value is its raw text (quotes and escapes are kept),
+/// except that an escape character ending the text is dropped.
+fn split_words(escape: char, text: &str) -> Vec<(usize, usize, usize)> {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -774,86 +1057,75 @@ fn split_words(escape: char, text: &str, off: usize) -> Vec<(String, usize, usiz
     let mut phase = Phase::Spaces;
     let mut quote = '\0';
     let mut blank_ok = false;
-    let mut cur = String::new();
     let mut start = 0;
+    // The value is `text[start..value_end]`.
+    let mut value_end = 0;
     let mut iter = text.char_indices().peekable();
     while let Some((pos, ch)) = iter.next() {
-        let at_end_after =
-            |iter: &mut std::iter::Peekable<std::str::CharIndices<'_>>| iter.peek().is_none();
         if phase == Phase::Spaces {
             if is_space(ch) {
                 continue;
             }
             phase = Phase::Word;
             start = pos;
+            value_end = pos;
         }
         if phase == Phase::Word {
             if is_space(ch) {
                 phase = Phase::Spaces;
-                if blank_ok || !cur.is_empty() {
-                    words.push((std::mem::take(&mut cur), off + start, off + pos));
+                if blank_ok || value_end > start {
+                    words.push((start, value_end, pos));
                 }
-                cur.clear();
                 blank_ok = false;
                 continue;
             }
-            let mut ch = ch;
             if ch == '\'' || ch == '"' {
                 quote = ch;
                 blank_ok = true;
                 phase = Phase::Quote;
             }
+            value_end = pos + ch.len_utf8();
             if ch == escape {
-                if at_end_after(&mut iter) {
-                    continue;
-                }
-                cur.push(ch);
-                if let Some((_, n)) = iter.next() {
-                    ch = n;
+                match iter.next() {
+                    None => value_end = pos,
+                    Some((p, n)) => value_end = p + n.len_utf8(),
                 }
             }
-            cur.push(ch);
             continue;
         }
         // Phase::Quote
-        let mut ch = ch;
         if ch == quote {
             phase = Phase::Word;
         }
+        value_end = pos + ch.len_utf8();
         if ch == escape && quote != '\'' {
-            if at_end_after(&mut iter) {
-                phase = Phase::Word;
-                continue;
-            }
-            cur.push(ch);
-            if let Some((_, n)) = iter.next() {
-                ch = n;
+            match iter.next() {
+                None => {
+                    phase = Phase::Word;
+                    value_end = pos;
+                }
+                Some((p, n)) => value_end = p + n.len_utf8(),
             }
         }
-        cur.push(ch);
     }
-    if phase != Phase::Spaces && (blank_ok || !cur.is_empty()) {
-        words.push((cur, off + start, off + text.len()));
+    if phase != Phase::Spaces && (blank_ok || value_end > start) {
+        words.push((start, value_end, text.len()));
     }
     words
 }
 
 /// ENV and LABEL: `NAME=VALUE ...` or the legacy `NAME VALUE`, as triples.
-fn parse_name_val(
+fn parse_name_val<'a>(
     ctx: &Ctx<'_>,
-    text: &str,
+    text: &'a str,
     off: usize,
     keyword: Keyword,
-) -> Result<Vec<Word>, ParseError> {
-    let words = split_words(ctx.escape, text, off);
-    let Some(first) = words.first() else {
+) -> Result<Vec<RawWord<'a>>, ParseError> {
+    let words = split_words(ctx.escape, text);
+    let Some(&(first_start, first_value_end, _)) = words.first() else {
         return Ok(Vec::new());
     };
-    let sep_word = |v: &str, at: usize| Word {
-        value: v.to_string(),
-        span: ctx.span(at, at),
-    };
-    if !first.0.contains('=') {
+    if !text[first_start..first_value_end].contains('=') {
         let Some(i) = text.find(is_hspace) else {
             return Err(ctx.err(
                 ErrorKind::MissingValue {
@@ -867,32 +1139,34 @@ fn parse_name_val(
         let after = &text[i..];
         let value = after.trim_start_matches(is_hspace);
         let j = i + (after.len() - value.len());
+        let end = off + text.len();
         return Ok(vec![
-            ctx.word(&text[..i], off, off + i),
-            ctx.word(value, off + j, off + text.len()),
-            sep_word("", off + text.len()),
+            RawWord::borrowed(&text[..i], off, off + i),
+            RawWord::borrowed(value, off + j, end),
+            RawWord::borrowed("", end, end),
         ]);
     }
     let mut out = Vec::with_capacity(words.len() * 3);
-    for (value, start, end) in words {
+    for (s, value_end, e) in words {
+        let value = &text[s..value_end];
+        let (start, end) = (off + s, off + e);
         let Some(eq) = value.find('=') else {
             return Err(ctx.err(
                 ErrorKind::MissingEquals {
                     instruction: keyword.name(),
-                    word: value,
+                    word: value.to_string(),
                 },
                 start,
                 end,
             ));
         };
-        // The raw text of a word equals its value (split_words keeps quotes
-        // and escapes; only an escape at the very end is dropped), so the `=`
-        // is at the same logical offset.
+        // The raw text of a word equals its value (only an escape at the
+        // very end is dropped), so the `=` is at the same logical offset.
         let (k, v) = (&value[..eq], &value[eq + 1..]);
         let eq_at = (start + eq).min(end);
-        out.push(ctx.word(k, start, eq_at));
-        out.push(ctx.word(v, (eq_at + 1).min(end), end));
-        out.push(ctx.word("=", eq_at, (eq_at + 1).min(end)));
+        out.push(RawWord::borrowed(k, start, eq_at));
+        out.push(RawWord::borrowed(v, (eq_at + 1).min(end), end));
+        out.push(RawWord::borrowed("=", eq_at, (eq_at + 1).min(end)));
     }
     Ok(out)
 }
@@ -928,6 +1202,14 @@ fn heredocs_from_line(ctx: &Ctx<'_>, line: &str) -> Result<Vec<Heredoc>, ParseEr
 /// Reads a heredoc marker word such as `<<EOF`, `<<-"EOF"`, `3<<EOF`;
 /// `Ok(None)` when the word is no marker.
 pub(crate) fn parse_heredoc_marker(word: &str) -> Result<Option<Heredoc>, String> {
+    // The grammar wants digits and then `<<`: anything else is no marker,
+    // and the parser is not asked.
+    if !word
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .starts_with("<<")
+    {
+        return Ok(None);
+    }
     let Some(pairs) = grammar::parse(Rule::heredoc_marker, word) else {
         return Ok(None);
     };
@@ -1073,4 +1355,105 @@ pub fn dump(tree: &SyntaxTree) -> String {
         out.push_str(")\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! The byte-level scanners against the grammar rules they implement.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn soup(tokens: &'static [&'static str]) -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(tokens), 0..24).prop_map(|t| t.concat())
+    }
+
+    const TOKENS: &[&str] = &[
+        "--", "-", "a", "=", "b c", " ", "\t", "\n", "\r", "\u{a0}", "\u{2003}", "\u{e9}", "\"",
+        "'", "\\", "\\\"", "[", "]", ",", "\"x\"", "\\u00e9", "\\uZZ", "\\n", "\\q", "\u{1}", "{",
+        "}", ":", "1", "-2.5e3", "true", "null", "`",
+    ];
+
+    /// The grammar's `flags` rule, read as the parser read it before.
+    fn grammar_flags(rest: &str) -> (Vec<(String, usize, usize)>, usize) {
+        let mut flags = Vec::new();
+        let pairs = grammar::parse(Rule::flags, rest).unwrap();
+        let mut rest_start = 0;
+        for top in pairs {
+            rest_start = top.as_span().end();
+            for p in top.into_inner() {
+                if p.as_rule() != Rule::flag_word {
+                    continue;
+                }
+                let text = unquote_flag(p.as_str()).into_owned();
+                let span = p.as_span();
+                if text == "--" {
+                    rest_start = span.end();
+                    break;
+                }
+                flags.push((text, span.start(), span.end()));
+            }
+        }
+        (flags, rest_start.min(rest.len()))
+    }
+
+    fn grammar_exec_form(t: &str) -> Option<Vec<(String, usize, usize)>> {
+        let pairs = grammar::parse(Rule::exec_form, t)?;
+        Some(
+            pairs
+                .flatten()
+                .filter(|p| p.as_rule() == Rule::json_string)
+                .map(|p| {
+                    let s = p.as_span();
+                    (grammar::decode_json_string(p.as_str()), s.start(), s.end())
+                })
+                .collect(),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn line_starts_are_the_grammar_lines(text in soup(TOKENS)) {
+            let lines = grammar::lines(&text);
+            let mut expected: Vec<usize> = lines.iter().map(|(o, _)| *o).collect();
+            if expected.is_empty() {
+                expected.push(0);
+            }
+            prop_assert_eq!(grammar::line_starts(&text), expected);
+        }
+
+        #[test]
+        fn flags_are_the_grammar_flags(text in soup(TOKENS)) {
+            for rest in [text.clone(), format!("--{text}"), format!(" --a {text}")] {
+                let (flags, after, off) = extract_flags(&rest, 0);
+                let got: Vec<_> = flags.iter().map(|f| (f.text.to_string(), f.start, f.end)).collect();
+                if rest.trim_start_matches(is_space).starts_with("--") {
+                    let (want, start) = grammar_flags(&rest);
+                    prop_assert_eq!(&got, &want);
+                    prop_assert_eq!(off, start);
+                } else {
+                    prop_assert!(got.is_empty());
+                    prop_assert_eq!(off, 0);
+                }
+                prop_assert_eq!(after, &rest[off..]);
+            }
+        }
+
+        #[test]
+        fn exec_form_is_the_grammar_exec_form(text in soup(TOKENS)) {
+            for t in [text.clone(), format!("[{text}"), format!("[\"{text}\"]")] {
+                let got = exec_form(&t, 0)
+                    .map(|w| w.into_iter().map(|w| (w.value.into_owned(), w.start, w.end)).collect::<Vec<_>>());
+                prop_assert_eq!(got, grammar_exec_form(&t));
+            }
+        }
+
+        #[test]
+        fn json_prefilter_only_skips_non_json(text in soup(TOKENS)) {
+            let t = format!("[{text}");
+            if !maybe_json_array(&t) {
+                prop_assert!(grammar::parse(Rule::json_doc, &t).is_none());
+            }
+        }
+    }
 }
