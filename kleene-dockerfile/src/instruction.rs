@@ -280,7 +280,7 @@ impl Dockerfile {
         let walked = syntax::walk(text, |ctx, node, span| {
             last_span = span;
             if invalid.is_none() {
-                if let Err(e) = add_node(ctx, &node, span, &mut global_args, &mut stages) {
+                if let Err(e) = add_node(ctx, node, span, &mut global_args, &mut stages) {
                     invalid = Some(e);
                 }
             }

@@ -490,7 +490,7 @@ pub fn parse_syntax(text: &str) -> Result<SyntaxTree, ParseError> {
 /// at the first syntax error, or when there is no instruction at all.
 pub(crate) fn walk(
     text: &str,
-    mut each: impl FnMut(&Ctx<'_>, RawNode<'_>, Span),
+    mut each: impl FnMut(&Ctx<'_>, &RawNode<'_>, Span),
 ) -> Result<Walked, ParseError> {
     let map = SourceMap::new(text, grammar::line_starts(text));
     // Physical lines: (byte offset, line with its `\n` when it has one).
@@ -506,6 +506,8 @@ pub(crate) fn walk(
     // Reused for every continued instruction.
     let mut joined = String::new();
     let mut segs: Vec<(usize, usize)> = Vec::new();
+    // The argument list of the last instruction, its allocation reused.
+    let mut spare_args: Vec<RawWord<'static>> = Vec::new();
     let mut i = 0;
     while i < line_count {
         let (mut off, raw) = line_at(i);
@@ -567,7 +569,8 @@ pub(crate) fn walk(
                 span: map.span(off, last_end),
             });
         }
-        let mut node = node_from_line(&ctx, logical_text, 0, false)?;
+        let args = recycle(std::mem::take(&mut spare_args));
+        let mut node = node_from_line(&ctx, logical_text, 0, false, args)?;
         if can_contain_heredoc(&node) && logical_text.contains("<<") {
             for mut doc in heredocs_from_line(&ctx, logical_text)? {
                 let body_start = if i < line_count {
@@ -605,7 +608,8 @@ pub(crate) fn walk(
         let start = ctx.logical.to_source(node.line.0, false);
         let span = map.span(start, last_end.max(start));
         count += 1;
-        each(&ctx, node, span);
+        each(&ctx, &node, span);
+        spare_args = recycle(std::mem::take(&mut node.args));
     }
     if count == 0 {
         let end = text.len();
@@ -619,6 +623,14 @@ pub(crate) fn walk(
         escape: directives.escape,
         warnings,
     })
+}
+
+/// An empty vector with the allocation of `v` (collected in place): the
+/// mapping only changes the lifetime of the (absent) elements.
+#[allow(clippy::unnecessary_filter_map)]
+fn recycle<'b>(mut v: Vec<RawWord<'_>>) -> Vec<RawWord<'b>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 fn can_contain_heredoc(node: &RawNode<'_>) -> bool {
@@ -642,6 +654,7 @@ fn node_from_line<'a>(
     text: &'a str,
     base: usize,
     nested: bool,
+    mut args: Vec<RawWord<'a>>,
 ) -> Result<RawNode<'a>, ParseError> {
     let (line, base) = trim_at(text, base);
     // Docker splits the keyword off at the first run of `[\t\v\f\r ]`.
@@ -686,29 +699,26 @@ fn node_from_line<'a>(
     };
     match keyword {
         Keyword::Add | Keyword::Copy | Keyword::Volume => {
-            match parse_json(ctx, args_text, args_off)? {
-                Some(words) => {
-                    node.args = words;
-                    node.json = true;
-                }
-                None => node.args = split_whitespace(args_text, args_off),
+            node.json = parse_json(ctx, args_text, args_off, &mut args)?;
+            if !node.json {
+                split_whitespace(args_text, args_off, &mut args);
             }
         }
         Keyword::Cmd | Keyword::Entrypoint | Keyword::Run | Keyword::Shell => {
-            (node.args, node.json) = parse_maybe_json(ctx, args_text, args_off)?;
+            node.json = parse_maybe_json(ctx, args_text, args_off, &mut args)?;
         }
-        Keyword::Arg => node.args = parse_words(ctx.escape, args_text, args_off),
+        Keyword::Arg => parse_words(ctx.escape, args_text, args_off, &mut args),
         Keyword::Env | Keyword::Label => {
-            node.args = parse_name_val(ctx, args_text, args_off, keyword)?;
+            parse_name_val(ctx, args_text, args_off, keyword, &mut args)?;
         }
-        Keyword::Expose | Keyword::From => node.args = split_whitespace(args_text, args_off),
+        Keyword::Expose | Keyword::From => split_whitespace(args_text, args_off, &mut args),
         Keyword::Maintainer | Keyword::StopSignal | Keyword::User | Keyword::Workdir => {
             if !args_text.is_empty() {
-                node.args = vec![RawWord::borrowed(
+                args.push(RawWord::borrowed(
                     args_text,
                     args_off,
                     args_off + args_text.len(),
-                )];
+                ));
             }
         }
         Keyword::Healthcheck => {
@@ -718,21 +728,18 @@ fn node_from_line<'a>(
                 let after = &args_text[sep..];
                 let cmd_text = after.trim_start();
                 let cmd_off = args_off + sep + (after.len() - cmd_text.len());
-                let (cmd, json) = parse_maybe_json(ctx, cmd_text, cmd_off)?;
-                let mut args = Vec::with_capacity(1 + cmd.len());
                 args.push(RawWord::borrowed(typ, args_off, args_off + sep));
-                args.extend(cmd);
-                node.args = args;
-                node.json = json;
+                node.json = parse_maybe_json(ctx, cmd_text, cmd_off, &mut args)?;
             }
         }
         Keyword::Onbuild => {
             if !args_text.is_empty() {
-                let sub = node_from_line(ctx, args_text, args_off, true)?;
+                let sub = node_from_line(ctx, args_text, args_off, true, Vec::new())?;
                 node.sub = Some(Box::new(sub));
             }
         }
     }
+    node.args = args;
     Ok(node)
 }
 
@@ -866,10 +873,9 @@ fn unquote_flag(word: &str) -> Cow<'_, str> {
 }
 
 /// Splits at runs of `[\t\v\f\r ]`.
-fn split_whitespace(text: &str, off: usize) -> Vec<RawWord<'_>> {
-    let mut out = Vec::new();
+fn split_whitespace<'a>(text: &'a str, off: usize, out: &mut Vec<RawWord<'a>>) {
     if text.is_empty() {
-        return out;
+        return;
     }
     let mut start = 0;
     let mut in_sep = false;
@@ -893,7 +899,6 @@ fn split_whitespace(text: &str, off: usize) -> Vec<RawWord<'_>> {
             off + text.len(),
         ));
     }
-    out
 }
 
 /// The exec form: `Some(words)` for a JSON array of strings, `None` for text
@@ -903,19 +908,20 @@ fn parse_json<'a>(
     ctx: &Ctx<'_>,
     text: &'a str,
     off: usize,
-) -> Result<Option<Vec<RawWord<'a>>>, ParseError> {
+    out: &mut Vec<RawWord<'a>>,
+) -> Result<bool, ParseError> {
     let t = text.trim_start();
     let off = off + (text.len() - t.len());
     if !t.starts_with('[') {
-        return Ok(None);
+        return Ok(false);
     }
-    if let Some(words) = exec_form(t, off) {
-        return Ok(Some(words));
+    if exec_form(t, off, out) {
+        return Ok(true);
     }
     // Deeper nesting than this is no exec form a person wrote; keep the
     // recursive JSON rule away from it and read it as shell text.
     if grammar::json_depth(t) > 64 {
-        return Ok(None);
+        return Ok(false);
     }
     if maybe_json_array(t) && grammar::parse(Rule::json_doc, t).is_some() {
         return Err(ctx.err(
@@ -926,7 +932,7 @@ fn parse_json<'a>(
             off + t.len(),
         ));
     }
-    Ok(None)
+    Ok(false)
 }
 
 /// Whether `t` (which starts with `[`) can be a JSON document at all: its
@@ -944,8 +950,18 @@ fn maybe_json_array(t: &str) -> bool {
 
 /// The grammar's `exec_form` rule read byte by byte: an array of JSON
 /// strings and nothing else but JSON white space. The strings come decoded,
-/// with the logical range of their token (quotes included).
-fn exec_form(t: &str, off: usize) -> Option<Vec<RawWord<'_>>> {
+/// with the logical range of their token (quotes included), added to `out`;
+/// `out` is left as it was when `t` is no exec form.
+fn exec_form<'a>(t: &'a str, off: usize, out: &mut Vec<RawWord<'a>>) -> bool {
+    let len = out.len();
+    let words = exec_form_words(t, off, out);
+    if words.is_none() {
+        out.truncate(len);
+    }
+    words.is_some()
+}
+
+fn exec_form_words<'a>(t: &'a str, off: usize, words: &mut Vec<RawWord<'a>>) -> Option<()> {
     let b = t.as_bytes();
     let ws = |mut i: usize| {
         while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
@@ -958,7 +974,6 @@ fn exec_form(t: &str, off: usize) -> Option<Vec<RawWord<'_>>> {
         return None;
     }
     i = ws(i + 1);
-    let mut words = Vec::new();
     if b.get(i) == Some(&b'"') {
         loop {
             let (end, escaped) = json_string_end(b, i)?;
@@ -987,7 +1002,7 @@ fn exec_form(t: &str, off: usize) -> Option<Vec<RawWord<'_>>> {
     if b.get(i) != Some(&b']') {
         return None;
     }
-    (ws(i + 1) == b.len()).then_some(words)
+    (ws(i + 1) == b.len()).then_some(())
 }
 
 /// The end of the JSON string token opening at `start` (the grammar's
@@ -1018,100 +1033,113 @@ fn json_string_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
     }
 }
 
+/// The exec form or the whole text as one word; whether it was the exec form.
 fn parse_maybe_json<'a>(
     ctx: &Ctx<'_>,
     text: &'a str,
     off: usize,
-) -> Result<(Vec<RawWord<'a>>, bool), ParseError> {
+    out: &mut Vec<RawWord<'a>>,
+) -> Result<bool, ParseError> {
     if text.is_empty() {
-        return Ok((Vec::new(), false));
+        return Ok(false);
     }
-    match parse_json(ctx, text, off)? {
-        Some(words) => Ok((words, true)),
-        None => Ok((vec![RawWord::borrowed(text, off, off + text.len())], false)),
+    if parse_json(ctx, text, off, out)? {
+        return Ok(true);
     }
+    out.push(RawWord::borrowed(text, off, off + text.len()));
+    Ok(false)
 }
 
 /// Docker's `parseWords`: splits at unquoted white space, keeping quotes and
 /// escapes in the words (they are removed when the word is expanded).
-fn parse_words(escape: char, text: &str, off: usize) -> Vec<RawWord<'_>> {
-    split_words(escape, text)
-        .into_iter()
-        .map(|(start, value_end, end)| {
+fn parse_words<'a>(escape: char, text: &'a str, off: usize, out: &mut Vec<RawWord<'a>>) {
+    out.extend(
+        SplitWords::new(escape, text).map(|(start, value_end, end)| {
             RawWord::borrowed(&text[start..value_end], off + start, off + end)
-        })
-        .collect()
+        }),
+    );
 }
 
 /// The words of [`parse_words`] as byte ranges of `text`: (start, end of the
 /// value, end). A word's value is its raw text (quotes and escapes are kept),
 /// except that an escape character ending the text is dropped.
-fn split_words(escape: char, text: &str) -> Vec<(usize, usize, usize)> {
-    #[derive(PartialEq)]
-    enum Phase {
-        Spaces,
-        Word,
-        Quote,
-    }
-    let mut words = Vec::new();
-    let mut phase = Phase::Spaces;
-    let mut quote = '\0';
-    let mut blank_ok = false;
-    let mut start = 0;
-    // The value is `text[start..value_end]`.
-    let mut value_end = 0;
-    let mut iter = text.char_indices().peekable();
-    while let Some((pos, ch)) = iter.next() {
-        if phase == Phase::Spaces {
-            if is_space(ch) {
-                continue;
-            }
-            phase = Phase::Word;
-            start = pos;
-            value_end = pos;
-        }
-        if phase == Phase::Word {
-            if is_space(ch) {
-                phase = Phase::Spaces;
-                if blank_ok || value_end > start {
-                    words.push((start, value_end, pos));
-                }
-                blank_ok = false;
-                continue;
-            }
-            if ch == '\'' || ch == '"' {
-                quote = ch;
-                blank_ok = true;
-                phase = Phase::Quote;
-            }
-            value_end = pos + ch.len_utf8();
-            if ch == escape {
-                match iter.next() {
-                    None => value_end = pos,
-                    Some((p, n)) => value_end = p + n.len_utf8(),
-                }
-            }
-            continue;
-        }
-        // Phase::Quote
-        if ch == quote {
-            phase = Phase::Word;
-        }
-        value_end = pos + ch.len_utf8();
-        if ch == escape && quote != '\'' {
-            match iter.next() {
-                None => {
-                    phase = Phase::Word;
-                    value_end = pos;
-                }
-                Some((p, n)) => value_end = p + n.len_utf8(),
-            }
+#[derive(Clone)]
+struct SplitWords<'t> {
+    escape: char,
+    len: usize,
+    iter: std::iter::Peekable<std::str::CharIndices<'t>>,
+}
+
+impl<'t> SplitWords<'t> {
+    fn new(escape: char, text: &'t str) -> Self {
+        SplitWords {
+            escape,
+            len: text.len(),
+            iter: text.char_indices().peekable(),
         }
     }
-    if phase != Phase::Spaces && (blank_ok || value_end > start) {
-        words.push((start, value_end, text.len()));
+}
+
+impl Iterator for SplitWords<'_> {
+    type Item = (usize, usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize, usize)> {
+        loop {
+            // Leading white space.
+            let (start, first) = loop {
+                let (pos, ch) = self.iter.next()?;
+                if !is_space(ch) {
+                    break (pos, ch);
+                }
+            };
+            let mut in_quote = false;
+            let mut quote = '\0';
+            let mut blank_ok = false;
+            // The value is `text[start..value_end]`.
+            let mut value_end = start;
+            let mut next = Some((start, first));
+            while let Some((pos, ch)) = next.take().or_else(|| self.iter.next()) {
+                if !in_quote {
+                    if is_space(ch) {
+                        if blank_ok || value_end > start {
+                            return Some((start, value_end, pos));
+                        }
+                        break;
+                    }
+                    if ch == '\'' || ch == '"' {
+                        quote = ch;
+                        blank_ok = true;
+                        in_quote = true;
+                    }
+                    value_end = pos + ch.len_utf8();
+                    if ch == self.escape {
+                        match self.iter.next() {
+                            None => value_end = pos,
+                            Some((p, n)) => value_end = p + n.len_utf8(),
+                        }
+                    }
+                    continue;
+                }
+                if ch == quote {
+                    in_quote = false;
+                }
+                value_end = pos + ch.len_utf8();
+                if ch == self.escape && quote != '\'' {
+                    match self.iter.next() {
+                        None => {
+                            in_quote = false;
+                            value_end = pos;
+                        }
+                        Some((p, n)) => value_end = p + n.len_utf8(),
+                    }
+                }
+            }
+            if self.iter.peek().is_none() {
+                // The text ended inside this word.
+                return (blank_ok || value_end > start).then_some((start, value_end, self.len));
+            }
+        }
     }
-    words
 }
 
 /// ENV and LABEL: `NAME=VALUE ...` or the legacy `NAME VALUE`, as triples.
@@ -1120,10 +1148,11 @@ fn parse_name_val<'a>(
     text: &'a str,
     off: usize,
     keyword: Keyword,
-) -> Result<Vec<RawWord<'a>>, ParseError> {
-    let words = split_words(ctx.escape, text);
-    let Some(&(first_start, first_value_end, _)) = words.first() else {
-        return Ok(Vec::new());
+    out: &mut Vec<RawWord<'a>>,
+) -> Result<(), ParseError> {
+    let words = SplitWords::new(ctx.escape, text);
+    let Some((first_start, first_value_end, _)) = words.clone().next() else {
+        return Ok(());
     };
     if !text[first_start..first_value_end].contains('=') {
         let Some(i) = text.find(is_hspace) else {
@@ -1140,13 +1169,13 @@ fn parse_name_val<'a>(
         let value = after.trim_start_matches(is_hspace);
         let j = i + (after.len() - value.len());
         let end = off + text.len();
-        return Ok(vec![
+        out.extend([
             RawWord::borrowed(&text[..i], off, off + i),
             RawWord::borrowed(value, off + j, end),
             RawWord::borrowed("", end, end),
         ]);
+        return Ok(());
     }
-    let mut out = Vec::with_capacity(words.len() * 3);
     for (s, value_end, e) in words {
         let value = &text[s..value_end];
         let (start, end) = (off + s, off + e);
@@ -1168,7 +1197,7 @@ fn parse_name_val<'a>(
         out.push(RawWord::borrowed(v, (eq_at + 1).min(end), end));
         out.push(RawWord::borrowed("=", eq_at, (eq_at + 1).min(end)));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Heredoc markers on an instruction line (BuildKit lexes the whole line
@@ -1442,8 +1471,13 @@ mod tests {
         #[test]
         fn exec_form_is_the_grammar_exec_form(text in soup(TOKENS)) {
             for t in [text.clone(), format!("[{text}"), format!("[\"{text}\"]")] {
-                let got = exec_form(&t, 0)
-                    .map(|w| w.into_iter().map(|w| (w.value.into_owned(), w.start, w.end)).collect::<Vec<_>>());
+                let mut words = vec![RawWord::borrowed("x", 0, 0)];
+                let got = exec_form(&t, 0, &mut words).then(|| {
+                    words[1..].iter().map(|w| (w.value.to_string(), w.start, w.end)).collect::<Vec<_>>()
+                });
+                if got.is_none() {
+                    prop_assert_eq!(words.len(), 1);
+                }
                 prop_assert_eq!(got, grammar_exec_form(&t));
             }
         }
