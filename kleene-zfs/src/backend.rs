@@ -169,4 +169,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// The clones of a snapshot.
     fn clones(&self, snapshot: &SnapshotName) -> Result<Vec<DatasetName>>;
+
+    /// Whether the host's mount table shows this backend's mounts (the real backends do;
+    /// an in-memory one does not): then a dataset it shows mounted is mounted there.
+    fn mount_table(&self) -> bool {
+        false
+    }
 }

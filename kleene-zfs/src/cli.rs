@@ -370,6 +370,11 @@ impl Cli {
 
     /// Mounts `name` if it is not mounted and ZFS would mount it by itself.
     pub(crate) fn mount_if_unmounted(&self, name: &DatasetName) -> Result<()> {
+        // Mounted by the call that made it, as a rule: the mount table says so without a
+        // zfs(8) process.
+        if crate::mounts::mounted_at(name.as_str()).is_some() {
+            return Ok(());
+        }
         let props = self.get(
             name.as_str(),
             &["mounted", "canmount", "mountpoint", "type"],
@@ -811,6 +816,10 @@ impl Backend for Cli {
     fn unmount(&self, name: &DatasetName, force: bool) -> Result<()> {
         self.run(&argv::unmount(name, force), name.as_str())
             .map(drop)
+    }
+
+    fn mount_table(&self) -> bool {
+        true
     }
 
     fn clones(&self, snapshot: &SnapshotName) -> Result<Vec<DatasetName>> {

@@ -5,6 +5,7 @@ mod cli;
 mod error;
 #[cfg(feature = "lzc")]
 mod lzc;
+mod mounts;
 mod name;
 mod process;
 mod property;
@@ -21,6 +22,7 @@ pub use cli::{Cli, Dialect};
 pub use error::{Argv, ZfsError};
 #[cfg(feature = "lzc")]
 pub use lzc::Lzc;
+pub use mounts::mounted_at;
 pub use name::{DatasetName, SnapshotName, MAX_NAME_LEN};
 pub use process::Deadlines;
 pub use property::{check_property_name, check_property_value, is_user_property, Properties};
@@ -366,8 +368,13 @@ impl Zfs {
         self.retry(|| self.backend.unmount(name, force))
     }
 
-    /// Where the filesystem is mounted, `None` when it is not mounted.
+    /// Where the filesystem is mounted, `None` when it is not mounted. The host's mount
+    /// table answers first where the backend trusts it ([`Backend::mount_table`]); ZFS is
+    /// asked otherwise.
     pub fn mountpoint(&self, name: &DatasetName) -> Result<Option<PathBuf>> {
+        if let Some(mp) = self.mounted_by_table(name) {
+            return Ok(Some(mp));
+        }
         let props = self
             .backend
             .get(name.as_str(), &["mounted", "mountpoint"])?;
@@ -378,6 +385,17 @@ impl Zfs {
             .get("mountpoint")
             .filter(|m| m.starts_with('/'))
             .map(PathBuf::from))
+    }
+
+    /// Where the filesystem is mounted according to the host's mount table, read without
+    /// running anything: `None` when the table does not show it (it may still be mounted
+    /// where this process cannot see) or when the backend does not trust the table (the
+    /// in-memory one).
+    pub fn mounted_by_table(&self, name: &DatasetName) -> Option<PathBuf> {
+        if !self.backend.mount_table() {
+            return None;
+        }
+        mounts::mounted_at(name.as_str())
     }
 
     /// The snapshot a clone was made from, `None` for a filesystem that is no clone.

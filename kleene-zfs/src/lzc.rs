@@ -409,6 +409,10 @@ impl Backend for Lzc {
         self.cli.unmount(name, force)
     }
 
+    fn mount_table(&self) -> bool {
+        true
+    }
+
     fn clones(&self, snapshot: &SnapshotName) -> Result<Vec<DatasetName>> {
         self.cli.clones(snapshot)
     }
