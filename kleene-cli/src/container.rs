@@ -6,7 +6,7 @@ use std::time::Duration;
 use kleene_core::kleene_jail::{ExitStatus, Process, Stdio, WinSize};
 use kleene_core::{
     Addresses, Attach, ContainerUpdate, CreateContainer, Engine, ExecSpec, Exit, Id, MountSpec,
-    RestartPolicy,
+    RestartPolicy, StartOverrides,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -141,7 +141,13 @@ async fn ctrl_c(sigint: Option<&mut tokio::signal::unix::Signal>) {
 
 /// Starts one container and, unless detached, follows it to its end: klee's
 /// `created execution instance` and `executable ... exited` lines around its output.
-async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Result<Exit, Failure> {
+/// With `remove`, the container's monitor removes it when it ends with its command.
+async fn start_one(
+    engine: &Engine,
+    reference: &str,
+    mode: Mode,
+    remove: bool,
+) -> Result<Exit, Failure> {
     // Daemonless, the start is the execution instance; its id is made here, as kleened
     // makes one for each start, and is not kept.
     let instance = Id::generate()?;
@@ -151,6 +157,7 @@ async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Result<Exit,
         return Ok(Exit {
             code: 0,
             container_ended: false,
+            removed: false,
         });
     }
     println!("created execution instance {instance}");
@@ -167,7 +174,10 @@ async fn start_one(engine: &Engine, reference: &str, mode: Mode) -> Result<Exit,
         None
     };
     let interrupt = (mode != Mode::Terminal).then(|| crate::signals::watch("container"));
-    let mut started = engine.start_container(reference, attach).await?;
+    let overrides = StartOverrides::new().remove(remove);
+    let mut started = engine
+        .start_container_with(reference, attach, overrides)
+        .await?;
     let id = started.container.id.to_string();
     let copy_out = started.stdout.take().map(|mut s| {
         tokio::spawn(async move {
@@ -263,9 +273,11 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Outcome {
     let engine = ctx.engine().await?;
     let c = engine.create_container(req).await?;
     println!("{}", c.id);
-    let exit = start_one(&engine, c.id.as_str(), mode).await;
+    let exit = start_one(&engine, c.id.as_str(), mode, a.rm).await;
     if a.rm {
         match &exit {
+            // Its monitor removed it (its dataset goes after klee returns).
+            Ok(e) if e.removed => {}
             Ok(e) if !e.container_ended => eprintln!(
                 "klee: container {} runs on after its command (processes remain): not removed",
                 c.name
@@ -302,7 +314,7 @@ pub async fn start(ctx: &Ctx, a: StartArgs) -> Outcome {
     }
     let engine = ctx.engine().await?;
     match (a.containers.as_slice(), mode == Mode::Detached) {
-        ([one], false) => return start_one(&engine, one, mode).await.map(|e| e.code),
+        ([one], false) => return start_one(&engine, one, mode, false).await.map(|e| e.code),
         // As klee: only one container's I/O can be attached to.
         (_, false) => {
             return Err(Failure::usage(

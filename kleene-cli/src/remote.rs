@@ -167,6 +167,7 @@ fn exit_of(message: &str) -> Exit {
     Exit {
         code,
         container_ended: message.starts_with("executable "),
+        removed: false,
     }
 }
 
@@ -363,6 +364,7 @@ pub async fn start(client: &Client, container: &str, mode: Mode) -> Result<Exit,
     Ok(exit.unwrap_or(Exit {
         code: 0,
         container_ended: false,
+        removed: false,
     }))
 }
 

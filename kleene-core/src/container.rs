@@ -325,6 +325,12 @@ pub struct StartOverrides {
     pub env: Vec<String>,
     /// The user instead of the container's (when not empty).
     pub user: String,
+    /// Whether the container is removed when it ends with its command (docker's `--rm`):
+    /// its monitor takes it out of every listing before it tells an attached caller of
+    /// the end ([`Exit::removed`]), and destroys its dataset after (a kill there leaves
+    /// the removal pending, for the next [`Engine::open`] to finish).
+    #[serde(default)]
+    pub remove: bool,
 }
 
 impl StartOverrides {
@@ -348,6 +354,12 @@ impl StartOverrides {
     /// Runs as `user` instead of the container's user (an empty one changes nothing).
     pub fn user(mut self, user: impl Into<String>) -> Self {
         self.user = user.into();
+        self
+    }
+
+    /// Removes the container when it ends with its command (see [`StartOverrides::remove`]).
+    pub fn remove(mut self, remove: bool) -> Self {
+        self.remove = remove;
         self
     }
 
@@ -403,6 +415,9 @@ pub struct Exit {
     /// left, or `exec` started, remain, or it has the jail parameter `persist`) until it
     /// is stopped or its last process ends.
     pub container_ended: bool,
+    /// Whether the container is removed (started with [`StartOverrides::remove`]): gone
+    /// from every listing, its dataset destroyed or being destroyed by its monitor.
+    pub removed: bool,
 }
 
 impl Started {
@@ -411,14 +426,19 @@ impl Started {
     pub async fn wait(mut self) -> Result<Exit> {
         drop(self.stdin.take());
         if let Some(reports) = self.reports.as_mut() {
-            if let Some((code, container_ended)) = crate::monitor::command_end(reports).await {
-                if container_ended {
+            if let Some((code, container_ended, removed)) =
+                crate::monitor::command_end(reports).await
+            {
+                if container_ended && !removed {
                     // It records the end before it says so; it exits right after.
                     let _ = self.monitor.wait().await;
                 }
+                // A removed container's monitor destroys its dataset now, off the caller's
+                // path (the removal is recorded: a kill leaves it to the next open).
                 return Ok(Exit {
                     code,
                     container_ended,
+                    removed,
                 });
             }
         }
@@ -447,6 +467,7 @@ impl Started {
         Ok(Exit {
             code,
             container_ended: true,
+            removed: false,
         })
     }
 }

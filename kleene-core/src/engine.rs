@@ -159,6 +159,20 @@ pub(crate) fn sweep_locks(ops_dir: &Path) {
     }
 }
 
+/// Whether the operation `token` is held by a live process, its lock file left as it is
+/// (an absent one is no live operation's).
+fn op_held(ops_dir: &Path, token: &str) -> bool {
+    if token.is_empty() || !Id::is_prefix(token) {
+        return false;
+    }
+    let path = ops_dir.join(format!("{token}.lock"));
+    File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .is_ok_and(|f| f.try_lock().is_err())
+}
+
 /// Whether the operation `token` is still held by a live process.
 pub(crate) fn op_alive(ops_dir: &Path, token: &str) -> bool {
     if token.is_empty() || !Id::is_prefix(token) {
@@ -258,13 +272,20 @@ impl EngineBuilder {
         let volume_root = root.child("volumes")?;
         let layer_root = root.child("layer")?;
         let children = [&image_root, &container_root, &volume_root, &layer_root];
-        let listed = list_root(&zfs, &root, repair)?;
-        let ready = listed
-            .as_deref()
-            .and_then(|list| ready_mountpoint(list, &root, children));
-        let (root_mount, listed) = match ready {
-            Some(mp) => (mp, listed),
-            None => (make_root(&zfs, &root, children)?, None),
+        // The usual case, without a zfs(8) process: the host's mount table shows the root
+        // and its children mounted. Otherwise ZFS is asked (and what is missing made).
+        let (root_mount, listed) = match mounted_root(&zfs, &root, children) {
+            Some(mp) => (mp, None),
+            None => {
+                let listed = list_root(&zfs, &root, repair)?;
+                let ready = listed
+                    .as_deref()
+                    .and_then(|list| ready_mountpoint(list, &root, children));
+                match ready {
+                    Some(mp) => (mp, listed),
+                    None => (make_root(&zfs, &root, children)?, None),
+                }
+            }
         };
         // A wedged FUSE daemon makes every access below its mounts hang for good: ask
         // the root once, on a thread of its own, before anything else touches it.
@@ -314,6 +335,16 @@ fn list_root(zfs: &Zfs, root: &DatasetName, repair: bool) -> Result<Option<Vec<D
         Err(ZfsError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The root's mountpoint when the host's mount table shows it and its `children` mounted
+/// (as mounted children of a mounted root, they exist).
+fn mounted_root(zfs: &Zfs, root: &DatasetName, children: [&DatasetName; 4]) -> Option<PathBuf> {
+    let mp = zfs.mounted_by_table(root)?;
+    children
+        .into_iter()
+        .all(|c| zfs.mounted_by_table(c).is_some())
+        .then_some(mp)
 }
 
 /// The root's mountpoint when `list` shows it mounted with all of its `children` made:
@@ -458,6 +489,15 @@ impl Inner {
         let mut repairs = Repairs::default();
         let listed = match listed {
             Some(l) => l,
+            // Nothing was interrupted: ZFS holds what the metadata says (every dataset is
+            // made after its row and removed before it, each under an operation's lock),
+            // and nothing needs a listing.
+            None if !self.interrupted()? => {
+                self.drop_dead_build_endpoints()?;
+                sweep_locks(&self.ops_dir);
+                self.refresh_running()?;
+                return Ok(repairs);
+            }
             None => {
                 self.zfs
                     .list_datasets(&self.config.root, Depth::All, &["mounted", "mountpoint"])?
@@ -493,8 +533,14 @@ impl Inner {
         }
         // 4. Lock files of operations that died with no pending row.
         sweep_locks(&self.ops_dir);
-        // 5. Containers whose monitor died: recorded as ended, their resource groups
-        // removed (what was left in them killed).
+        // 5. Containers whose monitor died.
+        self.refresh_running()?;
+        Ok(repairs)
+    }
+
+    /// Containers whose monitor died: recorded as ended, their resource groups removed
+    /// (what was left in them killed).
+    fn refresh_running(&self) -> Result<()> {
         let containers = self.store().containers()?;
         for c in containers {
             if matches!(
@@ -504,7 +550,35 @@ impl Inner {
                 self.refresh(c)?;
             }
         }
-        Ok(repairs)
+        Ok(())
+    }
+
+    /// Whether an operation died before it finished: a pending row of a dead operation, or
+    /// the lock file of one (looked at, not removed).
+    fn interrupted(&self) -> Result<bool> {
+        let dead = |token: &str| !op_held(&self.ops_dir, token);
+        if self.store().pending()?.iter().any(|p| dead(&p.op)) {
+            return Ok(true);
+        }
+        let Ok(entries) = std::fs::read_dir(&self.ops_dir) else {
+            return Ok(false);
+        };
+        Ok(entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            match name.strip_suffix(".lock") {
+                Some(token) => dead(token),
+                // a lock being made (renamed once locked): dead when nobody holds it
+                None => {
+                    name.ends_with(NEW_LOCK)
+                        && File::options()
+                            .read(true)
+                            .write(true)
+                            .open(e.path())
+                            .is_ok_and(|f| f.try_lock().is_ok())
+                }
+            }
+        }))
     }
 
     /// Undoes (for a removal: finishes) the pending operations of dead processes.

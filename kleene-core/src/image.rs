@@ -381,7 +381,9 @@ impl Engine {
                 .map_err(|_| {
                     CoreError::InvalidInput(format!("invalid snapshot in {reference:?}"))
                 })?;
-            if !inner.zfs.exists(&snapshot)? {
+            // A ready image has its image snapshot (taken before its row was finished);
+            // a build step's is asked for.
+            if snap.is_some() && !inner.zfs.exists(&snapshot)? {
                 return Err(CoreError::NotFound {
                     kind: Object::Snapshot,
                     reference: format!("{}@{}", image.nametag(), snapshot.snapshot()),

@@ -131,6 +131,9 @@ enum Outcome {
     Exited {
         exit_code: i32,
         container_ended: bool,
+        /// The container was removed with its end (a start with `remove`).
+        #[serde(default)]
+        removed: bool,
     },
     /// It does not.
     Failed(Failure),
@@ -181,7 +184,7 @@ pub(crate) type Reports = tokio::io::BufReader<tokio::net::UnixStream>;
 /// Reads an attached monitor's second report: the command's exit code and whether the
 /// container ended with it. `None` when the monitor closed the socket without one (it
 /// died, or the container could not be waited for).
-pub(crate) async fn command_end(reports: &mut Reports) -> Option<(i32, bool)> {
+pub(crate) async fn command_end(reports: &mut Reports) -> Option<(i32, bool, bool)> {
     let mut line = Vec::new();
     let mut limited = (&mut *reports).take(MAX_LINE);
     limited.read_until(b'\n', &mut line).await.ok()?;
@@ -192,7 +195,8 @@ pub(crate) async fn command_end(reports: &mut Reports) -> Option<(i32, bool)> {
         Outcome::Exited {
             exit_code,
             container_ended,
-        } => Some((exit_code, container_ended)),
+            removed,
+        } => Some((exit_code, container_ended, removed)),
         _ => None,
     }
 }
@@ -621,7 +625,16 @@ async fn run(req: Request, stdin: Option<OwnedFd>, socket: UnixStream) -> i32 {
     );
     // An attached caller hears of the command's end on it too.
     let socket = (!req.detached).then_some(socket);
-    match finish(&engine, &c, &mut jail, started, socket).await {
+    match finish(
+        &engine,
+        &c,
+        &mut jail,
+        started,
+        socket,
+        req.overrides.remove,
+    )
+    .await
+    {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("kleene-monitor: {e}");
@@ -731,6 +744,7 @@ async fn finish(
     jail: &mut Jail,
     started: i64,
     socket: Option<UnixStream>,
+    remove: bool,
 ) -> Result<()> {
     let end = jail.wait_command().await;
     let exit_code = match &end {
@@ -763,6 +777,7 @@ async fn finish(
                 Outcome::Exited {
                     exit_code,
                     container_ended: false,
+                    removed: false,
                 },
             );
             drop(socket);
@@ -775,6 +790,7 @@ async fn finish(
                 started,
                 end.map(|e| e.status),
                 Some(socket),
+                remove,
             )
             .await;
         }
@@ -783,7 +799,8 @@ async fn finish(
         Ok(_) => jail.wait().await,
         Err(e) => Err(e),
     };
-    finish_ended(engine, c, jail, started, status, None).await
+    // A container that ran on after its command is not removed (as klee says).
+    finish_ended(engine, c, jail, started, status, None, remove && !runs_on).await
 }
 
 /// Tears the ended container's jail down and records its end (the command's exit code);
@@ -795,6 +812,7 @@ async fn finish_ended(
     started: i64,
     status: kleene_jail::Result<kleene_jail::ExitStatus>,
     socket: Option<UnixStream>,
+    remove: bool,
 ) -> Result<()> {
     // Read before the group goes with the teardown.
     let oom_killed = jail
@@ -806,28 +824,73 @@ async fn finish_ended(
         Ok(s) => s.shell_code(),
         Err(_) => 255,
     };
-    set_runtime(
-        engine,
-        c,
-        Runtime {
-            state: RunState::Exited,
-            started: Some(started),
-            finished: Some(now()),
-            exit_code: Some(exit_code),
-            error: status.err().map(|e| e.to_string()),
-            oom_killed,
-            ..Runtime::default()
-        },
-    )
-    .await?;
+    let ended = Runtime {
+        state: RunState::Exited,
+        started: Some(started),
+        finished: Some(now()),
+        exit_code: Some(exit_code),
+        error: status.err().map(|e| e.to_string()),
+        oom_killed,
+        ..Runtime::default()
+    };
+    // With `remove`, the end and the removal are recorded together, under an operation
+    // of this process: from here the container is in no listing, and a kill before its
+    // dataset is destroyed leaves a removal the next open finishes.
+    let removal = if remove {
+        let id = c.id.clone();
+        let marked = engine
+            .blocking(move |inner| {
+                let op = crate::engine::OpLock::begin(&inner.ops_dir)?;
+                let store = inner.store();
+                store.set_runtime(&id, &ended)?;
+                Ok(store
+                    .mark_removing(crate::meta::Table::Containers, id.as_str(), &op.token)?
+                    .then_some(op))
+            })
+            .await;
+        match marked {
+            Ok(op) => op,
+            Err(e) => {
+                eprintln!("kleene-monitor: container {}: {e}", c.name);
+                None
+            }
+        }
+    } else {
+        set_runtime(engine, c, ended).await?;
+        None
+    };
+    if removal.is_some() {
+        // The caller's copies of the container's output end here, not when the dataset
+        // is gone: nothing writes to them any more.
+        release_output();
+    }
     if let Some(socket) = socket {
         report(
             &socket,
             Outcome::Exited {
                 exit_code,
                 container_ended: true,
+                removed: removal.is_some(),
             },
         );
+    }
+    if let Some(op) = removal {
+        crate::failpoint("monitor-after-removal-report");
+        let c = c.clone();
+        let removed = engine
+            .blocking(move |inner| {
+                inner.destroy_dataset(&c.dataset)?;
+                inner
+                    .store()
+                    .delete_row(crate::meta::Table::Containers, c.id.as_str())?;
+                let _ = std::fs::remove_file(inner.log_path(&c.id));
+                drop(op);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = removed {
+            eprintln!("kleene-monitor: removing container {}: {e}", c.name);
+        }
     }
     // Its published ports and rules go with it.
     if c.config.network != crate::model::Driver::Host {
@@ -836,6 +899,16 @@ async fn finish_ended(
         }
     }
     teardown.map_err(|e| CoreError::jail(format!("tearing down container {}", c.name), e))
+}
+
+/// Points this process' stdout and stderr at /dev/null: the caller's pipes (or terminal)
+/// are then held by nothing of the container's, and its copies end.
+fn release_output() {
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return;
+    };
+    let _ = rustix::stdio::dup2_stdout(&null);
+    let _ = rustix::stdio::dup2_stderr(&null);
 }
 
 fn failed(error: &str) -> Runtime {

@@ -13,7 +13,7 @@ use kleene_core::kleene_jail::Stdio;
 use kleene_core::kleene_zfs::{DatasetName, Zfs};
 use kleene_core::{
     Attach, BaseSource, BuildRequest, CoreError, CreateContainer, CreateImage, Driver, Engine,
-    Events, ExecSpec, JailParamText, MountSpec, Object, RunState,
+    Events, ExecSpec, JailParamText, MountSpec, Object, RunState, StartOverrides,
 };
 use tokio::io::AsyncReadExt;
 
@@ -382,6 +382,17 @@ async fn child_entry() {
                 .await
                 .unwrap();
         }
+        "run-rm" => {
+            let started = engine
+                .start_container_with(parts[2], Attach::Piped, StartOverrides::new().remove(true))
+                .await
+                .unwrap();
+            let exit = started.wait().await.unwrap();
+            assert!(exit.removed && exit.container_ended, "{exit:?}");
+            // Gone from every listing when the wait returns, whatever follows.
+            assert!(engine.containers().await.unwrap().is_empty());
+            assert!(engine.container(parts[2]).await.is_err());
+        }
         other => panic!("unknown child action {other}"),
     }
 }
@@ -707,6 +718,85 @@ async fn two_processes_at_once() {
     assert_eq!(engine.images().await.unwrap().len(), 4);
 }
 
+/// `run --rm`: the monitor takes the container out of every listing before it reports
+/// the end, then destroys its dataset off the caller's path; killed in between, it leaves
+/// a pending removal that the next open finishes.
+#[tokio::test]
+async fn a_removed_run_is_gone_at_once_and_a_killed_removal_is_finished_by_open() {
+    let Some((s, engine)) = setup("runrm").await else {
+        return;
+    };
+    // Removed by its monitor: no listing shows it when the wait returns, and its dataset
+    // goes soon after.
+    engine
+        .create_container(create(&["/bin/sh", "-c", "exit 4"]).name("gone"))
+        .await
+        .unwrap();
+    let started = engine
+        .start_container_with("gone", Attach::Piped, StartOverrides::new().remove(true))
+        .await
+        .unwrap();
+    let exit = started.wait().await.unwrap();
+    assert_eq!(
+        (exit.code, exit.container_ended, exit.removed),
+        (4, true, true)
+    );
+    assert!(engine.containers().await.unwrap().is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !common::datasets_below(&s.config.root, "container").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed container's dataset is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Without remove nothing changes: the container stays, ended.
+    engine
+        .create_container(create(&["/bin/true"]).name("kept"))
+        .await
+        .unwrap();
+    let exit = engine
+        .start_container("kept", Attach::Piped)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(!exit.removed);
+    assert_eq!(engine.containers().await.unwrap().len(), 1);
+    engine.remove_container("kept", false).await.unwrap();
+
+    // The monitor killed after its report, before the destroy (a child process runs the
+    // start, so that the failpoint reaches only its monitor).
+    engine
+        .create_container(create(&["/bin/true"]).name("killed"))
+        .await
+        .unwrap();
+    drop(engine);
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(
+            "KLEENE_TEST_CHILD",
+            format!("run-rm:{}:killed", s.config.root),
+        )
+        .env("KLEENE_FAILPOINT", "monitor-after-removal-report")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child's wait saw the removal");
+    let left = common::datasets_below(&s.config.root, "container");
+    assert_eq!(
+        left.len(),
+        1,
+        "the killed monitor left its dataset: {left:?}"
+    );
+    let (engine, repairs) = Engine::open_with(s.config.clone(), Events::none())
+        .await
+        .unwrap();
+    assert_eq!(repairs.removed_unfinished.len(), 1, "{repairs:?}");
+    assert!(common::datasets_below(&s.config.root, "container").is_empty());
+    assert!(engine.containers().await.unwrap().is_empty());
+}
+
 /// Waits (at most `limit`) until container `name` is in `state`; the container then.
 async fn until_state(
     engine: &Engine,
@@ -749,7 +839,8 @@ async fn a_container_runs_while_its_processes_do_as_a_jail() {
         exit,
         kleene_core::Exit {
             code: 3,
-            container_ended: false
+            container_ended: false,
+            removed: false
         }
     );
     let mut line = [0u8; 15];
