@@ -453,6 +453,13 @@ impl Cgroup {
             let _ = self.freeze(false);
         }
         let deadline = Instant::now() + REMOVE_TIMEOUT;
+        // A group is usually empty a moment after its last process was reaped: asked again
+        // soon, then less and less often.
+        let mut pause = Duration::from_micros(250);
+        let mut backoff = || {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        };
         loop {
             let pids = self.pids();
             if pids.is_empty() {
@@ -472,7 +479,7 @@ impl Cgroup {
                     io::Error::from(io::ErrorKind::TimedOut),
                 ));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            backoff();
         }
         for d in self.dirs() {
             loop {
@@ -483,7 +490,7 @@ impl Cgroup {
                     Err(e)
                         if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
                     {
-                        std::thread::sleep(Duration::from_millis(10));
+                        backoff();
                     }
                     Err(e) => {
                         return Err(Error::io(format!("remove the cgroup {}", d.display()), e))
