@@ -82,13 +82,14 @@ impl OpLock {
     pub fn begin(ops_dir: &Path) -> Result<Self> {
         // A sweeper may take an unrenamed file for a dead operation's and remove it while
         // this one waits for its lock (see `sweep_locks`): the rename then finds nothing,
-        // and a fresh token is tried.
+        // and a fresh token is tried (a sweeper spinning on a loaded machine won this race
+        // five times running once).
         let mut attempts = 0;
         loop {
             attempts += 1;
             match Self::try_begin(ops_dir)? {
                 Some(lock) => return Ok(lock),
-                None if attempts < 5 => continue,
+                None if attempts < 100 => continue,
                 None => {
                     return Err(CoreError::io(
                         format!("making an operation lock in {}", ops_dir.display()),

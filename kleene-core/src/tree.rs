@@ -43,9 +43,107 @@ fn io_err(what: &str, p: &Path, e: impl Into<std::io::Error>) -> CoreError {
     CoreError::io(format!("{what} {}", p.display()), e.into())
 }
 
+/// How many threads write file contents while the walk makes the tree: on a FUSE mount
+/// (zfs-fuse) each write, chown, chmod and utimens is a round trip to the daemon, which
+/// serves several at once.
+const WRITERS: usize = 4;
+
+/// At most this many files are made and waiting for their contents (each holds its two
+/// descriptors until written).
+const QUEUED: usize = 32;
+
+/// A regular file made by the walk, whose contents, owner, mode and times a writer gives
+/// it.
+struct FileJob {
+    src: std::path::PathBuf,
+    out: OwnedFd,
+    owner: (u32, u32),
+    mode: u32,
+    times: Timestamps,
+    rel: String,
+}
+
+impl FileJob {
+    fn run(self) -> Result<()> {
+        let mut out = std::fs::File::from(self.out);
+        let mut input =
+            std::fs::File::open(&self.src).map_err(|e| io_err("reading", &self.src, e))?;
+        std::io::copy(&mut input, &mut out).map_err(|e| io_err("copying", &self.src, e))?;
+        finish_fd(&out, self.owner, self.mode, &self.rel)?;
+        let _ = rfs::futimens(&out, &self.times);
+        Ok(())
+    }
+}
+
+/// Where the walk sends the files it made.
+type Jobs = std::sync::mpsc::SyncSender<FileJob>;
+
 impl TreeCopy<'_> {
     /// Copies what is in directory `src` (at `rel` relative to the top) into `dir`.
+    ///
+    /// The walk makes directories, files and symlinks in order, one thread; writer threads
+    /// fill the files it made and give them their owners, modes and times. The first error
+    /// is returned (a writer's before the walk's), after every thread has ended.
     pub fn contents(&self, src: &Path, rel: &str, dir: &OwnedFd) -> Result<()> {
+        self.with_writers(|jobs| self.walk_contents(src, rel, dir, jobs))
+    }
+
+    /// Copies `src` (its metadata `meta`, shown as `rel`) to `name` in `dir`, replacing what
+    /// is there unless it is a directory (see [`TreeCopy::contents`]).
+    pub fn entry(
+        &self,
+        src: &Path,
+        meta: &Metadata,
+        dir: &OwnedFd,
+        name: &str,
+        rel: &str,
+    ) -> Result<()> {
+        if !meta.is_dir() {
+            // One file: no threads.
+            return self.walk_entry(src, meta, dir, name, rel, None);
+        }
+        self.with_writers(|jobs| self.walk_entry(src, meta, dir, name, rel, Some(jobs)))
+    }
+
+    /// Runs `walk` with writer threads taking the files it sends.
+    fn with_writers(&self, walk: impl FnOnce(&Jobs) -> Result<()>) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob>(QUEUED);
+        let rx = std::sync::Mutex::new(rx);
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|_| {
+                    scope.spawn(|| loop {
+                        // The lock is held only while one job is taken.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(poisoned) => poisoned.into_inner().recv(),
+                        };
+                        match job {
+                            Ok(job) => job.run()?,
+                            Err(_) => return Ok(()),
+                        }
+                    })
+                })
+                .collect();
+            let walked = walk(&tx);
+            drop(tx);
+            let mut first: Option<CoreError> = None;
+            for w in writers {
+                let done = w
+                    .join()
+                    .unwrap_or_else(|_| Err(CoreError::Internal("a copy thread panicked".into())));
+                if let Err(e) = done {
+                    first.get_or_insert(e);
+                }
+            }
+            match (first, walked) {
+                (Some(e), _) | (None, Err(e)) => Err(e),
+                (None, Ok(())) => Ok(()),
+            }
+        })
+    }
+
+    fn walk_contents(&self, src: &Path, rel: &str, dir: &OwnedFd, jobs: &Jobs) -> Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(src)
             .map_err(|e| io_err("reading", src, e))?
             .filter_map(|e| e.ok())
@@ -63,20 +161,21 @@ impl TreeCopy<'_> {
             }
             let p = e.path();
             let meta = std::fs::symlink_metadata(&p).map_err(|e| io_err("reading", &p, e))?;
-            self.entry(&p, &meta, dir, &name, &child_rel)?;
+            self.walk_entry(&p, &meta, dir, &name, &child_rel, Some(jobs))?;
         }
         Ok(())
     }
 
-    /// Copies `src` (its metadata `meta`, shown as `rel`) to `name` in `dir`, replacing what
-    /// is there unless it is a directory.
-    pub fn entry(
+    /// Makes `src` at `name` in `dir`: a regular file's contents are sent to `jobs`, or
+    /// written here without.
+    fn walk_entry(
         &self,
         src: &Path,
         meta: &Metadata,
         dir: &OwnedFd,
         name: &str,
         rel: &str,
+        jobs: Option<&Jobs>,
     ) -> Result<()> {
         let ft = meta.file_type();
         let owner = self.owner.unwrap_or((meta.uid(), meta.gid()));
@@ -97,16 +196,31 @@ impl TreeCopy<'_> {
             let _ = rfs::utimensat(dir, name, &times(meta), AtFlags::SYMLINK_NOFOLLOW);
         } else if ft.is_dir() {
             let sub = make_dir(dir, name, rel)?;
-            self.contents(src, rel, &sub)?;
+            match jobs {
+                Some(jobs) => self.walk_contents(src, rel, &sub, jobs)?,
+                None => self.contents(src, rel, &sub)?,
+            }
+            // Its times hold: writing the contents of its files does not change them.
             finish_fd(&sub, owner, mode, rel)?;
             let _ = rfs::futimens(&sub, &times(meta));
         } else if ft.is_file() {
-            let fd = create_file(dir, name, rel)?;
-            let mut out = std::fs::File::from(fd);
-            let mut input = std::fs::File::open(src).map_err(|e| io_err("reading", src, e))?;
-            std::io::copy(&mut input, &mut out).map_err(|e| io_err("copying", src, e))?;
-            finish_fd(&out, owner, mode, rel)?;
-            let _ = rfs::futimens(&out, &times(meta));
+            let job = FileJob {
+                src: src.to_path_buf(),
+                out: create_file(dir, name, rel)?,
+                owner,
+                mode,
+                times: times(meta),
+                rel: rel.to_string(),
+            };
+            match jobs {
+                // Every writer gone means one failed: its error is what is returned.
+                Some(jobs) => {
+                    if jobs.send(job).is_err() {
+                        return Err(CoreError::Internal("the copy's writers ended".into()));
+                    }
+                }
+                None => job.run()?,
+            }
         }
         // Sockets, fifos and devices are not content.
         Ok(())

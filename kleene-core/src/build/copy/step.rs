@@ -254,12 +254,19 @@ impl Builder {
 
     /// Copies (or takes from the cache) what `req` asks; the snapshot it made.
     async fn copy_step(&mut self, st: &mut StageState, req: CopyRequest) -> Result<Option<String>> {
+        // Without the cache the key is neither looked up nor recorded: the sources are
+        // read once, to be copied.
+        let keyed = !self.req.no_cache;
         let (req, sources, digest) = self
             .engine
             .blocking(move |_| {
                 let sources = req.find_sources()?;
                 req.check_dest(sources.len())?;
-                let digest = sources_digest(&sources, req.from.ignore.as_ref())?;
+                let digest = if keyed {
+                    sources_digest(&sources, req.from.ignore.as_ref())?
+                } else {
+                    String::new()
+                };
                 Ok((req, sources, digest))
             })
             .await?;
