@@ -28,6 +28,7 @@ fn table_lookup(_dataset: &str) -> Option<PathBuf> {
 
 /// The mount point of the first whole-filesystem ZFS mount of `dataset` in `table`
 /// (`/proc/self/mountinfo`'s format).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn find_in_mountinfo(table: &str, dataset: &str) -> Option<PathBuf> {
     table.lines().find_map(|line| {
         // id parent major:minor root mount-point options [optional...] - fstype source super
@@ -44,6 +45,7 @@ pub(crate) fn find_in_mountinfo(table: &str, dataset: &str) -> Option<PathBuf> {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn unescape(field: &str) -> String {
     if !field.contains('\\') {
         return field.to_string();
