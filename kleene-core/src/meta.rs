@@ -991,6 +991,19 @@ impl Store {
         rows.map(|r| to_container(r.sql()?)).collect()
     }
 
+    /// Records a container's end and marks it being removed by operation `op`, in one
+    /// statement: whether it was there (ready) to mark.
+    pub fn end_and_mark_removing(&self, id: &Id, runtime: &Runtime, op: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE containers SET runtime = ?2, state = 'pending', op = ?3 WHERE id = ?1 AND state = 'ready'",
+                params![id.as_str(), json(runtime)?, op],
+            )
+            .sql()?;
+        Ok(n == 1)
+    }
+
     /// Replaces a container's runtime state.
     pub fn set_runtime(&self, id: &Id, runtime: &Runtime) -> Result<()> {
         self.conn

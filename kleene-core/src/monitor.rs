@@ -842,10 +842,12 @@ async fn finish_ended(
             .blocking(move |inner| {
                 let op = crate::engine::OpLock::begin(&inner.ops_dir)?;
                 let store = inner.store();
+                if store.end_and_mark_removing(&id, &ended, &op.token)? {
+                    return Ok(Some(op));
+                }
+                // Being removed by someone else already: only its end is recorded.
                 store.set_runtime(&id, &ended)?;
-                Ok(store
-                    .mark_removing(crate::meta::Table::Containers, id.as_str(), &op.token)?
-                    .then_some(op))
+                Ok(None)
             })
             .await;
         match marked {
