@@ -33,23 +33,41 @@
 //! Extended attributes are restored on Linux, on files and directories; one the file
 //! system refuses (`ENOTSUP`, `EPERM`...) is logged and skipped. FreeBSD's `extattr(2)`
 //! is not wrapped by rustix, and this crate has no unsafe code: there they are logged
-//! and skipped. Directory modes and times are applied at the end, deepest first, so
-//! that writing their contents does not change them. File data is streamed in 256 KiB
-//! chunks; a chunk of zeros becomes a hole.
+//! and skipped. Directory modes and times are applied at the end, each directory after
+//! all it holds, so that writing their contents does not change them. File data is
+//! streamed in 256 KiB chunks; a chunk of zeros becomes a hole.
+//!
+//! # Threads
+//!
+//! Decompression runs beside extraction (xz with liblzma's threads, the others on the
+//! reader's). The reader walks the entries in order and does all the work on names, and
+//! all the checks above, itself; the contents of regular files, then their owners, modes,
+//! extended attributes and times, are written through their open descriptors by a few
+//! writer threads, with at most 64 MiB of data in flight (see `writers`). The result is
+//! the serial extraction's.
 
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
 
 use kleene_rootfs::{Mkdir, RootDir, Symlinks};
 use liblzma::stream::{Action, MtStreamBuilder, Status, Stream};
 use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
+
+mod writers;
+
+#[cfg(test)]
+mod parallel_tests;
+
+use writers::{Bytes, FileJob, Pool, Shared, Target, Writing};
 
 /// How many leading bytes [`decompress`] looks at: one tar header.
 const SNIFF_LEN: usize = 512;
@@ -65,6 +83,8 @@ const XZ_MEMLIMIT_THREADING: u64 = 512 << 20;
 const PROGRESS_BYTES: u64 = 1 << 20;
 /// ... or this many entries.
 const PROGRESS_ENTRIES: u64 = 256;
+/// Directories kept open by the reader (by their path in the archive), at most.
+const OPEN_DIRS: usize = 128;
 
 /// The compression of an archive, as recognised by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -497,12 +517,27 @@ pub struct ExtractOptions {
     /// whiteout naming `.`, `..`, nothing or `.zfs` is refused; one through a symlink that
     /// leaves the root is refused as any entry is; one of a missing path removes nothing.
     pub layer: bool,
+    /// Writer threads for the files' contents; `None`: a default from the number of
+    /// cores; 0: the reader writes every file itself.
+    writers: Option<usize>,
 }
 
 impl ExtractOptions {
     /// An OCI layer's rules (see [`ExtractOptions::layer`]).
     pub fn layer() -> Self {
-        Self { layer: true }
+        Self {
+            layer: true,
+            writers: None,
+        }
+    }
+
+    /// With `n` writer threads for the files' contents (0: none, the thread that reads
+    /// the archive writes them); the default depends on the number of cores.
+    pub fn with_writers(self, n: usize) -> Self {
+        Self {
+            writers: Some(n),
+            ..self
+        }
     }
 }
 
@@ -527,19 +562,36 @@ pub fn extract_with(
         context: format!("opening the destination {}", dest.path().display()),
         source: e.into(),
     })?;
-    let mut x = Extractor::new(root)?;
-    x.layer = options.layer;
-    let mut archive = tar::Archive::new(BufReader::with_capacity(64 * 1024, reader));
-    for entry in archive.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        x.entry(&mut entry, progress)?;
-    }
-    x.finish()?;
-    progress(&x.stats);
-    Ok(x.stats)
+    let shared = Shared::new();
+    let writers = options.writers.unwrap_or_else(writers::default_writers);
+    std::thread::scope(|scope| {
+        let mut x = Extractor::new(root, &shared, Pool::new(scope, &shared, writers))?;
+        x.layer = options.layer;
+        let read = x.entries(reader, progress);
+        // Once every file is there, the directories are complete: their modes and times
+        // are set while the writers are still writing contents (which change neither).
+        let dirs = (read.is_ok() && !shared.failed()).then(|| {
+            x.barrier();
+            x.finish_dirs()
+        });
+        // The writers finish what they were given, whatever happened.
+        let joined = x.pool.finish();
+        // Of the reader's error and the writers', the earliest entry's.
+        match (read, shared.take_failure()) {
+            (Err((i, _)), Some((j, e))) if j <= i => return Err(e),
+            (Err((_, e)), _) => return Err(e),
+            (Ok(()), Some((_, e))) => return Err(e),
+            (Ok(()), None) => joined?,
+        }
+        dirs.unwrap_or(Ok(()))?;
+        x.log_skipped();
+        progress(&x.stats);
+        Ok(x.stats)
+    })
 }
 
 /// Metadata of an entry, from its header and PAX records.
+#[derive(Debug)]
 struct Meta {
     mode: u32,
     uid: u32,
@@ -548,7 +600,7 @@ struct Meta {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Times {
     atime: Timespec,
     mtime: Timespec,
@@ -574,29 +626,33 @@ struct DirMeta {
 /// A directory opened inside the root.
 #[derive(Clone)]
 struct Dir {
-    fd: Rc<OwnedFd>,
+    fd: Arc<OwnedFd>,
     /// Its real path from the root (symlinks resolved).
     real: PathBuf,
 }
 
-/// The last parent directory resolved, by its path in the archive.
-struct ParentCache {
-    key: Vec<u8>,
-    dir: Dir,
-}
-
-struct Extractor {
+struct Extractor<'scope, 'env> {
     root: RootDir,
     /// The root's own descriptor, for entries naming it (`./`).
-    root_fd: Rc<OwnedFd>,
-    /// Ownership can only be given by root; otherwise a refused chown is skipped.
-    privileged: bool,
+    root_fd: Arc<OwnedFd>,
+    shared: &'env Shared,
+    /// The writer threads.
+    pool: Pool<'scope, 'env>,
+    /// The index of the entry being extracted, in the archive.
+    index: u64,
     stats: ExtractStats,
     reported: ExtractStats,
     buf: Vec<u8>,
-    cache: Option<ParentCache>,
+    /// Directories resolved (or made) inside the root, by their path in the archive
+    /// (joined normal components; never the root). Emptied whenever something is
+    /// removed, which may change what a path resolves to.
+    open_dirs: HashMap<Vec<u8>, Dir>,
+    /// The directories this extraction made (empty then), by real path, with the names
+    /// used in each since (a superset of what is there): a file with a new name there is
+    /// created by a writer, its entry's index kept with its name until the reader has
+    /// waited for it.
+    fresh: HashMap<PathBuf, HashMap<Vec<u8>, Option<u64>>>,
     dirs: Vec<DirMeta>,
-    xattrs_skipped: u64,
     devices_skipped: u64,
     /// OCI layer rules (whiteouts, directories replaced whole).
     layer: bool,
@@ -738,6 +794,17 @@ fn walk_error(name: &str, what: &str, e: kleene_rootfs::Error) -> ArchiveError {
     }
 }
 
+/// Reads some of an entry's data into `buf`: 0 at its end.
+fn read_some(entry: &mut impl Read, buf: &mut [u8], name: &str) -> Result<usize, ArchiveError> {
+    loop {
+        match entry.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(entry_err(name, "reading its data", e)),
+        }
+    }
+}
+
 /// A link entry's target (empty when it has none).
 fn link_target<R: Read>(entry: &tar::Entry<'_, R>) -> Vec<u8> {
     entry
@@ -758,8 +825,12 @@ fn unsupported(name: String, kind: tar::EntryType) -> ArchiveError {
     ArchiveError::Unsupported { entry: name, kind }
 }
 
-impl Extractor {
-    fn new(root: RootDir) -> Result<Self, ArchiveError> {
+impl<'scope, 'env> Extractor<'scope, 'env> {
+    fn new(
+        root: RootDir,
+        shared: &'env Shared,
+        pool: Pool<'scope, 'env>,
+    ) -> Result<Self, ArchiveError> {
         let root_fd = root
             .as_fd()
             .try_clone_to_owned()
@@ -769,18 +840,74 @@ impl Extractor {
             })?;
         Ok(Extractor {
             root,
-            root_fd: Rc::new(root_fd),
-            privileged: rustix::process::geteuid().is_root(),
+            root_fd: Arc::new(root_fd),
+            shared,
+            pool,
+            index: 0,
             stats: ExtractStats::default(),
             reported: ExtractStats::default(),
             buf: vec![0; CHUNK],
-            cache: None,
+            open_dirs: HashMap::new(),
+            fresh: HashMap::new(),
             dirs: Vec::new(),
-            xattrs_skipped: 0,
             devices_skipped: 0,
             layer: false,
             made: std::collections::HashSet::new(),
         })
+    }
+
+    /// Extracts the entries of the tar stream, in order, until its end, an error, or a
+    /// writer's error; an error comes with the index of its entry.
+    fn entries(
+        &mut self,
+        reader: impl Read,
+        progress: &mut dyn FnMut(&ExtractStats),
+    ) -> Result<(), (u64, ArchiveError)> {
+        let mut archive = tar::Archive::new(BufReader::with_capacity(64 * 1024, reader));
+        let entries = archive.entries().map_err(|e| (0, read_err(e)))?;
+        if self.pool.parallel() && self.root_is_empty() {
+            self.fresh.insert(PathBuf::new(), HashMap::new());
+        }
+        for (index, entry) in (0u64..).zip(entries) {
+            if self.shared.failed() {
+                // The writer's error is reported.
+                return Ok(());
+            }
+            self.index = index;
+            let mut entry = entry.map_err(|e| (index, read_err(e)))?;
+            self.entry(&mut entry, progress).map_err(|e| (index, e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the root is empty (a new dataset's is).
+    fn root_is_empty(&self) -> bool {
+        let Ok(listing) = rfs::Dir::read_from(&*self.root_fd) else {
+            return false;
+        };
+        for child in listing {
+            match child {
+                Ok(c) if matches!(c.file_name().to_bytes(), b"." | b"..") => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Before `name` in directory `real` is made, replaced or linked to: waits for a
+    /// writer's pending create of it; notes the name as used.
+    fn settle(&mut self, real: &Path, name: &[u8]) {
+        if let Some(names) = self.fresh.get_mut(real) {
+            if let Some(Some(index)) = names.insert(name.to_vec(), None) {
+                self.shared.wait_created(index);
+            }
+        }
+    }
+
+    /// Waits for all of the writers' pending creates: before a removal, or a walk that
+    /// did not find its way, whose outcome a file not yet created could change.
+    fn barrier(&self) {
+        self.shared.wait_all_created();
     }
 
     fn tick(&mut self, progress: &mut dyn FnMut(&ExtractStats)) {
@@ -885,7 +1012,7 @@ impl Extractor {
                 self.directory(&comps, &name, &meta)?
             }
             T::Regular | T::Continuous | T::GNUSparse => {
-                self.file(entry, &comps, &name, &meta, progress)?
+                self.file(entry, &comps, &name, meta, progress)?
             }
             T::Symlink => self.symlink(&comps, &name, &link_target(entry), &meta)?,
             T::Link => self.hardlink(&comps, &name, &link_target(entry))?,
@@ -929,8 +1056,9 @@ impl Extractor {
     /// An OCI whiteout in the directory `dir` (archive components): `target` is the name
     /// after `.wh.`; `.wh..opq` makes the directory opaque.
     fn whiteout(&mut self, dir: &[&[u8]], target: &[u8], name: &str) -> Result<(), ArchiveError> {
-        // What we resolved may change.
-        self.cache = None;
+        // What we resolved may change; what is to be removed must be there.
+        self.open_dirs.clear();
+        self.barrier();
         if target == b".wh..opq" {
             return self.opaque(dir, name);
         }
@@ -1012,32 +1140,61 @@ impl Extractor {
             return Err(refuse(name, format!("{what} names the root itself")));
         };
         let key = dir.join(&b'/');
-        if let Some(cache) = &self.cache {
-            if cache.key == key {
-                return Ok((cache.dir.clone(), last));
+        if let Some(d) = self.open_dirs.get(&key) {
+            return Ok((d.clone(), last));
+        }
+        // The parent's own parent is open: one `openat(O_NOFOLLOW)` finds a directory
+        // there. Anything else (missing, a symlink) takes the whole walk below. Never at
+        // the root, where the walk checks for `.zfs`.
+        if let Some((dlast, up)) = dir.split_last() {
+            if let Some(up) = self.open_dirs.get(&up.join(&b'/')) {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                if let Ok(fd) = rfs::openat(up.fd.as_fd(), *dlast, flags, Mode::empty()) {
+                    let d = Dir {
+                        fd: Arc::new(fd),
+                        real: up.real.join(OsStr::from_bytes(dlast)),
+                    };
+                    self.keep_dir(key, d.clone());
+                    return Ok((d, last));
+                }
             }
         }
-        let (parent, _) = self
-            .root
-            .parent_and_name(
-                path_of(comps),
-                Symlinks::FollowBeneath,
-                Some(Mkdir::default()),
-            )
-            .map_err(|e| walk_error(name, what, e))?;
+        let walk = |mkdir| {
+            self.root
+                .parent_and_name(path_of(comps), Symlinks::FollowBeneath, mkdir)
+        };
+        let (parent, _) = match walk(None) {
+            Ok(found) => found,
+            Err(_) => {
+                // Something missing (maybe a file a writer is still to create, which the
+                // serial extraction would meet), or directories to make: the walk again,
+                // as the serial extraction does it, once all files are there.
+                self.barrier();
+                let made = walk(Some(Mkdir::default())).map_err(|e| walk_error(name, what, e))?;
+                // It may have made directories with names not kept in `fresh`.
+                self.fresh.clear();
+                made
+            }
+        };
         let dir = Dir {
-            fd: Rc::new(parent.fd),
+            fd: Arc::new(parent.fd),
             real: parent.path,
         };
-        // The root is never cached: `parent_and_name` checks each of its children for
-        // `.zfs`.
-        if !dir.real.as_os_str().is_empty() {
-            self.cache = Some(ParentCache {
-                key,
-                dir: dir.clone(),
-            });
-        }
+        self.keep_dir(key, dir.clone());
         Ok((dir, last))
+    }
+
+    /// Keeps directory `dir`, resolved from archive path `key`, open for the next
+    /// entries. The root is never kept: `parent_and_name` checks each of its children
+    /// for `.zfs`.
+    fn keep_dir(&mut self, key: Vec<u8>, dir: Dir) {
+        if key.is_empty() || dir.real.as_os_str().is_empty() {
+            return;
+        }
+        if self.open_dirs.len() >= OPEN_DIRS {
+            self.open_dirs.clear();
+        }
+        self.open_dirs.insert(key, dir);
     }
 
     /// Removes what is in the way of a new entry (tar semantics: later entries win).
@@ -1049,12 +1206,16 @@ impl Extractor {
         name: &str,
     ) -> Result<(), ArchiveError> {
         // What we resolved may have changed.
-        self.cache = None;
+        self.open_dirs.clear();
         let st = match rfs::statat(parent, last, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(entry_err(name, "looking at what is in its place", e)),
         };
+        if is_dir(&st) {
+            // Its contents must all be there.
+            self.barrier();
+        }
         if self.layer && is_dir(&st) {
             return remove_tree(parent, last)
                 .map_err(|e| entry_err(name, "removing the directory in its place", e));
@@ -1067,92 +1228,14 @@ impl Extractor {
         rfs::unlinkat(parent, last, flags).map_err(|e| entry_err(name, what, e))
     }
 
-    fn chown(
-        &self,
-        r: rustix::io::Result<()>,
-        name: &str,
-        meta: &Meta,
-    ) -> Result<(), ArchiveError> {
-        match r {
-            Ok(()) => Ok(()),
-            Err(Errno::PERM) if !self.privileged => {
-                log::debug!(
-                    "archive: not root, leaving {name:?} owned by us instead of {}:{}",
-                    meta.uid,
-                    meta.gid
-                );
-                Ok(())
-            }
-            Err(e) => Err(entry_err(
-                name,
-                format!("setting its owner to {}:{}", meta.uid, meta.gid),
-                e,
-            )),
-        }
-    }
-
     fn owner(meta: &Meta) -> (Option<Uid>, Option<Gid>) {
         (Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn set_xattrs(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        name: &str,
-        meta: &Meta,
-    ) -> Result<(), ArchiveError> {
-        for (key, value) in &meta.xattrs {
-            match rfs::fsetxattr(fd, key.as_slice(), value, rfs::XattrFlags::empty()) {
-                Ok(()) => {}
-                Err(
-                    e @ (Errno::NOTSUP
-                    | Errno::PERM
-                    | Errno::ACCESS
-                    | Errno::INVAL
-                    | Errno::RANGE
-                    | Errno::TOOBIG),
-                ) => self.skip_xattr(name, key, e),
-                Err(e) => {
-                    return Err(entry_err(
-                        name,
-                        format!("setting extended attribute {:?}", lossy(key)),
-                        e,
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn set_xattrs(
-        &mut self,
-        _fd: BorrowedFd<'_>,
-        name: &str,
-        meta: &Meta,
-    ) -> Result<(), ArchiveError> {
-        // FreeBSD has extattr(2), which rustix does not wrap; kleene-core has no unsafe code.
-        for (key, _) in &meta.xattrs {
-            self.skip_xattr(name, key, Errno::NOTSUP);
-        }
-        Ok(())
-    }
-
-    fn skip_xattr(&mut self, name: &str, key: &[u8], e: Errno) {
-        self.xattrs_skipped += 1;
-        let key = lossy(key);
-        if self.xattrs_skipped == 1 {
-            log::warn!(
-                "archive entry {name:?}: skipping extended attribute {key:?}: {} (further skips are logged at debug level)",
-                io::Error::from(e)
-            );
-        } else {
-            log::debug!(
-                "archive entry {name:?}: skipping extended attribute {key:?}: {}",
-                io::Error::from(e)
-            );
-        }
+    /// Whether `st`, what is there, is already owned as `meta` says (a chown would then
+    /// change nothing: no mode bit it would clear was set yet).
+    fn owned(st: &rfs::Stat, meta: &Meta) -> bool {
+        st.st_uid == meta.uid && st.st_gid == meta.gid
     }
 
     fn skip_link_xattrs(name: &str, meta: &Meta) {
@@ -1161,75 +1244,139 @@ impl Extractor {
         }
     }
 
+    /// A regular file: created here, in order; its data read here and written (with its
+    /// metadata) by a writer thread, or here without writers.
     fn file<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         comps: &[&[u8]],
         name: &str,
-        meta: &Meta,
+        meta: Meta,
         progress: &mut dyn FnMut(&ExtractStats),
     ) -> Result<(), ArchiveError> {
-        let (Dir { fd: parent, .. }, last) = self.parent(comps, name, "its path")?;
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let create = || rfs::openat(parent.as_fd(), last, flags, Mode::from_bits_truncate(0o600));
-        let fd = match create() {
-            Err(Errno::EXIST) => {
-                self.remove_existing(parent.as_fd(), last, name)?;
-                create()
+        let (Dir { fd: parent, real }, last) = self.parent(comps, name, "its path")?;
+        // Made with its permission bits (the umask applies): the writer sets the mode
+        // only where it differs, e.g. for setuid bits, which a chown would clear.
+        let mode = Mode::from_bits_truncate((meta.mode & 0o777) as rfs::RawMode);
+        let index = self.index;
+        let free = match self.fresh.get_mut(&real) {
+            Some(names) if !names.contains_key(last) => {
+                names.insert(last.to_vec(), Some(index));
+                true
             }
-            other => other,
-        }
-        .map_err(|e| entry_err(name, "creating the file", e))?;
-        let mut file = File::from(fd);
-        let mut written: u64 = 0;
-        let mut holes = false;
-        loop {
-            let n = match entry.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(entry_err(name, "reading its data", e)),
+            _ => false,
+        };
+        let target = if free {
+            // A new name in a directory made here: a writer creates it.
+            Target::Create {
+                dir: parent,
+                name: last.to_vec(),
+                mode,
+                pending: self.shared.creating(index),
+            }
+        } else {
+            self.settle(&real, last);
+            let flags =
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let create = || rfs::openat(parent.as_fd(), last, flags, mode);
+            let fd = match create() {
+                Err(Errno::EXIST) => {
+                    self.remove_existing(parent.as_fd(), last, name)?;
+                    create()
+                }
+                other => other,
+            }
+            .map_err(|e| entry_err(name, "creating the file", e))?;
+            Target::Open(File::from(fd))
+        };
+        if !self.pool.parallel() {
+            let Target::Open(file) = target else {
+                return Err(writers::stopped());
             };
-            let chunk = &self.buf[..n];
-            // Runs of zeros become holes, as they were in a sparse original.
-            if n >= 4096 && chunk.iter().all(|&b| b == 0) {
-                let skip = i64::try_from(n)
-                    .map_err(|_| entry_err(name, "writing its data", Errno::FBIG))?;
-                file.seek(SeekFrom::Current(skip))
-                    .map_err(|e| entry_err(name, "writing its data", e))?;
-                holes = true;
-            } else {
-                file.write_all(chunk)
-                    .map_err(|e| entry_err(name, "writing its data", e))?;
+            let mut w = Writing::new(name.to_string(), file, meta)?;
+            loop {
+                let n = read_some(entry, &mut self.buf, name)?;
+                if n == 0 {
+                    break;
+                }
+                w.put(&self.buf[..n])?;
+                self.stats.bytes += n as u64;
+                self.tick(progress);
             }
-            written += n as u64;
-            self.stats.bytes += n as u64;
-            self.tick(progress);
+            return w.finish(self.shared);
         }
-        if holes {
-            file.set_len(written)
-                .map_err(|e| entry_err(name, "writing its data", e))?;
+        let shared = self.shared;
+        let first = usize::try_from(entry.size())
+            .unwrap_or(usize::MAX)
+            .min(writers::HEAD);
+        let mut head = shared.bytes(first);
+        self.fill(entry, &mut head, first, name, progress)?;
+        // Is there more than the header said (or than the head holds)?
+        let mut more = None;
+        if head.data.len() == first {
+            let n = read_some(entry, &mut self.buf, name)?;
+            if n > 0 {
+                let mut piece = shared.bytes(n);
+                piece.data.extend_from_slice(&self.buf[..n]);
+                self.stats.bytes += n as u64;
+                more = Some(piece);
+            }
         }
-        let (uid, gid) = Self::owner(meta);
-        self.chown(rfs::fchown(&file, uid, gid), name, meta)?;
-        // After chown, which clears setuid and setgid.
-        rfs::fchmod(&file, mode_of(meta.mode))
-            .map_err(|e| entry_err(name, "setting its mode", e))?;
-        // After chown too, which clears security.capability.
-        self.set_xattrs(file.as_fd(), name, meta)?;
-        rfs::futimens(&file, &meta.times.stamps())
-            .map_err(|e| entry_err(name, "setting its times", e))?;
+        let job = |rest| FileJob {
+            index,
+            name: name.to_string(),
+            target,
+            meta,
+            head,
+            rest,
+        };
+        let Some(piece) = more else {
+            return self.pool.submit(job(None));
+        };
+        // A large file: the rest follows, piece by piece, while a writer writes.
+        let (tx, rx) = mpsc::sync_channel(writers::PIECES);
+        self.pool.submit(job(Some(rx)))?;
+        let gone = || writers::stopped();
+        tx.send(Some(piece)).map_err(|_| gone())?;
+        loop {
+            let mut piece = shared.bytes(CHUNK);
+            self.fill(entry, &mut piece, CHUNK, name, progress)?;
+            if piece.data.is_empty() {
+                break;
+            }
+            tx.send(Some(piece)).map_err(|_| gone())?;
+        }
+        tx.send(None).map_err(|_| gone())
+    }
+
+    /// Reads up to `want` bytes of the entry's data into `buf` (fewer only at its end).
+    fn fill<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        buf: &mut Bytes<'_>,
+        want: usize,
+        name: &str,
+        progress: &mut dyn FnMut(&ExtractStats),
+    ) -> Result<(), ArchiveError> {
+        let before = buf.data.len();
+        let limit = u64::try_from(want.saturating_sub(before)).unwrap_or(u64::MAX);
+        (&mut *entry)
+            .take(limit)
+            .read_to_end(&mut buf.data)
+            .map_err(|e| entry_err(name, "reading its data", e))?;
+        self.stats.bytes += (buf.data.len() - before) as u64;
+        self.tick(progress);
         Ok(())
     }
 
     fn directory(&mut self, comps: &[&[u8]], name: &str, meta: &Meta) -> Result<(), ArchiveError> {
         let (fd, real) = if comps.is_empty() {
-            (Rc::clone(&self.root_fd), PathBuf::new())
+            (Arc::clone(&self.root_fd), PathBuf::new())
         } else {
             let (Dir { fd: parent, real }, last) = self.parent(comps, name, "its path")?;
-            match rfs::mkdirat(parent.as_fd(), last, Mode::from_bits_truncate(0o700)) {
-                Ok(()) => {}
+            self.settle(&real, last);
+            let made = match rfs::mkdirat(parent.as_fd(), last, Mode::from_bits_truncate(0o700)) {
+                Ok(()) => true,
                 Err(Errno::EXIST) => {
                     let st = rfs::statat(parent.as_fd(), last, AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(|e| entry_err(name, "looking at what is in its place", e))?;
@@ -1238,8 +1385,14 @@ impl Extractor {
                         rfs::mkdirat(parent.as_fd(), last, Mode::from_bits_truncate(0o700))
                             .map_err(|e| entry_err(name, "creating the directory", e))?;
                     }
+                    !is_dir(&st)
                 }
                 Err(e) => return Err(entry_err(name, "creating the directory", e)),
+            };
+            if made && self.pool.parallel() {
+                // Empty: its files may be created by the writers.
+                self.fresh
+                    .insert(real.join(OsStr::from_bytes(last)), HashMap::new());
             }
             let fd = rfs::openat(
                 parent.as_fd(),
@@ -1248,11 +1401,20 @@ impl Extractor {
                 Mode::empty(),
             )
             .map_err(|e| entry_err(name, "opening the directory", e))?;
-            (Rc::new(fd), real.join(OsStr::from_bytes(last)))
+            let d = Dir {
+                fd: Arc::new(fd),
+                real: real.join(OsStr::from_bytes(last)),
+            };
+            // Its entries will find it open.
+            self.keep_dir(comps.join(&b'/'), d.clone());
+            (d.fd, d.real)
         };
-        let (uid, gid) = Self::owner(meta);
-        self.chown(rfs::fchown(&*fd, uid, gid), name, meta)?;
-        self.set_xattrs(fd.as_fd(), name, meta)?;
+        let st = rfs::fstat(&*fd).map_err(|e| entry_err(name, "looking at the directory", e))?;
+        if !Self::owned(&st, meta) {
+            let (uid, gid) = Self::owner(meta);
+            self.shared.chown(rfs::fchown(&*fd, uid, gid), name, meta)?;
+        }
+        self.shared.set_xattrs(fd.as_fd(), name, meta)?;
         self.dirs.push(DirMeta {
             real,
             mode: meta.mode,
@@ -1275,7 +1437,8 @@ impl Extractor {
                 io::Error::new(io::ErrorKind::InvalidData, "its target is empty"),
             ));
         }
-        let (Dir { fd: parent, .. }, last) = self.parent(comps, name, "its path")?;
+        let (Dir { fd: parent, real }, last) = self.parent(comps, name, "its path")?;
+        self.settle(&real, last);
         let create = || rfs::symlinkat(target, parent.as_fd(), last);
         match create() {
             Err(Errno::EXIST) => {
@@ -1285,12 +1448,16 @@ impl Extractor {
             other => other,
         }
         .map_err(|e| entry_err(name, "creating the symlink", e))?;
-        let (uid, gid) = Self::owner(meta);
-        self.chown(
-            rfs::chownat(parent.as_fd(), last, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
-            name,
-            meta,
-        )?;
+        let owned = rfs::statat(parent.as_fd(), last, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| Self::owned(&st, meta));
+        if !owned {
+            let (uid, gid) = Self::owner(meta);
+            self.shared.chown(
+                rfs::chownat(parent.as_fd(), last, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
+                name,
+                meta,
+            )?;
+        }
         Self::skip_link_xattrs(name, meta);
         rfs::utimensat(
             parent.as_fd(),
@@ -1317,12 +1484,24 @@ impl Extractor {
             return Err(refuse(name, "its hardlink target is the root itself"));
         };
         let what = format!("its hardlink target {shown:?}");
-        let (src, _) = self
-            .root
-            .parent_and_name(path_of(&tcomps), Symlinks::FollowBeneath, None)
-            .map_err(|e| walk_error(name, &what, e))?;
+        let walk = || {
+            self.root
+                .parent_and_name(path_of(&tcomps), Symlinks::FollowBeneath, None)
+        };
+        let src = match walk() {
+            Ok((src, _)) => src,
+            Err(_) => {
+                // Maybe through a file a writer is still to create: as the serial
+                // extraction, once all files are there.
+                self.barrier();
+                walk().map_err(|e| walk_error(name, &what, e))?.0
+            }
+        };
+        // The target may be a file a writer is still to create.
+        self.settle(&src.path, tlast);
         let src = src.fd;
-        let (Dir { fd: parent, .. }, last) = self.parent(comps, name, "its path")?;
+        let (Dir { fd: parent, real }, last) = self.parent(comps, name, "its path")?;
+        self.settle(&real, last);
         let link = || rfs::linkat(src.as_fd(), *tlast, parent.as_fd(), last, AtFlags::empty());
         match link() {
             Ok(()) => Ok(()),
@@ -1349,7 +1528,8 @@ impl Extractor {
         dev: rfs::Dev,
         meta: &Meta,
     ) -> Result<(), ArchiveError> {
-        let (Dir { fd: parent, .. }, last) = self.parent(comps, name, "its path")?;
+        let (Dir { fd: parent, real }, last) = self.parent(comps, name, "its path")?;
+        self.settle(&real, last);
         let create = || {
             rfs::mknodat(
                 parent.as_fd(),
@@ -1381,7 +1561,7 @@ impl Extractor {
             Err(e) => return Err(entry_err(name, "creating the node", e)),
         }
         let (uid, gid) = Self::owner(meta);
-        self.chown(
+        self.shared.chown(
             rfs::chownat(parent.as_fd(), last, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
             name,
             meta,
@@ -1401,37 +1581,69 @@ impl Extractor {
         Ok(())
     }
 
-    /// Sets the directories' modes and times, deepest first, now that their contents are
-    /// written. A directory replaced since (by a later entry) is skipped.
-    fn finish(&mut self) -> Result<(), ArchiveError> {
-        self.cache = None;
-        let mut dirs = std::mem::take(&mut self.dirs);
-        // Stable: of two records of one directory, the later (the archive's last word)
-        // is applied last.
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.real.components().count()));
-        for d in &dirs {
-            let name = lossy(d.real.as_os_str().as_bytes());
-            let fd = if d.real.as_os_str().is_empty() {
-                Rc::clone(&self.root_fd)
-            } else {
-                // A real path: a symlink on it now means a later entry replaced it.
-                match self.root.open_dir(&d.real, Symlinks::Refuse, false) {
-                    Ok(fd) => Rc::new(fd),
+    /// Sets the directories' modes and times, now that their contents are written: each
+    /// after all the directories it holds, a directory found by its real path, one
+    /// `openat(O_NOFOLLOW)` per component from its parent, held open while its
+    /// subdirectories are done. Of two records of one directory, the later (the
+    /// archive's last word) is applied. A directory replaced since (by a later entry, so
+    /// its real path now meets a symlink or another file) is skipped.
+    fn finish_dirs(&mut self) -> Result<(), ArchiveError> {
+        self.open_dirs.clear();
+        let mut last: BTreeMap<Vec<Vec<u8>>, (u32, Times)> = BTreeMap::new();
+        for d in std::mem::take(&mut self.dirs) {
+            let comps = d
+                .real
+                .components()
+                .map(|c| c.as_os_str().as_bytes().to_vec())
+                .collect();
+            last.insert(comps, (d.mode, d.times));
+        }
+        // Backwards: a directory comes after everything below it (a prefix sorts first).
+        let mut open: Vec<(Vec<u8>, OwnedFd)> = Vec::new();
+        'dirs: for (comps, (mode, times)) in last.iter().rev() {
+            let shared = open
+                .iter()
+                .zip(comps)
+                .take_while(|((name, _), c)| name == *c)
+                .count();
+            open.truncate(shared);
+            for c in &comps[shared..] {
+                let at = open
+                    .last()
+                    .map_or(self.root_fd.as_fd(), |(_, fd)| fd.as_fd());
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                match rfs::openat(at, c.as_slice(), flags, Mode::empty()) {
+                    Ok(fd) => open.push((c.clone(), fd)),
                     Err(e) => {
-                        log::debug!("archive: directory {name:?} was replaced, not setting its mode and times: {e}");
-                        continue;
+                        log::debug!(
+                            "archive: directory {:?} was replaced, not setting its mode and times: {}",
+                            lossy(&comps.join(&b'/')),
+                            io::Error::from(e)
+                        );
+                        continue 'dirs;
                     }
                 }
-            };
-            rfs::fchmod(&*fd, mode_of(d.mode))
-                .map_err(|e| entry_err(&name, "setting its mode", e))?;
-            rfs::futimens(&*fd, &d.times.stamps())
+            }
+            let name = lossy(&comps.join(&b'/'));
+            let fd = open
+                .last()
+                .map_or(self.root_fd.as_fd(), |(_, fd)| fd.as_fd());
+            rfs::fchmod(fd, mode_of(*mode)).map_err(|e| entry_err(&name, "setting its mode", e))?;
+            rfs::futimens(fd, &times.stamps())
                 .map_err(|e| entry_err(&name, "setting its times", e))?;
         }
-        if self.xattrs_skipped > 0 {
+        Ok(())
+    }
+
+    /// Says how many extended attributes and device nodes were skipped.
+    fn log_skipped(&self) {
+        let xattrs_skipped = self
+            .shared
+            .xattrs_skipped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if xattrs_skipped > 0 {
             log::warn!(
-                "archive: skipped {} extended attributes that could not be set",
-                self.xattrs_skipped
+                "archive: skipped {xattrs_skipped} extended attributes that could not be set"
             );
         }
         if self.devices_skipped > 0 {
@@ -1440,7 +1652,6 @@ impl Extractor {
                 self.devices_skipped
             );
         }
-        Ok(())
     }
 }
 
