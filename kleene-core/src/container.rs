@@ -595,6 +595,7 @@ impl Engine {
             )));
         }
         self.blocking(move |inner| {
+            let generated = req.name.is_none();
             let name = match req.name {
                 Some(n) => n,
                 None => inner.generate_name()?,
@@ -639,7 +640,7 @@ impl Engine {
                 created: now(),
                 runtime: Runtime::default(),
             };
-            inner.create_container(container, &snapshot, &networks)
+            inner.create_container(container, &snapshot, &networks, generated)
         })
         .await
     }
@@ -1068,11 +1069,14 @@ impl Inner {
         Err(CoreError::Internal("no free container name".into()))
     }
 
+    /// Makes `container` (`generated_name`: its name was drawn here, and another is drawn
+    /// when a process running at the same moment took it first).
     fn create_container(
         &self,
-        container: Container,
+        mut container: Container,
         snapshot: &kleene_zfs::SnapshotName,
         networks: &[(crate::model::Network, Addresses)],
+        generated_name: bool,
     ) -> Result<Container> {
         let op = OpLock::begin(&self.ops_dir)?;
         // Named volumes are made on first use, as docker does.
@@ -1098,8 +1102,16 @@ impl Inner {
                 _ => {}
             }
         }
-        self.store()
-            .insert_pending_container(&container, &op.token)?;
+        let mut draws = 0;
+        loop {
+            match self.store().insert_pending_container(&container, &op.token) {
+                Err(CoreError::AlreadyExists { .. }) if generated_name && draws < 10 => {
+                    draws += 1;
+                    container.name = self.generate_name()?;
+                }
+                done => break done?,
+            }
+        }
         crate::failpoint("container-after-row");
         let dataset = container.dataset.clone();
         let made = (|| {

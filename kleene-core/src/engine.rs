@@ -526,6 +526,7 @@ impl Inner {
         let rows = self.store().datasets()?;
         self.remove_orphans(&on_disk, &rows, &mounts, &mut repairs)?;
         // 3. Rows whose dataset vanished.
+        let on_disk: std::collections::BTreeSet<&DatasetName> = on_disk.iter().collect();
         for (table, key, ds) in rows {
             if !on_disk.contains(&ds) {
                 self.store().delete_row(table, &key)?;
@@ -542,7 +543,7 @@ impl Inner {
     /// Containers whose monitor died: recorded as ended, their resource groups removed
     /// (what was left in them killed).
     fn refresh_running(&self) -> Result<()> {
-        let containers = self.store().containers()?;
+        let containers = self.store().containers_said_running()?;
         for c in containers {
             if matches!(
                 c.runtime.state,
@@ -635,9 +636,10 @@ impl Inner {
             .map(|p| p.dataset)
             .collect();
         pending_now.sort();
+        let in_rows: std::collections::BTreeSet<&DatasetName> =
+            rows.iter().map(|(_, _, ds)| ds).collect();
         for d in on_disk {
-            let known =
-                rows.iter().any(|(_, _, ds)| ds == d) || pending_now.binary_search(d).is_ok();
+            let known = in_rows.contains(d) || pending_now.binary_search(d).is_ok();
             if !known {
                 match self.remove_leftover(d, mounts) {
                     Ok(()) => repairs.removed_orphans.push(d.clone()),

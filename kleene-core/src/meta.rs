@@ -1004,6 +1004,22 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// The ready containers whose runtime says running or starting (whether their monitors
+    /// live is the caller's to check): what a repair or a firewall looks at, without
+    /// reading every row.
+    pub fn containers_said_running(&self) -> Result<Vec<Container>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {CONTAINER_COLUMNS} FROM containers WHERE state = 'ready' \
+             AND json_extract(runtime, '$.state') IN ('Starting', 'Running') \
+             ORDER BY created DESC, rowid DESC"
+            ))
+            .sql()?;
+        let rows = stmt.query_map([], container_from_row).sql()?;
+        rows.map(|r| to_container(r.sql()?)).collect()
+    }
+
     /// Replaces a container's runtime state.
     pub fn set_runtime(&self, id: &Id, runtime: &Runtime) -> Result<()> {
         self.conn
@@ -1254,6 +1270,7 @@ impl Store {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::model::RunState;
 
     #[test]
     fn migrations_run_once_and_refuse_newer() {
@@ -1268,6 +1285,41 @@ mod tests {
         drop(s);
         let err = Store::open(&path).unwrap_err();
         assert!(err.to_string().contains("newer than this kleene"), "{err}");
+    }
+
+    #[test]
+    fn containers_said_running_are_the_ready_starting_and_running_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("m.sqlite")).unwrap();
+        let image = Id::parse("aaaaaaaaaaa1").unwrap();
+        s.insert_pending_image(&image, &"p/image/a".parse().unwrap(), "op1")
+            .unwrap();
+        s.finish_image(&image, "web", "latest", None, &ImageConfig::default())
+            .unwrap();
+        let states = [
+            ("made", RunState::Created, true),
+            ("starting", RunState::Starting, true),
+            ("running", RunState::Running, true),
+            ("ended", RunState::Exited, true),
+            ("half", RunState::Running, false),
+        ];
+        for (name, state, finished) in states {
+            let mut c = crate::testkit::container(name);
+            c.image_id = image.clone();
+            c.runtime.state = state;
+            s.insert_pending_container(&c, "op2").unwrap();
+            if finished {
+                s.finish_container(&c.id).unwrap();
+            }
+        }
+        let mut names: Vec<String> = s
+            .containers_said_running()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["running", "starting"]);
     }
 
     #[test]

@@ -540,7 +540,7 @@ impl Inner {
 
     /// The containers that run or are starting.
     fn live_containers(&self) -> Result<Vec<Container>> {
-        let all = self.store().containers()?;
+        let all = self.store().containers_said_running()?;
         // A container whose monitor died is not running, whatever its row said.
         let mut running = Vec::new();
         for c in all {
