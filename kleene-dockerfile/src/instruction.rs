@@ -388,11 +388,22 @@ fn add_node(
     global_args: &mut Vec<Spanned<ArgDecl>>,
     stages: &mut Vec<Stage>,
 ) -> Result<(), ParseError> {
+    // The common case first, converted straight into its place: an
+    // instruction is a couple of hundred bytes, and each move is a copy.
+    if node.keyword != Keyword::From {
+        if let Some(stage) = stages.last_mut() {
+            stage
+                .instructions
+                .push(Spanned::new(convert(ctx, node, &node.heredocs)?, span));
+            return Ok(());
+        }
+    }
     match convert(ctx, node, &node.heredocs)? {
         Instruction::From(from) => stages.push(Stage {
             name: from.alias.clone(),
             from: Spanned::new(from, span),
-            instructions: Vec::new(),
+            // Most stages are short: this spares the first few regrowths.
+            instructions: Vec::with_capacity(16),
         }),
         other => match stages.last_mut() {
             Some(stage) => stage.instructions.push(Spanned::new(other, span)),

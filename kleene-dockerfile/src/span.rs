@@ -106,12 +106,24 @@ impl<'a> SourceMap<'a> {
         (start, self.text.get(start..end).unwrap_or(""))
     }
 
-    /// 1-based line and column of byte offset `offset`.
-    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
+    /// 1-based line and column of byte offset `offset`, looking first at
+    /// line `hint` (0-based): the parser knows which line an instruction
+    /// starts and ends on, and a search per span was a tenth of the parse.
+    fn position_near(&self, offset: usize, hint: Option<usize>) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let idx = match self.line_starts.binary_search(&offset) {
-            Ok(i) => i,
-            Err(i) => i.saturating_sub(1),
+        let on_hint = hint.filter(|&h| {
+            self.line_starts.get(h).is_some_and(|&s| s <= offset)
+                && self
+                    .line_starts
+                    .get(h + 1)
+                    .is_none_or(|&next| offset < next)
+        });
+        let idx = match on_hint {
+            Some(h) => h,
+            None => match self.line_starts.binary_search(&offset) {
+                Ok(i) => i,
+                Err(i) => i.saturating_sub(1),
+            },
         };
         let line_start = self.line_starts.get(idx).copied().unwrap_or(0);
         if self.ascii {
@@ -132,9 +144,21 @@ impl<'a> SourceMap<'a> {
     }
 
     pub(crate) fn span(&self, start: usize, end: usize) -> Span {
+        self.span_near(start, end, None, None)
+    }
+
+    /// [`Self::span`] where `start` and `end` are likely on the 0-based
+    /// lines given (any other offset is still placed right).
+    pub(crate) fn span_near(
+        &self,
+        start: usize,
+        end: usize,
+        start_line: Option<usize>,
+        end_line: Option<usize>,
+    ) -> Span {
         let end = end.max(start);
-        let (line, column) = self.position(start);
-        let (end_line, end_column) = self.position(end);
+        let (line, column) = self.position_near(start, start_line);
+        let (end_line, end_column) = self.position_near(end, end_line);
         Span {
             start,
             end,

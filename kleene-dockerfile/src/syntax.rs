@@ -62,6 +62,7 @@ pub enum Keyword {
 }
 
 impl Keyword {
+    #[cfg(test)]
     const ALL: [Keyword; 18] = [
         Keyword::From,
         Keyword::Run,
@@ -90,10 +91,62 @@ impl Keyword {
 
     /// The keyword for `word`, case-insensitively.
     pub fn from_word(word: &str) -> Option<Keyword> {
-        Keyword::ALL
-            .iter()
-            .copied()
-            .find(|k| k.name().eq_ignore_ascii_case(word))
+        // Upper-cased into one integer (the length in its last byte, so
+        // that `FROM\0` is not `FROM`), then one match: every instruction
+        // line asks, and comparing slices costs a call per candidate.
+        const fn key(name: &[u8]) -> u128 {
+            let mut buf = [0u8; 16];
+            let mut i = 0;
+            while i < name.len() && i < 15 {
+                buf[i] = name[i].to_ascii_uppercase();
+                i += 1;
+            }
+            buf[15] = name.len() as u8;
+            u128::from_le_bytes(buf)
+        }
+        const FROM: u128 = key(b"FROM");
+        const RUN: u128 = key(b"RUN");
+        const CMD: u128 = key(b"CMD");
+        const LABEL: u128 = key(b"LABEL");
+        const MAINTAINER: u128 = key(b"MAINTAINER");
+        const EXPOSE: u128 = key(b"EXPOSE");
+        const ENV: u128 = key(b"ENV");
+        const ADD: u128 = key(b"ADD");
+        const COPY: u128 = key(b"COPY");
+        const ENTRYPOINT: u128 = key(b"ENTRYPOINT");
+        const VOLUME: u128 = key(b"VOLUME");
+        const USER: u128 = key(b"USER");
+        const WORKDIR: u128 = key(b"WORKDIR");
+        const ARG: u128 = key(b"ARG");
+        const ONBUILD: u128 = key(b"ONBUILD");
+        const STOPSIGNAL: u128 = key(b"STOPSIGNAL");
+        const HEALTHCHECK: u128 = key(b"HEALTHCHECK");
+        const SHELL: u128 = key(b"SHELL");
+        // No keyword is longer than 11 letters.
+        if word.len() > 11 {
+            return None;
+        }
+        Some(match key(word.as_bytes()) {
+            FROM => Keyword::From,
+            RUN => Keyword::Run,
+            CMD => Keyword::Cmd,
+            LABEL => Keyword::Label,
+            MAINTAINER => Keyword::Maintainer,
+            EXPOSE => Keyword::Expose,
+            ENV => Keyword::Env,
+            ADD => Keyword::Add,
+            COPY => Keyword::Copy,
+            ENTRYPOINT => Keyword::Entrypoint,
+            VOLUME => Keyword::Volume,
+            USER => Keyword::User,
+            WORKDIR => Keyword::Workdir,
+            ARG => Keyword::Arg,
+            ONBUILD => Keyword::Onbuild,
+            STOPSIGNAL => Keyword::StopSignal,
+            HEALTHCHECK => Keyword::Healthcheck,
+            SHELL => Keyword::Shell,
+            _ => return None,
+        })
     }
 }
 
@@ -385,19 +438,11 @@ impl DirectiveParser {
             self.done = true;
             return Ok(());
         }
-        let Some(mut pairs) = grammar::parse(Rule::directive, line) else {
+        let Some((raw_name, raw_value)) = grammar::directive(line) else {
             self.done = true;
             return Ok(());
         };
-        let mut name = String::new();
-        let mut raw_value = "";
-        for p in pairs.next().into_iter().flat_map(|p| p.into_inner()) {
-            match p.as_rule() {
-                Rule::directive_name => name = p.as_str().to_ascii_lowercase(),
-                Rule::directive_value => raw_value = p.as_str(),
-                _ => {}
-            }
-        }
+        let name = raw_name.to_ascii_lowercase();
         if !matches!(name.as_str(), "escape" | "syntax" | "check") {
             self.done = true;
             return Ok(());
@@ -447,18 +492,31 @@ fn trim_newline(s: &str) -> &str {
 }
 
 fn is_comment(s: &str) -> bool {
-    s.trim_start().starts_with('#')
+    grammar::trim_space_start(s).starts_with('#')
 }
 
 /// Strips a trailing line continuation: the escape character as the last
 /// non-blank character, unless it is itself escaped. Returns the text kept
 /// and whether the line continues.
 fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
-    let t = line.trim_end_matches([' ', '\t']);
-    let Some(body) = t.strip_suffix(escape) else {
+    // The escape character is `\` or `` ` `` (the directive allows no other),
+    // so the test is on bytes: a `char` pattern costs a `memcmp` per line.
+    debug_assert!(
+        escape.is_ascii(),
+        "the escape directive allows only \\ and `"
+    );
+    let esc = escape as u8;
+    let bytes = line.as_bytes();
+    let mut n = bytes.len();
+    while n > 0 && matches!(bytes[n - 1], b' ' | b'\t') {
+        n -= 1;
+    }
+    if n == 0 || bytes[n - 1] != esc {
         return (line, false);
-    };
-    if body.is_empty() || !body.ends_with(escape) {
+    }
+    // `n - 1` is the escape, an ASCII byte: a character boundary.
+    let body = &line[..n - 1];
+    if body.is_empty() || body.as_bytes()[body.len() - 1] != esc {
         (body, true)
     } else {
         (line, false)
@@ -505,9 +563,9 @@ pub(crate) fn walk(
     let mut count = 0usize;
     // Reused for every continued instruction.
     let mut joined = String::new();
-    let mut segs: Vec<(usize, usize)> = Vec::new();
+    let mut segs: Vec<(usize, usize)> = Vec::with_capacity(8);
     // The argument list of the last instruction, its allocation reused.
-    let mut spare_args: Vec<RawWord<'static>> = Vec::new();
+    let mut spare_args: Vec<RawWord<'static>> = Vec::with_capacity(8);
     let mut i = 0;
     while i < line_count {
         let (mut off, raw) = line_at(i);
@@ -518,11 +576,12 @@ pub(crate) fn walk(
                 line = rest;
             }
         }
-        let trimmed = line.trim_start();
+        let trimmed = grammar::trim_space_start(line);
         off += line.len() - trimmed.len();
         let line = trimmed;
         directives.check(line, off, &map)?;
         let line = if is_comment(line) { "" } else { line };
+        let first_line = i;
         i += 1;
         let escape = directives.escape;
         let (first, mut continues) = trim_continuation(line, escape);
@@ -544,7 +603,7 @@ pub(crate) fn walk(
             if is_comment(raw) {
                 continue;
             }
-            if line.trim_start().is_empty() {
+            if grammar::trim_space_start(line).is_empty() {
                 empty_continuation = true;
                 continue;
             }
@@ -606,7 +665,7 @@ pub(crate) fn walk(
             }
         }
         let start = ctx.logical.to_source(node.line.0, false);
-        let span = map.span(start, last_end.max(start));
+        let span = map.span_near(start, last_end.max(start), Some(first_line), Some(i - 1));
         count += 1;
         each(&ctx, &node, span);
         spare_args = recycle(std::mem::take(&mut node.args));
@@ -644,11 +703,12 @@ fn can_contain_heredoc(node: &RawNode<'_>) -> bool {
 /// Trims Unicode white space off `s` (at logical offset `off`), returning the
 /// trimmed text and its offset.
 fn trim_at(s: &str, off: usize) -> (&str, usize) {
-    let t = s.trim_start();
+    let t = grammar::trim_space_start(s);
     let off = off + (s.len() - t.len());
-    (t.trim_end(), off)
+    (grammar::trim_space_end(t), off)
 }
 
+#[inline]
 fn node_from_line<'a>(
     ctx: &Ctx<'_>,
     text: &'a str,
@@ -658,10 +718,13 @@ fn node_from_line<'a>(
 ) -> Result<RawNode<'a>, ParseError> {
     let (line, base) = trim_at(text, base);
     // Docker splits the keyword off at the first run of `[\t\v\f\r ]`.
-    let kw_end = line.find(is_hspace).unwrap_or(line.len());
+    let kw_end = line
+        .bytes()
+        .position(grammar::is_hspace_byte)
+        .unwrap_or(line.len());
     let keyword_text = &line[..kw_end];
     let after = &line[kw_end..];
-    let rest = after.trim_start_matches(is_hspace);
+    let rest = grammar::trim_hspace_start(after);
     let rest_off = base + kw_end + (after.len() - rest.len());
     let kw = (base, base + keyword_text.len());
     let Some(keyword) = Keyword::from_word(keyword_text) else {
@@ -747,7 +810,7 @@ fn node_from_line<'a>(
 /// white space (the grammar's `uspace`).
 fn skip_space(s: &str, i: usize) -> usize {
     let rest = s.get(i..).unwrap_or("");
-    i + (rest.len() - rest.trim_start_matches(is_space).len())
+    i + (rest.len() - grammar::trim_space_start(rest).len())
 }
 
 /// The flags at the start of `rest`, and the text after them: the
@@ -755,7 +818,7 @@ fn skip_space(s: &str, i: usize) -> usize {
 /// end), read byte by byte.
 fn extract_flags(rest: &str, off: usize) -> (Vec<RawFlag<'_>>, &str, usize) {
     let mut flags = Vec::new();
-    if !rest.trim_start_matches(is_space).starts_with("--") {
+    if !grammar::trim_space_start(rest).starts_with("--") {
         return (flags, rest, off);
     }
     let mut pos = skip_space(rest, 0);
@@ -910,7 +973,7 @@ fn parse_json<'a>(
     off: usize,
     out: &mut Vec<RawWord<'a>>,
 ) -> Result<bool, ParseError> {
-    let t = text.trim_start();
+    let t = grammar::trim_space_start(text);
     let off = off + (text.len() - t.len());
     if !t.starts_with('[') {
         return Ok(false);
@@ -918,12 +981,8 @@ fn parse_json<'a>(
     if exec_form(t, off, out) {
         return Ok(true);
     }
-    // Deeper nesting than this is no exec form a person wrote; keep the
-    // recursive JSON rule away from it and read it as shell text.
-    if grammar::json_depth(t) > 64 {
-        return Ok(false);
-    }
-    if maybe_json_array(t) && grammar::parse(Rule::json_doc, t).is_some() {
+    // Nesting deeper than 64 is no exec form a person wrote: shell text.
+    if maybe_json_array(t) && grammar::is_json_document(t, 64) {
         return Err(ctx.err(
             ErrorKind::NotStringArray {
                 found: t.to_string(),
@@ -1067,7 +1126,7 @@ fn parse_words<'a>(escape: char, text: &'a str, off: usize, out: &mut Vec<RawWor
 struct SplitWords<'t> {
     escape: char,
     len: usize,
-    iter: std::iter::Peekable<std::str::CharIndices<'t>>,
+    iter: AsciiFirst<'t>,
 }
 
 impl<'t> SplitWords<'t> {
@@ -1075,8 +1134,39 @@ impl<'t> SplitWords<'t> {
         SplitWords {
             escape,
             len: text.len(),
-            iter: text.char_indices().peekable(),
+            iter: AsciiFirst { text, pos: 0 },
         }
+    }
+}
+
+/// `char_indices()` that decodes only non-ASCII bytes: the words of ENV,
+/// LABEL and ARG are nearly all ASCII.
+#[derive(Clone)]
+struct AsciiFirst<'t> {
+    text: &'t str,
+    pos: usize,
+}
+
+impl AsciiFirst<'_> {
+    fn done(&self) -> bool {
+        self.pos >= self.text.len()
+    }
+}
+
+impl Iterator for AsciiFirst<'_> {
+    type Item = (usize, char);
+
+    fn next(&mut self) -> Option<(usize, char)> {
+        let at = self.pos;
+        let b = *self.text.as_bytes().get(at)?;
+        let c = if b.is_ascii() {
+            b as char
+        } else {
+            // `at` always follows whole characters: a boundary.
+            self.text.get(at..)?.chars().next()?
+        };
+        self.pos += c.len_utf8();
+        Some((at, c))
     }
 }
 
@@ -1134,7 +1224,7 @@ impl Iterator for SplitWords<'_> {
                     }
                 }
             }
-            if self.iter.peek().is_none() {
+            if self.iter.done() {
                 // The text ended inside this word.
                 return (blank_ok || value_end > start).then_some((start, value_end, self.len));
             }
@@ -1166,7 +1256,7 @@ fn parse_name_val<'a>(
             ));
         };
         let after = &text[i..];
-        let value = after.trim_start_matches(is_hspace);
+        let value = grammar::trim_hspace_start(after);
         let j = i + (after.len() - value.len());
         let end = off + text.len();
         out.extend([
@@ -1403,6 +1493,112 @@ mod tests {
         "}", ":", "1", "-2.5e3", "true", "null", "`",
     ];
 
+    const DIRECTIVE_TOKENS: &[&str] = &[
+        "#",
+        "escape",
+        "Syntax",
+        "a1",
+        "1",
+        "_",
+        "=",
+        " ",
+        "\t",
+        "\u{c}",
+        "\u{b}",
+        "\u{a0}",
+        "\u{2003}",
+        "\n",
+        "\r",
+        "\\",
+        "`",
+        "docker/dockerfile:1",
+        "\u{e9}",
+    ];
+
+    #[test]
+    fn keywords_are_found_in_any_case() {
+        for k in Keyword::ALL {
+            let name = k.name();
+            assert_eq!(Keyword::from_word(name), Some(k));
+            assert_eq!(Keyword::from_word(&name.to_lowercase()), Some(k));
+            let mixed: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_lowercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            assert_eq!(Keyword::from_word(&mixed), Some(k));
+            assert_eq!(Keyword::from_word(&format!("{name}X")), None);
+            assert_eq!(Keyword::from_word(&name[1..]), None);
+        }
+        for word in [
+            "",
+            "FROM\0",
+            "\0FROM",
+            "RUN\0\0",
+            "FROMM",
+            "HEALTHCHECKS",
+            "\u{17f}hell",
+            "ſhell",
+            "RUN ",
+            "K\u{212a}",
+        ] {
+            assert_eq!(Keyword::from_word(word), None, "{word:?}");
+        }
+    }
+
+    #[test]
+    fn json_deeper_than_the_limit_is_no_document() {
+        let doc = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(grammar::is_json_document(&doc(64), 64));
+        assert!(!grammar::is_json_document(&doc(65), 64));
+        assert!(grammar::parse(Rule::json_doc, &doc(65)).is_some());
+        // A deep array after CMD is shell text, not the "not a string array" error.
+        let deep = format!("FROM a\nCMD {}\n", doc(100_000));
+        assert!(crate::parse(&deep).is_ok());
+        assert!(crate::parse("FROM a\nCMD [[]]\n").is_err());
+    }
+
+    #[test]
+    fn numbers_and_literals_follow_the_grammar() {
+        for t in [
+            "[0]",
+            "[-0]",
+            "[01]",
+            "[1.]",
+            "[1.5]",
+            "[1e]",
+            "[1e+]",
+            "[1E-3]",
+            "[-]",
+            "[.5]",
+            "[tru]",
+            "[true]",
+            "[null,false]",
+            "[\"\\u12\"]",
+            "[\"\\u12ab\"]",
+            "{}",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "[1,]",
+            " [ ] ",
+            "\"s\"",
+            "1",
+            "[\"\u{1}\"]",
+        ] {
+            assert_eq!(
+                grammar::is_json_document(t, 64),
+                grammar::parse(Rule::json_doc, t).is_some(),
+                "{t:?}"
+            );
+        }
+    }
+
     /// The grammar's `flags` rule, read as the parser read it before.
     fn grammar_flags(rest: &str) -> (Vec<(String, usize, usize)>, usize) {
         let mut flags = Vec::new();
@@ -1465,6 +1661,33 @@ mod tests {
                     prop_assert_eq!(off, 0);
                 }
                 prop_assert_eq!(after, &rest[off..]);
+            }
+        }
+
+        #[test]
+        fn directive_is_the_grammar_directive(text in soup(DIRECTIVE_TOKENS)) {
+            for line in [text.clone(), format!("#{text}"), format!("# a{text}"), format!("#\u{a0}x {text}")] {
+                let want = grammar::parse(Rule::directive, &line).map(|pairs| {
+                    let mut name = "";
+                    let mut value = "";
+                    for p in pairs.flatten() {
+                        match p.as_rule() {
+                            Rule::directive_name => name = p.as_str(),
+                            Rule::directive_value => value = p.as_str(),
+                            _ => {}
+                        }
+                    }
+                    (name, value)
+                });
+                prop_assert_eq!(grammar::directive(&line), want);
+            }
+        }
+
+        #[test]
+        fn json_document_is_the_grammar_json_document(text in soup(TOKENS)) {
+            for t in [text.clone(), format!("[{text}"), format!("[{text}]"), format!("{{\"k\":{text}}}")] {
+                let want = grammar::parse(Rule::json_doc, &t).is_some();
+                prop_assert_eq!(grammar::is_json_document(&t, 64), want, "{:?}", t);
             }
         }
 
