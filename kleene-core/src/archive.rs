@@ -568,10 +568,6 @@ pub fn extract_with(
         let mut x = Extractor::new(root, &shared, Pool::new(scope, &shared, writers))?;
         x.layer = options.layer;
         let read = x.entries(reader, progress);
-        if read.is_err() {
-            // The extraction stops: the writers drop what they have not begun.
-            shared.stop();
-        }
         // Once every file is there, the directories are complete: their modes and times
         // are set while the writers are still writing contents (which change neither).
         let dirs = (read.is_ok() && !shared.failed()).then(|| {

@@ -90,6 +90,25 @@ fn extract_to(bytes: &[u8], dir: &Path, writers: usize) -> Result<ExtractStats, 
     )
 }
 
+/// The contents of file `p`, also when its mode lets not even its owner read it (a
+/// test run by a user that is not root): made readable for the read, then put back
+/// (a mode change leaves the mtime alone).
+fn read_even_unreadable(p: &Path, m: &fs::Metadata) -> Vec<u8> {
+    match fs::read(p) {
+        Ok(body) => body,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let mode = m.permissions().mode();
+            fs::set_permissions(p, fs::Permissions::from_mode(mode | 0o400))
+                .expect("making a file readable");
+            let body = fs::read(p).expect("reading");
+            fs::set_permissions(p, fs::Permissions::from_mode(mode & 0o7777))
+                .expect("putting a mode back");
+            body
+        }
+        Err(e) => panic!("reading {}: {e}", p.display()),
+    }
+}
+
 /// Everything under `dir`: type, mode, owner, mtime, contents or link target, and which
 /// files are one inode.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
@@ -108,7 +127,7 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
                 format!("link {:?}", fs::read_link(&p).expect("readlink"))
             } else {
                 let first = inodes.entry(m.ino()).or_insert_with(|| rel.clone());
-                let body = fs::read(&p).expect("reading");
+                let body = read_even_unreadable(&p, &m);
                 format!(
                     "file {} bytes {:x} nlink {} inode of {first:?}",
                     body.len(),

@@ -143,11 +143,6 @@ impl Shared {
         self.failed.store(true, Ordering::Release);
     }
 
-    /// Stops the writers (the reader failed): they drop the files not begun.
-    pub fn stop(&self) {
-        self.failed.store(true, Ordering::Release);
-    }
-
     /// The recorded error, if any.
     pub fn take_failure(&self) -> Option<(u64, ArchiveError)> {
         self.failure
