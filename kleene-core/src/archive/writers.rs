@@ -523,7 +523,10 @@ impl Writing {
             )?;
         }
         // After chown, which clears setuid and setgid (the file was made without them).
-        if st.st_mode & 0o7777 != meta.mode {
+        // `st_mode` is a u16 on FreeBSD, a u32 on Linux.
+        #[allow(clippy::useless_conversion)]
+        let mode = u32::from(st.st_mode) & 0o7777;
+        if mode != meta.mode {
             rfs::fchmod(&file, mode_of(meta.mode))
                 .map_err(|e| entry_err(&name, "setting its mode", e))?;
         }
