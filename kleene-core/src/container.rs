@@ -490,6 +490,9 @@ pub(crate) fn stop_command(params: &[JailParamText]) -> Option<String> {
     cmd
 }
 
+/// How long stop and remove wait for a start under way to settle.
+const START_SETTLE: Duration = Duration::from_secs(60);
+
 const ADJECTIVES: &[&str] = &[
     "agile", "bold", "calm", "deft", "eager", "fond", "glad", "hardy", "keen", "lucid", "merry",
     "noble", "proud", "quiet", "rapid", "sharp", "tidy", "vivid", "witty", "zesty",
@@ -779,7 +782,7 @@ impl Engine {
     /// timeout), then its stop signal (SIGTERM by default) to every process, then SIGKILL
     /// to all after `timeout`. Returns the container as it ended.
     pub async fn stop_container(&self, reference: &str, timeout: Duration) -> Result<Container> {
-        let c = self.container(reference).await?;
+        let c = self.settled(self.container(reference).await?).await?;
         if c.runtime.state != RunState::Running {
             return Err(CoreError::NotRunning { name: c.name });
         }
@@ -823,9 +826,27 @@ impl Engine {
         }
     }
 
+    /// Container `c` once its start, if one is under way, has settled: running, or ended
+    /// (the start failed, or its monitor died). A start takes milliseconds; one still
+    /// under way after [`START_SETTLE`] is reported as a monitor failure.
+    async fn settled(&self, mut c: Container) -> Result<Container> {
+        let deadline = Instant::now() + START_SETTLE;
+        while c.runtime.state == RunState::Starting {
+            if Instant::now() >= deadline {
+                return Err(CoreError::MonitorFailed {
+                    container: c.name,
+                    reason: format!("still starting after {} s", START_SETTLE.as_secs()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            c = self.container(c.id.as_str()).await?;
+        }
+        Ok(c)
+    }
+
     /// Stops (if running) and starts a container, detached.
     pub async fn restart_container(&self, reference: &str, timeout: Duration) -> Result<Container> {
-        let c = self.container(reference).await?;
+        let c = self.settled(self.container(reference).await?).await?;
         if c.runtime.state == RunState::Running {
             self.stop_container(c.id.as_str(), timeout).await?;
         }
@@ -892,7 +913,9 @@ impl Engine {
 
     /// Removes a container; a running one only with `force` (it is killed first).
     pub async fn remove_container(&self, reference: &str, force: bool) -> Result<Id> {
-        let c = self.container(reference).await?;
+        // A container whose start is under way is removed as what it becomes: removing it
+        // meanwhile destroyed nothing (its jail holds the dataset) and left the jail running.
+        let c = self.settled(self.container(reference).await?).await?;
         if c.runtime.state == RunState::Running {
             if !force {
                 return Err(CoreError::Running {

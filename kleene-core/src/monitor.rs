@@ -682,6 +682,7 @@ async fn start(
     )
     .await
     .map_err(other)?;
+    crate::failpoint("monitor-after-starting");
     // Its network (links in a namespace of its own, held here until the jail runs in it)
     // and the firewall with its ports, before the jail starts.
     let net = match crate::network::container_network(&engine, &c).await {

@@ -398,6 +398,53 @@ async fn child_entry() {
 }
 
 #[tokio::test]
+async fn a_container_removed_while_it_starts_is_stopped_then_removed() {
+    let Some((s, engine)) = setup("rmstarting").await else {
+        return;
+    };
+    engine
+        .create_container(create(&["/bin/sleep", "600"]).name("slow"))
+        .await
+        .unwrap();
+    // A child process starts it, its monitor held two seconds once it has recorded the
+    // start (the failpoint reaches only that monitor).
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("KLEENE_TEST_CHILD", format!("start:{}:slow", s.config.root))
+        .env("KLEENE_FAILPOINT_SLEEP", "monitor-after-starting")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let monitor = loop {
+        let c = engine.container("slow").await.unwrap();
+        // The engine records the start first, then its monitor with its pid.
+        if let (RunState::Starting, Some(pid)) = (c.runtime.state, c.runtime.monitor_pid) {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start never showed: {:?}",
+            c.runtime
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Removed as what it becomes: the start settles, the jail is stopped, then removed.
+    engine.remove_container("slow", true).await.unwrap();
+    assert!(engine.containers().await.unwrap().is_empty());
+    assert!(common::datasets_below(&s.config.root, "container").is_empty());
+    assert!(child.wait().unwrap().success(), "the child's start failed");
+    // Its monitor ends with its jail: nothing of it runs on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&format!("/proc/{monitor}")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor of the removed container runs on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn volumes_and_host_paths() {
     let Some((s, engine)) = setup("mounts").await else {
         return;
