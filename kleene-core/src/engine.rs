@@ -486,7 +486,7 @@ impl Inner {
     /// Brings metadata and ZFS back in line. `listed`: every dataset below the root with
     /// its `mounted` and `mountpoint`, listed before the metadata was opened (it is listed
     /// here when `None`).
-    fn reconcile(&self, listed: Option<Vec<Dataset>>) -> Result<Repairs> {
+    pub(crate) fn reconcile(&self, listed: Option<Vec<Dataset>>) -> Result<Repairs> {
         let mut repairs = Repairs::default();
         let listed = match listed {
             Some(l) => l,
@@ -523,12 +523,22 @@ impl Inner {
             .filter(|d| d.parent().is_some_and(|parent| parents.contains(&&parent)))
             .filter(|d| !repairs.removed_unfinished.contains(d))
             .collect();
+        // The pending rows before the ready ones: a creation running meanwhile (another
+        // process) has its row in one or the other, even when it finishes in between.
+        let pending_now: Vec<DatasetName> = self
+            .store()
+            .pending()?
+            .into_iter()
+            .map(|p| p.dataset)
+            .collect();
         let rows = self.store().datasets()?;
-        self.remove_orphans(&on_disk, &rows, &mounts, &mut repairs)?;
-        // 3. Rows whose dataset vanished.
+        self.remove_orphans(&on_disk, &pending_now, &rows, &mounts, &mut repairs)?;
+        // 3. Rows whose dataset vanished. A row may be younger than the listing (made
+        // ready by another process meanwhile, its dataset made after the listing): ZFS
+        // is asked again before the row goes.
         let on_disk: std::collections::BTreeSet<&DatasetName> = on_disk.iter().collect();
         for (table, key, ds) in rows {
-            if !on_disk.contains(&ds) {
+            if !on_disk.contains(&ds) && !self.zfs.exists(&ds)? {
                 self.store().delete_row(table, &key)?;
                 repairs.dropped_rows.push(ds);
             }
@@ -621,20 +631,16 @@ impl Inner {
     }
 
     /// Removes the datasets of `on_disk` that neither a row of `rows` nor a pending
-    /// operation knows.
+    /// operation (`pending`, read before `rows`) knows.
     fn remove_orphans(
         &self,
         on_disk: &[DatasetName],
+        pending: &[DatasetName],
         rows: &[(crate::meta::Table, String, DatasetName)],
         mounts: &[(DatasetName, PathBuf)],
         repairs: &mut Repairs,
     ) -> Result<()> {
-        let mut pending_now: Vec<DatasetName> = self
-            .store()
-            .pending()?
-            .into_iter()
-            .map(|p| p.dataset)
-            .collect();
+        let mut pending_now = pending.to_vec();
         pending_now.sort();
         let in_rows: std::collections::BTreeSet<&DatasetName> =
             rows.iter().map(|(_, _, ds)| ds).collect();

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use kleene_zfs::{DatasetName, Properties, Zfs};
+use kleene_zfs::{DatasetName, Depth, Properties, Zfs};
 
 use crate::engine::OpLock;
 use crate::id::Id;
@@ -204,6 +204,37 @@ async fn open_repairs_what_dead_operations_left() {
     }
     drop(live);
     assert_eq!(engine.image("e").await.unwrap().id, id("e00000000001"));
+}
+
+#[tokio::test]
+async fn a_repair_keeps_what_another_process_made_after_its_listing() {
+    let t = TestEngine::new().await;
+    let inner = &t.engine.inner;
+    // The repair's listing, taken before another process makes an image (50 `klee run
+    // -d` at once: one repairs while the others create).
+    let listed = inner
+        .zfs
+        .list_datasets(&root(), Depth::All, &["mounted", "mountpoint"])
+        .unwrap();
+    let made = id("f10000000001");
+    {
+        let op = OpLock::begin(&inner.ops_dir).unwrap();
+        let mut store = inner.store();
+        store
+            .insert_pending_image(&made, &image_ds("f10000000001"), &op.token)
+            .unwrap();
+        inner
+            .zfs
+            .create(&image_ds("f10000000001"), &Properties::new())
+            .unwrap();
+        store
+            .finish_image(&made, "fresh", "latest", None, &ImageConfig::default())
+            .unwrap();
+    }
+    let repairs = inner.reconcile(Some(listed)).unwrap();
+    assert!(repairs.dropped_rows.is_empty(), "{repairs:?}");
+    assert!(inner.store().image(&made).unwrap().is_some());
+    assert!(inner.zfs.exists(&image_ds("f10000000001")).unwrap());
 }
 
 #[tokio::test]

@@ -812,15 +812,31 @@ impl Store {
     }
 
     /// Sets the parent of an image still being made, so that its parent cannot be
-    /// removed from under it.
+    /// removed from under it. Not synced to disk: every cached step of a rebuild sets it,
+    /// and a power cut that loses it loses it on a pending image, which the repair
+    /// removes; the image's next synced commit (its making ready) syncs it too, as the
+    /// write-ahead log is written in order. Other processes see it at once either way.
     pub fn set_image_parent(&self, id: &Id, parent: &ImageSnapshot) -> Result<()> {
-        self.conn
-            .execute(
+        self.unsynced(|conn| {
+            conn.execute(
                 "UPDATE images SET parent = ?2 WHERE id = ?1",
                 params![id.as_str(), parent.to_string()],
             )
             .sql()?;
-        Ok(())
+            Ok(())
+        })
+    }
+
+    /// Runs `f` with `synchronous = NORMAL` (commits without an fsync), then back to FULL.
+    fn unsynced<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .sql()?;
+        let out = f(&self.conn);
+        let back = self.conn.pragma_update(None, "synchronous", "FULL").sql();
+        let out = out?;
+        back?;
+        Ok(out)
     }
 }
 
