@@ -1127,7 +1127,10 @@ impl Inner {
         }
         let mut draws = 0;
         loop {
-            match self.store().insert_pending_container(&container, &op.token) {
+            // Bound first: a guard in the match would live through the arms, and drawing
+            // a name locks the store again (a deadlock when two processes drew one name).
+            let inserted = self.store().insert_pending_container(&container, &op.token);
+            match inserted {
                 Err(CoreError::AlreadyExists { .. }) if generated_name && draws < 10 => {
                     draws += 1;
                     container.name = self.generate_name()?;
@@ -1291,6 +1294,34 @@ mod tests {
         let run = StartOverrides::new().user("root").apply(c);
         assert_eq!(run.config.user, "root");
         assert_eq!(run.config.cmd, ["/bin/sleep", "60"]);
+    }
+
+    #[tokio::test]
+    async fn a_drawn_name_taken_meanwhile_is_drawn_again() {
+        let t = crate::testkit::TestEngine::new().await;
+        let first = t
+            .engine
+            .create_container(CreateContainer::new("base").name("taken"))
+            .await
+            .unwrap();
+        // A second container that drew the same name (another process took it first).
+        let mut c = first.clone();
+        c.id = Id::generate().unwrap();
+        c.dataset = t.engine.inner.container_root.child(c.id.as_str()).unwrap();
+        let inner = std::sync::Arc::clone(&t.engine.inner);
+        let snapshot = first.snapshot.clone();
+        // On a thread of its own: a deadlock (the store's guard held while drawing) would
+        // never answer, and is left behind rather than waited for.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(inner.create_container(c, &snapshot, &[], true));
+        });
+        let made = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the creation answers")
+            .unwrap();
+        assert_ne!(made.name, "taken");
+        assert_eq!(t.engine.containers().await.unwrap().len(), 2);
     }
 
     #[test]
