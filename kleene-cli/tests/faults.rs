@@ -378,8 +378,21 @@ fn kill_once(
     while klee.elapsed() < delay && !klee.exited() {
         std::thread::sleep(Duration::from_millis(1));
     }
+    // A `run --rm` container runs on after its klee is killed, until its command ends and
+    // its monitor removes it. That end is waited for (below), so that the repair and the
+    // check see it done rather than a removal under way between their readings.
+    let mut runs_on = Vec::new();
     let landed = match target {
-        Target::Klee => klee.kill(),
+        Target::Klee => {
+            if op == Op::RunRm {
+                runs_on = clean::processes()
+                    .into_iter()
+                    .filter(|p| p.ppid == klee.pid())
+                    .map(|p| p.pid)
+                    .collect();
+            }
+            klee.kill()
+        }
         Target::Monitor => {
             // From the moment on, the first monitor there is: the container's recorded
             // one, or the one klee starts.
@@ -404,6 +417,10 @@ fn kill_once(
     let at = klee.elapsed();
     // After klee's kill this returns at once; after its monitor's, klee must still end.
     let out = klee.wait(BOUND);
+    let until = Instant::now() + BOUND;
+    while runs_on.iter().any(|&p| clean::alive(p)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let context = || {
         format!(
             "{what}: {} with {target:?} killed at {:.3} s of a typical {:.3} s\nthe killed operation: {out}",

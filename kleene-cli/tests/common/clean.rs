@@ -543,8 +543,9 @@ pub fn with_deadline<T: Send + 'static>(
 }
 
 /// Rows of the metadata that are not `ready` (an operation that did not finish), read
-/// from `<root mountpoint>/metadata.sqlite` without writing anything.
-fn unfinished_rows(metadata: PathBuf) -> Result<Vec<String>, String> {
+/// from `<root mountpoint>/metadata.sqlite` without writing anything; each with whether
+/// its operation still runs (a live process holds its lock in `ops`).
+fn unfinished_rows(metadata: PathBuf, ops: &Path) -> Result<Vec<(String, bool)>, String> {
     use rusqlite::{Connection, OpenFlags};
     let conn = Connection::open_with_flags(
         &metadata,
@@ -562,12 +563,17 @@ fn unfinished_rows(metadata: PathBuf) -> Result<Vec<String>, String> {
             .map_err(|e| format!("reading {table}: {e}"))?;
         let found = stmt
             .query_map([], |r| {
-                Ok(format!(
-                    "{table} row {} is {:?} (op {:?}, dataset {})",
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?
+                let op = r.get::<_, String>(2)?;
+                let running = op_running(ops, &op);
+                Ok((
+                    format!(
+                        "{table} row {} is {:?} (op {op:?}{}, dataset {})",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        if running { ", still running" } else { "" },
+                        r.get::<_, String>(3)?
+                    ),
+                    running,
                 ))
             })
             .and_then(|m| m.collect::<rusqlite::Result<Vec<_>>>())
@@ -575,6 +581,16 @@ fn unfinished_rows(metadata: PathBuf) -> Result<Vec<String>, String> {
         rows.extend(found);
     }
     Ok(rows)
+}
+
+/// Whether operation `op` runs: a process holds the lock of `<ops>/<op>.lock`.
+fn op_running(ops: &Path, op: &str) -> bool {
+    !op.is_empty()
+        && File::options()
+            .read(true)
+            .write(true)
+            .open(ops.join(format!("{op}.lock")))
+            .is_ok_and(|f| f.try_lock().is_err())
 }
 
 /// Lock files in `<root mountpoint>/ops` that no process holds: operations that ended
@@ -686,7 +702,8 @@ pub fn stray_processes(root: &str, mnt: &str, state: &State) -> Vec<String> {
 /// (b) no process holds anything below the root but running containers, and no container
 /// monitor runs but those of running containers; (c) nothing is mounted below the root
 /// but the datasets, each once, at its own mount point; (d) the metadata has no row that
-/// is not `ready`, and no operation's lock file is left; no container stays in state
+/// is not `ready` (one whose operation still runs gets a moment to finish), and no
+/// operation's lock file is left; no container stays in state
 /// Starting, and none is shown running whose monitor has ended. Returns klee's listings and
 /// the problems found (empty when clean).
 pub fn check(k: &Klee) -> (State, Vec<String>) {
@@ -776,20 +793,32 @@ pub fn check(k: &Klee) -> (State, Vec<String>) {
         stray = stray_processes(root, &mnt, &state);
     }
     problems.extend(stray);
-    // (d) metadata rows, and the operations' lock files
-    let metadata = Path::new(&mnt).join("metadata.sqlite");
-    let ops = Path::new(&mnt).join("ops");
-    match with_deadline(BOUND, move || {
-        let mut found = unfinished_rows(metadata)?;
-        found.extend(stale_locks(ops)?);
-        Ok::<_, String>(found)
-    }) {
-        None => problems.push(format!(
-            "HANG: reading {mnt}/metadata.sqlite and {mnt}/ops did not finish within {} s",
-            BOUND.as_secs()
-        )),
-        Some(Err(e)) => problems.push(e),
-        Some(Ok(found)) => problems.extend(found),
+    // (d) metadata rows, and the operations' lock files. A row of an operation that still
+    // runs is given a moment: a running container's monitor may have begun its removal
+    // (an `--rm` container that ended) after the listings above.
+    let deadline = Instant::now() + PROCESS_GRACE;
+    loop {
+        let metadata = Path::new(&mnt).join("metadata.sqlite");
+        let ops = Path::new(&mnt).join("ops");
+        match with_deadline(BOUND, move || {
+            let rows = unfinished_rows(metadata, &ops)?;
+            Ok::<_, String>((rows, stale_locks(ops)?))
+        }) {
+            None => problems.push(format!(
+                "HANG: reading {mnt}/metadata.sqlite and {mnt}/ops did not finish within {} s",
+                BOUND.as_secs()
+            )),
+            Some(Err(e)) => problems.push(e),
+            Some(Ok((rows, _))) if rows.iter().any(|r| r.1) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Some(Ok((rows, stale))) => {
+                problems.extend(rows.into_iter().map(|r| r.0));
+                problems.extend(stale);
+            }
+        }
+        break;
     }
     (state, problems)
 }
