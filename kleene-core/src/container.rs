@@ -685,6 +685,7 @@ impl Engine {
         let c = self.container(reference).await?;
         self.check_startable(&c).await?;
         self.mark_starting(c.id.clone()).await?;
+        crate::failpoint("start-after-marking");
         // The monitor says started, or why not, on its socket.
         // A monitor stuck below a wedged filesystem never answers: the watch ends the wait.
         let spawned = crate::watch::until(
@@ -735,13 +736,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Records container `id` as starting.
+    /// Records container `id` as starting, by this process.
     async fn mark_starting(&self, id: Id) -> Result<()> {
         self.blocking(move |inner| {
             inner.store().set_runtime(
                 &id,
                 &Runtime {
                     state: RunState::Starting,
+                    starter_pid: Some(std::process::id() as i32),
                     ..Runtime::default()
                 },
             )
@@ -1203,16 +1205,23 @@ impl Inner {
     pub(crate) fn refresh(&self, mut c: Container) -> Result<Container> {
         let rt = &c.runtime;
         let stale = match rt.state {
-            RunState::Running => !process_alive(rt.monitor_pid) && !process_alive(rt.pid),
-            RunState::Starting => rt.monitor_pid.is_some() && !process_alive(rt.monitor_pid),
-            _ => false,
+            RunState::Running => (!process_alive(rt.monitor_pid) && !process_alive(rt.pid))
+                .then_some("its monitor ended without recording an exit"),
+            // Before its monitor records itself, the start is its starter's.
+            RunState::Starting => match rt.monitor_pid {
+                Some(_) => (!process_alive(rt.monitor_pid))
+                    .then_some("its monitor ended without recording an exit"),
+                None => (rt.starter_pid.is_some() && !process_alive(rt.starter_pid))
+                    .then_some("the process starting it ended before its monitor ran"),
+            },
+            _ => None,
         };
-        if stale {
+        if let Some(why) = stale {
             let exited = Runtime {
                 state: RunState::Exited,
                 finished: Some(now()),
                 started: c.runtime.started,
-                error: Some("its monitor ended without recording an exit".into()),
+                error: Some(why.into()),
                 ..Runtime::default()
             };
             // Unless the monitor recorded the exit meanwhile: then its record stands.

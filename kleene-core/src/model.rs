@@ -596,6 +596,10 @@ pub struct Runtime {
     pub jid: Option<i32>,
     /// The monitor's pid, while it lives.
     pub monitor_pid: Option<i32>,
+    /// The pid of the process starting it, until its monitor records itself: a start
+    /// whose starter died before (killed between the two) is told from one under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starter_pid: Option<i32>,
     /// Unix time it last started.
     pub started: Option<i64>,
     /// Unix time it last ended.

@@ -670,18 +670,27 @@ async fn start(
     let group = kleene_jail::ResourceGroup::plan(crate::CGROUP_PARENT, &jail_name(&c.id))
         .map_err(|e| Failure::Start(e.to_string()))?;
     let resource_group = group.as_ref().map(|g| g.locator());
-    set_runtime(
-        &engine,
-        &c,
-        Runtime {
-            state: RunState::Starting,
-            monitor_pid,
-            resource_group: resource_group.clone(),
-            ..Runtime::default()
-        },
-    )
-    .await
-    .map_err(other)?;
+    crate::failpoint("monitor-before-starting");
+    // The start becomes this monitor's only while it is still its starter's: one whose
+    // starter died first was given up (recorded as ended by whoever saw it), and stays so.
+    let seen = c.runtime.clone();
+    let mine = Runtime {
+        state: RunState::Starting,
+        monitor_pid,
+        resource_group: resource_group.clone(),
+        ..Runtime::default()
+    };
+    let id = c.id.clone();
+    let taken = seen.state == RunState::Starting
+        && engine
+            .blocking(move |inner| inner.store().replace_runtime(&id, &seen, &mine))
+            .await
+            .map_err(other)?;
+    if !taken {
+        return Err(Failure::Start(
+            "the start was given up: the process starting the container ended first".into(),
+        ));
+    }
     crate::failpoint("monitor-after-starting");
     // Its network (links in a namespace of its own, held here until the jail runs in it)
     // and the firewall with its ports, before the jail starts.

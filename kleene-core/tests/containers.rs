@@ -445,6 +445,109 @@ async fn a_container_removed_while_it_starts_is_stopped_then_removed() {
 }
 
 #[tokio::test]
+async fn a_start_whose_starter_died_before_its_monitor_ran_is_given_up() {
+    let Some((s, engine)) = setup("starterdied").await else {
+        return;
+    };
+    engine
+        .create_container(create(&["/bin/sleep", "600"]).name("orphaned"))
+        .await
+        .unwrap();
+    // The starting process dies right after it has recorded the start, before its monitor.
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(
+            "KLEENE_TEST_CHILD",
+            format!("start:{}:orphaned", s.config.root),
+        )
+        .env("KLEENE_FAILPOINT", "start-after-marking")
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child was to die at its failpoint");
+    // Not starting for ever: ended, and saying why.
+    let rt = engine.container("orphaned").await.unwrap().runtime;
+    assert_eq!(rt.state, RunState::Exited, "{rt:?}");
+    assert_eq!(
+        rt.error.as_deref(),
+        Some("the process starting it ended before its monitor ran")
+    );
+    // It starts again as any ended container does.
+    engine
+        .start_container("orphaned", Attach::Detached)
+        .await
+        .unwrap();
+    let rt = engine.container("orphaned").await.unwrap().runtime;
+    assert_eq!(rt.state, RunState::Running, "{rt:?}");
+    assert_eq!(
+        rt.starter_pid, None,
+        "its monitor took the start over: {rt:?}"
+    );
+    engine.remove_container("orphaned", true).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_monitor_whose_starter_died_and_was_given_up_starts_nothing() {
+    let Some((s, engine)) = setup("starterdied2").await else {
+        return;
+    };
+    engine
+        .create_container(create(&["/bin/sleep", "600"]).name("late"))
+        .await
+        .unwrap();
+    // The monitor is held two seconds before it takes the start over; its starter is
+    // killed meanwhile, and this process gives the start up.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("KLEENE_TEST_CHILD", format!("start:{}:late", s.config.root))
+        .env("KLEENE_FAILPOINT_SLEEP", "monitor-before-starting")
+        .spawn()
+        .unwrap();
+    let monitor = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let monitors: Vec<i32> = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                        st.rsplit(')')
+                            .next()
+                            .and_then(|rest| rest.split_whitespace().nth(1))
+                            == Some(child.id().to_string().as_str())
+                    })
+                })
+                .collect();
+            if let Some(&m) = monitors.first() {
+                break m;
+            }
+            assert!(std::time::Instant::now() < deadline, "no monitor came");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rt = engine.container("late").await.unwrap().runtime;
+    assert_eq!(rt.state, RunState::Exited, "{rt:?}");
+    // The monitor wakes, finds the start given up, and ends without starting anything.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(format!("/proc/{monitor}/stat"))
+        .is_ok_and(|st| !st.contains(") Z"))
+    {
+        assert!(std::time::Instant::now() < deadline, "the monitor runs on");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rt = engine.container("late").await.unwrap().runtime;
+    assert_eq!(rt.state, RunState::Exited, "{rt:?}");
+    assert_eq!(
+        rt.error.as_deref(),
+        Some("the process starting it ended before its monitor ran")
+    );
+    assert_eq!((rt.pid, rt.monitor_pid), (None, None), "{rt:?}");
+    engine.remove_container("late", true).await.unwrap();
+}
+
+#[tokio::test]
 async fn volumes_and_host_paths() {
     let Some((s, engine)) = setup("mounts").await else {
         return;
