@@ -566,8 +566,11 @@ impl Inner {
     }
 
     /// Whether an operation died before it finished: a pending row of a dead operation, or
-    /// the lock file of one (looked at, not removed).
-    fn interrupted(&self) -> Result<bool> {
+    /// the lock file of one (looked at, not removed). A lock still being made (an
+    /// unrenamed `.new`) is no operation yet: nothing is written under its token before
+    /// the rename, so a dead one leaves nothing to repair (the sweep removes it), and a
+    /// live one about to lock it is not taken for dead.
+    pub(crate) fn interrupted(&self) -> Result<bool> {
         let dead = |token: &str| !op_held(&self.ops_dir, token);
         if self.store().pending()?.iter().any(|p| dead(&p.op)) {
             return Ok(true);
@@ -577,19 +580,9 @@ impl Inner {
         };
         Ok(entries.flatten().any(|e| {
             let name = e.file_name();
-            let name = name.to_string_lossy();
-            match name.strip_suffix(".lock") {
-                Some(token) => dead(token),
-                // a lock being made (renamed once locked): dead when nobody holds it
-                None => {
-                    name.ends_with(NEW_LOCK)
-                        && File::options()
-                            .read(true)
-                            .write(true)
-                            .open(e.path())
-                            .is_ok_and(|f| f.try_lock().is_ok())
-                }
-            }
+            name.to_string_lossy()
+                .strip_suffix(".lock")
+                .is_some_and(dead)
         }))
     }
 

@@ -417,6 +417,26 @@ async fn open_removes_the_lock_files_of_dead_operations_only() {
     drop(making);
 }
 
+#[tokio::test]
+async fn a_lock_still_being_made_is_no_interrupted_operation() {
+    let left = left_behind();
+    let Left { zfs, ops, _dir, .. } = left;
+    let (engine, _) = Engine::builder(config())
+        .zfs(zfs)
+        .jails(Arc::new(FakeJails::default()) as Arc<dyn Jails>)
+        .open_with(crate::Events::none())
+        .await
+        .unwrap();
+    assert!(!engine.inner.interrupted().unwrap());
+    // Made and not locked yet (its maker may be about to): nothing is written under its
+    // token before the rename, so the next open need not look for what it left.
+    std::fs::write(ops.join(".cafe00000005.new"), "").unwrap();
+    assert!(!engine.inner.interrupted().unwrap());
+    // A dead operation's lock is one.
+    std::fs::write(ops.join("dead00000006.lock"), "").unwrap();
+    assert!(engine.inner.interrupted().unwrap());
+}
+
 #[test]
 fn operation_locks_survive_a_sweeper_racing_their_making() {
     let dir = tempfile::tempdir().unwrap();
