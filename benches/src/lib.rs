@@ -50,6 +50,31 @@ pub fn run_ok(cmd: &mut Command) -> Result<String, RunError> {
 }
 
 /// Times one run of a command.
+/// Waits (at most ten seconds) until no container monitor runs: a `klee run --rm` returns
+/// once its container is out of every listing, and its monitor destroys the dataset (and
+/// tears a network down) after. Called before a timed run, so that the work the previous
+/// one left to its monitor is counted in neither.
+pub fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && monitors_run() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a process runs whose second argument is `kleene-monitor`.
+fn monitors_run() -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            c.split(|&b| b == 0)
+                .nth(1)
+                .is_some_and(|a| a == b"kleene-monitor")
+        })
+    })
+}
+
 pub fn timed(cmd: &mut Command) -> Result<Duration, RunError> {
     let t = Instant::now();
     run_ok(cmd)?;

@@ -34,7 +34,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kleene_benches::{chart, median, run_ok, timed};
+use kleene_benches::{chart, median, run_ok, settle, timed};
 use kleene_core::kleene_zfs::{DatasetName, Properties, Zfs};
 
 const WHAT: [&str; 6] = ["base-image", "run", "run-net", "build", "rebuild", "parse"];
@@ -374,6 +374,7 @@ fn main() -> Result<()> {
     if wants("run") {
         let (mut ours, mut peer) = (Vec::new(), Vec::new());
         for i in 0..runs {
+            settle();
             ours.push(timed(&mut bench.klee(["run", "--rm", BASE, "/bin/true"]))?);
             peer.push(timed(&mut podman([
                 "run",
@@ -408,6 +409,7 @@ fn main() -> Result<()> {
         let (mut ours, mut plain, mut peer, mut peer_plain) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..runs {
+            settle();
             ours.push(timed(&mut bench.klee([
                 "run",
                 "--rm",
@@ -416,6 +418,7 @@ fn main() -> Result<()> {
                 BASE,
                 "/bin/true",
             ]))?);
+            settle();
             plain.push(timed(&mut bench.klee(["run", "--rm", BASE, "/bin/true"]))?);
             peer.push(timed(&mut podman([
                 "run",
