@@ -344,6 +344,17 @@ fn klee_alone_runs_containers_it_is_its_own_monitor() {
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("it is not a command"), "{stderr}");
+    // Its stderr a pipe nobody reads any more (an attached klee that was killed): it
+    // says nothing and ends as it would, no panic (101).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = std::process::Command::new(&klee)
+        .arg("kleene-monitor")
+        .stdin(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
 }
 
 #[test]

@@ -475,7 +475,7 @@ fn monitor_process() -> i32 {
     let socket = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => UnixStream::from(fd),
         Err(e) => {
-            eprintln!("kleene-monitor: no standard input: {e}");
+            say(format_args!("kleene-monitor: no standard input: {e}\n"));
             return 2;
         }
     };
@@ -486,9 +486,9 @@ fn monitor_process() -> i32 {
     let (line, stdin) = match receive_request(&socket) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!(
-                "kleene-monitor: {e}: this process runs a container for the engine, which starts it with a socket as standard input; it is not a command"
-            );
+            say(format_args!(
+                "kleene-monitor: {e}: this process runs a container for the engine, which starts it with a socket as standard input; it is not a command\n"
+            ));
             return 2;
         }
     };
@@ -590,10 +590,10 @@ fn catch_terminal_signals() -> Vec<tokio::signal::unix::Signal> {
     .filter_map(|kind| match signal(kind) {
         Ok(s) => Some(s),
         Err(e) => {
-            eprintln!(
-                "kleene-monitor: cannot catch signal {}: {e}",
+            say(format_args!(
+                "kleene-monitor: cannot catch signal {}: {e}\n",
                 kind.as_raw_value()
-            );
+            ));
             None
         }
     })
@@ -637,7 +637,7 @@ async fn run(req: Request, stdin: Option<OwnedFd>, socket: UnixStream) -> i32 {
     {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("kleene-monitor: {e}");
+            say(format_args!("kleene-monitor: {e}\n"));
             1
         }
     }
@@ -863,7 +863,7 @@ async fn finish_ended(
         match marked {
             Ok(op) => op,
             Err(e) => {
-                eprintln!("kleene-monitor: container {}: {e}", c.name);
+                say(format_args!("kleene-monitor: container {}: {e}\n", c.name));
                 None
             }
         }
@@ -901,16 +901,26 @@ async fn finish_ended(
             })
             .await;
         if let Err(e) = removed {
-            eprintln!("kleene-monitor: removing container {}: {e}", c.name);
+            say(format_args!(
+                "kleene-monitor: removing container {}: {e}\n",
+                c.name
+            ));
         }
     }
     // Its published ports and rules go with it.
     if c.config.network != crate::model::Driver::Host {
         if let Err(e) = engine.apply_firewall().await {
-            eprintln!("kleene-monitor: container {}: {e}", c.name);
+            say(format_args!("kleene-monitor: container {}: {e}\n", c.name));
         }
     }
     teardown.map_err(|e| CoreError::jail(format!("tearing down container {}", c.name), e))
+}
+
+/// Writes to the monitor's stderr (an attached caller's pipe): a caller that went away is
+/// no reason to fail, where `eprintln!` would panic on the closed pipe.
+fn say(what: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_fmt(what);
 }
 
 /// Points this process' stdout and stderr at /dev/null: the caller's pipes (or terminal)
