@@ -184,9 +184,7 @@ async fn a_detached_container_outlives_its_starter() {
         .await
         .unwrap();
     // A separate process starts it and exits.
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("KLEENE_TEST_CHILD", format!("start:{}:bg", s.config.root))
+    let status = child_process("start", &s.config.root, "bg")
         .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
@@ -287,12 +285,7 @@ async fn ctrl_c_on_the_terminal_leaves_the_exit_recorded() {
     // Another process starts it with its own streams (as `klee run -it` does), in a
     // process group of its own here, which stands for the terminal's foreground group:
     // the monitor is in it too.
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(
-            "KLEENE_TEST_CHILD",
-            format!("inherit:{}:tty", s.config.root),
-        )
+    let mut child = child_process("inherit", &s.config.root, "tty")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .process_group(0)
@@ -397,6 +390,15 @@ async fn child_entry() {
     }
 }
 
+/// This test binary run again as [`child_entry`], to do `action` on root `root` (with
+/// `name`, when the action takes one) in a process of its own.
+fn child_process(action: &str, root: &DatasetName, name: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("KLEENE_TEST_CHILD", format!("{action}:{root}:{name}"));
+    cmd
+}
+
 #[tokio::test]
 async fn a_container_removed_while_it_starts_is_stopped_then_removed() {
     let Some((s, engine)) = setup("rmstarting").await else {
@@ -408,9 +410,7 @@ async fn a_container_removed_while_it_starts_is_stopped_then_removed() {
         .unwrap();
     // A child process starts it, its monitor held two seconds once it has recorded the
     // start (the failpoint reaches only that monitor).
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("KLEENE_TEST_CHILD", format!("start:{}:slow", s.config.root))
+    let mut child = child_process("start", &s.config.root, "slow")
         .env("KLEENE_FAILPOINT_SLEEP", "monitor-after-starting")
         .spawn()
         .unwrap();
@@ -454,12 +454,7 @@ async fn a_start_whose_starter_died_before_its_monitor_ran_is_given_up() {
         .await
         .unwrap();
     // The starting process dies right after it has recorded the start, before its monitor.
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(
-            "KLEENE_TEST_CHILD",
-            format!("start:{}:orphaned", s.config.root),
-        )
+    let status = child_process("start", &s.config.root, "orphaned")
         .env("KLEENE_FAILPOINT", "start-after-marking")
         .status()
         .unwrap();
@@ -496,9 +491,7 @@ async fn a_monitor_whose_starter_died_and_was_given_up_starts_nothing() {
         .unwrap();
     // The monitor is held two seconds before it takes the start over; its starter is
     // killed meanwhile, and this process gives the start up.
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("KLEENE_TEST_CHILD", format!("start:{}:late", s.config.root))
+    let mut child = child_process("start", &s.config.root, "late")
         .env("KLEENE_FAILPOINT_SLEEP", "monitor-before-starting")
         .spawn()
         .unwrap();
@@ -790,9 +783,7 @@ async fn crashes_at_every_point_are_repaired_by_open() {
         ("container-after-row", "container"),
         ("container-after-clone", "container"),
     ] {
-        let status = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-            .env("KLEENE_TEST_CHILD", format!("{action}:{}:", s.config.root))
+        let status = child_process(action, &s.config.root, "")
             .env("KLEENE_FAILPOINT", point)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -834,10 +825,8 @@ async fn two_processes_at_once() {
         return;
     };
     let spawn = |action: &str, env: Option<(&str, &str)>| {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-            .env("KLEENE_TEST_CHILD", format!("{action}:{}:", s.config.root))
-            .stdout(std::process::Stdio::null());
+        let mut cmd = child_process(action, &s.config.root, "");
+        cmd.stdout(std::process::Stdio::null());
         if let Some((k, v)) = env {
             cmd.env(k, v);
         }
@@ -923,12 +912,7 @@ async fn a_removed_run_is_gone_at_once_and_a_killed_removal_is_finished_by_open(
         .await
         .unwrap();
     drop(engine);
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(
-            "KLEENE_TEST_CHILD",
-            format!("run-rm:{}:killed", s.config.root),
-        )
+    let status = child_process("run-rm", &s.config.root, "killed")
         .env("KLEENE_FAILPOINT", "monitor-after-removal-report")
         .status()
         .unwrap();
