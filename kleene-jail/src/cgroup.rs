@@ -194,6 +194,11 @@ impl Cgroup {
         }
     }
 
+    /// The hierarchy it is in.
+    pub fn hierarchy(&self) -> &Hierarchy {
+        &self.hierarchy
+    }
+
     /// Whether it is a cgroup v2 group.
     pub fn is_v2(&self) -> bool {
         matches!(self.hierarchy, Hierarchy::V2(_))
@@ -588,18 +593,7 @@ pub(crate) fn procs_files_of(pid: i32) -> Vec<PathBuf> {
 /// from `ours`, in hierarchy `h`.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn groups_to_join(h: &Hierarchy, theirs: &str, ours: &str) -> Vec<PathBuf> {
-    // "ID:controllers:path" lines; v2's has no controllers.
-    let path_of = |text: &str, controller: Option<&str>| -> Option<String> {
-        text.lines().find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, ctls, path) = (parts.next()?, parts.next()?, parts.next()?);
-            let hit = match controller {
-                None => ctls.is_empty(),
-                Some(c) => ctls.split(',').any(|x| x == c),
-            };
-            hit.then(|| path.to_string())
-        })
-    };
+    let path_of = group_path;
     let mut out: Vec<PathBuf> = Vec::new();
     let mut add = |mount: &Path, controller: Option<&str>| {
         let (Some(t), o) = (path_of(theirs, controller), path_of(ours, controller)) else {
@@ -622,6 +616,66 @@ fn groups_to_join(h: &Hierarchy, theirs: &str, ours: &str) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The group path a `/proc/PID/cgroup` text gives for `controller` (v1), or for the
+/// unified hierarchy (`None`): its lines are "ID:controllers:path", v2's without
+/// controllers.
+fn group_path(text: &str, controller: Option<&str>) -> Option<String> {
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = match controller {
+            None => ctls.is_empty(),
+            Some(c) => ctls.split(',').any(|x| x == c),
+        };
+        hit.then(|| path.to_string())
+    })
+}
+
+/// The `cgroup.procs` file of the group `ours` (a `/proc/self/cgroup`) names in the first
+/// hierarchy of `h`: where this process writes itself back into its own group.
+fn own_procs_file(h: &Hierarchy, ours: &str) -> Option<PathBuf> {
+    let (mount, controller) = match h {
+        Hierarchy::V2(root) => (root, None),
+        Hierarchy::V1(mounts) => {
+            let (c, m) = mounts.first()?;
+            (m, Some(c.name()))
+        }
+    };
+    let path = group_path(ours, controller)?;
+    if path.contains("..") {
+        return None;
+    }
+    Some(
+        mount
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs"),
+    )
+}
+
+/// Starts, on a thread of its own, the wait that the kernel makes the first move of a
+/// process between cgroups after a quiet spell do, so that a jail joining its groups
+/// within the next few milliseconds does not wait for one of its own.
+///
+/// Every move takes the kernel's `cgroup_threadgroup_rwsem` for writing, and the first
+/// writer after a quiet spell waits for an RCU grace period (8–20 ms on a 2-CPU VM;
+/// the writers that follow within about a grace period do not). The thread writes this
+/// process back into its own group of one hierarchy, which moves nothing but takes the
+/// lock. Best effort: a failure only means the join waits as it would have.
+pub(crate) fn warm_joins(h: &Hierarchy) -> Option<std::thread::JoinHandle<io::Result<()>>> {
+    let ours = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let file = own_procs_file(h, &ours)?;
+    std::thread::Builder::new()
+        .name("kleene-cgroup".into())
+        .spawn(move || {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)?
+                .write_all(b"0")
+        })
+        .ok()
 }
 
 /// cgroup v1's hierarchies as a jail's `/sys/fs/cgroup` shows them (runc's emulation of a
@@ -958,6 +1012,28 @@ mod tests {
             vec![PathBuf::from("/cg/kleene/b/cgroup.procs")]
         );
         assert!(groups_to_join(&v2, "0::/\n", "0::/\n").is_empty());
+    }
+
+    #[test]
+    fn warming_writes_this_process_back_into_its_own_group() {
+        let h = Hierarchy::V1(vec![
+            (Controller::Pids, "/cg/pids".into()),
+            (Controller::Memory, "/cg/memory".into()),
+        ]);
+        let ours = "4:memory:/session\n8:pids:/user.slice/x\n";
+        assert_eq!(
+            own_procs_file(&h, ours),
+            Some(PathBuf::from("/cg/pids/user.slice/x/cgroup.procs"))
+        );
+        let v2 = Hierarchy::V2("/cg".into());
+        assert_eq!(
+            own_procs_file(&v2, "0::/\n"),
+            Some(PathBuf::from("/cg/cgroup.procs"))
+        );
+        // No line for the hierarchy, or a path leaving it: nothing is written.
+        assert_eq!(own_procs_file(&v2, "4:memory:/a\n"), None);
+        assert_eq!(own_procs_file(&h, "8:pids:/../x\n"), None);
+        assert_eq!(own_procs_file(&Hierarchy::V1(Vec::new()), ours), None);
     }
 
     #[test]

@@ -75,6 +75,25 @@ fn sh(t: &TestRoot, script: &str) -> JailConfig {
         .stderr(Stdio::Piped)
 }
 
+/// Warming the joins writes this process back into the group it is in: the write goes
+/// through, and the process stays where it was.
+#[test]
+fn warming_the_joins_moves_nothing() {
+    if !can_run() {
+        return;
+    }
+    let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let thread = group().warm_joins().expect("a thread on a cgroup host");
+    thread
+        .join()
+        .unwrap()
+        .expect("this process written into its own group");
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/cgroup").unwrap(),
+        before
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn over_its_memory_limit_a_jail_is_oom_killed_and_the_kill_counted() {
     if !can_run() {
