@@ -683,6 +683,13 @@ impl Engine {
         overrides: StartOverrides,
     ) -> Result<Started> {
         let c = self.container(reference).await?;
+        // The monitor's jail joins its cgroups some 15 ms from now: the kernel's wait for
+        // that (see `ResourceGroup::warm_joins`) starts here, beside the start's records.
+        if let Ok(Some(g)) =
+            kleene_jail::ResourceGroup::plan(crate::CGROUP_PARENT, &jail_name(&c.id))
+        {
+            let _ = g.warm_joins();
+        }
         self.check_startable(&c).await?;
         self.mark_starting(c.id.clone()).await?;
         crate::failpoint("start-after-marking");

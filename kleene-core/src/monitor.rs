@@ -656,6 +656,15 @@ async fn start(
     stdin: Option<OwnedFd>,
 ) -> std::result::Result<(Engine, Container, Jail, i64), Failure> {
     let other = |e: CoreError| Failure::Monitor(e.to_string());
+    // Its resource group is named in the record before it is made: a kill from here on
+    // leaves a group the repair finds. Planned first: joining it waits for the kernel
+    // (see `warm_joins`), and that wait runs while the engine opens.
+    let id = crate::id::Id::parse(&req.container).map_err(other)?;
+    let group = kleene_jail::ResourceGroup::plan(crate::CGROUP_PARENT, &jail_name(&id))
+        .map_err(|e| Failure::Start(e.to_string()))?;
+    if let Some(g) = &group {
+        let _ = g.warm_joins();
+    }
     let engine = Engine::builder(req.config.clone())
         .without_repair()
         .open()
@@ -665,10 +674,6 @@ async fn start(
         .overrides
         .apply(engine.container(&req.container).await.map_err(other)?);
     let monitor_pid = Some(std::process::id() as i32);
-    // Its resource group is named in the record before it is made: a kill from here on
-    // leaves a group the repair finds.
-    let group = kleene_jail::ResourceGroup::plan(crate::CGROUP_PARENT, &jail_name(&c.id))
-        .map_err(|e| Failure::Start(e.to_string()))?;
     let resource_group = group.as_ref().map(|g| g.locator());
     crate::failpoint("monitor-before-starting");
     // The start becomes this monitor's only while it is still its starter's: one whose
