@@ -300,12 +300,21 @@ async fn the_cache_reruns_exactly_the_steps_after_a_change() {
     let ctx = t.context("c0", &cache_df(one, "1", two), &[("a.txt", "a\n")]);
     let (out, _) = t.build_ok(&ctx, "c").await;
     assert_eq!((out.runs, out.cached), (3, 0));
+    let first = out.image.id.clone();
 
     // Unchanged (another directory, the same contents): nothing runs.
     t.jails.clear();
     let ctx = t.context("c1", &cache_df(one, "1", two), &[("a.txt", "a\n")]);
     let (out, log) = t.build_ok(&ctx, "c").await;
     assert_eq!((out.runs, out.cached), (0, 4));
+    // Its parent is the first image's last step, and the first image cannot go.
+    let last = out.snapshot.clone().expect("the last cached step");
+    assert!(last.starts_with(&format!("{first}@")), "{last}");
+    assert_eq!(out.image.parent.as_ref().map(|p| p.to_string()), Some(last));
+    assert!(matches!(
+        t.engine.remove_image(first.as_str()).await,
+        Err(CoreError::InUse { .. })
+    ));
     assert!(t.jails.runs().is_empty());
     assert_eq!(log.count(|e| matches!(e, Event::StepCached { .. })), 4);
     assert_eq!(log.count(|e| matches!(e, Event::SnapshotCreated { .. })), 0);
