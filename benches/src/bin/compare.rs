@@ -211,6 +211,20 @@ fn parse_times(runs: usize) -> Result<(Duration, Duration)> {
 }
 
 /// A time as the table shows it: milliseconds, or microseconds below one.
+/// A ratio with three significant digits at most (0.0308, not 0.03: a row at its target's
+/// line must not read as met when it is not).
+fn figure(x: f64) -> String {
+    let digits = if x >= 1.0 {
+        2
+    } else if x >= 0.1 {
+        3
+    } else {
+        4
+    };
+    let s = format!("{x:.digits$}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn shown(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms < 1.0 {
@@ -603,15 +617,30 @@ fn report(a: &Args, zfs: &Zfs, tarball: &Path, rows: &[Row]) -> Result<String> {
     for r in rows {
         writeln!(
             s,
-            "| {} | {} | {} | {} | {:.2} | ≤ {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | ≤ {} | {} |",
             r.what,
             shown(r.ours),
             r.peer_name,
             shown(r.peer),
-            r.ratio(),
-            r.target,
+            figure(r.ratio()),
+            figure(r.target),
             if r.ratio() <= r.target { "yes" } else { "no" }
         )?;
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::figure;
+
+    #[test]
+    fn ratios_keep_the_digits_that_tell_them_from_their_target() {
+        assert_eq!(figure(0.0308), "0.0308");
+        assert_eq!(figure(0.03), "0.03");
+        assert_eq!(figure(0.347), "0.347");
+        assert_eq!(figure(0.2), "0.2");
+        assert_eq!(figure(1.904), "1.9");
+        assert_eq!(figure(2.0), "2");
+    }
 }
