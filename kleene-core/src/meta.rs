@@ -297,9 +297,6 @@ fn image_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
     ))
 }
 
-/// How many pages the write-ahead log holds before a writer checkpoints it.
-const WAL_CHECKPOINT_PAGES: i64 = 64;
-
 const IMAGE_COLUMNS: &str = "id, name, tag, created, parent, dataset, config";
 
 fn to_image((id, name, tag, created, parent, dataset, config): ImageRow) -> Result<Image> {
@@ -325,18 +322,6 @@ impl Store {
         let mut conn = Connection::open(path).sql()?;
         conn.busy_timeout(Duration::from_secs(30)).sql()?;
         conn.pragma_update(None, "journal_mode", "WAL").sql()?;
-        // Every klee command and monitor is a process of its own, and the last connection
-        // to close would checkpoint the whole log into the database, then remove the log
-        // for the next process to make again (2-3 ms of writes and fsyncs on zfs-fuse, at
-        // each exit). The log stays instead; writers checkpoint it every 64 pages, so the
-        // next process's first open reads at most about 256 KiB of it.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )
-        .sql()?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
-            .sql()?;
         conn.pragma_update(None, "synchronous", "FULL").sql()?;
         conn.pragma_update(None, "foreign_keys", "ON").sql()?;
         let tx = conn
@@ -1316,30 +1301,6 @@ mod tests {
         drop(s);
         let err = Store::open(&path).unwrap_err();
         assert!(err.to_string().contains("newer than this kleene"), "{err}");
-    }
-
-    #[test]
-    fn the_log_outlives_its_connections_and_stays_small() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.sqlite");
-        let wal = dir.path().join("m.sqlite-wal");
-        let ds = |n: usize| DatasetName::new(format!("pool/kleene/volumes/v{n}")).unwrap();
-        let s = Store::open(&path).unwrap();
-        s.insert_pending_volume("v0", &ds(0), "op").unwrap();
-        drop(s);
-        // Closed without a checkpoint: the row is in the log, which the next open reads.
-        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.pending().unwrap().len(), 1);
-        // Writers checkpoint it as it grows: thousands of rows leave it a few hundred KiB.
-        for n in 1..3000 {
-            s.insert_pending_volume(&format!("v{n}"), &ds(n), "op")
-                .unwrap();
-        }
-        drop(s);
-        let size = std::fs::metadata(&wal).unwrap().len();
-        assert!(size < 1 << 20, "the log holds {size} bytes");
-        assert_eq!(Store::open(&path).unwrap().pending().unwrap().len(), 3000);
     }
 
     #[test]
