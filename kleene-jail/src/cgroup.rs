@@ -593,13 +593,12 @@ pub(crate) fn procs_files_of(pid: i32) -> Vec<PathBuf> {
 /// from `ours`, in hierarchy `h`.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn groups_to_join(h: &Hierarchy, theirs: &str, ours: &str) -> Vec<PathBuf> {
-    let path_of = group_path;
     let mut out: Vec<PathBuf> = Vec::new();
     let mut add = |mount: &Path, controller: Option<&str>| {
-        let (Some(t), o) = (path_of(theirs, controller), path_of(ours, controller)) else {
+        let (Some(t), o) = (group_path(theirs, controller), group_path(ours, controller)) else {
             return;
         };
-        if Some(&t) == o.as_ref() || t.contains("..") {
+        if Some(&t) == o.as_ref() {
             return;
         }
         let file = mount.join(t.trim_start_matches('/')).join("cgroup.procs");
@@ -620,17 +619,19 @@ fn groups_to_join(h: &Hierarchy, theirs: &str, ours: &str) -> Vec<PathBuf> {
 
 /// The group path a `/proc/PID/cgroup` text gives for `controller` (v1), or for the
 /// unified hierarchy (`None`): its lines are "ID:controllers:path", v2's without
-/// controllers.
+/// controllers. A path with `..` (which would leave the hierarchy) is none.
 fn group_path(text: &str, controller: Option<&str>) -> Option<String> {
-    text.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, ctls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = match controller {
-            None => ctls.is_empty(),
-            Some(c) => ctls.split(',').any(|x| x == c),
-        };
-        hit.then(|| path.to_string())
-    })
+    text.lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let hit = match controller {
+                None => ctls.is_empty(),
+                Some(c) => ctls.split(',').any(|x| x == c),
+            };
+            hit.then(|| path.to_string())
+        })
+        .filter(|p| !p.contains(".."))
 }
 
 /// The `cgroup.procs` file of the group `ours` (a `/proc/self/cgroup`) names in the first
@@ -644,9 +645,6 @@ fn own_procs_file(h: &Hierarchy, ours: &str) -> Option<PathBuf> {
         }
     };
     let path = group_path(ours, controller)?;
-    if path.contains("..") {
-        return None;
-    }
     Some(
         mount
             .join(path.trim_start_matches('/'))
